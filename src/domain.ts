@@ -1,0 +1,109 @@
+/**
+ * Domain records shared by policy, service and store. Times are seconds since the epoch (integers);
+ * keys and MACs are raw bytes. Nothing here does I/O.
+ */
+
+/** Client type of PROTOCOL.md §2 key 5. */
+export type ClientType = 0 | 1 | 2;
+/** Token role claim for a client type (`undefined` for devices: the claim is absent). */
+export const ROLE_OF_TYPE: Readonly<Record<ClientType, string | undefined>> = { 0: undefined, 1: 'service', 2: 'consumer' };
+
+/** An allowlist entry uploaded out of band. At least one of pk, mac, secret is present. */
+export interface AllowEntry {
+  id: string;
+  pk?: Uint8Array;
+  mac?: Uint8Array;
+  /** The printed out-of-band secret (UTF-8). Never logged. */
+  secret?: string;
+  type: ClientType;
+  /** Entry expiry (epoch s); absent = never. */
+  expires?: number;
+  createdAt: number;
+  /** Set when the entry was consumed by its first successful provisioning. */
+  consumedAt?: number;
+}
+
+/** How a device came to be provisioned. */
+export type ProvisionedVia = 'allowlist' | 'admin' | 'reprovision';
+
+/** A provisioned device. */
+export interface DeviceRecord {
+  id: string;
+  pk: Uint8Array;
+  mac?: Uint8Array;
+  type: ClientType;
+  via: ProvisionedVia;
+  provisionedAt: number;
+  lastSeen: number;
+  /** Source address of the last request (`addr:port`). */
+  source?: string;
+  /** The last token issued: its cti (hex) and expiry. */
+  lastCti?: string;
+  tokenExp?: number;
+}
+
+/** Admin state of a request from an unknown ID. */
+export type PendingStatus = 'pending' | 'approved' | 'rejected';
+
+/** A request from an unknown device ID, waiting for (or decided by) an admin. */
+export interface PendingRecord {
+  id: string;
+  /** The key shown to the admin: the key of the last authenticated request. */
+  pk: Uint8Array;
+  mac?: Uint8Array;
+  type: ClientType;
+  source: string;
+  firstSeen: number;
+  lastSeen: number;
+  /** Authenticated requests seen (drives the retry backoff). */
+  count: number;
+  status: PendingStatus;
+  /** For 'approved' / 'rejected': when and by whom. */
+  decidedAt?: number;
+  decidedBy?: string;
+}
+
+/** A revocation: the device's tokens stop refreshing, its requests get 4.03 `revoked`. */
+export interface Revocation {
+  id: string;
+  at: number;
+  by: string;
+  reason?: string;
+}
+
+/** An Ed25519 token-signing key. */
+export interface TokenKeyRecord {
+  /** 8-byte kid as hex. */
+  kid: string;
+  /** Raw 32-byte public key. */
+  publicKey: Uint8Array;
+  /** PKCS#8 DER private key. Never logged. */
+  privateKey: Uint8Array;
+  createdAt: number;
+  /** When a newer key took over signing; absent for the current key. */
+  retiredAt?: number;
+}
+
+/** An event of the append-only log: every decision and admin action. */
+export interface EventRecord {
+  /** Assigned by the store (monotonic). */
+  seq?: number;
+  at: number;
+  /** e.g. 'provision.approved', 'provision.pending', 'admin.approve', 'refresh.issued'. */
+  kind: string;
+  deviceId?: string;
+  /** Who: 'device', 'admin:<name>', 'system'. */
+  actor: string;
+  /** Source address when the event came from the network. */
+  source?: string;
+  /** Small JSON-safe detail (no secrets). */
+  detail?: Record<string, unknown>;
+}
+
+/** Everything the policy needs to know about one device ID. */
+export interface SubjectRecords {
+  allow?: AllowEntry;
+  device?: DeviceRecord;
+  pending?: PendingRecord;
+  revocation?: Revocation;
+}

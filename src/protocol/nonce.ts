@@ -1,0 +1,47 @@
+/**
+ * Stateless freshness nonces (PROTOCOL.md §3).
+ *
+ * Layout (24 bytes): `expiry (uint32 BE, epoch s) ‖ random (8) ‖ MAC (12)` where
+ * MAC = first 12 bytes of HMAC-SHA256(secret, "idprov-nonce-v1" ‖ expiry ‖ random ‖ id).
+ * Any server instance holding the same secret verifies it without per-request state; binding the id
+ * makes a nonce issued to one device useless to another. The used-once set lives in the service.
+ */
+import { createHmac, timingSafeEqual } from 'node:crypto';
+
+export const NONCE_BYTES = 24;
+const MAC_BYTES = 12;
+const LABEL = Buffer.from('idprov-nonce-v1', 'ascii');
+
+/** Why a nonce was refused. */
+export type NonceFault = 'missing' | 'malformed' | 'foreign' | 'expired';
+
+function mac(secret: Uint8Array, head: Uint8Array, id: string): Buffer {
+  return createHmac('sha256', secret).update(LABEL).update(head).update(id, 'utf8').digest().subarray(0, MAC_BYTES);
+}
+
+/**
+ * Make a nonce for `id` valid until `expiry` (epoch s).
+ * @param random 8 fresh random bytes (passed in so that this stays pure and testable).
+ */
+export function makeNonce(secret: Uint8Array, id: string, expiry: number, random: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(NONCE_BYTES);
+  out.writeUInt32BE(expiry >>> 0, 0);
+  out.set(random.subarray(0, 8), 4);
+  out.set(mac(secret, out.subarray(0, 12), id), 12);
+  return out;
+}
+
+/** Check a nonce's MAC (constant time) and expiry. Returns undefined when valid, else the fault. */
+export function checkNonce(secret: Uint8Array, id: string, nonce: Uint8Array | undefined, now: number): NonceFault | undefined {
+  if (!nonce) return 'missing';
+  if (nonce.length !== NONCE_BYTES) return 'malformed';
+  const expected = mac(secret, nonce.subarray(0, 12), id);
+  if (!timingSafeEqual(expected, nonce.subarray(12))) return 'foreign';
+  if (Buffer.from(nonce.buffer, nonce.byteOffset, 4).readUInt32BE(0) < now) return 'expired';
+  return undefined;
+}
+
+/** The expiry encoded in a (valid) nonce. */
+export function nonceExpiry(nonce: Uint8Array): number {
+  return Buffer.from(nonce.buffer, nonce.byteOffset, 4).readUInt32BE(0);
+}

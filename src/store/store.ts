@@ -1,0 +1,72 @@
+/**
+ * The Store seam (DESIGN.md `store`): what the service needs from persistence, nothing more.
+ * Writes are expressed as {@link Mutation} values and applied atomically by {@link Store.apply}:
+ * when the returned promise resolves, the mutations are committed (durable) — the service sends a
+ * token only after that. Implementations may group several concurrent `apply` calls into one
+ * transaction (group commit) as long as each call's promise resolves only after its commit.
+ */
+import type {
+  AllowEntry,
+  DeviceRecord,
+  EventRecord,
+  PendingRecord,
+  Revocation,
+  SubjectRecords,
+  TokenKeyRecord,
+} from '../domain.ts';
+
+/** One atomic change. */
+export type Mutation =
+  | { kind: 'allow.upsert'; entry: AllowEntry }
+  | { kind: 'allow.delete'; id: string }
+  | { kind: 'allow.consume'; id: string; at: number }
+  | { kind: 'device.upsert'; device: DeviceRecord }
+  | { kind: 'device.delete'; id: string }
+  | { kind: 'pending.upsert'; pending: PendingRecord }
+  | { kind: 'pending.delete'; id: string }
+  | { kind: 'revocation.put'; revocation: Revocation }
+  | { kind: 'revocation.delete'; id: string }
+  | { kind: 'key.put'; key: TokenKeyRecord }
+  | { kind: 'setting.put'; name: string; value: string }
+  | { kind: 'event'; event: EventRecord };
+
+/** Page of a list, ordered by id; pass `next` as `after` for the following page. */
+export interface Page<T> {
+  items: T[];
+  next?: string;
+}
+
+export interface ListOptions {
+  /** Return items with id > after. */
+  after?: string;
+  /** At most this many (default 100, max 1000). */
+  limit?: number;
+}
+
+export interface Store {
+  /** All records about one device ID, read consistently. */
+  loadSubject(id: string): Promise<SubjectRecords>;
+  /** Apply mutations in one transaction; resolves once committed. */
+  apply(mutations: readonly Mutation[]): Promise<void>;
+
+  getAllow(id: string): Promise<AllowEntry | undefined>;
+  getDevice(id: string): Promise<DeviceRecord | undefined>;
+  getPending(id: string): Promise<PendingRecord | undefined>;
+  getRevocation(id: string): Promise<Revocation | undefined>;
+
+  listAllow(opts?: ListOptions): Promise<Page<AllowEntry>>;
+  listDevices(opts?: ListOptions): Promise<Page<DeviceRecord>>;
+  listPending(opts?: ListOptions & { status?: PendingRecord['status'] }): Promise<Page<PendingRecord>>;
+  listRevocations(opts?: ListOptions): Promise<Page<Revocation>>;
+
+  /** Token keys, newest first. */
+  listKeys(): Promise<TokenKeyRecord[]>;
+  getSetting(name: string): Promise<string | undefined>;
+  /** Events with seq > afterSeq, oldest first. */
+  listEvents(afterSeq: number, limit: number): Promise<EventRecord[]>;
+  /** Row counts per table (for health and tests). */
+  counts(): Promise<Record<'allowlist' | 'devices' | 'pending' | 'revocations' | 'keys' | 'events', number>>;
+
+  /** Flush pending writes and close. */
+  close(): Promise<void>;
+}
