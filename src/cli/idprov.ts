@@ -1,0 +1,133 @@
+/**
+ * `idprov` command line: `serve` runs the server; `keys` and `allowlist` work on the data directory
+ * directly (safe while the server runs: SQLite WAL, and the server picks up rotated keys).
+ */
+import { Command, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { ConfigError, loadConfig, settingsTable, type Config } from '../config.ts';
+import { isProvError } from '../errors.ts';
+import { createLogger } from '../log.ts';
+import { parseAllowlist } from '../protocol/allowlist.ts';
+import { AdminService, ensureTokenKey } from '../service/admin.ts';
+import { importAllowlistFile, openStore, startServer } from '../server.ts';
+import { TokenKeyring } from '../tokens/keyring.ts';
+
+const nowS = (): number => Math.floor(Date.now() / 1000);
+const program = new Command('idprov').description('Provisioning server for constrained IoT devices (CoAP, CWT)').showHelpAfterError();
+
+function configFrom(opts: Record<string, unknown>): Readonly<Config> {
+  const flags: Partial<Record<keyof Config, unknown>> = {
+    dataDir: opts['data'],
+    bind: opts['bind'],
+    coapPort: opts['coapPort'],
+    coapsPort: opts['coapsPort'],
+    adminPort: opts['adminPort'],
+    allowlist: opts['allowlist'],
+    logLevel: opts['logLevel'],
+    mdns: opts['mdns'] === false ? false : undefined,
+  };
+  return loadConfig({ ...(opts['config'] ? { file: String(opts['config']) } : {}), env: process.env, flags });
+}
+
+const common = (c: Command): Command =>
+  c
+    .option('-c, --config <file>', 'JSON config file (see README "Configuration")')
+    .option('-d, --data <dir>', 'data directory (default ./data)')
+    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent');
+
+common(program.command('serve').description('run the provisioning server'))
+  .option('--coap-port <n>', 'CoAP/UDP port (default 5683)')
+  .option('--coaps-port <n>', 'CoAP/DTLS port (default 5684)')
+  .option('--admin-port <n>', 'admin sidecar port (default 8445)')
+  .option('--bind <addr>', 'bind address for CoAP (default ::)')
+  .option('--allowlist <file>', 'import (upsert) this allowlist file at start')
+  .addOption(new Option('--no-mdns', 'do not advertise by mDNS'))
+  .action(async (opts: Record<string, unknown>) => {
+    const cfg = configFrom(opts);
+    const log = createLogger(cfg.logLevel);
+    const server = await startServer(cfg, log);
+    let closing = false;
+    const stop = (sig: string) => {
+      if (closing) return;
+      closing = true;
+      log.info({ sig }, 'shutting down');
+      server.close().then(
+        () => {
+          log.info('stopped');
+          log.flush();
+          process.exit(0);
+        },
+        (e: unknown) => {
+          log.error({ err: e }, 'error during shutdown');
+          process.exit(1);
+        },
+      );
+    };
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
+  });
+
+const keys = program.command('keys').description('token signing keys');
+common(keys.command('list').description('list token keys, newest first')).action(async (opts: Record<string, unknown>) => {
+  const cfg = configFrom(opts);
+  const store = await openStore(cfg, createLogger('warn', 2));
+  try {
+    const ks = await ensureTokenKey(store, nowS());
+    for (const k of ks) {
+      const state = k.retiredAt === undefined ? 'current' : `retired ${new Date(k.retiredAt * 1000).toISOString()}`;
+      console.log(`${k.kid}  created ${new Date(k.createdAt * 1000).toISOString()}  ${state}`);
+    }
+  } finally {
+    await store.close();
+  }
+});
+common(keys.command('rotate').description('add a new signing key; old keys verify until their tokens expire')).action(async (opts: Record<string, unknown>) => {
+  const cfg = configFrom(opts);
+  const log = createLogger('warn', 2);
+  const store = await openStore(cfg, log);
+  try {
+    const now = nowS();
+    const keyring = new TokenKeyring(await ensureTokenKey(store, now), Math.max(cfg.tokenTtl, cfg.provisionTokenTtl));
+    const kid = await new AdminService({ store, keyring, log, now: nowS }).rotateKey({ by: 'cli' });
+    console.log(`new signing key ${kid}; a running server switches to it within 10 s`);
+  } finally {
+    await store.close();
+  }
+});
+
+const allow = program.command('allowlist').description('allowlist files');
+common(allow.command('check <file>').description('validate an allowlist file without importing it')).action((file: string, opts: Record<string, unknown>) => {
+  const cfg = configFrom(opts);
+  const r = parseAllowlist(readFileSync(file, 'utf8'), { now: nowS(), minSecretLength: cfg.minSecretLength });
+  for (const w of r.warnings) console.error(`warning: line ${w.line}${w.id ? ` (${w.id})` : ''}: ${w.message}`);
+  for (const e of r.errors) console.error(`error: line ${e.line}${e.id ? ` (${e.id})` : ''}: ${e.message}`);
+  console.log(`${r.entries.length} valid, ${r.errors.length} invalid, ${r.warnings.length} warnings`);
+  process.exitCode = r.errors.length ? 1 : 0;
+});
+common(allow.command('import <file>').description('import (upsert) an allowlist file; all or nothing')).action(async (file: string, opts: Record<string, unknown>) => {
+  const cfg = configFrom(opts);
+  const log = createLogger('warn', 2);
+  const store = await openStore(cfg, log);
+  try {
+    const keyring = new TokenKeyring(await ensureTokenKey(store, nowS()), cfg.tokenTtl);
+    const n = await importAllowlistFile(new AdminService({ store, keyring, log, now: nowS }), file, cfg, nowS(), log);
+    console.log(`imported ${n} entries`);
+  } finally {
+    await store.close();
+  }
+});
+
+program
+  .command('config')
+  .description('print the settings table (markdown)')
+  .action(() => console.log(settingsTable()));
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  if (e instanceof ConfigError || isProvError(e)) {
+    console.error(`idprov: ${e.message}`);
+    process.exit(2);
+  }
+  throw e;
+}

@@ -1,0 +1,197 @@
+/**
+ * Server configuration: one table of settings (STYLE.md §5) read from defaults < config file (JSON) <
+ * environment (IDPROV_*) < command-line flags, validated with every error reported at once, then
+ * frozen. The README's settings table is generated from {@link SETTINGS} (`npm run docs:config`).
+ */
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+
+type Kind = 'int' | 'port' | 'string' | 'bool' | 'hex32' | 'list';
+
+interface Setting {
+  key: keyof Config;
+  kind: Kind;
+  def: unknown;
+  env: string;
+  flag?: string;
+  min?: number;
+  max?: number;
+  doc: string;
+}
+
+/** The validated, frozen configuration. Durations are seconds. */
+export interface Config {
+  dataDir: string;
+  bind: string;
+  coapPort: number;
+  coapsPort: number;
+  adminPort: number;
+  adminBind: string;
+  allowlist: string;
+  mdns: boolean;
+  logLevel: string;
+  issuer: string;
+  audience: string;
+  hubUri: string;
+  provisionTokenTtl: number;
+  tokenTtl: number;
+  nonceTtl: number;
+  nonceSecret: string;
+  maxUsedNonces: number;
+  pendingRetryInitial: number;
+  pendingRetryStep: number;
+  pendingRetryMax: number;
+  rejectedRetry: number;
+  disabledRetry: number;
+  minSecretLength: number;
+  maxPayload: number;
+  instanceName: string;
+  trustedServers: string[];
+}
+
+const DAY = 86_400;
+
+/** Every setting: key in the config file, environment variable, flag, default and meaning. */
+export const SETTINGS: readonly Setting[] = [
+  { key: 'dataDir', kind: 'string', def: './data', env: 'IDPROV_DATA', flag: 'data', doc: 'Data directory: SQLite database (mode 0600), token keys, admin token.' },
+  { key: 'bind', kind: 'string', def: '::', env: 'IDPROV_BIND', flag: 'bind', doc: 'Address for CoAP/CoAPS. `::` is dual-stack; falls back to 0.0.0.0 when IPv6 is off.' },
+  { key: 'coapPort', kind: 'port', def: 5683, env: 'IDPROV_COAP_PORT', flag: 'coap-port', doc: 'CoAP/UDP port (0 = any free port).' },
+  { key: 'coapsPort', kind: 'port', def: 5684, env: 'IDPROV_COAPS_PORT', flag: 'coaps-port', doc: 'CoAP/DTLS port (reserved until the DTLS server lands).' },
+  { key: 'adminPort', kind: 'port', def: 8445, env: 'IDPROV_ADMIN_PORT', flag: 'admin-port', doc: 'Admin sidecar HTTP port (reserved until the sidecar lands).' },
+  { key: 'adminBind', kind: 'string', def: '127.0.0.1', env: 'IDPROV_ADMIN_BIND', doc: 'Admin sidecar bind address.' },
+  { key: 'allowlist', kind: 'string', def: '', env: 'IDPROV_ALLOWLIST', flag: 'allowlist', doc: 'Allowlist file (JSON or CSV) imported (upsert) at start; all or nothing.' },
+  { key: 'mdns', kind: 'bool', def: true, env: 'IDPROV_MDNS', doc: 'Advertise by mDNS (`--no-mdns` turns it off).' },
+  { key: 'logLevel', kind: 'string', def: 'info', env: 'IDPROV_LOG_LEVEL', flag: 'log-level', doc: 'pino level: fatal, error, warn, info, debug, trace, silent.' },
+  { key: 'issuer', kind: 'string', def: 'idprov', env: 'IDPROV_ISSUER', doc: 'Token `iss` claim.' },
+  { key: 'audience', kind: 'string', def: '', env: 'IDPROV_AUDIENCE', doc: 'Token `aud` claim (omitted when empty).' },
+  { key: 'hubUri', kind: 'string', def: '', env: 'IDPROV_HUB_URI', doc: 'Hub URI sent to approved devices (response key 14).' },
+  { key: 'provisionTokenTtl', kind: 'int', def: 3600, min: 60, max: 365 * DAY, env: 'IDPROV_PROVISION_TOKEN_TTL', doc: 'Lifetime of tokens from /idprov/request (s).' },
+  { key: 'tokenTtl', kind: 'int', def: 30 * DAY, min: 60, max: 365 * DAY, env: 'IDPROV_TOKEN_TTL', doc: 'Lifetime of tokens from /idprov/refresh (s).' },
+  { key: 'nonceTtl', kind: 'int', def: 300, min: 10, max: 3600, env: 'IDPROV_NONCE_TTL', doc: 'Validity of a server nonce (s).' },
+  { key: 'nonceSecret', kind: 'hex32', def: '', env: 'IDPROV_NONCE_SECRET', doc: '64 hex digits shared by instances that accept each other\'s nonces; generated and kept in the database when empty.' },
+  { key: 'maxUsedNonces', kind: 'int', def: 2_000_000, min: 1000, max: 50_000_000, env: 'IDPROV_MAX_USED_NONCES', doc: 'Cap of the used-once nonce set (memory bound).' },
+  { key: 'pendingRetryInitial', kind: 'int', def: 60, min: 1, max: DAY, env: 'IDPROV_PENDING_RETRY_INITIAL', doc: 'First retry hint for a pending device (s).' },
+  { key: 'pendingRetryStep', kind: 'int', def: 30, min: 0, max: DAY, env: 'IDPROV_PENDING_RETRY_STEP', doc: 'Added per repeat (s).' },
+  { key: 'pendingRetryMax', kind: 'int', def: 600, min: 1, max: DAY, env: 'IDPROV_PENDING_RETRY_MAX', doc: 'Largest pending retry hint (s).' },
+  { key: 'rejectedRetry', kind: 'int', def: 3600, min: 1, max: 7 * DAY, env: 'IDPROV_REJECTED_RETRY', doc: 'Retry hint for refused devices (s).' },
+  { key: 'disabledRetry', kind: 'int', def: 300, min: 1, max: DAY, env: 'IDPROV_DISABLED_RETRY', doc: 'Retry hint while provisioning is disabled (s).' },
+  { key: 'minSecretLength', kind: 'int', def: 12, min: 8, max: 256, env: 'IDPROV_MIN_SECRET_LENGTH', doc: 'Shortest out-of-band secret accepted at import.' },
+  { key: 'maxPayload', kind: 'int', def: 1024, min: 256, max: 1024, env: 'IDPROV_MAX_PAYLOAD', doc: 'Largest request payload (bytes); larger gets 4.13.' },
+  { key: 'instanceName', kind: 'string', def: '', env: 'IDPROV_INSTANCE_NAME', doc: 'mDNS instance name (default `idprov-<hostname>`).' },
+  { key: 'trustedServers', kind: 'list', def: [], env: 'IDPROV_TRUSTED_SERVERS', doc: 'Other `_idprov._udp` instance names that are not rogue (comma-separated in the environment).' },
+];
+
+/** Invalid configuration: every problem at once. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
+  }
+}
+
+const LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+
+function coerce(s: Setting, raw: unknown, from: string, problems: string[]): unknown {
+  const bad = (why: string): undefined => {
+    problems.push(`${s.key} (${from}): ${why}`);
+    return undefined;
+  };
+  switch (s.kind) {
+    case 'int':
+    case 'port': {
+      const n = typeof raw === 'number' ? raw : typeof raw === 'string' && /^-?\d+$/.test(raw.trim()) ? Number(raw) : NaN;
+      const [min, max] = s.kind === 'port' ? [0, 65535] : [s.min ?? 0, s.max ?? Number.MAX_SAFE_INTEGER];
+      if (!Number.isInteger(n)) return bad(`must be an integer, got ${JSON.stringify(raw)}`);
+      if (n < min || n > max) return bad(`must be between ${min} and ${max}, got ${n}`);
+      return n;
+    }
+    case 'bool':
+      if (typeof raw === 'boolean') return raw;
+      if (typeof raw === 'string' && /^(1|true|yes|on)$/i.test(raw)) return true;
+      if (typeof raw === 'string' && /^(0|false|no|off)$/i.test(raw)) return false;
+      return bad(`must be true or false, got ${JSON.stringify(raw)}`);
+    case 'hex32':
+      if (typeof raw !== 'string' || (raw !== '' && !/^[0-9a-fA-F]{64}$/.test(raw))) return bad('must be 64 hex digits');
+      return raw.toLowerCase();
+    case 'list':
+      if (Array.isArray(raw) && raw.every((x) => typeof x === 'string')) return raw;
+      if (typeof raw === 'string') return raw.split(',').map((x) => x.trim()).filter(Boolean);
+      return bad('must be a list of strings');
+    case 'string':
+      if (typeof raw !== 'string') return bad(`must be a string, got ${JSON.stringify(raw)}`);
+      return raw;
+  }
+}
+
+/** Sources of configuration, lowest precedence first after the defaults. */
+export interface ConfigSources {
+  /** Path of a JSON config file. */
+  file?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Flag values keyed by config key (already parsed by the CLI). */
+  flags?: Partial<Record<keyof Config, unknown>>;
+}
+
+/** Build, validate and freeze the configuration. @throws ConfigError listing every problem. */
+export function loadConfig(src: ConfigSources = {}): Readonly<Config> {
+  const problems: string[] = [];
+  const out: Record<string, unknown> = {};
+  for (const s of SETTINGS) out[s.key] = s.def;
+  if (src.file) {
+    let fileObj: unknown;
+    try {
+      fileObj = JSON.parse(readFileSync(src.file, 'utf8'));
+    } catch (e) {
+      problems.push(`config file ${src.file}: ${(e as Error).message}`);
+    }
+    if (fileObj !== undefined) {
+      if (fileObj === null || typeof fileObj !== 'object' || Array.isArray(fileObj)) problems.push(`config file ${src.file}: must hold a JSON object`);
+      else {
+        for (const [k, v] of Object.entries(fileObj)) {
+          const s = SETTINGS.find((x) => x.key === k);
+          if (!s) problems.push(`config file: unknown setting "${k}"`);
+          else {
+            const c = coerce(s, v, 'config file', problems);
+            if (c !== undefined) out[k] = c;
+          }
+        }
+      }
+    }
+  }
+  const env = src.env ?? {};
+  for (const s of SETTINGS) {
+    const v = env[s.env];
+    if (v !== undefined && v !== '') {
+      const c = coerce(s, v, s.env, problems);
+      if (c !== undefined) out[s.key] = c;
+    }
+  }
+  for (const [k, v] of Object.entries(src.flags ?? {})) {
+    if (v === undefined) continue;
+    const s = SETTINGS.find((x) => x.key === k);
+    if (!s) {
+      problems.push(`unknown flag for "${k}"`);
+      continue;
+    }
+    const c = coerce(s, v, `--${s.flag ?? k}`, problems);
+    if (c !== undefined) out[k] = c;
+  }
+  const cfg = out as unknown as Config;
+  if (isIP(cfg.bind) === 0) problems.push(`bind: "${cfg.bind}" is not an IP address`);
+  if (isIP(cfg.adminBind) === 0) problems.push(`adminBind: "${cfg.adminBind}" is not an IP address`);
+  if (!LEVELS.has(cfg.logLevel)) problems.push(`logLevel: must be one of ${[...LEVELS].join(', ')}`);
+  if (cfg.pendingRetryMax < cfg.pendingRetryInitial) problems.push('pendingRetryMax: must be at least pendingRetryInitial');
+  if (cfg.dataDir === '') problems.push('dataDir: must not be empty');
+  if (cfg.coapPort !== 0 && cfg.coapPort === cfg.coapsPort) problems.push('coapsPort: must differ from coapPort');
+  if (problems.length) throw new ConfigError(problems);
+  cfg.trustedServers = Object.freeze([...cfg.trustedServers]) as string[];
+  return Object.freeze(cfg);
+}
+
+/** Markdown table of the settings, for the README. */
+export function settingsTable(): string {
+  const rows = SETTINGS.map(
+    (s) => `| \`${s.key}\` | ${s.flag ? `\`--${s.flag}\`` : s.key === 'mdns' ? '`--no-mdns`' : ''} | \`${s.env}\` | \`${JSON.stringify(s.def)}\` | ${s.doc} |`,
+  );
+  return ['| config file key | flag | environment | default | meaning |', '| --- | --- | --- | --- | --- |', ...rows].join('\n');
+}

@@ -1,0 +1,242 @@
+/**
+ * Allowlist files (issue #2, README "Allowlist files"): a JSON array of objects or CSV with a header
+ * row, fields `id`, `pk` (hex, or PEM SPKI), `mac` (`aa:bb:cc:dd:ee:ff`, EUI-64 too), `secret`, `type`
+ * (0/1/2 or device/service/consumer), `expires` (ISO 8601 or epoch seconds). Pure: text in, entries or
+ * per-row errors (with line numbers) out. The caller imports nothing when any row is bad.
+ */
+import { createPublicKey } from 'node:crypto';
+import type { AllowEntry, ClientType } from '../domain.ts';
+import { isValidDeviceId } from './messages.ts';
+
+export interface RowProblem {
+  /** 1-based line number in the file where the row starts. */
+  line: number;
+  id?: string;
+  message: string;
+}
+
+export interface AllowlistParse {
+  entries: AllowEntry[];
+  errors: RowProblem[];
+  warnings: RowProblem[];
+}
+
+export interface AllowlistOptions {
+  /** `createdAt` of the entries. */
+  now: number;
+  /** Shortest accepted OOB secret (PROTOCOL.md §5 rule 4; default 12). */
+  minSecretLength?: number;
+  /** Secrets shorter than this get a warning (default 16). */
+  warnSecretLength?: number;
+}
+
+const TYPES: Record<string, ClientType> = { '0': 0, '1': 1, '2': 2, device: 0, service: 1, consumer: 2 };
+const FIELDS = new Set(['id', 'pk', 'mac', 'secret', 'type', 'expires']);
+
+/** Parse a hex or PEM (SPKI) Ed25519 public key to its 32 raw bytes. */
+export function parsePublicKey(text: string): Uint8Array {
+  const t = text.trim();
+  if (t.startsWith('-----BEGIN')) {
+    const k = createPublicKey(t);
+    if (k.asymmetricKeyType !== 'ed25519') throw new Error(`pk: PEM key is ${k.asymmetricKeyType}, not Ed25519`);
+    return k.export({ format: 'der', type: 'spki' }).subarray(12);
+  }
+  const h = t.replace(/^0x/i, '');
+  if (!/^[0-9a-fA-F]{64}$/.test(h)) throw new Error('pk: must be 64 hex digits (32 bytes) or a PEM public key');
+  return Buffer.from(h, 'hex');
+}
+
+/** Parse `aa:bb:cc:dd:ee:ff` (or `-` / no separators; 6 or 8 bytes). */
+export function parseMac(text: string): Uint8Array {
+  const h = text.trim().replace(/[:-]/g, '');
+  if (!/^([0-9a-fA-F]{12}|[0-9a-fA-F]{16})$/.test(h)) throw new Error('mac: must be 6 or 8 bytes like aa:bb:cc:dd:ee:ff');
+  return Buffer.from(h, 'hex');
+}
+
+/** Format a MAC as `aa:bb:cc:dd:ee:ff`. */
+export function formatMac(mac: Uint8Array): string {
+  return Buffer.from(mac).toString('hex').replace(/(..)(?!$)/g, '$1:');
+}
+
+function parseExpires(v: unknown): number {
+  if (typeof v === 'number' && Number.isInteger(v) && v > 0) return v;
+  if (typeof v === 'string') {
+    const s = v.trim();
+    if (/^\d+$/.test(s)) return Number(s);
+    const ms = Date.parse(s);
+    if (!Number.isNaN(ms)) return Math.floor(ms / 1000);
+  }
+  throw new Error('expires: must be an ISO 8601 date or epoch seconds');
+}
+
+/** Validate one row (fields as strings or JSON values) into an entry. Throws with a message. */
+function toEntry(row: Record<string, unknown>, opts: Required<AllowlistOptions>, warn: (m: string) => void): AllowEntry {
+  const str = (k: string): string | undefined => {
+    const v = row[k];
+    if (v === undefined || v === null || v === '') return undefined;
+    if (typeof v === 'number' && (k === 'type' || k === 'expires')) return String(v);
+    if (typeof v !== 'string') throw new Error(`${k}: must be a string`);
+    return v;
+  };
+  const id = str('id')?.trim();
+  if (!id) throw new Error('id: missing');
+  if (!isValidDeviceId(id)) throw new Error('id: must be 1..64 characters of [A-Za-z0-9._:-]');
+  const e: AllowEntry = { id, type: 0, createdAt: opts.now };
+  const pk = str('pk');
+  if (pk) e.pk = parsePublicKey(pk);
+  const mac = str('mac');
+  if (mac) e.mac = parseMac(mac);
+  const secret = str('secret');
+  if (secret !== undefined) {
+    const n = [...secret].length;
+    if (n < opts.minSecretLength) throw new Error(`secret: shorter than ${opts.minSecretLength} characters`);
+    if (n < opts.warnSecretLength) warn(`secret: shorter than ${opts.warnSecretLength} characters is guessable offline from a captured proof; give the entry an expiry`);
+    e.secret = secret;
+  }
+  const type = str('type');
+  if (type !== undefined) {
+    const t = TYPES[type.trim().toLowerCase()];
+    if (t === undefined) throw new Error('type: must be 0/1/2 or device/service/consumer');
+    e.type = t;
+  }
+  const expires = row['expires'];
+  if (expires !== undefined && expires !== null && expires !== '') e.expires = parseExpires(expires);
+  if (!e.pk && !e.mac && e.secret === undefined) throw new Error('row needs at least one of pk, mac, secret');
+  for (const k of Object.keys(row)) if (!FIELDS.has(k)) warn(`unknown field "${k}" ignored`);
+  return e;
+}
+
+/** RFC 4180 CSV: quoted fields may hold commas, quotes ("") and newlines. Yields rows with start lines. */
+function* csvRows(text: string): Generator<{ line: number; cells: string[] }> {
+  let line = 1;
+  let i = 0;
+  const n = text.length;
+  while (i < n) {
+    const start = line;
+    const cells: string[] = [];
+    let cell = '';
+    let quoted = false;
+    let inQuotes = false;
+    for (; i < n; i++) {
+      const c = text[i]!;
+      if (inQuotes) {
+        if (c === '"') {
+          if (text[i + 1] === '"') {
+            cell += '"';
+            i++;
+          } else inQuotes = false;
+        } else {
+          if (c === '\n') line++;
+          cell += c;
+        }
+      } else if (c === '"' && cell === '' && !quoted) {
+        inQuotes = quoted = true;
+      } else if (c === ',') {
+        cells.push(quoted ? cell : cell.trim());
+        cell = '';
+        quoted = false;
+      } else if (c === '\n' || c === '\r') {
+        if (c === '\r' && text[i + 1] === '\n') i++;
+        i++;
+        line++;
+        break;
+      } else cell += c;
+    }
+    if (inQuotes) throw Object.assign(new Error('unterminated quoted field'), { line: start });
+    cells.push(quoted ? cell : cell.trim());
+    if (cells.length === 1 && cells[0] === '') continue; // blank line
+    if (cells[0]!.startsWith('#')) continue; // comment line
+    yield { line: start, cells };
+  }
+}
+
+/** Start lines of the top-level elements of a JSON array (for error messages). */
+function jsonElementLines(text: string): number[] {
+  const lines: number[] = [];
+  let depth = 0;
+  let line = 1;
+  let inStr = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '\n') line++;
+    if (inStr) {
+      if (c === '\\') i++;
+      else if (c === '"') inStr = false;
+      continue;
+    }
+    if (c === '"') {
+      if (depth === 1) lines.push(line);
+      inStr = true;
+    } else if (c === '{' || c === '[') {
+      if (depth === 1) lines.push(line);
+      depth++;
+    } else if (c === '}' || c === ']') depth--;
+    else if (depth === 1 && /[-0-9tfn]/.test(c!)) {
+      lines.push(line);
+      while (i + 1 < text.length && /[^,\]\s]/.test(text[i + 1]!)) i++;
+    }
+  }
+  return lines;
+}
+
+/** Parse an allowlist file (JSON array or CSV), detecting the format from its first character. */
+export function parseAllowlist(text: string, options: AllowlistOptions): AllowlistParse {
+  const opts: Required<AllowlistOptions> = { minSecretLength: 12, warnSecretLength: 16, ...options };
+  const out: AllowlistParse = { entries: [], errors: [], warnings: [] };
+  const seen = new Map<string, number>();
+  const add = (line: number, row: Record<string, unknown>): void => {
+    const id = typeof row['id'] === 'string' ? row['id'].trim() : undefined;
+    try {
+      const e = toEntry(row, opts, (message) => out.warnings.push({ line, ...(id ? { id } : {}), message }));
+      const prev = seen.get(e.id);
+      if (prev !== undefined) throw new Error(`id: duplicate of line ${prev}`);
+      seen.set(e.id, line);
+      out.entries.push(e);
+    } catch (err) {
+      out.errors.push({ line, ...(id ? { id } : {}), message: (err as Error).message });
+    }
+  };
+  const body = text.replace(/^\uFEFF/, '');
+  if (body.trimStart().startsWith('[')) {
+    let arr: unknown;
+    try {
+      arr = JSON.parse(body);
+    } catch (e) {
+      out.errors.push({ line: 1, message: `JSON: ${(e as Error).message}` });
+      return out;
+    }
+    const lines = jsonElementLines(body);
+    (arr as unknown[]).forEach((row, i) => {
+      const line = lines[i] ?? 1;
+      if (row === null || typeof row !== 'object' || Array.isArray(row)) out.errors.push({ line, message: 'entry must be an object' });
+      else add(line, row as Record<string, unknown>);
+    });
+    return out;
+  }
+  let header: string[] | undefined;
+  try {
+    for (const { line, cells } of csvRows(body)) {
+      if (!header) {
+        header = cells.map((c) => c.trim().toLowerCase());
+        if (!header.includes('id')) {
+          out.errors.push({ line, message: 'CSV header must name the columns (id, pk, mac, secret, type, expires)' });
+          return out;
+        }
+        continue;
+      }
+      if (cells.length > header.length) {
+        out.errors.push({ line, message: `row has ${cells.length} fields, header has ${header.length}` });
+        continue;
+      }
+      const row: Record<string, unknown> = {};
+      header.forEach((h, i) => {
+        if (cells[i] !== undefined && cells[i] !== '') row[h] = cells[i];
+      });
+      add(line, row);
+    }
+  } catch (e) {
+    out.errors.push({ line: (e as { line?: number }).line ?? 1, message: (e as Error).message });
+  }
+  if (!header) out.errors.push({ line: 1, message: 'empty file' });
+  return out;
+}

@@ -1,0 +1,194 @@
+/**
+ * The composition root (DESIGN.md `main.ts`): configuration in, concrete adapters built (SQLite store,
+ * UDP sockets, the CoAP engine), servers started. Nothing below this file picks an adapter.
+ */
+import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdirSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Config } from './config.ts';
+import { ProvError } from './errors.ts';
+import type { Logger } from './log.ts';
+import { DEFAULT_POLICY } from './policy/decide.ts';
+import { parseAllowlist } from './protocol/allowlist.ts';
+import { AdminService, ensureTokenKey } from './service/admin.ts';
+import { ProvisioningService, type Outcome } from './service/provisioning.ts';
+import { SqliteStore } from './store/sqlite.ts';
+import { TokenKeyring } from './tokens/keyring.ts';
+import { CoapServer, type CoapRequest, type CoapResponse } from './transport/coap/engine.ts';
+import { UdpTransport } from './transport/coap/udp.ts';
+import { peerKey, type DatagramTransport } from './transport/datagram.ts';
+import { encodeResponse } from './protocol/messages.ts';
+
+/** Content-Formats of PROTOCOL.md §1. */
+export const CF = { linkFormat: 40, coseSign1: 18, cbor: 60, coseKeySet: 102 } as const;
+
+/** A running server. */
+export interface RunningServer {
+  config: Readonly<Config>;
+  service: ProvisioningService;
+  admin: AdminService;
+  store: SqliteStore;
+  keyring: TokenKeyring;
+  coap: CoapServer;
+  /** The bound CoAP/UDP port (useful with port 0). */
+  coapPort: number;
+  /** Stop listening, finish in-flight work, close the store. */
+  close(): Promise<void>;
+}
+
+/** Map a service outcome to a CoAP response (Content-Format 60, Max-Age = retry). */
+export function toCoap(o: Outcome): CoapResponse {
+  const r: CoapResponse = { code: o.code, contentFormat: CF.cbor, payload: encodeResponse(o.body) };
+  if (o.maxAge !== undefined) r.maxAge = o.maxAge;
+  return r;
+}
+
+/** Register the resources of PROTOCOL.md §1 on a CoAP engine. */
+export function registerResources(coap: CoapServer, service: ProvisioningService): void {
+  const ctx = (req: CoapRequest) => {
+    const c: { source: string; pskIdentity?: string } = { source: peerKey(req.peer) };
+    if (req.peer.pskIdentity !== undefined) c.pskIdentity = req.peer.pskIdentity;
+    return c;
+  };
+  coap.addResource({
+    path: '/idprov/request',
+    rt: 'idprov.request',
+    ct: CF.cbor,
+    accepts: [CF.coseSign1],
+    methods: { POST: async (req) => toCoap(await service.request(req.payload, ctx(req))) },
+  });
+  coap.addResource({
+    path: '/idprov/refresh',
+    rt: 'idprov.refresh',
+    ct: CF.cbor,
+    accepts: [CF.coseSign1],
+    methods: { POST: async (req) => toCoap(await service.refresh(req.payload, ctx(req))) },
+  });
+  coap.addResource({
+    path: '/idprov/keys',
+    rt: 'idprov.keys',
+    ct: CF.coseKeySet,
+    methods: { GET: () => ({ code: '2.05', contentFormat: CF.coseKeySet, payload: service.keySet() }) },
+  });
+}
+
+async function bindUdp(address: string, port: number, log: Logger): Promise<UdpTransport> {
+  try {
+    return await UdpTransport.bind({ address, port, log });
+  } catch (e) {
+    if (address === '::') {
+      log.warn({ err: (e as Error).message }, 'IPv6 unavailable; binding CoAP to 0.0.0.0');
+      return UdpTransport.bind({ address: '0.0.0.0', port, log });
+    }
+    throw e;
+  }
+}
+
+/** Import an allowlist file (upsert, all or nothing). @throws ProvError('malformed') listing bad rows. */
+export async function importAllowlistFile(admin: AdminService, path: string, cfg: Readonly<Config>, now: number, log: Logger): Promise<number> {
+  const parsed = parseAllowlist(readFileSync(path, 'utf8'), { now, minSecretLength: cfg.minSecretLength });
+  for (const w of parsed.warnings) log.warn({ file: path, line: w.line, id: w.id }, w.message);
+  if (parsed.errors.length) {
+    const lines = parsed.errors.map((e) => `line ${e.line}${e.id ? ` (${e.id})` : ''}: ${e.message}`);
+    throw new ProvError('malformed', `allowlist ${path}: ${parsed.errors.length} bad row(s), nothing imported:\n  ${lines.join('\n  ')}`);
+  }
+  await admin.importAllowlist(parsed.entries, { by: 'cli' }, path);
+  log.info({ file: path, entries: parsed.entries.length }, 'allowlist imported');
+  return parsed.entries.length;
+}
+
+/** Open the data directory's store (creating the directory with mode 0700). */
+export async function openStore(cfg: Readonly<Config>, log: Logger): Promise<SqliteStore> {
+  const dir = resolve(cfg.dataDir);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chmodSync(dir, 0o700);
+  return SqliteStore.open(join(dir, 'idprov.db'), { log: log.child({ c: 'store' }) });
+}
+
+/** Start the server on its configuration. `clock` (ms) is injectable for tests. */
+export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () => number = Date.now): Promise<RunningServer> {
+  const store = await openStore(cfg, log);
+  const transports: DatagramTransport[] = [];
+  try {
+    const nowS = () => Math.floor(clock() / 1000);
+    const keys = await ensureTokenKey(store, nowS());
+    const keyring = new TokenKeyring(keys, Math.max(cfg.tokenTtl, cfg.provisionTokenTtl));
+    let secretHex = cfg.nonceSecret || (await store.getSetting('nonce.secret'));
+    if (!secretHex) {
+      secretHex = randomBytes(32).toString('hex');
+      await store.apply([{ kind: 'setting.put', name: 'nonce.secret', value: secretHex }]);
+    }
+    const service = new ProvisioningService({
+      store,
+      keyring,
+      log: log.child({ c: 'prov' }),
+      clock,
+      random: randomBytes,
+      nonceSecret: Buffer.from(secretHex, 'hex'),
+      settings: {
+        issuer: cfg.issuer,
+        ...(cfg.audience ? { audience: cfg.audience } : {}),
+        ...(cfg.hubUri ? { hubUri: cfg.hubUri } : {}),
+        provisionTokenTtl: cfg.provisionTokenTtl,
+        tokenTtl: cfg.tokenTtl,
+        nonceTtl: cfg.nonceTtl,
+        disabledRetryS: cfg.disabledRetry,
+        maxUsedNonces: cfg.maxUsedNonces,
+        policy: {
+          ...DEFAULT_POLICY,
+          pendingInitialS: cfg.pendingRetryInitial,
+          pendingStepS: cfg.pendingRetryStep,
+          pendingMaxS: cfg.pendingRetryMax,
+          rejectedRetryS: cfg.rejectedRetry,
+        },
+      },
+    });
+    const admin = new AdminService({ store, keyring, log: log.child({ c: 'admin' }), now: nowS, prov: service });
+    await admin.loadSwitch();
+    if (cfg.allowlist) await importAllowlistFile(admin, cfg.allowlist, cfg, nowS(), log);
+
+    const coap = new CoapServer({ log: log.child({ c: 'coap' }), maxPayload: cfg.maxPayload });
+    registerResources(coap, service);
+    const udp = await bindUdp(cfg.bind, cfg.coapPort, log);
+    transports.push(udp);
+    coap.attach(udp);
+    const coapPort = udp.address().port;
+
+    // Pick up key rotations made by `idprov keys rotate` while running (WAL allows a second writer).
+    let lastKid = keyring.current.kid;
+    const keyWatch = setInterval(() => {
+      store
+        .listKeys()
+        .then((ks) => {
+          if (ks[0] && ks[0].kid !== lastKid) {
+            keyring.load(ks);
+            lastKid = keyring.current.kid;
+            log.info({ kid: lastKid }, 'token key rotated');
+          }
+        })
+        .catch((e: unknown) => log.warn({ err: (e as Error).message }, 'key reload failed'));
+    }, 10_000);
+    keyWatch.unref();
+
+    log.info({ coap: coapPort, bind: cfg.bind, data: resolve(cfg.dataDir), kid: keyring.current.kid, provisioning: service.provisioning.enabled }, 'idprov listening');
+    return {
+      config: cfg,
+      service,
+      admin,
+      store,
+      keyring,
+      coap,
+      coapPort,
+      async close() {
+        clearInterval(keyWatch);
+        await coap.close();
+        await Promise.all(transports.map((t) => t.close()));
+        await store.close();
+      },
+    };
+  } catch (e) {
+    await Promise.all(transports.map((t) => t.close().catch(() => undefined)));
+    await store.close().catch(() => undefined);
+    throw e;
+  }
+}

@@ -1,0 +1,162 @@
+/**
+ * Admin use cases: approve, reject, revoke, re-enable, the provisioning switch, allowlist import and
+ * token-key rotation. Every action is recorded in the event log with who did it. The HTTP sidecar and
+ * the CLI are thin layers over this.
+ */
+import type { AllowEntry, EventRecord, PendingRecord } from '../domain.ts';
+import { ProvError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import type { Mutation, Store } from '../store/store.ts';
+import { keyFingerprint } from '../tokens/ed25519.ts';
+import { newTokenKey, type TokenKeyring } from '../tokens/keyring.ts';
+import type { ProvisioningService } from './provisioning.ts';
+
+export const SETTING_ENABLED = 'provisioning.enabled';
+export const SETTING_REASON = 'provisioning.reason';
+
+/** Who performs an admin action (`admin:<name>`, `cli`, `system`) and from where. */
+export interface Actor {
+  by: string;
+  source?: string;
+}
+
+/** Dependencies of the admin service. `prov` is absent in offline CLI commands. */
+export interface AdminDeps {
+  store: Store;
+  keyring: TokenKeyring;
+  log: Logger;
+  /** Seconds since the epoch. */
+  now: () => number;
+  /** The running provisioning service, whose switch this service drives. */
+  prov?: ProvisioningService;
+}
+
+export class AdminService {
+  private readonly store: Store;
+  private readonly keyring: TokenKeyring;
+  private readonly log: Logger;
+  private readonly now: () => number;
+  private readonly prov: ProvisioningService | undefined;
+
+  constructor(d: AdminDeps) {
+    this.store = d.store;
+    this.keyring = d.keyring;
+    this.log = d.log;
+    this.now = d.now;
+    this.prov = d.prov;
+  }
+
+  private event(kind: string, actor: Actor, deviceId?: string, detail?: Record<string, unknown>): Mutation {
+    const event: EventRecord = { at: this.now(), kind, actor: actor.by };
+    if (deviceId) event.deviceId = deviceId;
+    if (actor.source) event.source = actor.source;
+    if (detail) event.detail = detail;
+    this.log.info({ evt: 'admin', kind, id: deviceId, by: actor.by, src: actor.source }, kind);
+    return { kind: 'event', event };
+  }
+
+  /** Load the persisted provisioning switch into the service (at start). */
+  async loadSwitch(): Promise<void> {
+    const enabled = (await this.store.getSetting(SETTING_ENABLED)) !== 'false';
+    const reason = await this.store.getSetting(SETTING_REASON);
+    this.prov?.setSwitch(enabled ? { enabled } : { enabled, reason: reason || 'provisioning is disabled by an admin' });
+  }
+
+  /** Enable or disable `/idprov/request` (refresh keeps working). Durable before it takes effect. */
+  async setProvisioning(enabled: boolean, reason: string | undefined, actor: Actor): Promise<void> {
+    await this.store.apply([
+      { kind: 'setting.put', name: SETTING_ENABLED, value: String(enabled) },
+      { kind: 'setting.put', name: SETTING_REASON, value: enabled ? '' : (reason ?? '') },
+      this.event(enabled ? 'admin.enable' : 'admin.disable', actor, undefined, reason ? { reason } : undefined),
+    ]);
+    this.prov?.setSwitch(enabled ? { enabled } : { enabled, reason: reason || 'provisioning is disabled by an admin' });
+  }
+
+  /**
+   * Approve a pending request, pinned to the key the admin was shown: `fingerprint` (as listed) or the
+   * full key hex must match the pending record's key, else `conflict`.
+   */
+  async approve(id: string, pin: { fingerprint?: string; pkHex?: string }, actor: Actor): Promise<PendingRecord> {
+    const p = await this.store.getPending(id);
+    if (!p) throw new ProvError('not-found', `no pending request for ${id}`);
+    if (p.status === 'rejected') throw new ProvError('conflict', `${id} was rejected; re-admit it first`);
+    if (!pin.fingerprint && !pin.pkHex) throw new ProvError('malformed', 'approval must name the key shown (fingerprint or pk)');
+    const fp = keyFingerprint(p.pk);
+    if ((pin.fingerprint && pin.fingerprint !== fp) || (pin.pkHex && pin.pkHex.toLowerCase() !== Buffer.from(p.pk).toString('hex'))) {
+      throw new ProvError('conflict', `the key of ${id} changed since it was shown (now ${fp}); review it again`);
+    }
+    const next: PendingRecord = { ...p, status: 'approved', decidedAt: this.now(), decidedBy: actor.by };
+    await this.store.apply([{ kind: 'pending.upsert', pending: next }, this.event('admin.approve', actor, id, { fingerprint: fp })]);
+    return next;
+  }
+
+  /** Reject a device ID: its requests get 4.03 `rejected`, even if an allowlist entry exists. */
+  async reject(id: string, reason: string | undefined, actor: Actor): Promise<void> {
+    const p = await this.store.getPending(id);
+    const now = this.now();
+    const next: PendingRecord = p
+      ? { ...p, status: 'rejected', decidedAt: now, decidedBy: actor.by }
+      : { id, pk: new Uint8Array(0), type: 0, source: '', firstSeen: now, lastSeen: now, count: 0, status: 'rejected', decidedAt: now, decidedBy: actor.by };
+    await this.store.apply([{ kind: 'pending.upsert', pending: next }, this.event('admin.reject', actor, id, reason ? { reason } : undefined)]);
+  }
+
+  /** Undo a rejection: the ID is unknown again (its next request waits for approval). */
+  async unreject(id: string, actor: Actor): Promise<void> {
+    const p = await this.store.getPending(id);
+    if (p?.status !== 'rejected') throw new ProvError('not-found', `${id} is not rejected`);
+    await this.store.apply([{ kind: 'pending.delete', id }, this.event('admin.unreject', actor, id)]);
+  }
+
+  /** Revoke a provisioned device: refresh stops at once, requests get 4.03 `revoked`. */
+  async revoke(id: string, reason: string | undefined, actor: Actor): Promise<void> {
+    const dev = await this.store.getDevice(id);
+    if (!dev) throw new ProvError('not-found', `no device ${id}`);
+    const revocation = { id, at: this.now(), by: actor.by, ...(reason ? { reason } : {}) };
+    await this.store.apply([{ kind: 'revocation.put', revocation }, this.event('admin.revoke', actor, id, reason ? { reason } : undefined)]);
+  }
+
+  /** Lift a revocation. */
+  async reenable(id: string, actor: Actor): Promise<void> {
+    if (!(await this.store.getRevocation(id))) throw new ProvError('not-found', `${id} is not revoked`);
+    await this.store.apply([{ kind: 'revocation.delete', id }, this.event('admin.reenable', actor, id)]);
+  }
+
+  /** Upsert allowlist entries in one transaction (all or nothing). */
+  async importAllowlist(entries: readonly AllowEntry[], actor: Actor, source = 'upload'): Promise<{ upserted: number }> {
+    const muts: Mutation[] = entries.map((entry) => ({ kind: 'allow.upsert', entry }));
+    muts.push(this.event('admin.allowlist.import', actor, undefined, { count: entries.length, source }));
+    await this.store.apply(muts);
+    return { upserted: entries.length };
+  }
+
+  /** Delete an allowlist entry. */
+  async deleteAllow(id: string, actor: Actor): Promise<void> {
+    if (!(await this.store.getAllow(id))) throw new ProvError('not-found', `no allowlist entry ${id}`);
+    await this.store.apply([{ kind: 'allow.delete', id }, this.event('admin.allowlist.delete', actor, id)]);
+  }
+
+  /**
+   * Add a new token key and make it the signer; the previous key is retired but keeps verifying (and
+   * stays in the key set) until every token it signed has expired.
+   */
+  async rotateKey(actor: Actor): Promise<string> {
+    const keys = await this.store.listKeys();
+    const now = this.now();
+    const fresh = newTokenKey(now);
+    const muts: Mutation[] = keys.filter((k) => k.retiredAt === undefined).map((k) => ({ kind: 'key.put', key: { ...k, retiredAt: now } }) as Mutation);
+    muts.push({ kind: 'key.put', key: fresh }, this.event('admin.keys.rotate', actor, undefined, { kid: fresh.kid }));
+    await this.store.apply(muts);
+    this.keyring.load(await this.store.listKeys());
+    return fresh.kid;
+  }
+}
+
+/** Make sure a token key exists (first start); returns the keys, newest first. */
+export async function ensureTokenKey(store: Store, now: number): Promise<Awaited<ReturnType<Store['listKeys']>>> {
+  let keys = await store.listKeys();
+  if (keys.length === 0) {
+    await store.apply([{ kind: 'key.put', key: newTokenKey(now) }]);
+    keys = await store.listKeys();
+  }
+  return keys;
+}

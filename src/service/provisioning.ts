@@ -1,0 +1,318 @@
+/**
+ * The provisioning use cases (PROTOCOL.md §3–§5): authenticate → load → decide → record → issue.
+ * This is the one place that sequences side effects: a token leaves only after the store has
+ * committed the record behind it. Transport-neutral: callers hand in payload bytes and get back an
+ * {@link Outcome} (CoAP code, response body, Max-Age).
+ */
+import type { ClientType, DeviceRecord, EventRecord, SubjectRecords } from '../domain.ts';
+import { ROLE_OF_TYPE } from '../domain.ts';
+import { ERROR_TABLE, ProvError, isProvError, type ProvErrorCode } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { decide, decideRefresh, type Decision, type FlagNote, type PolicySettings } from '../policy/decide.ts';
+import { parseSign1, sigStructure } from '../protocol/cose.ts';
+import { STATUS, parseRefreshBody, parseRequestBody, type ResponseBody } from '../protocol/messages.ts';
+import { checkNonce, makeNonce, nonceExpiry } from '../protocol/nonce.ts';
+import type { Mutation, Store } from '../store/store.ts';
+import { PublicKeyCache, ed25519Verify } from '../tokens/ed25519.ts';
+import type { TokenKeyring } from '../tokens/keyring.ts';
+import { sealToken } from '../tokens/seal.ts';
+import { KeyedMutex, UsedNonces } from './nonces.ts';
+
+/** Settings of the provisioning service (validated by the config layer). */
+export interface ServiceSettings {
+  /** `iss` claim. */
+  issuer: string;
+  /** `aud` claim, when set. */
+  audience?: string;
+  /** Hub URI sent in key 14, when set. */
+  hubUri?: string;
+  /** Lifetime of tokens from `/idprov/request` (s). */
+  provisionTokenTtl: number;
+  /** Lifetime of tokens from `/idprov/refresh` (s). */
+  tokenTtl: number;
+  /** Nonce validity (s). */
+  nonceTtl: number;
+  /** Retry hint while provisioning is disabled (s). */
+  disabledRetryS: number;
+  /** Cap of the used-once nonce set. */
+  maxUsedNonces: number;
+  policy: PolicySettings;
+}
+
+/** What a transport needs to answer. */
+export interface Outcome {
+  /** CoAP response code `c.dd`. */
+  code: string;
+  body: ResponseBody;
+  /** Max-Age option (s), set with `retry`. */
+  maxAge?: number;
+}
+
+/** Where a request came from. */
+export interface RequestContext {
+  /** `addr:port` of the peer. */
+  source: string;
+  /** DTLS-PSK identity of the session, when the request came over coaps with a PSK suite. */
+  pskIdentity?: string;
+}
+
+/** Dependencies, chosen by the composition root. */
+export interface ServiceDeps {
+  store: Store;
+  keyring: TokenKeyring;
+  log: Logger;
+  /** Wall clock in milliseconds (injectable for tests). */
+  clock: () => number;
+  /** Cryptographic randomness. */
+  random: (n: number) => Buffer;
+  /** Secret for stateless nonces (shared by instances that accept each other's nonces). */
+  nonceSecret: Uint8Array;
+  settings: ServiceSettings;
+}
+
+/** Provisioning state the service keeps in memory (persisted through the store). */
+export interface SwitchState {
+  enabled: boolean;
+  reason?: string;
+}
+
+export class ProvisioningService {
+  private readonly used: UsedNonces;
+  private readonly mutex = new KeyedMutex();
+  private readonly pkCache = new PublicKeyCache(50_000);
+  private switchState: SwitchState = { enabled: true };
+
+  constructor(private readonly d: ServiceDeps) {
+    this.used = new UsedNonces(d.settings.maxUsedNonces);
+  }
+
+  /** Seconds since the epoch. */
+  now(): number {
+    return Math.floor(this.d.clock() / 1000);
+  }
+
+  get provisioning(): SwitchState {
+    return this.switchState;
+  }
+
+  /** Set the in-memory switch (the admin service persists it). */
+  setSwitch(s: SwitchState): void {
+    this.switchState = { ...s };
+  }
+
+  /** Size of the used-once nonce set (metrics, tests). */
+  get usedNonceCount(): number {
+    return this.used.size;
+  }
+
+  /** A fresh nonce for `id` valid for `validS` seconds. */
+  private nonce(id: string, validS: number, now: number): Buffer {
+    return makeNonce(this.d.nonceSecret, id, now + validS, this.d.random(8));
+  }
+
+  private challenge(id: string, code: 'nonce' | 'bad-signature' | 'oob-mismatch', diag: string, now: number): Outcome {
+    return { code: '4.01', body: { nonce: this.nonce(id, this.d.settings.nonceTtl, now), err: ERROR_TABLE[code].err!, diag } };
+  }
+
+  /**
+   * Check the nonce (cheap MAC) before the signature (PROTOCOL.md §3), then the signature, then mark
+   * the nonce used. Returns a 4.01 outcome on failure.
+   */
+  private authenticate(id: string, nonce: Uint8Array | undefined, signer: Uint8Array, env: ReturnType<typeof parseSign1>, now: number): Outcome | undefined {
+    const fault = checkNonce(this.d.nonceSecret, id, nonce, now);
+    if (fault) return this.challenge(id, 'nonce', fault === 'missing' ? 'a server nonce is required (key 4)' : `nonce ${fault}`, now);
+    const exp = nonceExpiry(nonce!);
+    if (this.used.has(nonce!, exp)) return this.challenge(id, 'nonce', 'nonce already used', now);
+    if (!ed25519Verify(this.pkCache, signer, sigStructure(env.protectedBytes, env.payload), env.signature)) {
+      return this.challenge(id, 'bad-signature', 'the signature does not verify', now);
+    }
+    if (!this.used.use(nonce!, exp, now)) return this.challenge(id, 'nonce', 'nonce already used', now);
+    return undefined;
+  }
+
+  /** `POST /idprov/request` (PROTOCOL.md §2, §3, §5). Never throws. */
+  async request(payload: Uint8Array, ctx: RequestContext): Promise<Outcome> {
+    const t0 = this.d.clock();
+    let id: string | undefined;
+    let out: Outcome;
+    try {
+      const now = this.now();
+      if (!this.switchState.enabled) {
+        out = this.errorOutcome('disabled', this.switchState.reason ?? 'provisioning is disabled', this.d.settings.disabledRetryS);
+      } else {
+        const env = parseSign1(payload, 'request');
+        const body = parseRequestBody(env.payload);
+        id = body.id;
+        out =
+          this.authenticate(body.id, body.nonce, body.pk, env, now) ??
+          (await this.mutex.run(body.id, () =>
+            this.provision({ ...body, nonce: body.nonce!, source: ctx.source, ...(ctx.pskIdentity ? { pskIdentity: ctx.pskIdentity } : {}) }),
+          ));
+      }
+    } catch (e) {
+      out = this.failure(e, 'request', id, ctx);
+    }
+    this.logOutcome('request', id, ctx, out, t0);
+    return out;
+  }
+
+  private async provision(req: Parameters<typeof decide>[0] & { xk?: Uint8Array }): Promise<Outcome> {
+    const now = this.now();
+    const rec = await this.d.store.loadSubject(req.id);
+    const decision = decide(req, rec, this.d.settings.policy, now);
+    const flagMuts = this.flagEvents(decision.flags, now);
+    switch (decision.kind) {
+      case 'approve':
+        return this.approve(decision, req.xk, now, flagMuts);
+      case 'pending': {
+        const muts: Mutation[] = [{ kind: 'pending.upsert', pending: decision.pending }, ...flagMuts];
+        // One event when the request first arrives (not per poll: 100k waiting devices poll often).
+        if (decision.pending.count === 1) muts.push(this.event(now, 'provision.pending', req.id, 'device', req.source, { type: req.type }));
+        await this.d.store.apply(muts);
+        const retry = decision.retryS;
+        return {
+          code: '2.05',
+          body: { status: STATUS.pending, nonce: this.nonce(req.id, retry + this.d.settings.nonceTtl, now), retry },
+          maxAge: retry,
+        };
+      }
+      case 'refuse': {
+        await this.d.store.apply([...flagMuts, this.event(now, 'provision.refused', req.id, 'device', req.source, { code: decision.code })]);
+        if (decision.code === 'oob-mismatch') return this.challenge(req.id, 'oob-mismatch', decision.reason, now);
+        return this.errorOutcome(decision.code, decision.reason, decision.retryS);
+      }
+    }
+  }
+
+  private async approve(d: Extract<Decision, { kind: 'approve' }>, xk: Uint8Array | undefined, now: number, extra: Mutation[]): Promise<Outcome> {
+    const ttl = this.d.settings.provisionTokenTtl;
+    const { token, exp, cti } = this.mint(d.device.id, d.device.pk, d.device.type, ttl, now);
+    const device: DeviceRecord = { ...d.device, lastCti: cti, tokenExp: exp };
+    const muts: Mutation[] = [{ kind: 'device.upsert', device }, ...extra];
+    if (d.consumeAllow) muts.push({ kind: 'allow.consume', id: device.id, at: now });
+    if (d.clearPending) muts.push({ kind: 'pending.delete', id: device.id });
+    muts.push(this.event(now, 'provision.approved', device.id, 'device', device.source, { via: d.via, cti, exp }));
+    // Durability (DESIGN.md): the token leaves only after this commit.
+    await this.d.store.apply(muts);
+    return this.issued(token, exp, ttl, xk);
+  }
+
+  private mint(id: string, pk: Uint8Array, type: ClientType, ttl: number, now: number): { token: Buffer; exp: number; cti: string } {
+    const cti = this.d.random(8);
+    const exp = now + ttl;
+    const role = ROLE_OF_TYPE[type];
+    const token = this.d.keyring.issue({
+      iss: this.d.settings.issuer,
+      sub: id,
+      ...(this.d.settings.audience ? { aud: this.d.settings.audience } : {}),
+      exp,
+      iat: now,
+      cti,
+      cnf: pk,
+      ...(role ? { role } : {}),
+    });
+    return { token, exp, cti: cti.toString('hex') };
+  }
+
+  private issued(token: Buffer, exp: number, ttl: number, xk: Uint8Array | undefined): Outcome {
+    const body: ResponseBody = { status: STATUS.approved, exp, ttl };
+    if (xk) body.sealed = sealToken(token, xk);
+    else body.token = token;
+    if (this.d.settings.hubUri) body.hub = this.d.settings.hubUri;
+    return { code: '2.01', body };
+  }
+
+  /** `POST /idprov/refresh` (PROTOCOL.md §2, §5). Works while provisioning is disabled. Never throws. */
+  async refresh(payload: Uint8Array, ctx: RequestContext): Promise<Outcome> {
+    const t0 = this.d.clock();
+    let id: string | undefined;
+    let out: Outcome;
+    try {
+      const now = this.now();
+      const env = parseSign1(payload, 'refresh');
+      const body = parseRefreshBody(env.payload);
+      id = body.id;
+      const fault = checkNonce(this.d.nonceSecret, body.id, body.nonce, now);
+      if (fault) {
+        out = this.challenge(body.id, 'nonce', fault === 'missing' ? 'a server nonce is required (key 4)' : `nonce ${fault}`, now);
+      } else {
+        const claims = this.d.keyring.verify(body.token, now);
+        if (claims.sub !== body.id) throw new ProvError('key-mismatch', 'the token was issued to another device ID');
+        out =
+          this.authenticate(body.id, body.nonce, claims.cnf, env, now) ??
+          (await this.mutex.run(body.id, async () => {
+            const t = this.now();
+            const rec = await this.d.store.loadSubject(body.id);
+            const d = decideRefresh({ id: body.id, cnf: claims.cnf, source: ctx.source }, rec, this.d.settings.policy, t);
+            if (d.kind === 'refuse') {
+              await this.d.store.apply([this.event(t, 'refresh.refused', body.id, 'device', ctx.source, { code: d.code })]);
+              return this.errorOutcome(d.code, d.reason, d.retryS);
+            }
+            const ttl = this.d.settings.tokenTtl;
+            const { token, exp, cti } = this.mint(d.device.id, d.device.pk, d.device.type, ttl, t);
+            await this.d.store.apply([
+              { kind: 'device.upsert', device: { ...d.device, lastCti: cti, tokenExp: exp } },
+              this.event(t, 'refresh.issued', body.id, 'device', ctx.source, { cti, exp }),
+            ]);
+            return this.issued(token, exp, ttl, body.xk);
+          }));
+      }
+    } catch (e) {
+      out = this.failure(e, 'refresh', id, ctx);
+    }
+    this.logOutcome('refresh', id, ctx, out, t0);
+    return out;
+  }
+
+  /** The COSE_KeySet of `/idprov/keys`. */
+  keySet(): Buffer {
+    return this.d.keyring.keySet(this.now());
+  }
+
+  /** Outcome for an error code: 4.03 bodies carry status 2 and retry (PROTOCOL.md §4). */
+  errorOutcome(code: ProvErrorCode, diag: string, retry?: number): Outcome {
+    const info = ERROR_TABLE[code];
+    const body: ResponseBody = { diag };
+    if (info.err !== undefined) body.err = info.err;
+    if (info.coap === '4.03') body.status = STATUS.rejected;
+    if (retry !== undefined) body.retry = retry;
+    return retry !== undefined ? { code: info.coap, body, maxAge: retry } : { code: info.coap, body };
+  }
+
+  private failure(e: unknown, op: string, id: string | undefined, ctx: RequestContext): Outcome {
+    if (isProvError(e)) {
+      const retry = ERROR_TABLE[e.code].coap === '4.03' ? this.d.settings.policy.rejectedRetryS : undefined;
+      return this.errorOutcome(e.code, e.message, retry);
+    }
+    this.d.log.error({ err: e, op, id, src: ctx.source }, 'internal error while handling a request');
+    return this.errorOutcome('internal', 'internal error');
+  }
+
+  private logOutcome(op: 'request' | 'refresh', id: string | undefined, ctx: RequestContext, out: Outcome, t0: number): void {
+    const outcome =
+      out.body.status === STATUS.approved ? 'approved' : out.body.status === STATUS.pending ? 'pending' : out.code.startsWith('2') ? 'ok' : 'refused';
+    this.d.log.info(
+      { evt: 'provision', op, id, outcome, code: out.code, err: out.body.err, src: ctx.source, psk: ctx.pskIdentity !== undefined || undefined, ms: this.d.clock() - t0 },
+      out.body.diag ?? outcome,
+    );
+  }
+
+  private event(at: number, kind: string, deviceId: string, actor: string, source: string | undefined, detail?: Record<string, unknown>): Mutation {
+    const event: EventRecord = { at, kind, deviceId, actor };
+    if (source) event.source = source;
+    if (detail) event.detail = detail;
+    return { kind: 'event', event };
+  }
+
+  private flagEvents(flags: FlagNote[], now: number): Mutation[] {
+    return flags.map((f) => {
+      this.d.log.warn({ evt: 'flag', kind: f.kind, id: f.deviceId, evidence: f.evidence }, 'suspicious device');
+      return this.event(now, `flag.${f.kind}`, f.deviceId, 'system', f.evidence.source, f.evidence);
+    });
+  }
+
+  /** Records about one device (admin views). */
+  load(id: string): Promise<SubjectRecords> {
+    return this.d.store.loadSubject(id);
+  }
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs on a fresh Debian machine: the real peers the tests talk to
+# (libcoap's coap-client, OpenSSL, avahi, mbedTLS headers, iproute2 for network namespaces), then the
+# npm dependencies (npm ci builds sqlite3 from source, ~90 s). Needs root (or sudo) for apt-get.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PKGS=(libcoap3-bin openssl avahi-utils avahi-daemon dbus libmbedtls-dev iproute2 build-essential)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+npm ci --no-audit --no-fund
