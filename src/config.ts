@@ -53,14 +53,14 @@ const DAY = 86_400;
 
 /** Every setting: key in the config file, environment variable, flag, default and meaning. */
 export const SETTINGS: readonly Setting[] = [
-  { key: 'dataDir', kind: 'string', def: './data', env: 'IDPROV_DATA', flag: 'data', doc: 'Data directory: SQLite database (mode 0600), token keys, admin token.' },
+  { key: 'dataDir', kind: 'string', def: './data', env: 'IDPROV_DATA', flag: 'data', doc: 'Data directory (mode 0700): the SQLite database `idprov.db` (mode 0600) with every record and the token signing keys.' },
   { key: 'bind', kind: 'string', def: '::', env: 'IDPROV_BIND', flag: 'bind', doc: 'Address for CoAP/CoAPS. `::` is dual-stack; falls back to 0.0.0.0 when IPv6 is off.' },
   { key: 'coapPort', kind: 'port', def: 5683, env: 'IDPROV_COAP_PORT', flag: 'coap-port', doc: 'CoAP/UDP port (0 = any free port).' },
   { key: 'coapsPort', kind: 'port', def: 5684, env: 'IDPROV_COAPS_PORT', flag: 'coaps-port', doc: 'CoAP/DTLS port (reserved until the DTLS server lands).' },
   { key: 'adminPort', kind: 'port', def: 8445, env: 'IDPROV_ADMIN_PORT', flag: 'admin-port', doc: 'Admin sidecar HTTP port (reserved until the sidecar lands).' },
   { key: 'adminBind', kind: 'string', def: '127.0.0.1', env: 'IDPROV_ADMIN_BIND', doc: 'Admin sidecar bind address.' },
   { key: 'allowlist', kind: 'string', def: '', env: 'IDPROV_ALLOWLIST', flag: 'allowlist', doc: 'Allowlist file (JSON or CSV) imported (upsert) at start; all or nothing.' },
-  { key: 'mdns', kind: 'bool', def: true, env: 'IDPROV_MDNS', doc: 'Advertise by mDNS (`--no-mdns` turns it off).' },
+  { key: 'mdns', kind: 'bool', def: true, env: 'IDPROV_MDNS', doc: 'Advertise by mDNS (`--no-mdns` turns it off); reserved until discovery lands (issue #5).' },
   { key: 'logLevel', kind: 'string', def: 'info', env: 'IDPROV_LOG_LEVEL', flag: 'log-level', doc: 'pino level: fatal, error, warn, info, debug, trace, silent.' },
   { key: 'issuer', kind: 'string', def: 'idprov', env: 'IDPROV_ISSUER', doc: 'Token `iss` claim.' },
   { key: 'audience', kind: 'string', def: '', env: 'IDPROV_AUDIENCE', doc: 'Token `aud` claim (omitted when empty).' },
