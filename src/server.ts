@@ -3,7 +3,13 @@
  * UDP sockets, the CoAP engine), servers started. Nothing below this file picks an adapter.
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, readFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import type { FastifyInstance } from 'fastify';
+import { AdminAuth } from './admin/auth.ts';
+import { AllowlistImporter } from './admin/import.ts';
+import { Metrics } from './admin/metrics.ts';
+import { buildSidecar } from './admin/sidecar.ts';
+import { ObservedStore } from './service/changes.ts';
 import { join, resolve } from 'node:path';
 import type { Config } from './config.ts';
 import { ProvError } from './errors.ts';
@@ -30,8 +36,14 @@ export interface RunningServer {
   store: SqliteStore;
   keyring: TokenKeyring;
   coap: CoapServer;
+  auth: AdminAuth;
+  sidecar: FastifyInstance;
   /** The bound CoAP/UDP port (useful with port 0). */
   coapPort: number;
+  /** The bound admin sidecar port. */
+  adminPort: number;
+  /** Path of the admin token written at first start. */
+  adminTokenFile: string;
   /** Stop listening, finish in-flight work, close the store. */
   close(): Promise<void>;
 }
@@ -105,10 +117,27 @@ export async function openStore(cfg: Readonly<Config>, log: Logger): Promise<Sql
   return SqliteStore.open(join(dir, 'idprov.db'), { log: log.child({ c: 'store' }) });
 }
 
+/** The package version (for health and logs). */
+export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+/** Write `<data>/admin.token` (mode 0600) with an admin token, if it does not exist yet. */
+async function ensureAdminTokenFile(cfg: Readonly<Config>, auth: AdminAuth, now: number, log: Logger): Promise<string> {
+  const file = join(resolve(cfg.dataDir), 'admin.token');
+  if (!existsSync(file)) {
+    writeFileSync(file, `${await auth.mint({ name: 'admin', role: 'admin' }, now)}\n`, { mode: 0o600 });
+    log.info({ file }, 'wrote the first admin token (keep it secret; `idprov token create` mints more)');
+  }
+  chmodSync(file, 0o600);
+  return file;
+}
+
 /** Start the server on its configuration. `clock` (ms) is injectable for tests. */
 export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () => number = Date.now): Promise<RunningServer> {
-  const store = await openStore(cfg, log);
+  const sqlite = await openStore(cfg, log);
+  const changes = new ObservedStore(sqlite);
+  const store = changes.store;
   const transports: DatagramTransport[] = [];
+  let sidecar: FastifyInstance | undefined;
   try {
     const nowS = () => Math.floor(clock() / 1000);
     const keys = await ensureTokenKey(store, nowS());
@@ -118,7 +147,11 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
       secretHex = randomBytes(32).toString('hex');
       await store.apply([{ kind: 'setting.put', name: 'nonce.secret', value: secretHex }]);
     }
-    const service = new ProvisioningService({
+    const coap = new CoapServer({ log: log.child({ c: 'coap' }), maxPayload: cfg.maxPayload });
+    let service: ProvisioningService | undefined;
+    const metrics = new Metrics({ store, usedNonces: () => service?.usedNonceCount ?? 0, coapStats: () => ({ ...coap.stats }) as unknown as Record<string, number> });
+    service = new ProvisioningService({
+      observe: metrics.observe,
       store,
       keyring,
       log: log.child({ c: 'prov' }),
@@ -147,12 +180,30 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
     await admin.loadSwitch();
     if (cfg.allowlist) await importAllowlistFile(admin, cfg.allowlist, cfg, nowS(), log);
 
-    const coap = new CoapServer({ log: log.child({ c: 'coap' }), maxPayload: cfg.maxPayload });
     registerResources(coap, service);
     const udp = await bindUdp(cfg.bind, cfg.coapPort, log);
     transports.push(udp);
     coap.attach(udp);
     const coapPort = udp.address().port;
+
+    const auth = await AdminAuth.open(store);
+    const adminTokenFile = await ensureAdminTokenFile(cfg, auth, nowS(), log);
+    sidecar = await buildSidecar({
+      store,
+      changes,
+      service,
+      admin,
+      keyring,
+      auth,
+      importer: new AllowlistImporter(store, admin, nowS, cfg.minSecretLength),
+      metrics,
+      log: log.child({ c: 'sidecar' }),
+      now: nowS,
+      version: VERSION,
+    });
+    await sidecar.listen({ host: cfg.adminBind, port: cfg.adminPort });
+    const addr = sidecar.server.address();
+    const adminPort = typeof addr === 'object' && addr ? addr.port : cfg.adminPort;
 
     // Pick up key rotations made by `idprov keys rotate` while running (WAL allows a second writer).
     let lastKid = keyring.current.kid;
@@ -170,25 +221,35 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
     }, 10_000);
     keyWatch.unref();
 
-    log.info({ coap: coapPort, bind: cfg.bind, data: resolve(cfg.dataDir), kid: keyring.current.kid, provisioning: service.provisioning.enabled }, 'idprov listening');
+    log.info(
+      { coap: coapPort, bind: cfg.bind, admin: `http://${cfg.adminBind}:${adminPort}`, data: resolve(cfg.dataDir), kid: keyring.current.kid, provisioning: service.provisioning.enabled },
+      'idprov listening',
+    );
+    const sc = sidecar;
     return {
       config: cfg,
       service,
       admin,
-      store,
+      store: sqlite,
       keyring,
       coap,
+      auth,
+      sidecar: sc,
       coapPort,
+      adminPort,
+      adminTokenFile,
       async close() {
         clearInterval(keyWatch);
+        await sc.close();
         await coap.close();
         await Promise.all(transports.map((t) => t.close()));
-        await store.close();
+        await sqlite.close();
       },
     };
   } catch (e) {
+    await sidecar?.close().catch(() => undefined);
     await Promise.all(transports.map((t) => t.close().catch(() => undefined)));
-    await store.close().catch(() => undefined);
+    await sqlite.close().catch(() => undefined);
     throw e;
   }
 }

@@ -5,7 +5,8 @@
 import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { ConfigError, loadConfig, settingsTable, type Config } from '../config.ts';
-import { isProvError } from '../errors.ts';
+import { ProvError, isProvError } from '../errors.ts';
+import { AdminAuth } from '../admin/auth.ts';
 import { createLogger } from '../log.ts';
 import { parseAllowlist } from '../protocol/allowlist.ts';
 import { AdminService, ensureTokenKey } from '../service/admin.ts';
@@ -116,6 +117,32 @@ common(allow.command('import <file>').description('import (upsert) an allowlist 
     await store.close();
   }
 });
+
+const token = program.command('token').description('admin sidecar bearer tokens');
+common(token.command('create').description('mint a bearer token for the admin sidecar'))
+  .requiredOption('--role <role>', 'admin (everything) or hub (read devices, keys, events; verify tokens)')
+  .option('--name <name>', 'who the token is for (shown in the audit trail)', 'admin')
+  .option('--ttl <duration>', 'lifetime: seconds, or with a unit (90d, 12h, 30m); 0 = no expiry', '90d')
+  .action(async (opts: Record<string, unknown>) => {
+    const cfg = configFrom(opts);
+    const role = String(opts['role']);
+    if (role !== 'admin' && role !== 'hub') throw new ProvError('malformed', '--role must be admin or hub');
+    const ttlS = parseDuration(String(opts['ttl']));
+    const store = await openStore(cfg, createLogger('warn', 2));
+    try {
+      const auth = await AdminAuth.open(store);
+      console.log(await auth.mint({ name: String(opts['name']), role, ttlS }, nowS()));
+    } finally {
+      await store.close();
+    }
+  });
+
+/** `90d`, `12h`, `30m`, `45s` or plain seconds. */
+function parseDuration(s: string): number {
+  const m = /^(\d+)([smhd]?)$/.exec(s.trim());
+  if (!m) throw new ProvError('malformed', `bad duration "${s}" (use e.g. 3600, 30m, 12h, 90d)`);
+  return Number(m[1]) * { '': 1, s: 1, m: 60, h: 3600, d: 86400 }[m[2] as '' | 's' | 'm' | 'h' | 'd'];
+}
 
 program
   .command('config')

@@ -37,7 +37,14 @@ const FIELDS = new Set(['id', 'pk', 'mac', 'secret', 'type', 'expires']);
 export function parsePublicKey(text: string): Uint8Array {
   const t = text.trim();
   if (t.startsWith('-----BEGIN')) {
-    const k = createPublicKey(t);
+    // createPublicKey would also take a PRIVATE KEY block and derive its public key; the format is SPKI.
+    if (!t.startsWith('-----BEGIN PUBLIC KEY-----')) throw new Error('pk: a PEM key must be a PUBLIC KEY (SPKI) block');
+    let k: ReturnType<typeof createPublicKey>;
+    try {
+      k = createPublicKey(t);
+    } catch {
+      throw new Error('pk: not a valid PEM public key');
+    }
     if (k.asymmetricKeyType !== 'ed25519') throw new Error(`pk: PEM key is ${k.asymmetricKeyType}, not Ed25519`);
     return k.export({ format: 'der', type: 'spki' }).subarray(12);
   }
@@ -58,15 +65,27 @@ export function formatMac(mac: Uint8Array): string {
   return Buffer.from(mac).toString('hex').replace(/(..)(?!$)/g, '$1:');
 }
 
+/** `2030-01-01` (UTC midnight) or `2030-01-01T12:00[:00[.000]]` with `Z` or `±hh:mm`. */
+const ISO_8601 = /^(\d{4})-(\d{2})-(\d{2})(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2}))?$/;
+
 function parseExpires(v: unknown): number {
   if (typeof v === 'number' && Number.isInteger(v) && v > 0) return v;
   if (typeof v === 'string') {
     const s = v.trim();
     if (/^\d+$/.test(s)) return Number(s);
-    const ms = Date.parse(s);
-    if (!Number.isNaN(ms)) return Math.floor(ms / 1000);
+    // Only ISO 8601 with a zone: Date.parse alone would read "2030-01-01T00:00" and "Jan 1 2030" in the
+    // server's local time zone and roll "2030-02-31" over into March.
+    const m = ISO_8601.exec(s);
+    if (m) {
+      const [month, date] = [Number(m[2]), Number(m[3])];
+      const day = new Date(Date.UTC(Number(m[1]), month - 1, date));
+      const ms = Date.parse(s);
+      if (!Number.isNaN(ms) && day.getUTCMonth() === month - 1 && day.getUTCDate() === date) return Math.floor(ms / 1000);
+    } else if (/^\d{4}-\d{2}-\d{2}T[\d:.]+$/.test(s)) {
+      throw new Error('expires: give the time zone (Z or ±hh:mm) of a date and time');
+    }
   }
-  throw new Error('expires: must be an ISO 8601 date or epoch seconds');
+  throw new Error('expires: must be an ISO 8601 date (2030-01-01, 2030-01-01T12:00:00Z) or epoch seconds');
 }
 
 /** Validate one row (fields as strings or JSON values) into an entry. Throws with a message. */
@@ -113,6 +132,15 @@ function* csvRows(text: string): Generator<{ line: number; cells: string[] }> {
   const n = text.length;
   while (i < n) {
     const start = line;
+    // A comment line is skipped before quotes are looked at, so a `"` in a comment opens no field.
+    let j = i;
+    while (text[j] === ' ' || text[j] === '\t') j++;
+    if (text[j] === '#') {
+      while (j < n && text[j] !== '\n' && text[j] !== '\r') j++;
+      i = text[j] === '\r' && text[j + 1] === '\n' ? j + 2 : j + 1;
+      line++;
+      continue;
+    }
     const cells: string[] = [];
     let cell = '';
     let quoted = false;
@@ -144,7 +172,7 @@ function* csvRows(text: string): Generator<{ line: number; cells: string[] }> {
     }
     if (inQuotes) throw Object.assign(new Error('unterminated quoted field'), { line: start });
     cells.push(quoted ? cell : cell.trim());
-    if (cells.length === 1 && cells[0] === '') continue; // blank line
+    if (cells.every((c) => c === '')) continue; // blank line, or an empty spreadsheet row (",,,,,")
     if (cells[0]!.startsWith('#')) continue; // comment line
     yield { line: start, cells };
   }

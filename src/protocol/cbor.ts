@@ -37,20 +37,85 @@ const decoder = new Decoder({ useRecords: false, mapsAsObjects: false, structure
 
 /** Upper bound on any CBOR item this server decodes (requests are ≤ 1024 bytes; tokens are smaller). */
 export const MAX_CBOR_BYTES = 4096;
+/** Deepest nesting of arrays, maps and tags accepted (idprov uses 3; deeper input would overflow the stack). */
+export const MAX_CBOR_DEPTH = 32;
 
 /**
  * Decode exactly one CBOR item. Maps come back as `Map`, byte strings as `Uint8Array` (Buffer),
- * unknown tags as cbor-x `Tag` objects (`{tag, value}`).
- * @throws ProvError `malformed` on empty, oversized, truncated or trailing input.
+ * tag 18 as a cbor-x `Tag` object (`{tag, value}`), integers with an 8-byte head (≥ 2^32) as `bigint`.
+ * @throws ProvError `malformed` on empty, oversized, truncated or trailing input, and on anything
+ *   outside the idprov subset (see `checkSubset`: floats, undefined, simple values, tags other than 18).
  */
 export function decodeCbor(bytes: Uint8Array, what = 'CBOR item'): unknown {
   if (bytes.length === 0) throw new ProvError('malformed', `${what}: empty`);
   if (bytes.length > MAX_CBOR_BYTES) throw new ProvError('malformed', `${what}: longer than ${MAX_CBOR_BYTES} bytes`);
+  checkSubset(bytes, what);
   try {
     return decoder.decode(bytes);
   } catch (e) {
     throw new ProvError('malformed', `${what}: ${(e as Error).message}`);
   }
+}
+
+/**
+ * The CBOR subset of idprov v1: integers, byte and text strings, arrays, maps, false/true/null and tag 18
+ * (COSE_Sign1). Everything else is malformed, under unknown keys too, because cbor-x turns it into values
+ * that cannot be told apart from the types the protocol expects: floats (`1.0` → 1, also as a map key),
+ * decimal fractions (`4([0, 1])` → 1), self-describe / shareable / set-as-map tags (`55799(1)`, `28(1)`
+ * → 1), typed arrays (`64(h'…')` → a byte string) and `undefined` (a known key that reads as absent).
+ * Without this a known key with the wrong type would pass (PROTOCOL.md §2: it is 4.00).
+ * Walks the heads only; no values are built. Nesting is limited to {@link MAX_CBOR_DEPTH}.
+ */
+function checkSubset(b: Uint8Array, what: string): void {
+  const fail = (why: string): never => {
+    throw new ProvError('malformed', `${what}: ${why}`);
+  };
+  const item = (pos: number, depth: number): number => {
+    if (pos >= b.length) fail('truncated');
+    const ib = b[pos++]!;
+    const major = ib >> 5;
+    const ai = ib & 0x1f;
+    if (major >= 4 && major <= 6 && depth >= MAX_CBOR_DEPTH) fail(`arrays, maps and tags nested deeper than ${MAX_CBOR_DEPTH}`);
+    if (major === 7) {
+      if (ai >= 20 && ai <= 22) return pos;
+      return fail(ai >= 25 && ai <= 27 ? 'floating-point values are not used by idprov' : `simple value or break (0x${ib.toString(16)}) is not used by idprov`);
+    }
+    if (ai === 31) {
+      if (major !== 4 && major !== 5) fail('indefinite length is only accepted for arrays and maps');
+      for (;;) {
+        if (pos >= b.length) fail('truncated');
+        if (b[pos] === 0xff) return pos + 1;
+        pos = item(pos, depth + 1);
+        if (major === 5) pos = item(pos, depth + 1);
+      }
+    }
+    let n = ai;
+    if (ai >= 24) {
+      if (ai > 27) fail(`reserved additional information ${ai}`);
+      const len = 1 << (ai - 24);
+      if (pos + len > b.length) fail('truncated');
+      n = 0;
+      for (let i = 0; i < len; i++) n = n * 256 + b[pos + i]!;
+      pos += len;
+    }
+    switch (major) {
+      case 2:
+      case 3:
+        if (n > b.length - pos) fail('truncated');
+        return pos + n;
+      case 4:
+      case 5:
+        if (n > b.length - pos) fail('truncated');
+        for (let i = 0; i < n * (major === 5 ? 2 : 1); i++) pos = item(pos, depth + 1);
+        return pos;
+      case 6:
+        if (n !== 18) fail(`tag ${n} is not used by idprov`);
+        return item(pos, depth + 1);
+      default:
+        return pos;
+    }
+  };
+  if (item(0, 0) !== b.length) fail('trailing bytes after the item');
 }
 
 /** A cbor-x Tag as decoded: `{ tag, value }`. */

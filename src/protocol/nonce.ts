@@ -24,6 +24,8 @@ function mac(secret: Uint8Array, head: Uint8Array, id: string): Buffer {
  * @param random 8 fresh random bytes (passed in so that this stays pure and testable).
  */
 export function makeNonce(secret: Uint8Array, id: string, expiry: number, random: Uint8Array): Buffer {
+  // Fewer than 8 bytes would leave uninitialised heap memory in a nonce sent on the wire.
+  if (random.length < 8) throw new RangeError('makeNonce: random must hold 8 bytes');
   const out = Buffer.allocUnsafe(NONCE_BYTES);
   out.writeUInt32BE(expiry >>> 0, 0);
   out.set(random.subarray(0, 8), 4);

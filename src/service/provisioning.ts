@@ -68,7 +68,12 @@ export interface ServiceDeps {
   /** Secret for stateless nonces (shared by instances that accept each other's nonces). */
   nonceSecret: Uint8Array;
   settings: ServiceSettings;
+  /** Called once per answered request (metrics). */
+  observe?: (op: 'request' | 'refresh', outcome: OutcomeKind, code: string, ms: number) => void;
 }
+
+/** Coarse outcome of one request, for logs and metrics. */
+export type OutcomeKind = 'approved' | 'pending' | 'refused' | 'challenged' | 'malformed' | 'error';
 
 /** Provisioning state the service keeps in memory (persisted through the store). */
 export interface SwitchState {
@@ -289,12 +294,24 @@ export class ProvisioningService {
   }
 
   private logOutcome(op: 'request' | 'refresh', id: string | undefined, ctx: RequestContext, out: Outcome, t0: number): void {
-    const outcome =
-      out.body.status === STATUS.approved ? 'approved' : out.body.status === STATUS.pending ? 'pending' : out.code.startsWith('2') ? 'ok' : 'refused';
+    const outcome: OutcomeKind =
+      out.body.status === STATUS.approved
+        ? 'approved'
+        : out.body.status === STATUS.pending
+          ? 'pending'
+          : out.code === '4.01'
+            ? 'challenged'
+            : out.code === '4.00'
+              ? 'malformed'
+              : out.code.startsWith('5.00')
+                ? 'error'
+                : 'refused';
+    const ms = this.d.clock() - t0;
     this.d.log.info(
-      { evt: 'provision', op, id, outcome, code: out.code, err: out.body.err, src: ctx.source, psk: ctx.pskIdentity !== undefined || undefined, ms: this.d.clock() - t0 },
+      { evt: 'provision', op, id, outcome, code: out.code, err: out.body.err, src: ctx.source, psk: ctx.pskIdentity !== undefined || undefined, ms },
       out.body.diag ?? outcome,
     );
+    this.d.observe?.(op, outcome, out.code, ms);
   }
 
   private event(at: number, kind: string, deviceId: string, actor: string, source: string | undefined, detail?: Record<string, unknown>): Mutation {

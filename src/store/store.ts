@@ -19,6 +19,11 @@ import type {
 export type Mutation =
   | { kind: 'allow.upsert'; entry: AllowEntry }
   | { kind: 'allow.delete'; id: string }
+  /**
+   * Marks the entry consumed at `at`. Consumes at most once: when the entry is missing or already
+   * consumed, the whole call fails with `conflict` (so two concurrent provisionings cannot both
+   * spend one pre-approval).
+   */
   | { kind: 'allow.consume'; id: string; at: number }
   | { kind: 'device.upsert'; device: DeviceRecord }
   | { kind: 'device.delete'; id: string }

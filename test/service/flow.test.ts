@@ -260,6 +260,19 @@ describe('provisioning service end to end on a real SQLite store (PROTOCOL.md §
     assert.equal(openSealed(out.body.sealed!, new TestDevice('x').box.secretKey), undefined);
   });
 
+  it('keeps a spent pre-approval spent when the same file is imported again, and re-arms it for a new key', async () => {
+    const dev = new TestDevice('reimport-1');
+    await allow(r, dev);
+    assert.equal((await provision(r, dev)).code, '2.01');
+    await allow(r, dev);
+    assert.equal((await r.store.getAllow(dev.id))?.consumedAt, T0, 'an identical re-import keeps the entry consumed');
+    const rekeyed = new TestDevice(dev.id);
+    await allow(r, rekeyed);
+    assert.equal((await r.store.getAllow(dev.id))?.consumedAt, undefined, 'an entry with a new key is usable again');
+    assert.equal((await provision(r, rekeyed)).code, '2.01', 'the admin re-keyed the device through the allowlist');
+    assert.equal((await provision(r, dev)).body.err, 4, 'the old key is refused now');
+  });
+
   it('answers malformed envelopes with 4.00 and err 1', async () => {
     for (const junk of [Buffer.alloc(0), Buffer.from('ff', 'hex'), Buffer.from('84404040', 'hex'), Buffer.from('a0', 'hex')]) {
       const out = await r.svc.request(junk, r.ctx);

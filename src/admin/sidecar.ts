@@ -1,0 +1,476 @@
+/**
+ * The admin sidecar (issue #3): a JSON API under `/api/v1` for admins and the Hub, Prometheus metrics,
+ * and the approval web page. A thin layer over the services: it authenticates, checks roles, validates
+ * input, and maps errors to JSON bodies with stable codes (`{"error": {"code", "message"}}`).
+ */
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { Readable } from 'node:stream';
+import type { AllowEntry, DeviceRecord, EventRecord, PendingRecord, Revocation } from '../domain.ts';
+import { ERROR_TABLE, ProvError, isProvError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { formatMac } from '../protocol/allowlist.ts';
+import type { AdminService } from '../service/admin.ts';
+import type { Collection, ObservedStore } from '../service/changes.ts';
+import type { ProvisioningService } from '../service/provisioning.ts';
+import type { Page, Store } from '../store/store.ts';
+import { keyFingerprint } from '../tokens/ed25519.ts';
+import type { TokenKeyring } from '../tokens/keyring.ts';
+import { roleAllows, type AdminAuth, type Principal, type Role } from './auth.ts';
+import type { AllowlistImporter } from './import.ts';
+import type { Metrics } from './metrics.ts';
+
+/** Everything the sidecar needs, built by the composition root. */
+export interface SidecarDeps {
+  store: Store;
+  changes: ObservedStore;
+  service: ProvisioningService;
+  admin: AdminService;
+  keyring: TokenKeyring;
+  auth: AdminAuth;
+  importer: AllowlistImporter;
+  metrics: Metrics;
+  log: Logger;
+  /** Seconds since the epoch. */
+  now: () => number;
+  version: string;
+  /** Longest long-poll wait (s). Default 30. */
+  maxWaitS?: number;
+  /** Cap of concurrent event streams (SSE + long polls). Default 256. */
+  maxWatchers?: number;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal?: Principal;
+  }
+  interface FastifyContextConfig {
+    /** Least role the route needs; absent = public. */
+    role?: Role;
+  }
+}
+
+const hex = (b: Uint8Array | undefined): string | undefined => (b ? Buffer.from(b).toString('hex') : undefined);
+const iso = (t: number | undefined): string | undefined => (t === undefined ? undefined : new Date(t * 1000).toISOString());
+const TYPE_NAMES = ['device', 'service', 'consumer'] as const;
+
+/** JSON views: keys as hex with their fingerprint, MACs as aa:bb:…, times as ISO 8601. No secrets. */
+export const views = {
+  allow: (e: AllowEntry) => ({
+    id: e.id,
+    pk: hex(e.pk),
+    fingerprint: e.pk ? keyFingerprint(e.pk) : undefined,
+    mac: e.mac ? formatMac(e.mac) : undefined,
+    hasSecret: e.secret !== undefined,
+    type: TYPE_NAMES[e.type],
+    expires: iso(e.expires),
+    createdAt: iso(e.createdAt),
+    consumedAt: iso(e.consumedAt),
+  }),
+  pending: (p: PendingRecord) => ({
+    id: p.id,
+    status: p.status,
+    pk: p.pk.length ? hex(p.pk) : undefined,
+    fingerprint: p.pk.length ? keyFingerprint(p.pk) : undefined,
+    mac: p.mac ? formatMac(p.mac) : undefined,
+    type: TYPE_NAMES[p.type],
+    source: p.source || undefined,
+    firstSeen: iso(p.firstSeen),
+    lastSeen: iso(p.lastSeen),
+    count: p.count,
+    decidedAt: iso(p.decidedAt),
+    decidedBy: p.decidedBy,
+  }),
+  device: (d: DeviceRecord, r?: Revocation) => ({
+    id: d.id,
+    pk: hex(d.pk),
+    fingerprint: keyFingerprint(d.pk),
+    mac: d.mac ? formatMac(d.mac) : undefined,
+    type: TYPE_NAMES[d.type],
+    via: d.via,
+    provisionedAt: iso(d.provisionedAt),
+    lastSeen: iso(d.lastSeen),
+    source: d.source,
+    tokenExp: iso(d.tokenExp),
+    revoked: r ? { at: iso(r.at), by: r.by, reason: r.reason } : undefined,
+  }),
+  event: (e: EventRecord) => ({
+    seq: e.seq,
+    at: iso(e.at),
+    kind: e.kind,
+    deviceId: e.deviceId,
+    actor: e.actor,
+    source: e.source,
+    detail: e.detail,
+  }),
+};
+
+function bodyObject(req: FastifyRequest): Record<string, unknown> {
+  const b = req.body;
+  if (b === undefined || b === null || b === '') return {};
+  if (typeof b !== 'object' || Array.isArray(b)) throw new ProvError('malformed', 'body must be a JSON object');
+  return b as Record<string, unknown>;
+}
+
+function optString(o: Record<string, unknown>, k: string, max = 500): string | undefined {
+  const v = o[k];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'string' || v.length > max) throw new ProvError('malformed', `${k} must be a string of at most ${max} characters`);
+  return v;
+}
+
+function listOpts(q: Record<string, unknown>): { after?: string; limit: number } {
+  const limit = q['limit'] === undefined ? 100 : typeof q['limit'] === 'string' ? Number(q['limit']) : NaN;
+  if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new ProvError('malformed', 'limit must be an integer from 1 to 1000');
+  const after = q['after'];
+  if (after !== undefined && (typeof after !== 'string' || after.length > 256)) throw new ProvError('malformed', 'after must be one cursor (the "next" of the previous page)');
+  return after ? { after, limit } : { limit };
+}
+
+/** True when an If-None-Match header (a list of entity tags, or `*`) matches `tag` (weak comparison). */
+function etagMatches(header: string | undefined, tag: string): boolean {
+  if (!header) return false;
+  return header.split(',').some((t) => {
+    const x = t.trim();
+    return x === '*' || x.replace(/^W\//, '') === tag;
+  });
+}
+
+function pageOut<T, V>(p: Page<T>, view: (t: T) => V): { items: V[]; next?: string } {
+  return p.next ? { items: p.items.map(view), next: p.next } : { items: p.items.map(view) };
+}
+
+/** Build the sidecar (not listening yet). */
+export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: false,
+    bodyLimit: 1 << 20,
+    trustProxy: false,
+    // Errors the router raises before any route runs (undecodable URL, over-long path parameter) get the
+    // same JSON body as every other error instead of fastify's own shape.
+    frameworkErrors: (err, _req, reply) => {
+      void reply.status(400).send({ error: { code: 'malformed', message: err.message } });
+    },
+  });
+  const maxWaitS = d.maxWaitS ?? 30;
+  const maxWatchers = d.maxWatchers ?? 256;
+  let watchers = 0;
+
+  // Raw bodies for allowlist uploads (streamed to the importer).
+  app.addContentTypeParser(['text/csv', 'text/plain', 'application/octet-stream'], (_req, payload, done) => done(null, payload));
+
+  app.setErrorHandler((err: unknown, req, reply) => {
+    let code: keyof typeof ERROR_TABLE = 'internal';
+    let message = 'internal error';
+    if (isProvError(err)) {
+      code = err.code;
+      message = err.message;
+    } else if (typeof err === 'object' && err !== null && 'statusCode' in err && typeof err.statusCode === 'number' && err.statusCode < 500) {
+      code = err.statusCode === 413 ? 'too-large' : err.statusCode === 415 ? 'unsupported-content-format' : err.statusCode === 404 ? 'not-found' : 'malformed';
+      message = (err as unknown as Error).message;
+    } else {
+      d.log.error({ err, url: req.url }, 'sidecar internal error');
+    }
+    const status = ERROR_TABLE[code].http;
+    if (status >= 400 && status < 500) d.log.info({ evt: 'admin-refused', code, url: req.url, by: req.principal?.name, src: req.ip }, message);
+    void reply.status(status).send({ error: { code, message } });
+  });
+  app.setNotFoundHandler((_req, reply) => {
+    void reply.status(404).send({ error: { code: 'not-found', message: 'no such route' } });
+  });
+
+  // Authentication and role check for every route that declares a role (everything but health and the page).
+  app.addHook('onRequest', async (req) => {
+    const need = req.routeOptions.config.role;
+    if (!need) return;
+    const h = req.headers.authorization;
+    if (!h || !/^Bearer\s+\S+$/i.test(h)) throw new ProvError('unauthenticated', 'missing bearer token');
+    const principal = await d.auth.verify(h.replace(/^Bearer\s+/i, ''), d.now());
+    if (!roleAllows(principal.role, need)) throw new ProvError('forbidden', `this operation needs the ${need} role`);
+    req.principal = principal;
+  });
+
+  const actor = (req: FastifyRequest) => ({ by: `admin:${req.principal!.name}`, source: req.ip });
+
+  /**
+   * Conditional GET: answer 304 when the collections behind the resource have not changed. The tag
+   * covers the query string too, so each page of a list (and each filter) has its own. Call it after
+   * the query is validated, so an invalid request is refused rather than answered 304.
+   */
+  const etagged = (req: FastifyRequest, reply: FastifyReply, cols: Collection[]): boolean => {
+    const qs = req.url.indexOf('?');
+    const query = qs < 0 ? '' : req.url.slice(qs + 1);
+    const qtag = query ? `-${createHash('sha256').update(query).digest('base64url').slice(0, 12)}` : '';
+    const tag = `"${d.changes.bootId}-${d.changes.versionOf(...cols)}${qtag}"`;
+    void reply.header('etag', tag).header('cache-control', 'no-cache');
+    if (etagMatches(req.headers['if-none-match'], tag)) {
+      void reply.status(304).send();
+      return true;
+    }
+    return false;
+  };
+
+  const v1 = '/api/v1';
+
+  app.get(`${v1}/health`, async () => ({
+    status: 'ok',
+    version: d.version,
+    provisioning: d.service.provisioning,
+    kid: d.keyring.current.kid,
+  }));
+
+  // ---- allowlist
+  app.post(`${v1}/allowlist`, { config: { role: 'admin' }, bodyLimit: 512 * 1024 * 1024 }, async (req, reply) => {
+    const mode = (req.query as Record<string, string>)['mode'] ?? 'all';
+    if (mode !== 'all' && mode !== 'valid') throw new ProvError('malformed', 'mode must be "all" (all or nothing) or "valid" (import the valid rows)');
+    const ct = String(req.headers['content-type'] ?? '');
+    let source: Readable | string;
+    if (typeof req.body === 'string') source = req.body;
+    else if (req.body && typeof (req.body as Readable).pipe === 'function') source = req.body as Readable;
+    else if (Array.isArray(req.body)) source = JSON.stringify(req.body);
+    else throw new ProvError('malformed', 'send the allowlist as text/csv or a JSON array');
+    const result = await d.importer.import(source, { format: ct.includes('json') ? 'json' : 'auto', mode, actor: actor(req) });
+    void reply.status(result.imported ? 200 : 422);
+    return result;
+  });
+  app.get(`${v1}/allowlist`, { config: { role: 'admin' } }, async (req, reply) => {
+    const opts = listOpts(req.query as Record<string, unknown>);
+    if (etagged(req, reply, ['allowlist'])) return reply;
+    return pageOut(await d.store.listAllow(opts), views.allow);
+  });
+  app.get(`${v1}/allowlist/:id`, { config: { role: 'admin' } }, async (req) => {
+    const e = await d.store.getAllow((req.params as { id: string }).id);
+    if (!e) throw new ProvError('not-found', 'no such allowlist entry');
+    return views.allow(e);
+  });
+  app.delete(`${v1}/allowlist/:id`, { config: { role: 'admin' } }, async (req, reply) => {
+    await d.admin.deleteAllow((req.params as { id: string }).id, actor(req));
+    return reply.status(204).send();
+  });
+
+  // ---- pending requests
+  app.get(`${v1}/pending`, { config: { role: 'hub' } }, async (req, reply) => {
+    const q = req.query as Record<string, unknown>;
+    const status = q['status'] ?? 'pending';
+    if (typeof status !== 'string' || !['pending', 'approved', 'rejected'].includes(status)) throw new ProvError('malformed', 'status must be pending, approved or rejected');
+    const opts = listOpts(q);
+    if (etagged(req, reply, ['pending'])) return reply;
+    return pageOut(await d.store.listPending({ ...opts, status: status as PendingRecord['status'] }), views.pending);
+  });
+  app.post(`${v1}/pending/:id/approve`, { config: { role: 'admin' } }, async (req) => {
+    const b = bodyObject(req);
+    const fingerprint = optString(b, 'fingerprint', 40);
+    const pkHex = optString(b, 'pk', 64);
+    const p = await d.admin.approve((req.params as { id: string }).id, { ...(fingerprint ? { fingerprint } : {}), ...(pkHex ? { pkHex } : {}) }, actor(req));
+    return views.pending(p);
+  });
+  app.post(`${v1}/pending/:id/reject`, { config: { role: 'admin' } }, async (req, reply) => {
+    await d.admin.reject((req.params as { id: string }).id, optString(bodyObject(req), 'reason'), actor(req));
+    return reply.status(204).send();
+  });
+  app.post(`${v1}/pending/:id/unreject`, { config: { role: 'admin' } }, async (req, reply) => {
+    await d.admin.unreject((req.params as { id: string }).id, actor(req));
+    return reply.status(204).send();
+  });
+
+  // ---- devices
+  app.get(`${v1}/devices`, { config: { role: 'hub' } }, async (req, reply) => {
+    const opts = listOpts(req.query as Record<string, unknown>);
+    if (etagged(req, reply, ['devices', 'revocations'])) return reply;
+    const page = await d.store.listDevices(opts);
+    const revs = await Promise.all(page.items.map((x) => d.store.getRevocation(x.id)));
+    return pageOut({ items: page.items.map((x, i) => [x, revs[i]] as const), ...(page.next ? { next: page.next } : {}) }, ([x, r]) => views.device(x, r));
+  });
+  app.get(`${v1}/devices/:id`, { config: { role: 'hub' } }, async (req) => {
+    const id = (req.params as { id: string }).id;
+    const dev = await d.store.getDevice(id);
+    if (!dev) throw new ProvError('not-found', 'no such device');
+    return views.device(dev, await d.store.getRevocation(id));
+  });
+  app.post(`${v1}/devices/:id/revoke`, { config: { role: 'admin' } }, async (req, reply) => {
+    await d.admin.revoke((req.params as { id: string }).id, optString(bodyObject(req), 'reason'), actor(req));
+    return reply.status(204).send();
+  });
+  app.post(`${v1}/devices/:id/enable`, { config: { role: 'admin' } }, async (req, reply) => {
+    await d.admin.reenable((req.params as { id: string }).id, actor(req));
+    return reply.status(204).send();
+  });
+
+  // ---- provisioning switch
+  app.get(`${v1}/provisioning`, { config: { role: 'hub' } }, async () => d.service.provisioning);
+  app.put(`${v1}/provisioning`, { config: { role: 'admin' } }, async (req) => {
+    const b = bodyObject(req);
+    if (typeof b['enabled'] !== 'boolean') throw new ProvError('malformed', 'enabled must be true or false');
+    await d.admin.setProvisioning(b['enabled'], optString(b, 'reason'), actor(req));
+    return d.service.provisioning;
+  });
+
+  // ---- token keys and verification (what a Hub needs)
+  app.get(`${v1}/keys/jwks`, { config: { role: 'hub' } }, async (req, reply) => {
+    if (etagged(req, reply, ['keys'])) return reply;
+    return d.keyring.jwks(d.now());
+  });
+  app.get(`${v1}/keys/cose`, { config: { role: 'hub' } }, async (req, reply) => {
+    if (etagged(req, reply, ['keys'])) return reply;
+    return reply.type('application/cose-key-set').send(d.keyring.keySet(d.now()));
+  });
+  app.post(`${v1}/tokens/verify`, { config: { role: 'hub' } }, async (req) => {
+    const t = optString(bodyObject(req), 'token', 2048);
+    if (!t) throw new ProvError('malformed', 'token is required (hex or base64url)');
+    const bytes = /^[0-9a-fA-F]+$/.test(t) && t.length % 2 === 0 ? Buffer.from(t, 'hex') : Buffer.from(t, 'base64url');
+    try {
+      const c = d.keyring.verify(bytes, d.now());
+      const revocation = await d.store.getRevocation(c.sub);
+      const device = await d.store.getDevice(c.sub);
+      const keyCurrent = device !== undefined && Buffer.from(device.pk).equals(Buffer.from(c.cnf));
+      return {
+        valid: !revocation && keyCurrent,
+        ...(revocation ? { error: 'revoked' } : !keyCurrent ? { error: 'key-mismatch' } : {}),
+        claims: {
+          iss: c.iss,
+          sub: c.sub,
+          aud: c.aud,
+          exp: c.exp,
+          iat: c.iat,
+          cti: hex(c.cti),
+          role: c.role ?? 'device',
+          cnf: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(c.cnf).toString('base64url') },
+        },
+      };
+    } catch (e) {
+      if (isProvError(e)) return { valid: false, error: e.code };
+      throw e;
+    }
+  });
+
+  // ---- event feed: long poll (GET /events?after=N&wait=S) and server-sent events (/events/stream)
+  // Open feeds are ended when the sidecar closes (preClose), or `close()` would wait for every long poll
+  // to time out and forever for an event stream.
+  const openFeeds = new Set<() => void>();
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+    for (const end of [...openFeeds]) end();
+  });
+
+  /**
+   * Resolve once an event is committed after `seenVersion` (the change version read before the caller's
+   * last look at the store, so a commit in between is not missed), after `waitS`, or when the client or
+   * the sidecar goes away.
+   */
+  const waitForEvents = (seenVersion: number, waitS: number, req: FastifyRequest): Promise<void> =>
+    new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        unsub();
+        openFeeds.delete(done);
+        req.raw.off('close', done);
+        resolve();
+      };
+      const timer = setTimeout(done, waitS * 1000);
+      const unsub = d.changes.subscribe((muts) => {
+        if (muts.some((m) => m.kind === 'event')) done();
+      });
+      openFeeds.add(done);
+      req.raw.once('close', done);
+      if (closing || d.changes.versionOf('events') > seenVersion) done();
+    });
+
+  app.get(`${v1}/events`, { config: { role: 'hub' } }, async (req, reply) => {
+    const q = req.query as Record<string, unknown>;
+    const num = (k: string, def: number) => (q[k] === undefined ? def : typeof q[k] === 'string' && q[k] !== '' ? Number(q[k]) : NaN);
+    const after = num('after', 0);
+    const wait = num('wait', 0);
+    const limit = num('limit', 100);
+    if (!Number.isInteger(after) || after < 0) throw new ProvError('malformed', 'after must be a non-negative integer (an event seq)');
+    if (!Number.isFinite(wait) || wait < 0 || wait > maxWaitS) throw new ProvError('malformed', `wait must be 0..${maxWaitS} seconds`);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new ProvError('malformed', 'limit must be 1..1000');
+    const seen = d.changes.versionOf('events');
+    let events = await d.store.listEvents(after, limit);
+    if (events.length === 0 && wait > 0 && !closing) {
+      if (watchers >= maxWatchers) throw new ProvError('rate-limited', 'too many watchers');
+      watchers++;
+      try {
+        await waitForEvents(seen, wait, req);
+      } finally {
+        watchers--;
+      }
+      events = await d.store.listEvents(after, limit);
+    }
+    void reply.header('cache-control', 'no-store');
+    if (closing) void reply.header('connection', 'close');
+    return { events: events.map(views.event), next: events.length ? events[events.length - 1]!.seq : after };
+  });
+
+  app.get(`${v1}/events/stream`, { config: { role: 'hub' } }, async (req, reply) => {
+    if (watchers >= maxWatchers) throw new ProvError('rate-limited', 'too many watchers');
+    if (closing) throw new ProvError('disabled', 'the server is shutting down');
+    const q = req.query as Record<string, unknown>;
+    const from = req.headers['last-event-id'] ?? q['after'] ?? '0';
+    let cursor = typeof from === 'string' && from !== '' ? Number(from) : NaN;
+    if (!Number.isInteger(cursor) || cursor < 0) throw new ProvError('malformed', 'after / Last-Event-ID must be an event seq');
+    watchers++;
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
+    let busy = false;
+    let again = false;
+    let closed = false;
+    const pump = async (): Promise<void> => {
+      if (busy) {
+        again = true;
+        return;
+      }
+      busy = true;
+      try {
+        do {
+          again = false;
+          for (;;) {
+            const batch = await d.store.listEvents(cursor, 500);
+            if (closed || batch.length === 0) break;
+            for (const e of batch) res.write(`id: ${e.seq}\nevent: ${e.kind}\ndata: ${JSON.stringify(views.event(e))}\n\n`);
+            cursor = batch[batch.length - 1]!.seq!;
+          }
+        } while (again && !closed);
+      } catch (e) {
+        d.log.warn({ err: (e as Error).message }, 'event stream read failed');
+      } finally {
+        busy = false;
+      }
+    };
+    const unsub = d.changes.subscribe((muts) => {
+      if (muts.some((m) => m.kind === 'event')) void pump();
+    });
+    const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
+    const finish = () => {
+      if (closed) return;
+      closed = true;
+      watchers--;
+      unsub();
+      clearInterval(heartbeat);
+      openFeeds.delete(end);
+    };
+    /** Server side end (the sidecar is closing): finish the stream and drop the connection. */
+    const end = () => {
+      finish();
+      res.end();
+      res.socket?.destroySoon();
+    };
+    openFeeds.add(end);
+    req.raw.once('close', finish);
+    await pump();
+  });
+
+  // ---- metrics (Prometheus text format)
+  app.get('/metrics', { config: { role: 'hub' } }, async (_req, reply) => {
+    const text = await d.metrics.render();
+    return reply.type(d.metrics.contentType).send(text);
+  });
+
+  // ---- approval web page (static; its API calls carry the admin token the user pastes)
+  const page = readFileSync(new URL('./page.html', import.meta.url), 'utf8');
+  app.get('/', async (_req, reply) => reply.type('text/html; charset=utf-8').header('content-security-policy', "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'").send(page));
+
+  return app;
+}

@@ -1,0 +1,79 @@
+/**
+ * Change notification over the Store seam: {@link ObservedStore} decorates a Store so that every
+ * committed `apply` bumps a version number and wakes listeners. The admin sidecar uses the version for
+ * ETags (cheap Hub polling) and the wake-ups for the long-poll / server-sent event feed.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Mutation, Store } from '../store/store.ts';
+
+export type ChangeListener = (muts: readonly Mutation[], version: number) => void;
+
+/** What changed, coarsely, for ETags per collection. */
+export type Collection = 'allowlist' | 'devices' | 'pending' | 'revocations' | 'keys' | 'settings' | 'events';
+
+const COLLECTION_OF: Record<Mutation['kind'], Collection> = {
+  'allow.upsert': 'allowlist',
+  'allow.delete': 'allowlist',
+  'allow.consume': 'allowlist',
+  'device.upsert': 'devices',
+  'device.delete': 'devices',
+  'pending.upsert': 'pending',
+  'pending.delete': 'pending',
+  'revocation.put': 'revocations',
+  'revocation.delete': 'revocations',
+  'key.put': 'keys',
+  'setting.put': 'settings',
+  event: 'events',
+};
+
+export class ObservedStore {
+  /** Changes with each process start, so ETags from before a restart never match. */
+  readonly bootId = randomBytes(6).toString('base64url');
+  private versionCounter = 0;
+  private readonly perCollection = new Map<Collection, number>();
+  private readonly listeners = new Set<ChangeListener>();
+
+  /** The decorated store: use it wherever a Store is needed. */
+  readonly store: Store;
+
+  constructor(inner: Store) {
+    // A Proxy keeps every other Store method as it is, including ones added later.
+    this.store = new Proxy(inner, {
+      get: (target, prop, recv) => {
+        if (prop === 'apply') {
+          return async (muts: readonly Mutation[]) => {
+            await target.apply(muts);
+            this.committed(muts);
+          };
+        }
+        const v = Reflect.get(target, prop, recv);
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+  }
+
+  /** Record a commit made outside `apply` (e.g. a bulk import) and wake listeners. */
+  committed(muts: readonly Mutation[], extra: Collection[] = []): void {
+    const v = ++this.versionCounter;
+    for (const m of muts) this.perCollection.set(COLLECTION_OF[m.kind], v);
+    for (const c of extra) this.perCollection.set(c, v);
+    for (const l of this.listeners) l(muts, v);
+  }
+
+  /** Global version (increments on every commit). */
+  get version(): number {
+    return this.versionCounter;
+  }
+
+  /** Version of the last commit that touched any of `cols`. */
+  versionOf(...cols: Collection[]): number {
+    let v = 0;
+    for (const c of cols) v = Math.max(v, this.perCollection.get(c) ?? 0);
+    return v;
+  }
+
+  subscribe(l: ChangeListener): () => void {
+    this.listeners.add(l);
+    return () => this.listeners.delete(l);
+  }
+}

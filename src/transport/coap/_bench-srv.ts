@@ -1,0 +1,12 @@
+import { CoapServer } from './engine.ts';
+import { UdpTransport } from './udp.ts';
+import { silentLogger } from '../../log.ts';
+const server = new CoapServer({ log: silentLogger });
+const body = Buffer.from('This is a test server made with libcoap (see https://libcoap.net)\nCopyright (C) 2010--2022 Olaf Bergmann <bergmann@tzi.org> and others\n\n');
+server.addResource({ path: '/', methods: { GET: () => ({ code: '2.05', contentFormat: 0, maxAge: 2839, payload: body }) } });
+const t = await UdpTransport.bind({ address: '127.0.0.1', port: Number(process.argv[2]) });
+if (process.argv[3]) setTimeout(() => process.exit(0), Number(process.argv[3]));
+server.attach(t);
+setInterval(() => {}, 1e6);
+let last = process.cpuUsage(); let lastN = server.stats.requests;
+setInterval(() => { const u = process.cpuUsage(last); const n = server.stats.requests - lastN; if (n > 1000) console.error(`engine cpu_us/req=${((u.user + u.system) / n).toFixed(2)} n=${n}`); last = process.cpuUsage(); lastN = server.stats.requests; }, 2000);

@@ -1,0 +1,109 @@
+/**
+ * Stateless freshness nonces (PROTOCOL.md §3): expiry ‖ random ‖ MAC over both and the device ID, so any
+ * instance holding the secret verifies them without per-request state. The clock is an argument.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { toHex } from '../helpers.ts';
+import { NONCE_BYTES, checkNonce, makeNonce, nonceExpiry } from '../../src/protocol/nonce.ts';
+
+const SECRET = Buffer.alloc(32, 0x5e);
+const OTHER_SECRET = Buffer.alloc(32, 0x5f);
+const NOW = 1_767_225_600;
+const RANDOM = Buffer.from('0001020304050607', 'hex');
+
+describe('freshness nonces (PROTOCOL.md §3)', () => {
+  const nonce = makeNonce(SECRET, 'dev-1', NOW + 300, RANDOM);
+
+  it(`is ${NONCE_BYTES} bytes long: expiry, random and MAC, within the 8..32 bytes key 4 allows`, () => {
+    assert.equal(nonce.length, NONCE_BYTES);
+    assert.ok(NONCE_BYTES >= 8 && NONCE_BYTES <= 32);
+    assert.equal(nonce.readUInt32BE(0), NOW + 300);
+    assert.equal(toHex(nonce.subarray(4, 12)), toHex(RANDOM));
+  });
+
+  it('is deterministic for the same secret, id, expiry and random bytes', () => {
+    assert.equal(toHex(makeNonce(SECRET, 'dev-1', NOW + 300, RANDOM)), toHex(nonce));
+  });
+
+  it('reads back the expiry it carries', () => {
+    assert.equal(nonceExpiry(nonce), NOW + 300);
+    assert.equal(nonceExpiry(Buffer.concat([Buffer.alloc(3), nonce]).subarray(3)), NOW + 300);
+  });
+
+  it('is valid for its device from issue until and including its expiry second', () => {
+    assert.equal(checkNonce(SECRET, 'dev-1', nonce, NOW), undefined);
+    assert.equal(checkNonce(SECRET, 'dev-1', nonce, NOW + 299), undefined);
+    assert.equal(checkNonce(SECRET, 'dev-1', nonce, NOW + 300), undefined);
+  });
+
+  it('is expired one second after its expiry', () => {
+    assert.equal(checkNonce(SECRET, 'dev-1', nonce, NOW + 301), 'expired');
+    assert.equal(checkNonce(SECRET, 'dev-1', nonce, NOW + 86_400), 'expired');
+  });
+
+  it('is foreign under another secret, as from a server instance that does not share it', () => {
+    assert.equal(checkNonce(OTHER_SECRET, 'dev-1', nonce, NOW), 'foreign');
+  });
+
+  it('is accepted by another instance that shares the secret', () => {
+    assert.equal(checkNonce(Buffer.from(SECRET), 'dev-1', nonce, NOW), undefined);
+  });
+
+  it('is foreign for another device ID, so a nonce issued to one device is useless to another', () => {
+    for (const id of ['dev-2', 'dev-10', 'dev-', 'Dev-1', 'dev-1 ', 'x']) assert.equal(checkNonce(SECRET, id, nonce, NOW), 'foreign', id);
+  });
+
+  it('reports a forged nonce as foreign before looking at its expiry', () => {
+    const later = Buffer.from(nonce);
+    later.writeUInt32BE(NOW + 10_000, 0); // extend the expiry without the secret
+    assert.equal(checkNonce(SECRET, 'dev-1', later, NOW + 5_000), 'foreign');
+    const expiredForgery = Buffer.from(nonce);
+    expiredForgery.writeUInt32BE(NOW - 10, 0);
+    assert.equal(checkNonce(SECRET, 'dev-1', expiredForgery, NOW), 'foreign');
+  });
+
+  it('is foreign when any single bit is flipped', () => {
+    for (let bit = 0; bit < NONCE_BYTES * 8; bit++) {
+      const n = Buffer.from(nonce);
+      n[bit >> 3] = n[bit >> 3]! ^ (1 << (bit & 7));
+      assert.equal(checkNonce(SECRET, 'dev-1', n, NOW), 'foreign', `bit ${bit}`);
+    }
+  });
+
+  it('is malformed when it is not exactly the nonce length', () => {
+    for (const len of [0, 8, 16, 23, 25, 32]) assert.equal(checkNonce(SECRET, 'dev-1', Buffer.alloc(len), NOW), 'malformed', `${len} bytes`);
+    assert.equal(checkNonce(SECRET, 'dev-1', nonce.subarray(0, 23), NOW), 'malformed');
+    assert.equal(checkNonce(SECRET, 'dev-1', Buffer.concat([nonce, Buffer.alloc(1)]), NOW), 'malformed');
+  });
+
+  it('is missing when the request carries none', () => {
+    assert.equal(checkNonce(SECRET, 'dev-1', undefined, NOW), 'missing');
+  });
+
+  it('checks a nonce that sits inside a larger buffer (as decoded from a request body)', () => {
+    const body = Buffer.concat([Buffer.from('a1045818', 'hex'), nonce, Buffer.alloc(5)]);
+    assert.equal(checkNonce(SECRET, 'dev-1', body.subarray(4, 4 + NONCE_BYTES), NOW), undefined);
+  });
+
+  it('never repeats: 10 000 nonces for the same device and expiry are all different', () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 10_000; i++) seen.add(toHex(makeNonce(SECRET, 'dev-1', NOW + 300, randomBytes(8))));
+    assert.equal(seen.size, 10_000);
+  });
+
+  it('refuses fewer than 8 random bytes instead of sending uninitialised memory', () => {
+    for (const len of [0, 1, 7]) assert.throws(() => makeNonce(SECRET, 'dev-1', NOW, Buffer.alloc(len)), RangeError);
+  });
+
+  it('uses only the first 8 random bytes', () => {
+    const longer = Buffer.concat([RANDOM, Buffer.from('ffff', 'hex')]);
+    assert.equal(toHex(makeNonce(SECRET, 'dev-1', NOW + 300, longer)), toHex(nonce));
+  });
+
+  it('binds the full device ID, including non-ASCII characters', () => {
+    const n = makeNonce(SECRET, 'gerät-1', NOW + 60, RANDOM);
+    assert.equal(checkNonce(SECRET, 'gerät-1', n, NOW), undefined);
+    assert.equal(checkNonce(SECRET, 'gerat-1', n, NOW), 'foreign');
+  });
+});

@@ -1,0 +1,26 @@
+/**
+ * Child process of the durability test in sqlite.test.ts: opens the store at argv[2] and writes
+ * without pause, 8 concurrent `apply` calls at a time, printing `committed <id>` on stdout as soon
+ * as each call resolves (stdout to a pipe is synchronous on Linux, so a printed line means the
+ * promise had resolved). The parent SIGKILLs it mid-stream and checks every printed id survived.
+ */
+import { SqliteStore } from '../../src/store/sqlite.ts';
+
+const path = process.argv[2];
+if (!path) throw new Error('usage: durability-child.ts <db path>');
+
+const store = await SqliteStore.open(path);
+process.stdout.write('ready\n');
+
+let n = 0;
+async function writer(): Promise<never> {
+  for (;;) {
+    const id = `dur-${n++}`;
+    await store.apply([
+      { kind: 'allow.upsert', entry: { id, secret: `s-${id}`, type: 0, createdAt: 1_700_000_000 } },
+      { kind: 'event', event: { at: 1_700_000_000, kind: 'test.durable', actor: 'system', deviceId: id } },
+    ]);
+    process.stdout.write(`committed ${id}\n`);
+  }
+}
+await Promise.all(Array.from({ length: 8 }, writer));
