@@ -150,7 +150,8 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
     // Errors the router raises before any route runs (undecodable URL, over-long path parameter) get the
     // same JSON body as every other error instead of fastify's own shape.
     frameworkErrors: (err, _req, reply) => {
-      void reply.status(400).send({ error: { code: 'malformed', message: err.message } });
+      const message = err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'a path parameter is too long' : 'the URL does not decode';
+      void (reply as unknown as FastifyReply).status(400).send({ error: { code: 'malformed', message } });
     },
   });
   const maxWaitS = d.maxWaitS ?? 30;

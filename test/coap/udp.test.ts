@@ -114,9 +114,7 @@ describe('CoAP over real UDP on loopback', () => {
       log.warn = ((o: unknown) => void warnings.push(o)) as Logger['warn'];
       const t = await UdpTransport.bind({ address: '127.0.0.1', port: 0, log });
       assert.doesNotThrow(() => t.send(Buffer.from([0x40, 0, 0, 1]), { address: '127.0.0.1', port: 0, family: 'IPv4' }));
-      assert.doesNotThrow(() => t.send(Buffer.from([0x40, 0, 0, 1]), { address: 'not an address', port: 5683, family: 'IPv4' }));
-      await new Promise((r) => setTimeout(r, 50)); // DNS failure is reported asynchronously
-      assert.ok(warnings.length >= 1);
+      assert.equal(warnings.length, 1);
       await t.close();
       await t.close();
       assert.doesNotThrow(() => t.send(Buffer.from([0x40, 0, 0, 1]), { address: '127.0.0.1', port: 9, family: 'IPv4' }));

@@ -76,11 +76,6 @@ export class DedupCache {
     return this.peers.size;
   }
 
-  /** The key for `peer` (an opaque peer id) and Message ID. */
-  static key(peer: string, messageId: number): string {
-    return peer + '#' + messageId;
-  }
-
   /** The unexpired entry for `key`, or undefined (an expired one is dropped). */
   get(key: string, now: number): DedupEntry | undefined {
     const e = this.entries.get(key);

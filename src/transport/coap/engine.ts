@@ -315,7 +315,6 @@ class Exchange {
   separate = false;
   done = false;
   tracked = false;
-  req: CoapRequest | undefined = undefined;
   method: CoapMethod | undefined = undefined;
   path = '';
   query: readonly string[] = [];
@@ -759,7 +758,6 @@ export class CoapServer {
       token: ex.token,
       messageId: m.messageId,
     };
-    ex.req = req;
     let result: Promise<CoapResponse> | CoapResponse;
     try {
       result = handler!(req);
@@ -1080,7 +1078,7 @@ export class CoapServer {
       if (ex.started + this.handlerTimeoutMs > now) break;
       this.finishExchange(ex);
       this.stats.handlerTimeouts++;
-      this.logError({ peer: peerKey(ex.peer), method: ex.req?.method, path: ex.req?.path }, 'coap: handler timed out, answered 5.03');
+      this.logError({ peer: peerKey(ex.peer), method: ex.method, path: ex.path }, 'coap: handler timed out, answered 5.03');
       this.deliver(ex, diag(C_5_03, 'handler timed out'), now);
     }
     this.rearm(now);
