@@ -10,6 +10,7 @@ import { AllowlistImporter } from './admin/import.ts';
 import { Metrics } from './admin/metrics.ts';
 import { buildSidecar } from './admin/sidecar.ts';
 import { ObservedStore } from './service/changes.ts';
+import { startDiscovery, type Discovery } from './discovery/index.ts';
 import { join, resolve } from 'node:path';
 import type { Config } from './config.ts';
 import { ProvError } from './errors.ts';
@@ -19,9 +20,12 @@ import { parseAllowlist } from './protocol/allowlist.ts';
 import { AdminService, ensureTokenKey } from './service/admin.ts';
 import { ProvisioningService, type Outcome } from './service/provisioning.ts';
 import { SqliteStore } from './store/sqlite.ts';
+import type { Store } from './store/store.ts';
 import { TokenKeyring } from './tokens/keyring.ts';
 import { CoapServer, type CoapRequest, type CoapResponse } from './transport/coap/engine.ts';
 import { UdpTransport } from './transport/coap/udp.ts';
+import { loadOrCreateCertificate } from './transport/dtls/cert.ts';
+import { DtlsTransport } from './transport/dtls/server.ts';
 import { peerKey, type DatagramTransport } from './transport/datagram.ts';
 import { encodeResponse } from './protocol/messages.ts';
 
@@ -40,6 +44,11 @@ export interface RunningServer {
   sidecar: FastifyInstance;
   /** The bound CoAP/UDP port (useful with port 0). */
   coapPort: number;
+  /** The CoAP-over-DTLS transport (PROTOCOL.md §6) and its bound port. */
+  dtls: DtlsTransport;
+  coapsPort: number;
+  /** base64url SHA-256 of the DTLS certificate's SubjectPublicKeyInfo (discovery's `fp`, PROTOCOL.md §7). */
+  dtlsFingerprint: string;
   /** The bound admin sidecar port. */
   adminPort: number;
   /** Path of the admin token written at first start. */
@@ -84,16 +93,55 @@ export function registerResources(coap: CoapServer, service: ProvisioningService
   });
 }
 
-async function bindUdp(address: string, port: number, log: Logger): Promise<UdpTransport> {
+async function bindUdp(address: string, port: number, log: Logger, reuseAddr = false): Promise<UdpTransport> {
   try {
-    return await UdpTransport.bind({ address, port, log });
+    return await UdpTransport.bind({ address, port, log, reuseAddr });
   } catch (e) {
     if (address === '::') {
       log.warn({ err: (e as Error).message }, 'IPv6 unavailable; binding CoAP to 0.0.0.0');
-      return UdpTransport.bind({ address: '0.0.0.0', port, log });
+      return UdpTransport.bind({ address: '0.0.0.0', port, log, reuseAddr });
     }
     throw e;
   }
+}
+
+/**
+ * The CoAP-over-DTLS transport (PROTOCOL.md §6): the P-256 certificate from the configured paths or
+ * created in the data directory at first start, and PSK identity = device ID → PSK = that device's
+ * out-of-band secret from its (unexpired) allowlist entry.
+ */
+async function bindDtls(cfg: Readonly<Config>, store: Store, nowS: () => number, log: Logger): Promise<{ transport: DtlsTransport; port: number; fingerprint: string }> {
+  const dir = resolve(cfg.dataDir);
+  const cert = loadOrCreateCertificate({
+    certPath: cfg.dtlsCert || join(dir, 'dtls-cert.pem'),
+    keyPath: cfg.dtlsKey || join(dir, 'dtls-key.pem'),
+    create: cfg.dtlsCert === '',
+    nowMs: nowS() * 1000,
+  });
+  if (cert.created) log.info({ fp: cert.fingerprint }, 'created the DTLS certificate');
+  const opts = {
+    certificate: cert,
+    pskLookup: async (id: string): Promise<Buffer | undefined> => {
+      const e = await store.getAllow(id);
+      if (e?.secret === undefined || e.secret === '' || (e.expires !== undefined && e.expires <= nowS())) return undefined;
+      return Buffer.from(e.secret, 'utf8');
+    },
+    maxSessions: cfg.dtlsMaxSessions,
+    maxHandshakes: cfg.dtlsMaxHandshakes,
+    idleTimeoutMs: cfg.dtlsIdleTimeout * 1000,
+    handshakeTimeoutMs: cfg.dtlsHandshakeTimeout * 1000,
+    mtu: cfg.dtlsMtu,
+    log: log.child({ c: 'dtls' }),
+  };
+  let t;
+  try {
+    t = await DtlsTransport.bind({ ...opts, address: cfg.bind, port: cfg.coapsPort });
+  } catch (e) {
+    if (cfg.bind !== '::') throw e;
+    log.warn({ err: (e as Error).message }, 'IPv6 unavailable; binding CoAPS to 0.0.0.0');
+    t = await DtlsTransport.bind({ ...opts, address: '0.0.0.0', port: cfg.coapsPort });
+  }
+  return { transport: t, port: t.address().port, fingerprint: cert.fingerprint };
 }
 
 /** Import an allowlist file (upsert, all or nothing). @throws ProvError('malformed') listing bad rows. */
@@ -138,6 +186,7 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
   const store = changes.store;
   const transports: DatagramTransport[] = [];
   let sidecar: FastifyInstance | undefined;
+  let discovery: Discovery | undefined;
   try {
     const nowS = () => Math.floor(clock() / 1000);
     const keys = await ensureTokenKey(store, nowS());
@@ -181,10 +230,14 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
     if (cfg.allowlist) await importAllowlistFile(admin, cfg.allowlist, cfg, nowS(), log);
 
     registerResources(coap, service);
-    const udp = await bindUdp(cfg.bind, cfg.coapPort, log);
+    // CoAP multicast discovery binds group sockets to the same port, which needs SO_REUSEADDR.
+    const udp = await bindUdp(cfg.bind, cfg.coapPort, log, cfg.coapMulticast);
     transports.push(udp);
     coap.attach(udp);
     const coapPort = udp.address().port;
+    const dtls = await bindDtls(cfg, store, nowS, log);
+    transports.push(dtls.transport);
+    coap.attach(dtls.transport);
 
     const auth = await AdminAuth.open(store);
     const adminTokenFile = await ensureAdminTokenFile(cfg, auth, nowS(), log);
@@ -195,7 +248,7 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
       admin,
       keyring,
       auth,
-      importer: new AllowlistImporter(store, admin, nowS, cfg.minSecretLength),
+      importer: new AllowlistImporter(store, nowS, cfg.minSecretLength, resolve(cfg.dataDir)),
       metrics,
       log: log.child({ c: 'sidecar' }),
       now: nowS,
@@ -215,14 +268,39 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
             keyring.load(ks);
             lastKid = keyring.current.kid;
             log.info({ kid: lastKid }, 'token key rotated');
+            discovery?.setTxt({ kid: lastKid });
           }
         })
         .catch((e: unknown) => log.warn({ err: (e as Error).message }, 'key reload failed'));
     }, 10_000);
     keyWatch.unref();
 
+    // Discovery (PROTOCOL.md §7, docs/discovery.md): mDNS advertiser, rogue monitor, CoAP multicast.
+    discovery = await startDiscovery({
+      mdns: cfg.mdns,
+      rogueMonitor: cfg.rogueMonitor,
+      coapMulticast: cfg.coapMulticast,
+      instanceName: cfg.instanceName,
+      interfaces: cfg.discoveryInterfaces,
+      trustedServers: cfg.trustedServers,
+      alertWebhook: cfg.alertWebhook,
+      coap,
+      unicast: udp,
+      bind: cfg.bind,
+      coapPort,
+      txt: { kid: keyring.current.kid, coaps: dtls.port, fp: dtls.fingerprint },
+      admin,
+      log: log.child({ c: 'discovery' }),
+      clock,
+    });
+    // TXT `kid` follows rotations made through the admin service (the key watch covers the CLI).
+    const disc = discovery;
+    const unwatchKeys = changes.subscribe((muts) => {
+      for (const m of muts) if (m.kind === 'key.put' && m.key.retiredAt === undefined) disc.setTxt({ kid: m.key.kid });
+    });
+
     log.info(
-      { coap: coapPort, bind: cfg.bind, admin: `http://${cfg.adminBind}:${adminPort}`, data: resolve(cfg.dataDir), kid: keyring.current.kid, provisioning: service.provisioning.enabled },
+      { coap: coapPort, coaps: dtls.port, fp: dtls.fingerprint, bind: cfg.bind, admin: `http://${cfg.adminBind}:${adminPort}`, data: resolve(cfg.dataDir), kid: keyring.current.kid, provisioning: service.provisioning.enabled },
       'idprov listening',
     );
     const sc = sidecar;
@@ -236,10 +314,15 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
       auth,
       sidecar: sc,
       coapPort,
+      dtls: dtls.transport,
+      coapsPort: dtls.port,
+      dtlsFingerprint: dtls.fingerprint,
       adminPort,
       adminTokenFile,
       async close() {
         clearInterval(keyWatch);
+        unwatchKeys();
+        await disc.close();
         await sc.close();
         await coap.close();
         await Promise.all(transports.map((t) => t.close()));
@@ -247,6 +330,7 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
       },
     };
   } catch (e) {
+    await discovery?.close().catch(() => undefined);
     await sidecar?.close().catch(() => undefined);
     await Promise.all(transports.map((t) => t.close().catch(() => undefined)));
     await sqlite.close().catch(() => undefined);

@@ -1,68 +1,134 @@
 /**
- * Allowlist uploads through the sidecar: parse (CSV or JSON), validate every row, and upsert in one
- * transaction — all or nothing by default (`mode: 'valid'` imports the valid rows and reports the
- * rest). Every bad row is reported with its line number (the first 1000 are listed).
+ * Allowlist uploads through the sidecar, streamed: the body is read chunk by chunk and every row is
+ * validated as it completes (AllowlistReader), so a million-row CSV never sits in memory. Valid rows
+ * are staged in a temporary file (mode 0600, inside the data directory, deleted afterwards: it holds
+ * secrets) and then written in ONE transaction — all or nothing by default; `mode: 'valid'` imports
+ * the valid rows and reports the rest. Staging keeps a slow upload from holding the write
+ * transaction (and so every device's commit) open for its whole duration.
  */
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
+import { once } from 'node:events';
+import type { AllowEntry, EventRecord } from '../domain.ts';
 import { ProvError } from '../errors.ts';
-import { parseAllowlist, type RowProblem } from '../protocol/allowlist.ts';
-import type { Actor, AdminService } from '../service/admin.ts';
-import type { Store } from '../store/store.ts';
+import { AllowlistReader, type RowProblem } from '../protocol/allowlist.ts';
+import type { Actor } from '../service/admin.ts';
+import { allowRow, type Store } from '../store/store.ts';
 
 export interface ImportOptions {
   format: 'json' | 'auto';
   /** 'all': nothing is imported when any row is bad; 'valid': the valid rows are. */
   mode: 'all' | 'valid';
   actor: Actor;
+  /** Called with the number of rows read so far (progress). */
+  onProgress?: (rows: number) => void;
 }
 
 export interface ImportResult {
   /** True when rows were written. */
   imported: boolean;
+  /** Rows read (valid and invalid). */
   rows: number;
   added: number;
   updated: number;
   invalid: number;
+  /** The first 1000 bad rows, with line numbers. */
   errors: RowProblem[];
+  warningCount: number;
+  /** The first 1000 warnings. */
   warnings: RowProblem[];
 }
 
 const MAX_LISTED = 1000;
+const BATCH = 5000;
 
 export class AllowlistImporter {
   constructor(
     private readonly store: Store,
-    private readonly admin: AdminService,
     private readonly now: () => number,
     private readonly minSecretLength: number,
+    /** Directory for the staging file (the data directory). */
+    private readonly stagingDir: string,
   ) {}
 
   async import(source: Readable | string, opts: ImportOptions): Promise<ImportResult> {
-    let text: string;
-    if (typeof source === 'string') text = source;
-    else {
-      const chunks: Buffer[] = [];
-      for await (const c of source) chunks.push(Buffer.isBuffer(c) ? c : Buffer.from(c as string));
-      text = Buffer.concat(chunks).toString('utf8');
+    const now = this.now();
+    const reader = new AllowlistReader({ now, minSecretLength: this.minSecretLength }, MAX_LISTED);
+    const dir = await mkdtemp(join(this.stagingDir, '.import-'));
+    const file = join(dir, 'rows.ndjson');
+    try {
+      // Pass 1: read, validate, stage.
+      const out = createWriteStream(file, { mode: 0o600 });
+      let staged = 0;
+      const stage = async (entries: AllowEntry[]): Promise<void> => {
+        if (entries.length === 0) return;
+        let text = '';
+        for (const e of entries) text += `${JSON.stringify(allowRow(e))}\n`;
+        staged += entries.length;
+        if (!out.write(text)) await once(out, 'drain');
+      };
+      const decoder = new StringDecoder('utf8');
+      let first = true;
+      const chunks: AsyncIterable<Buffer | string> | string[] = typeof source === 'string' ? [source] : source;
+      for await (const c of chunks) {
+        const text = typeof c === 'string' ? c : decoder.write(c);
+        if (first && text.trim()) {
+          first = false;
+          if (opts.format === 'json' && !text.trimStart().startsWith('[')) throw new ProvError('malformed', 'a JSON allowlist must be an array');
+        }
+        await stage(reader.push(text));
+        opts.onProgress?.(reader.rows);
+      }
+      await stage(reader.push(decoder.end()));
+      await stage(reader.end());
+      out.end();
+      await once(out, 'finish');
+
+      const result: ImportResult = {
+        imported: false,
+        rows: reader.rows,
+        added: 0,
+        updated: 0,
+        invalid: reader.errorCount,
+        errors: reader.errors,
+        warningCount: reader.warningCount,
+        warnings: reader.warnings,
+      };
+      if ((reader.errorCount > 0 && opts.mode === 'all') || staged === 0) return result;
+
+      // Pass 2: one transaction from the staging file.
+      const event: EventRecord = {
+        at: now,
+        kind: 'admin.allowlist.import',
+        actor: opts.actor.by,
+        detail: { rows: staged, invalid: reader.errorCount, mode: opts.mode },
+      };
+      if (opts.actor.source) event.source = opts.actor.source;
+      const written = await this.store.bulkUpsertAllow(readStaged(file), [{ kind: 'event', event }]);
+      result.imported = true;
+      result.added = written.added;
+      result.updated = written.rows - written.added;
+      return result;
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
-    if (opts.format === 'json' && !text.trimStart().startsWith('[')) throw new ProvError('malformed', 'a JSON allowlist must be an array');
-    const parsed = parseAllowlist(text, { now: this.now(), minSecretLength: this.minSecretLength });
-    const result: ImportResult = {
-      imported: false,
-      rows: parsed.entries.length + parsed.errors.length,
-      added: 0,
-      updated: 0,
-      invalid: parsed.errors.length,
-      errors: parsed.errors.slice(0, MAX_LISTED),
-      warnings: parsed.warnings.slice(0, MAX_LISTED),
-    };
-    if ((parsed.errors.length && opts.mode === 'all') || parsed.entries.length === 0) return result;
-    const before = (await this.store.counts()).allowlist;
-    await this.admin.importAllowlist(parsed.entries, opts.actor, 'sidecar');
-    const after = (await this.store.counts()).allowlist;
-    result.imported = true;
-    result.added = after - before;
-    result.updated = parsed.entries.length - result.added;
-    return result;
   }
+}
+
+/** The staged rows as JSON batches of {@link BATCH} rows (the file holds one AllowRow per line). */
+async function* readStaged(file: string): AsyncGenerator<string> {
+  let batch: string[] = [];
+  for await (const line of createInterface({ input: createReadStream(file), crlfDelay: Infinity })) {
+    if (!line) continue;
+    batch.push(line);
+    if (batch.length >= BATCH) {
+      yield `[${batch.join(',')}]`;
+      batch = [];
+    }
+  }
+  if (batch.length) yield `[${batch.join(',')}]`;
 }

@@ -158,9 +158,6 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
   const maxWatchers = d.maxWatchers ?? 256;
   let watchers = 0;
 
-  // Raw bodies for allowlist uploads (streamed to the importer).
-  app.addContentTypeParser(['text/csv', 'text/plain', 'application/octet-stream'], (_req, payload, done) => done(null, payload));
-
   app.setErrorHandler((err: unknown, req, reply) => {
     let code: keyof typeof ERROR_TABLE = 'internal';
     let message = 'internal error';
@@ -222,18 +219,28 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
   }));
 
   // ---- allowlist
-  app.post(`${v1}/allowlist`, { config: { role: 'admin' }, bodyLimit: 512 * 1024 * 1024 }, async (req, reply) => {
-    const mode = (req.query as Record<string, string>)['mode'] ?? 'all';
-    if (mode !== 'all' && mode !== 'valid') throw new ProvError('malformed', 'mode must be "all" (all or nothing) or "valid" (import the valid rows)');
-    const ct = String(req.headers['content-type'] ?? '');
-    let source: Readable | string;
-    if (typeof req.body === 'string') source = req.body;
-    else if (req.body && typeof (req.body as Readable).pipe === 'function') source = req.body as Readable;
-    else if (Array.isArray(req.body)) source = JSON.stringify(req.body);
-    else throw new ProvError('malformed', 'send the allowlist as text/csv or a JSON array');
-    const result = await d.importer.import(source, { format: ct.includes('json') ? 'json' : 'auto', mode, actor: actor(req) });
-    void reply.status(result.imported ? 200 : 422);
-    return result;
+  // Uploads are streamed to the importer raw (CSV or JSON), never buffered or parsed by fastify, so
+  // line numbers refer to the file as sent and a million rows never sit in memory.
+  await app.register(async (upload) => {
+    upload.removeAllContentTypeParsers();
+    upload.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
+    upload.post(`${v1}/allowlist`, { config: { role: 'admin' }, bodyLimit: 1024 * 1024 * 1024 }, async (req, reply) => {
+      const mode = (req.query as Record<string, string>)['mode'] ?? 'all';
+      if (mode !== 'all' && mode !== 'valid') throw new ProvError('malformed', 'mode must be "all" (all or nothing) or "valid" (import the valid rows)');
+      const ct = String(req.headers['content-type'] ?? '');
+      if (!/^(text\/csv|text\/plain|application\/json|application\/octet-stream)\b/.test(ct)) {
+        throw new ProvError('unsupported-content-format', 'send the allowlist as text/csv or application/json');
+      }
+      const body = req.body as Readable | undefined;
+      if (!body || typeof body.pipe !== 'function') throw new ProvError('malformed', 'empty upload');
+      const result = await d.importer.import(body, { format: ct.startsWith('application/json') ? 'json' : 'auto', mode, actor: actor(req) });
+      d.log.info(
+        { evt: 'admin', kind: 'allowlist.import', by: req.principal!.name, rows: result.rows, added: result.added, updated: result.updated, invalid: result.invalid, imported: result.imported },
+        'allowlist upload',
+      );
+      void reply.status(result.imported || result.invalid === 0 ? 200 : 422);
+      return result;
+    });
   });
   app.get(`${v1}/allowlist`, { config: { role: 'admin' } }, async (req, reply) => {
     const opts = listOpts(req.query as Record<string, unknown>);
@@ -411,10 +418,13 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
     const from = req.headers['last-event-id'] ?? q['after'] ?? '0';
     let cursor = typeof from === 'string' && from !== '' ? Number(from) : NaN;
     if (!Number.isInteger(cursor) || cursor < 0) throw new ProvError('malformed', 'after / Last-Event-ID must be an event seq');
+    if (req.method === 'HEAD') return reply.header('content-type', 'text/event-stream').header('cache-control', 'no-store').send();
     watchers++;
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
+    // Send the headers now: a client waits for them, and there may be no event for a long time.
+    res.flushHeaders();
     let busy = false;
     let again = false;
     let closed = false;

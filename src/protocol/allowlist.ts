@@ -125,57 +125,76 @@ function toEntry(row: Record<string, unknown>, opts: Required<AllowlistOptions>,
   return e;
 }
 
-/** RFC 4180 CSV: quoted fields may hold commas, quotes ("") and newlines. Yields rows with start lines. */
-function* csvRows(text: string): Generator<{ line: number; cells: string[] }> {
-  let line = 1;
-  let i = 0;
+type RowScan = { cells: string[] | undefined; next: number; lines: number } | 'incomplete' | { error: string; lines: number };
+
+/**
+ * RFC 4180 CSV: scan one row of `text` from offset `i`. Quoted fields may hold commas, quotes ("")
+ * and newlines. Returns the row's cells (undefined for a comment line), the offset after it and the
+ * number of line breaks it spans; 'incomplete' when the row may continue past the end of `text` and
+ * more input may follow (`final` false).
+ */
+function scanCsvRow(text: string, i: number, final: boolean): RowScan {
   const n = text.length;
-  while (i < n) {
-    const start = line;
-    // A comment line is skipped before quotes are looked at, so a `"` in a comment opens no field.
-    let j = i;
-    while (text[j] === ' ' || text[j] === '\t') j++;
-    if (text[j] === '#') {
-      while (j < n && text[j] !== '\n' && text[j] !== '\r') j++;
-      i = text[j] === '\r' && text[j + 1] === '\n' ? j + 2 : j + 1;
-      line++;
-      continue;
+  // Fast path: a row with no quote and no comment ends at the next line break; split it directly.
+  const nl = text.indexOf('\n', i);
+  if (nl >= 0 && text.charCodeAt(i) !== 35 /* # */) {
+    const end = nl > i && text.charCodeAt(nl - 1) === 13 /* \r */ ? nl - 1 : nl;
+    const raw = text.slice(i, end);
+    if (!raw.includes('"') && !raw.includes('\r')) {
+      {
+        const cells = raw.split(',');
+        for (let k = 0; k < cells.length; k++) cells[k] = cells[k]!.trim();
+        if (cells[0]!.trimStart().startsWith('#')) return { cells: undefined, next: nl + 1, lines: 1 };
+        return { cells, next: nl + 1, lines: 1 };
+      }
     }
-    const cells: string[] = [];
-    let cell = '';
-    let quoted = false;
-    let inQuotes = false;
-    for (; i < n; i++) {
-      const c = text[i]!;
-      if (inQuotes) {
-        if (c === '"') {
-          if (text[i + 1] === '"') {
-            cell += '"';
-            i++;
-          } else inQuotes = false;
-        } else {
-          if (c === '\n') line++;
-          cell += c;
-        }
-      } else if (c === '"' && cell === '' && !quoted) {
-        inQuotes = quoted = true;
-      } else if (c === ',') {
-        cells.push(quoted ? cell : cell.trim());
-        cell = '';
-        quoted = false;
-      } else if (c === '\n' || c === '\r') {
-        if (c === '\r' && text[i + 1] === '\n') i++;
-        i++;
-        line++;
-        break;
-      } else cell += c;
-    }
-    if (inQuotes) throw Object.assign(new Error('unterminated quoted field'), { line: start });
-    cells.push(quoted ? cell : cell.trim());
-    if (cells.every((c) => c === '')) continue; // blank line, or an empty spreadsheet row (",,,,,")
-    if (cells[0]!.startsWith('#')) continue; // comment line
-    yield { line: start, cells };
   }
+  // A comment line is skipped before quotes are looked at, so a `"` in a comment opens no field.
+  let j = i;
+  while (text[j] === ' ' || text[j] === '\t') j++;
+  if (text[j] === '#') {
+    while (j < n && text[j] !== '\n' && text[j] !== '\r') j++;
+    if (j >= n && !final) return 'incomplete';
+    if (text[j] === '\r' && j + 1 >= n && !final) return 'incomplete';
+    return { cells: undefined, next: text[j] === '\r' && text[j + 1] === '\n' ? j + 2 : j + 1, lines: 1 };
+  }
+  const cells: string[] = [];
+  let cell = '';
+  let quoted = false;
+  let inQuotes = false;
+  let lines = 0;
+  for (; i < n; i++) {
+    const c = text[i]!;
+    if (inQuotes) {
+      if (c === '"') {
+        if (i + 1 >= n && !final) return 'incomplete';
+        if (text[i + 1] === '"') {
+          cell += '"';
+          i++;
+        } else inQuotes = false;
+      } else {
+        if (c === '\n') lines++;
+        cell += c;
+      }
+    } else if (c === '"' && cell === '' && !quoted) {
+      inQuotes = quoted = true;
+    } else if (c === ',') {
+      cells.push(quoted ? cell : cell.trim());
+      cell = '';
+      quoted = false;
+    } else if (c === '\n' || c === '\r') {
+      if (c === '\r') {
+        if (i + 1 >= n && !final) return 'incomplete';
+        if (text[i + 1] === '\n') i++;
+      }
+      cells.push(quoted ? cell : cell.trim());
+      return { cells, next: i + 1, lines: lines + 1 };
+    } else cell += c;
+  }
+  if (!final) return 'incomplete';
+  if (inQuotes) return { error: 'unterminated quoted field', lines };
+  cells.push(quoted ? cell : cell.trim());
+  return { cells, next: n, lines };
 }
 
 /** Start lines of the top-level elements of a JSON array (for error messages). */
@@ -207,64 +226,155 @@ function jsonElementLines(text: string): number[] {
   return lines;
 }
 
-/** Parse an allowlist file (JSON array or CSV), detecting the format from its first character. */
-export function parseAllowlist(text: string, options: AllowlistOptions): AllowlistParse {
-  const opts: Required<AllowlistOptions> = { minSecretLength: 12, warnSecretLength: 16, ...options };
-  const out: AllowlistParse = { entries: [], errors: [], warnings: [] };
-  const seen = new Map<string, number>();
-  const add = (line: number, row: Record<string, unknown>): void => {
+/**
+ * Incremental allowlist reader: feed text with {@link AllowlistReader.push} as it arrives (CSV rows
+ * are validated and returned as soon as they are complete, so a million-row upload never sits in
+ * memory), then call {@link AllowlistReader.end}. JSON arrays are buffered and parsed at the end.
+ * Errors and warnings carry the 1-based line where the row starts; only the first `maxListed` are
+ * kept, all are counted.
+ */
+export class AllowlistReader {
+  readonly errors: RowProblem[] = [];
+  readonly warnings: RowProblem[] = [];
+  errorCount = 0;
+  warningCount = 0;
+  /** Rows read so far (valid and invalid). */
+  rows = 0;
+  private readonly opts: Required<AllowlistOptions>;
+  private readonly seen = new Map<string, number>();
+  private format: 'csv' | 'json' | undefined;
+  private buf = '';
+  private line = 1;
+  private header: string[] | undefined;
+  private headerBad = false;
+  private started = false;
+
+  constructor(
+    options: AllowlistOptions,
+    private readonly maxListed = Number.POSITIVE_INFINITY,
+  ) {
+    this.opts = { minSecretLength: 12, warnSecretLength: 16, ...options };
+  }
+
+  private problem(list: 'errors' | 'warnings', p: RowProblem): void {
+    if (list === 'errors') this.errorCount++;
+    else this.warningCount++;
+    if (this[list].length < this.maxListed) this[list].push(p);
+  }
+
+  private add(line: number, row: Record<string, unknown>, out: AllowEntry[]): void {
+    this.rows++;
     const id = typeof row['id'] === 'string' ? row['id'].trim() : undefined;
     try {
-      const e = toEntry(row, opts, (message) => out.warnings.push({ line, ...(id ? { id } : {}), message }));
-      const prev = seen.get(e.id);
+      const e = toEntry(row, this.opts, (message) => this.problem('warnings', { line, ...(id ? { id } : {}), message }));
+      const prev = this.seen.get(e.id);
       if (prev !== undefined) throw new Error(`id: duplicate of line ${prev}`);
-      seen.set(e.id, line);
-      out.entries.push(e);
+      // A fresh copy of the id: a substring would keep its whole upload chunk alive (V8 sliced strings).
+      this.seen.set(Buffer.from(e.id, 'utf8').toString('utf8'), line);
+      out.push(e);
     } catch (err) {
-      out.errors.push({ line, ...(id ? { id } : {}), message: (err as Error).message });
+      this.problem('errors', { line, ...(id ? { id } : {}), message: (err as Error).message });
     }
-  };
-  const body = text.replace(/^\uFEFF/, '');
-  if (body.trimStart().startsWith('[')) {
+  }
+
+  /** Feed the next piece of the file; returns the entries completed by it. */
+  push(chunk: string): AllowEntry[] {
+    if (!this.started) {
+      chunk = chunk.replace(/^\uFEFF/, '');
+      this.started = chunk.length > 0;
+    }
+    this.buf += chunk;
+    if (this.format === undefined) {
+      const first = /\S/.exec(this.buf);
+      if (!first) return [];
+      this.format = first[0] === '[' ? 'json' : 'csv';
+    }
+    return this.format === 'csv' ? this.scan(false) : [];
+  }
+
+  /** End of the file; returns the last entries. */
+  end(): AllowEntry[] {
+    const out: AllowEntry[] = [];
+    if (this.format === 'json') this.parseJson(out);
+    else {
+      out.push(...this.scan(true));
+      if (!this.header && !this.headerBad) this.problem('errors', { line: 1, message: 'empty file' });
+    }
+    this.buf = '';
+    return out;
+  }
+
+  private scan(final: boolean): AllowEntry[] {
+    const out: AllowEntry[] = [];
+    const text = this.buf;
+    let i = 0;
+    while (i < text.length && !this.headerBad) {
+      const r = scanCsvRow(text, i, final);
+      if (r === 'incomplete') break;
+      const line = this.line;
+      this.line += r.lines;
+      if ('error' in r) {
+        this.problem('errors', { line, message: r.error });
+        i = text.length;
+        break;
+      }
+      i = r.next;
+      const cells = r.cells;
+      if (!cells || cells.every((c) => c === '')) continue; // comment, blank line, or an empty spreadsheet row (",,,,,")
+      if (cells[0]!.startsWith('#')) continue; // comment line
+      if (!this.header) {
+        const header = cells.map((c) => c.trim().toLowerCase());
+        if (!header.includes('id')) {
+          this.problem('errors', { line, message: 'CSV header must name the columns (id, pk, mac, secret, type, expires)' });
+          this.headerBad = true;
+          break;
+        }
+        this.header = header;
+        continue;
+      }
+      if (cells.length > this.header.length) {
+        this.rows++;
+        this.problem('errors', { line, message: `row has ${cells.length} fields, header has ${this.header.length}` });
+        continue;
+      }
+      const row: Record<string, unknown> = {};
+      this.header.forEach((h, k) => {
+        if (cells[k] !== undefined && cells[k] !== '') row[h] = cells[k];
+      });
+      this.add(line, row, out);
+    }
+    this.buf = this.headerBad ? '' : text.slice(i);
+    return out;
+  }
+
+  private parseJson(out: AllowEntry[]): void {
+    const body = this.buf;
     let arr: unknown;
     try {
       arr = JSON.parse(body);
     } catch (e) {
-      out.errors.push({ line: 1, message: `JSON: ${(e as Error).message}` });
-      return out;
+      this.problem('errors', { line: 1, message: `JSON: ${(e as Error).message}` });
+      return;
+    }
+    if (!Array.isArray(arr)) {
+      this.problem('errors', { line: 1, message: 'JSON: must be an array of objects' });
+      return;
     }
     const lines = jsonElementLines(body);
-    (arr as unknown[]).forEach((row, i) => {
-      const line = lines[i] ?? 1;
-      if (row === null || typeof row !== 'object' || Array.isArray(row)) out.errors.push({ line, message: 'entry must be an object' });
-      else add(line, row as Record<string, unknown>);
+    arr.forEach((row: unknown, k) => {
+      const line = lines[k] ?? 1;
+      if (row === null || typeof row !== 'object' || Array.isArray(row)) {
+        this.rows++;
+        this.problem('errors', { line, message: 'entry must be an object' });
+      } else this.add(line, row as Record<string, unknown>, out);
     });
-    return out;
   }
-  let header: string[] | undefined;
-  try {
-    for (const { line, cells } of csvRows(body)) {
-      if (!header) {
-        header = cells.map((c) => c.trim().toLowerCase());
-        if (!header.includes('id')) {
-          out.errors.push({ line, message: 'CSV header must name the columns (id, pk, mac, secret, type, expires)' });
-          return out;
-        }
-        continue;
-      }
-      if (cells.length > header.length) {
-        out.errors.push({ line, message: `row has ${cells.length} fields, header has ${header.length}` });
-        continue;
-      }
-      const row: Record<string, unknown> = {};
-      header.forEach((h, i) => {
-        if (cells[i] !== undefined && cells[i] !== '') row[h] = cells[i];
-      });
-      add(line, row);
-    }
-  } catch (e) {
-    out.errors.push({ line: (e as { line?: number }).line ?? 1, message: (e as Error).message });
-  }
-  if (!header) out.errors.push({ line: 1, message: 'empty file' });
-  return out;
+}
+
+/** Parse a whole allowlist file (JSON array or CSV), detecting the format from its first character. */
+export function parseAllowlist(text: string, options: AllowlistOptions): AllowlistParse {
+  const r = new AllowlistReader(options);
+  const entries = r.push(text);
+  entries.push(...r.end());
+  return { entries, errors: r.errors, warnings: r.warnings };
 }

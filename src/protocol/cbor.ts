@@ -64,11 +64,19 @@ export function decodeCbor(bytes: Uint8Array, what = 'CBOR item'): unknown {
  * decimal fractions (`4([0, 1])` → 1), self-describe / shareable / set-as-map tags (`55799(1)`, `28(1)`
  * → 1), typed arrays (`64(h'…')` → a byte string) and `undefined` (a known key that reads as absent).
  * Without this a known key with the wrong type would pass (PROTOCOL.md §2: it is 4.00).
- * Walks the heads only; no values are built. Nesting is limited to {@link MAX_CBOR_DEPTH}.
+ * Maps with duplicate keys are refused too. Walks the heads only; no values are built. Nesting is
+ * limited to {@link MAX_CBOR_DEPTH}.
  */
 function checkSubset(b: Uint8Array, what: string): void {
   const fail = (why: string): never => {
     throw new ProvError('malformed', `${what}: ${why}`);
+  };
+  // RFC 8949 §5.6: a map with duplicate keys is not valid; refusing it removes any doubt about which
+  // value the server (or a signer) saw. Keys are compared by their encoded bytes.
+  const uniqueKey = (keys: Set<string>, start: number, end: number): void => {
+    const k = Buffer.from(b.buffer, b.byteOffset + start, end - start).toString('latin1');
+    if (keys.has(k)) fail('duplicate map key');
+    keys.add(k);
   };
   const item = (pos: number, depth: number): number => {
     if (pos >= b.length) fail('truncated');
@@ -82,11 +90,16 @@ function checkSubset(b: Uint8Array, what: string): void {
     }
     if (ai === 31) {
       if (major !== 4 && major !== 5) fail('indefinite length is only accepted for arrays and maps');
+      const keys = major === 5 ? new Set<string>() : undefined;
       for (;;) {
         if (pos >= b.length) fail('truncated');
         if (b[pos] === 0xff) return pos + 1;
+        const start = pos;
         pos = item(pos, depth + 1);
-        if (major === 5) pos = item(pos, depth + 1);
+        if (keys) {
+          uniqueKey(keys, start, pos);
+          pos = item(pos, depth + 1);
+        }
       }
     }
     let n = ai;
@@ -104,10 +117,20 @@ function checkSubset(b: Uint8Array, what: string): void {
         if (n > b.length - pos) fail('truncated');
         return pos + n;
       case 4:
-      case 5:
         if (n > b.length - pos) fail('truncated');
-        for (let i = 0; i < n * (major === 5 ? 2 : 1); i++) pos = item(pos, depth + 1);
+        for (let i = 0; i < n; i++) pos = item(pos, depth + 1);
         return pos;
+      case 5: {
+        if (n > b.length - pos) fail('truncated');
+        const keys = new Set<string>();
+        for (let i = 0; i < n; i++) {
+          const start = pos;
+          pos = item(pos, depth + 1);
+          uniqueKey(keys, start, pos);
+          pos = item(pos, depth + 1);
+        }
+        return pos;
+      }
       case 6:
         if (n !== 18) fail(`tag ${n} is not used by idprov`);
         return item(pos, depth + 1);

@@ -73,6 +73,14 @@ export class AdminService {
   }
 
   /**
+   * Record an alert the server raised itself (e.g. `alert.rogue-server`, PROTOCOL.md §7) in the event
+   * log, so that it shows in the event feed. Does not change the provisioning switch.
+   */
+  async recordAlert(kind: `alert.${string}`, detail: Record<string, unknown>, actor: Actor = { by: 'system' }): Promise<void> {
+    await this.store.apply([this.event(kind, actor, undefined, detail)]);
+  }
+
+  /**
    * Approve a pending request, pinned to the key the admin was shown: `fingerprint` (as listed) or the
    * full key hex must match the pending record's key, else `conflict`.
    */

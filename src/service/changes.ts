@@ -46,6 +46,13 @@ export class ObservedStore {
             this.committed(muts);
           };
         }
+        if (prop === 'bulkUpsertAllow') {
+          return async (source: Parameters<Store['bulkUpsertAllow']>[0], after: readonly Mutation[] = []) => {
+            const r = await target.bulkUpsertAllow(source, after);
+            this.committed(after, ['allowlist']);
+            return r;
+          };
+        }
         const v = Reflect.get(target, prop, recv);
         return typeof v === 'function' ? v.bind(target) : v;
       },

@@ -543,6 +543,16 @@ interface QueuedCall {
   resolve: () => void;
   reject: (e: ProvError) => void;
   error?: ProvError;
+  /** A bulk allowlist import: runs alone, in its own transaction (see {@link SqliteStore.bulkUpsertAllow}). */
+  bulk?: { source: AsyncIterable<string>; result: BulkResult };
+}
+
+/** What a bulk import wrote. */
+export interface BulkResult {
+  /** Entries upserted. */
+  rows: number;
+  /** Of those, ids that were not in the allowlist before. */
+  added: number;
 }
 
 interface ReadConnection {
@@ -698,11 +708,85 @@ export class SqliteStore implements Store {
     });
   }
 
+  /**
+   * Upserts every entry that `source` yields, in ONE transaction, then applies `after` (e.g. the
+   * audit event) in it and commits: all or nothing. Batches are written as they arrive, so memory
+   * stays bounded by the batch size whatever the number of entries. If `source` throws, the
+   * transaction is rolled back and the promise rejects with that error. Other writes wait while it
+   * runs (it holds the write transaction).
+   */
+  bulkUpsertAllow(source: AsyncIterable<string>, after: readonly Mutation[] = []): Promise<BulkResult> {
+    if (this.closing) return Promise.reject(closedError());
+    const result: BulkResult = { rows: 0, added: 0 };
+    return new Promise<BulkResult>((resolve, reject) => {
+      this.queue.push({ mutations: after, resolve: () => resolve(result), reject, bulk: { source, result } });
+      if (this.flushing === undefined && this.cancelStart === undefined) {
+        const t = setImmediate(() => {
+          this.cancelStart = undefined;
+          this.flushing = this.flushLoop();
+        });
+        this.cancelStart = () => clearImmediate(t);
+      }
+    });
+  }
+
+  private async runBulk(call: QueuedCall): Promise<void> {
+    const { source, result } = call.bulk!;
+    if (this.shared) {
+      this.txOpen = true;
+      while (this.activeReads > 0) await new Promise<void>((r) => this.drainWaiters.push(r));
+    }
+    let open = false;
+    try {
+      await run(this.w.begin);
+      open = true;
+      this.stats.transactions++;
+      const count = async (): Promise<number> => Number((await queryDb(this.writer, 'SELECT count(*) AS n FROM allowlist'))[0]?.n ?? 0);
+      const before = await count();
+      const progress = { statements: 0 };
+      // Two batches in flight: the next is read while SQLite writes the previous one.
+      const inflight: Promise<RunResult>[] = [];
+      try {
+        for await (const batch of source) {
+          inflight.push(run(this.w.allowUpsertJson, [batch]));
+          if (inflight.length >= 2) result.rows += (await inflight.shift()!).changes;
+        }
+      } finally {
+        const settled = await Promise.allSettled(inflight);
+        for (const r of settled) if (r.status === 'fulfilled') result.rows += r.value.changes;
+        const failed = settled.find((r) => r.status === 'rejected');
+        if (failed) throw (failed as PromiseRejectedResult).reason;
+      }
+      await this.applyCall(call.mutations, progress);
+      result.added = (await count()) - before;
+      await run(this.w.commit);
+      open = false;
+      this.stats.commits++;
+      call.resolve();
+    } catch (e) {
+      if (open) await run(this.w.rollback).catch(() => undefined);
+      this.stats.failedCalls++;
+      call.reject(e instanceof ProvError ? e : toProvError(e, 'bulk import'));
+    } finally {
+      if (this.shared) {
+        this.txOpen = false;
+        const waiters = this.gateWaiters;
+        this.gateWaiters = [];
+        for (const wake of waiters) wake();
+      }
+    }
+  }
+
   private async flushLoop(): Promise<void> {
     try {
       while (this.queue.length > 0) {
-        const group = this.queue;
-        this.queue = [];
+        const b = this.queue.findIndex((c) => c.bulk !== undefined);
+        if (b === 0) {
+          await this.runBulk(this.queue.shift()!);
+          continue;
+        }
+        const group = b < 0 ? this.queue : this.queue.slice(0, b);
+        this.queue = b < 0 ? [] : this.queue.slice(b);
         await this.commitGroup(group);
         // Let reads released from the gate start before the next group closes it again.
         if (this.shared) await new Promise((r) => setImmediate(r));

@@ -53,6 +53,13 @@ export interface Store {
   loadSubject(id: string): Promise<SubjectRecords>;
   /** Apply mutations in one transaction; resolves once committed. */
   apply(mutations: readonly Mutation[]): Promise<void>;
+  /**
+   * Bulk allowlist import: upsert every row of every batch `source` yields, then `after`, in ONE
+   * transaction (all or nothing; rolled back when `source` throws). A batch is the JSON text of an
+   * array of {@link AllowRow}s (see {@link allowRowsJson}), so a million rows cost no per-row work in
+   * JavaScript on the way in. Returns how many rows were written and how many ids were new.
+   */
+  bulkUpsertAllow(source: AsyncIterable<string>, after?: readonly Mutation[]): Promise<{ rows: number; added: number }>;
 
   getAllow(id: string): Promise<AllowEntry | undefined>;
   getDevice(id: string): Promise<DeviceRecord | undefined>;
@@ -74,4 +81,18 @@ export interface Store {
 
   /** Flush pending writes and close. */
   close(): Promise<void>;
+}
+
+/** One allowlist entry as a JSON row: `[id, pk hex | null, mac hex | null, secret | null, type, expires | null, createdAt, consumedAt | null]`. */
+export type AllowRow = [string, string | null, string | null, string | null, number, number | null, number, number | null];
+
+/** An allowlist entry as an {@link AllowRow}. */
+export function allowRow(e: AllowEntry): AllowRow {
+  const hex = (b: Uint8Array | undefined) => (b ? Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex') : null);
+  return [e.id, hex(e.pk), hex(e.mac), e.secret ?? null, e.type, e.expires ?? null, e.createdAt, e.consumedAt ?? null];
+}
+
+/** The JSON batch text of entries, for {@link Store.bulkUpsertAllow}. */
+export function allowRowsJson(entries: readonly AllowEntry[]): string {
+  return JSON.stringify(entries.map(allowRow));
 }
