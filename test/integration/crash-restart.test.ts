@@ -89,7 +89,7 @@ describe('a server killed with SIGKILL restarts with every approval, device and 
     const f = new TestDevice('crash-f');
     const allowlist = join(t.dir, 'allow.csv');
     writeFileSync(allowlist, `id,pk\n${a.id},${a.pk.toString('hex')}\n${b.id},${b.pk.toString('hex')}\n`);
-    const flags = { dataDir: join(t.dir, 'data'), coapPort: 0, adminPort: 0, bind: '127.0.0.1', mdns: false };
+    const flags = { dataDir: join(t.dir, 'data'), coapPort: 0, coapsPort: 0, adminPort: 0, bind: '127.0.0.1', mdns: false };
 
     let s = await Child.start({ ...flags, allowlist });
     const tokA = await provision(s.port, a);

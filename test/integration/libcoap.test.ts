@@ -39,7 +39,7 @@ describe('interop with libcoap coap-client-notls over real UDP', function () {
   let server: RunningServer;
   const t = tempDir();
   before(async () => {
-    server = await startServer(loadConfig({ env: {}, flags: { dataDir: join(t.dir, 'data'), coapPort: 0, adminPort: 0, bind: '127.0.0.1', mdns: false } }), silentLogger);
+    server = await startServer(loadConfig({ env: {}, flags: { dataDir: join(t.dir, 'data'), coapPort: 0, coapsPort: 0, adminPort: 0, bind: '127.0.0.1', mdns: false } }), silentLogger);
   });
   after(async () => {
     await server.close();
