@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { instanceNameProblem } from './discovery/records.ts';
 
 type Kind = 'int' | 'port' | 'string' | 'bool' | 'hex32' | 'list';
 
@@ -27,6 +28,8 @@ export interface Config {
   coapsPort: number;
   adminPort: number;
   adminBind: string;
+  adminCert: string;
+  adminKey: string;
   allowlist: string;
   mdns: boolean;
   logLevel: string;
@@ -47,6 +50,17 @@ export interface Config {
   maxPayload: number;
   instanceName: string;
   trustedServers: string[];
+  rogueMonitor: boolean;
+  coapMulticast: boolean;
+  discoveryInterfaces: string[];
+  alertWebhook: string;
+  dtlsCert: string;
+  dtlsKey: string;
+  dtlsMaxSessions: number;
+  dtlsMaxHandshakes: number;
+  dtlsIdleTimeout: number;
+  dtlsHandshakeTimeout: number;
+  dtlsMtu: number;
 }
 
 const DAY = 86_400;
@@ -56,11 +70,13 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'dataDir', kind: 'string', def: './data', env: 'IDPROV_DATA', flag: 'data', doc: 'Data directory (mode 0700): the SQLite database `idprov.db` (mode 0600) with every record and the token signing keys.' },
   { key: 'bind', kind: 'string', def: '::', env: 'IDPROV_BIND', flag: 'bind', doc: 'Address for CoAP/CoAPS. `::` is dual-stack; falls back to 0.0.0.0 when IPv6 is off.' },
   { key: 'coapPort', kind: 'port', def: 5683, env: 'IDPROV_COAP_PORT', flag: 'coap-port', doc: 'CoAP/UDP port (0 = any free port).' },
-  { key: 'coapsPort', kind: 'port', def: 5684, env: 'IDPROV_COAPS_PORT', flag: 'coaps-port', doc: 'CoAP/DTLS port (reserved until the DTLS server lands).' },
-  { key: 'adminPort', kind: 'port', def: 8445, env: 'IDPROV_ADMIN_PORT', flag: 'admin-port', doc: 'Admin sidecar HTTP port (reserved until the sidecar lands).' },
-  { key: 'adminBind', kind: 'string', def: '127.0.0.1', env: 'IDPROV_ADMIN_BIND', doc: 'Admin sidecar bind address.' },
+  { key: 'coapsPort', kind: 'port', def: 5684, env: 'IDPROV_COAPS_PORT', flag: 'coaps-port', doc: 'CoAP over DTLS 1.2 port (0 = any free port); see docs/dtls.md.' },
+  { key: 'adminPort', kind: 'port', def: 8445, env: 'IDPROV_ADMIN_PORT', flag: 'admin-port', doc: 'Admin sidecar HTTP port (JSON API, metrics, approval page); see README "Admin sidecar".' },
+  { key: 'adminBind', kind: 'string', def: '127.0.0.1', env: 'IDPROV_ADMIN_BIND', doc: 'Admin sidecar bind address (loopback by default; set adminCert/adminKey before exposing it).' },
+  { key: 'adminCert', kind: 'string', def: '', env: 'IDPROV_ADMIN_CERT', doc: 'PEM certificate file: the sidecar speaks HTTPS when set (with adminKey).' },
+  { key: 'adminKey', kind: 'string', def: '', env: 'IDPROV_ADMIN_KEY', doc: 'PEM private key file of adminCert.' },
   { key: 'allowlist', kind: 'string', def: '', env: 'IDPROV_ALLOWLIST', flag: 'allowlist', doc: 'Allowlist file (JSON or CSV) imported (upsert) at start; all or nothing.' },
-  { key: 'mdns', kind: 'bool', def: true, env: 'IDPROV_MDNS', doc: 'Advertise by mDNS (`--no-mdns` turns it off); reserved until discovery lands (issue #5).' },
+  { key: 'mdns', kind: 'bool', def: true, env: 'IDPROV_MDNS', doc: 'Advertise `_idprov._udp` by mDNS and watch for rogue servers (`--no-mdns` turns both off); see docs/discovery.md.' },
   { key: 'logLevel', kind: 'string', def: 'info', env: 'IDPROV_LOG_LEVEL', flag: 'log-level', doc: 'pino level: fatal, error, warn, info, debug, trace, silent.' },
   { key: 'issuer', kind: 'string', def: 'idprov', env: 'IDPROV_ISSUER', doc: 'Token `iss` claim.' },
   { key: 'audience', kind: 'string', def: '', env: 'IDPROV_AUDIENCE', doc: 'Token `aud` claim (omitted when empty).' },
@@ -78,7 +94,18 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'minSecretLength', kind: 'int', def: 12, min: 8, max: 256, env: 'IDPROV_MIN_SECRET_LENGTH', doc: 'Shortest out-of-band secret accepted at import.' },
   { key: 'maxPayload', kind: 'int', def: 1024, min: 256, max: 1024, env: 'IDPROV_MAX_PAYLOAD', doc: 'Largest request payload (bytes); larger gets 4.13.' },
   { key: 'instanceName', kind: 'string', def: '', env: 'IDPROV_INSTANCE_NAME', doc: 'mDNS instance name (default `idprov-<hostname>`).' },
-  { key: 'trustedServers', kind: 'list', def: [], env: 'IDPROV_TRUSTED_SERVERS', doc: 'Other `_idprov._udp` instance names that are not rogue (comma-separated in the environment).' },
+  { key: 'dtlsCert', kind: 'string', def: '', env: 'IDPROV_DTLS_CERT', doc: 'PEM certificate (P-256) for the ECDHE_ECDSA suites; empty = `<dataDir>/dtls-cert.pem`, created with its key at first start.' },
+  { key: 'dtlsKey', kind: 'string', def: '', env: 'IDPROV_DTLS_KEY', doc: 'PEM private key (P-256) of `dtlsCert`; empty = `<dataDir>/dtls-key.pem` (mode 0600).' },
+  { key: 'dtlsMaxSessions', kind: 'int', def: 10_000, min: 1, max: 1_000_000, env: 'IDPROV_DTLS_MAX_SESSIONS', doc: 'Established DTLS sessions kept at most; the least recently active is closed for a new one.' },
+  { key: 'dtlsMaxHandshakes', kind: 'int', def: 1000, min: 1, max: 100_000, env: 'IDPROV_DTLS_MAX_HANDSHAKES', doc: 'Half-open DTLS handshakes (cookie returned, not finished) at most; the oldest is dropped for a new one.' },
+  { key: 'dtlsIdleTimeout', kind: 'int', def: 600, min: 1, max: 7 * DAY, env: 'IDPROV_DTLS_IDLE_TIMEOUT', doc: 'A DTLS session without traffic for this long is closed (s).' },
+  { key: 'dtlsHandshakeTimeout', kind: 'int', def: 60, min: 1, max: 3600, env: 'IDPROV_DTLS_HANDSHAKE_TIMEOUT', doc: 'A DTLS handshake not finished in this long is dropped (s).' },
+  { key: 'dtlsMtu', kind: 'int', def: 1200, min: 200, max: 16_384, env: 'IDPROV_DTLS_MTU', doc: 'Largest datagram the DTLS server sends during a handshake; longer handshake messages are fragmented (bytes).' },
+  { key: 'trustedServers', kind: 'list', def: [], env: 'IDPROV_TRUSTED_SERVERS', doc: 'Other `_idprov._udp` instance names that are not rogue, e.g. the other server of an HA pair (comma-separated in the environment); see docs/discovery.md.' },
+  { key: 'rogueMonitor', kind: 'bool', def: true, env: 'IDPROV_ROGUE_MONITOR', doc: 'Watch the link for other `_idprov._udp` servers; an untrusted one raises an alert and disables provisioning (needs `mdns`).' },
+  { key: 'coapMulticast', kind: 'bool', def: true, env: 'IDPROV_COAP_MULTICAST', doc: 'Answer CoAP multicast discovery (`GET /.well-known/core?rt=idprov*` to 224.0.0.187 / ff02::fd on the CoAP port).' },
+  { key: 'discoveryInterfaces', kind: 'list', def: [], env: 'IDPROV_DISCOVERY_INTERFACES', doc: 'Interfaces (names or addresses) for mDNS and CoAP multicast; empty = every interface but loopback (comma-separated in the environment).' },
+  { key: 'alertWebhook', kind: 'string', def: '', env: 'IDPROV_ALERT_WEBHOOK', doc: 'URL that receives a JSON POST when an alert (e.g. a rogue server) is raised; empty = none.' },
 ];
 
 /** Invalid configuration: every problem at once. */
@@ -183,8 +210,23 @@ export function loadConfig(src: ConfigSources = {}): Readonly<Config> {
   if (cfg.pendingRetryMax < cfg.pendingRetryInitial) problems.push('pendingRetryMax: must be at least pendingRetryInitial');
   if (cfg.dataDir === '') problems.push('dataDir: must not be empty');
   if (cfg.coapPort !== 0 && cfg.coapPort === cfg.coapsPort) problems.push('coapsPort: must differ from coapPort');
+  if ((cfg.dtlsCert === '') !== (cfg.dtlsKey === '')) problems.push('dtlsCert/dtlsKey: give both or neither');
+  if ((cfg.adminCert === '') !== (cfg.adminKey === '')) problems.push('adminCert/adminKey: give both or neither');
+  if (cfg.instanceName !== '') {
+    const why = instanceNameProblem(cfg.instanceName);
+    if (why) problems.push(`instanceName: ${why}`);
+  }
+  if (cfg.alertWebhook !== '' && !/^https?:\/\/[^\s]+$/.test(cfg.alertWebhook)) problems.push('alertWebhook: must be an http:// or https:// URL');
+  else if (cfg.alertWebhook !== '') {
+    try {
+      new URL(cfg.alertWebhook);
+    } catch {
+      problems.push('alertWebhook: must be an http:// or https:// URL');
+    }
+  }
   if (problems.length) throw new ConfigError(problems);
   cfg.trustedServers = Object.freeze([...cfg.trustedServers]) as string[];
+  cfg.discoveryInterfaces = Object.freeze([...cfg.discoveryInterfaces]) as string[];
   return Object.freeze(cfg);
 }
 

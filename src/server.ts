@@ -253,6 +253,7 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
       log: log.child({ c: 'sidecar' }),
       now: nowS,
       version: VERSION,
+      ...(cfg.adminCert ? { https: { cert: readFileSync(cfg.adminCert), key: readFileSync(cfg.adminKey) } } : {}),
     });
     await sidecar.listen({ host: cfg.adminBind, port: cfg.adminPort });
     const addr = sidecar.server.address();
@@ -290,7 +291,7 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
       coapPort,
       txt: { kid: keyring.current.kid, coaps: dtls.port, fp: dtls.fingerprint },
       admin,
-      log: log.child({ c: 'discovery' }),
+      log,
       clock,
     });
     // TXT `kid` follows rotations made through the admin service (the key watch covers the CLI).
@@ -300,7 +301,7 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
     });
 
     log.info(
-      { coap: coapPort, coaps: dtls.port, fp: dtls.fingerprint, bind: cfg.bind, admin: `http://${cfg.adminBind}:${adminPort}`, data: resolve(cfg.dataDir), kid: keyring.current.kid, provisioning: service.provisioning.enabled },
+      { coap: coapPort, coaps: dtls.port, fp: dtls.fingerprint, bind: cfg.bind, admin: `${cfg.adminCert ? 'https' : 'http'}://${cfg.adminBind.includes(':') ? `[${cfg.adminBind}]` : cfg.adminBind}:${adminPort}`, data: resolve(cfg.dataDir), kid: keyring.current.kid, provisioning: service.provisioning.enabled },
       'idprov listening',
     );
     const sc = sidecar;

@@ -39,6 +39,8 @@ export interface SidecarDeps {
   maxWaitS?: number;
   /** Cap of concurrent event streams (SSE + long polls). Default 256. */
   maxWatchers?: number;
+  /** Serve HTTPS with this certificate and key (PEM). */
+  https?: { cert: Buffer; key: Buffer };
 }
 
 declare module 'fastify' {
@@ -481,7 +483,7 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
 
   // ---- approval web page (static; its API calls carry the admin token the user pastes)
   const page = readFileSync(new URL('./page.html', import.meta.url), 'utf8');
-  app.get('/', async (_req, reply) => reply.type('text/html; charset=utf-8').header('content-security-policy', "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'").send(page));
+  app.get('/', async (_req, reply) => reply.type('text/html; charset=utf-8').header('content-security-policy', "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:").send(page));
 
   return app;
 }

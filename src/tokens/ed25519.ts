@@ -7,9 +7,14 @@ import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sig
 const SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
 const PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
 
-/** Import a raw 32-byte Ed25519 public key. */
+/**
+ * Import a raw 32-byte Ed25519 public key. Through JWK rather than SPKI DER: Node then builds the key
+ * from its raw bytes, where the DER path goes through OpenSSL's decoder framework and costs about as
+ * much again as the signature verification itself (measured: import+verify 180 µs vs 290–400 µs).
+ */
 export function publicKeyFromRaw(raw: Uint8Array): KeyObject {
-  return createPublicKey({ key: Buffer.concat([SPKI_PREFIX, raw]), format: 'der', type: 'spki' });
+  if (raw.length !== 32) throw new RangeError('an Ed25519 public key is 32 bytes');
+  return createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('base64url') }, format: 'jwk' });
 }
 
 /** Import an Ed25519 private key from its 32-byte seed (RFC 8032 private key). */
