@@ -3,7 +3,7 @@
  * directly (safe while the server runs: SQLite WAL, and the server picks up rotated keys).
  */
 import { Command, Option } from 'commander';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { ConfigError, loadConfig, settingsTable, type Config } from '../config.ts';
 import { ProvError, isProvError } from '../errors.ts';
 import { AdminAuth } from '../admin/auth.ts';
@@ -147,7 +147,16 @@ function parseDuration(s: string): number {
 program
   .command('config')
   .description('print the settings table (markdown)')
-  .action(() => console.log(settingsTable()));
+  .option('--update-readme [file]', 'replace the table between the settings markers of README.md')
+  .action((opts: { updateReadme?: string | boolean }) => {
+    if (!opts.updateReadme) return console.log(settingsTable());
+    const file = typeof opts.updateReadme === 'string' ? opts.updateReadme : 'README.md';
+    const text = readFileSync(file, 'utf8');
+    const re = /(<!-- settings:start[^>]*-->\n)[\s\S]*?(\n<!-- settings:end -->)/;
+    if (!re.test(text)) throw new ProvError('not-found', `${file} has no settings markers`);
+    writeFileSync(file, text.replace(re, (_m, a: string, b: string) => `${a}${settingsTable()}${b}`));
+    console.log(`updated the settings table in ${file}`);
+  });
 
 try {
   await program.parseAsync(process.argv);
