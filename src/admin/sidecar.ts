@@ -149,6 +149,8 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
     logger: false,
     bodyLimit: 1 << 20,
     trustProxy: false,
+    // HTTPS when the composition root passes a certificate (adminCert / adminKey).
+    ...((d.https ? { https: d.https } : {}) as object),
     // Errors the router raises before any route runs (undecodable URL, over-long path parameter) get the
     // same JSON body as every other error instead of fastify's own shape.
     frameworkErrors: (err, _req, reply) => {
@@ -267,6 +269,11 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
     const opts = listOpts(q);
     if (etagged(req, reply, ['pending'])) return reply;
     return pageOut(await d.store.listPending({ ...opts, status: status as PendingRecord['status'] }), views.pending);
+  });
+  app.get(`${v1}/pending/:id`, { config: { role: 'hub' } }, async (req) => {
+    const p = await d.store.getPending((req.params as { id: string }).id);
+    if (!p) throw new ProvError('not-found', 'no pending request for this id');
+    return views.pending(p);
   });
   app.post(`${v1}/pending/:id/approve`, { config: { role: 'admin' } }, async (req) => {
     const b = bodyObject(req);

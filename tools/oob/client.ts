@@ -169,6 +169,12 @@ export class AdminClient {
   networkError(e: unknown): OobError {
     if ((e as Error)?.name === 'AbortError') return new OobError(EXIT.failed, 'interrupted');
     const code = networkCode(e);
+    if (code && (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER/.test(code))) {
+      return new OobError(
+        EXIT.unreachable,
+        `cannot reach the idprov admin sidecar at ${this.conn.baseUrl}: its TLS certificate is not trusted [${code}] — run oob with NODE_EXTRA_CA_CERTS=<the CA or certificate PEM>`,
+      );
+    }
     if (code && UNREACHABLE.has(code)) {
       return new OobError(EXIT.unreachable, `cannot reach the idprov admin sidecar at ${this.conn.baseUrl} — is the server running? (--server) [${code}]`);
     }

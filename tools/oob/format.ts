@@ -56,9 +56,10 @@ export interface ProgressOut {
  * stay short.
  */
 export class ProgressBar {
-  private lastDraw = 0;
+  private lastDraw = Number.NEGATIVE_INFINITY;
   private lastQuarter = -1;
   private drawn = false;
+  private finished = false;
 
   constructor(
     private readonly out: ProgressOut,
@@ -88,6 +89,8 @@ export class ProgressBar {
 
   /** End the bar's line (terminal) so the next output starts on a fresh line. */
   finish(note?: string): void {
+    if (this.finished) return;
+    this.finished = true;
     if (this.out.isTTY && this.drawn) this.out.write(note ? ` ${note}\n` : '\n');
     else if (note) this.out.write(`${this.label} ${note}\n`);
   }

@@ -107,19 +107,14 @@ function client(cmd: Command): AdminClient {
 
 const enc = encodeURIComponent;
 
-/**
- * The greatest string that sorts (bytewise, as the store does) before `id` with no valid device ID in
- * between, so `?after=<it>&limit=1` returns the record of `id` itself, if there is one.
- */
-function cursorBefore(id: string): string {
-  const last = id.codePointAt(id.length - 1)!;
-  return `${id.slice(0, -1)}${String.fromCodePoint(last - 1)}\u{10FFFF}`;
-}
-
-/** The pending record of `id` in `status`, or undefined. */
-async function findPending(c: AdminClient, id: string, status: PendingView['status']): Promise<PendingView | undefined> {
-  const page = await c.json<PageView<PendingView>>(`/api/v1/pending?status=${status}&limit=1&after=${enc(cursorBefore(id))}`);
-  return page.items[0]?.id === id ? page.items[0] : undefined;
+/** The request record of `id` (any status), or undefined when the server has none. */
+async function findRequest(c: AdminClient, id: string): Promise<PendingView | undefined> {
+  try {
+    return await c.json<PendingView>(`/api/v1/pending/${enc(id)}`);
+  } catch (e) {
+    if (e instanceof OobError && e.status === 404) return undefined;
+    throw e;
+  }
 }
 
 /** Ask a yes/no question on the terminal (stderr), default no. */
@@ -216,6 +211,8 @@ program
       async pull(ctl) {
         const r = await src.next();
         if (r.done) {
+          bar?.update(size);
+          bar?.finish('— sent; the server is checking and importing the rows…');
           ctl.close();
           return;
         }
@@ -362,9 +359,10 @@ program
   .action(async (id: string, o: { fingerprint?: string; yes?: boolean }, cmd: Command) => {
     const g = globals(cmd);
     const c = client(cmd);
-    const p = await findPending(c, id, 'pending');
+    const found = await findRequest(c, id);
+    const p = found?.status === 'pending' ? found : undefined;
     if (!p) {
-      const decided = (await findPending(c, id, 'approved')) ?? (await findPending(c, id, 'rejected'));
+      const decided = found;
       if (decided?.status === 'approved') throw new OobError(EXIT.failed, `${id} is already approved (by ${decided.decidedBy ?? '?'}); it gets its token at its next poll`, 'conflict');
       if (decided?.status === 'rejected') throw new OobError(EXIT.failed, `${id} was rejected (by ${decided.decidedBy ?? '?'}); \`oob unreject ${id}\` re-admits it`, 'conflict');
       throw new OobError(EXIT.failed, `no pending request for ${id} (\`oob list pending\` shows who is waiting)`, 'not-found');
@@ -453,7 +451,8 @@ async function setProvisioning(cmd: Command, enabled: boolean, reason?: string):
 program
   .command('enable')
   .description('enable provisioning (new devices are accepted again)')
-  .action(async (_o: unknown, cmd: Command) => setProvisioning(cmd, true));
+  .option('--reason <text>', 'why (kept in the event log)')
+  .action(async (o: { reason?: string }, cmd: Command) => setProvisioning(cmd, true, o.reason));
 
 program
   .command('disable')
@@ -471,12 +470,13 @@ program
     const g = globals(cmd);
     const c = client(cmd);
     type Batch = { events: EventView[]; next: number };
-    let cursor = o.after;
-    if (cursor === undefined) {
+    let cursor: number;
+    if (o.after !== undefined) cursor = o.after;
+    else {
       // Skip the history: page to the end of the feed.
       cursor = 0;
       for (;;) {
-        const b = await c.json<Batch>(`/api/v1/events?after=${cursor}&limit=1000`);
+        const b: Batch = await c.json<Batch>(`/api/v1/events?after=${cursor}&limit=1000`);
         cursor = b.next;
         if (b.events.length < 1000) break;
       }
@@ -485,7 +485,7 @@ program
     let seen = 0;
     let backoff = 1;
     for (;;) {
-      let b: Batch | undefined;
+      let b: Batch;
       try {
         b = await c.json<Batch>(`/api/v1/events?after=${cursor}&wait=${o.wait}&limit=1000`);
         backoff = 1;
@@ -497,11 +497,11 @@ program
         backoff = Math.min(backoff * 2, 30);
         continue;
       }
-      for (const e of b!.events) {
+      for (const e of b.events) {
         out(g.json ? JSON.stringify(e) : eventLine(e));
         if (o.count !== undefined && ++seen >= o.count) return;
       }
-      cursor = b!.next;
+      cursor = b.next;
     }
   });
 

@@ -1,0 +1,135 @@
+/**
+ * The approval web page in headless Chromium (Debian `chromium`, driven by playwright-core): paste the
+ * admin token, see the pending device with its key fingerprint, approve it, and watch the simulated
+ * device receive its token over CoAP; revoke and reject in the page; flip the provisioning switch.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { ERROR_TABLE } from '../../src/errors.ts';
+import { startAdminServer, type AdminFixture } from './support.ts';
+
+const CHROMIUM = '/usr/bin/chromium';
+const SCREENSHOT = '/tmp/idprov-page.png';
+
+describe('approval web page in headless Chromium', function () {
+  let f: AdminFixture;
+  let browser: Browser;
+  let page: Page;
+  const problems: string[] = [];
+
+  before(async function () {
+    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: install the Debian package chromium (npm run test:setup does)`);
+    f = await startAdminServer('web');
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+    page.on('console', (m) => {
+      if (m.type() === 'error') problems.push(`console: ${m.text()}`);
+    });
+  });
+  after(async () => {
+    await browser?.close();
+    await f?.close();
+  });
+
+  let loggedIn = false;
+  /** Open the page and paste the admin token (once; the page keeps it for the tab). */
+  async function login(): Promise<void> {
+    await page.goto(`${f.base}/`);
+    await page.fill('#token', readFileSync(f.server.adminTokenFile, 'utf8').trim());
+    await page.click('#save-token');
+    loggedIn = true;
+  }
+  const ensureLoggedIn = async () => {
+    if (!loggedIn) await login();
+  };
+
+  /** The row of a device in one of the page's tables. */
+  const row = (table: 'pending' | 'devices', id: string) => page.locator(`#${table} tr[data-id="${id}"]`);
+
+  it('shows a pending device with its key fingerprint once the admin token is pasted', async () => {
+    const c = await f.pendingDevice();
+    await page.goto(`${f.base}/`);
+    await page.locator('#message', { hasText: 'Paste an admin token' }).waitFor();
+    await login();
+    const tr = row('pending', c.id);
+    await tr.waitFor();
+    assert.equal(await tr.locator('td').nth(0).innerText(), c.id);
+    assert.equal(await tr.locator('td').nth(1).innerText(), c.fingerprint);
+    assert.match(await tr.locator('td').nth(4).innerText(), /^127\.0\.0\.1:\d+$/);
+    assert.equal(await page.locator('#prov-state').innerText(), 'accepted');
+  });
+
+  it('approves the device with its Approve button, and the device gets its token at its next request', async () => {
+    await ensureLoggedIn();
+    const c = await f.pendingDevice();
+    await page.click('#save-token');
+    await row('pending', c.id).waitFor();
+    await page.click(`tr[data-id="${c.id}"] button.approve`);
+    await page.locator('#message', { hasText: `Approved ${c.id}` }).waitFor();
+    await row('pending', c.id).waitFor({ state: 'detached' });
+    const r = await c.provision();
+    assert.equal(r.status, 'approved', JSON.stringify(r));
+    assert.equal(r.claims!.sub, c.id);
+    // The page follows the event feed: the new device shows up without a reload.
+    const dev = row('devices', c.id);
+    await dev.waitFor();
+    assert.equal(await dev.locator('td').nth(1).innerText(), c.fingerprint);
+    assert.equal(await dev.locator('td').nth(6).innerText(), 'active');
+  });
+
+  it('revokes a device with its Revoke button: the page shows who revoked it and the device can no longer refresh', async () => {
+    await ensureLoggedIn();
+    const c = await f.provisionedDevice();
+    await page.click('#save-token');
+    await row('devices', c.id).waitFor();
+    await page.click(`#devices tr[data-id="${c.id}"] button.revoke`);
+    await page.locator(`#devices tr[data-id="${c.id}"] td`, { hasText: 'revoked by admin:admin' }).waitFor();
+    assert.equal(await row('devices', c.id).locator('button.enable').count(), 1, 'a re-enable button replaces revoke');
+    const r = await c.refresh();
+    assert.deepEqual([r.status, r.err], ['refused', ERROR_TABLE.revoked.err]);
+  });
+
+  it('rejects a pending device with its Reject button, and the device is refused', async () => {
+    await ensureLoggedIn();
+    const c = await f.pendingDevice();
+    await page.click('#save-token');
+    await page.click(`tr[data-id="${c.id}"] button.reject`);
+    await page.locator('#message', { hasText: `Rejected ${c.id}` }).waitFor();
+    const r = await c.provision();
+    assert.deepEqual([r.status, r.err], ['refused', ERROR_TABLE.rejected.err]);
+  });
+
+  it('switches provisioning off with a reason and on again', async () => {
+    await ensureLoggedIn();
+    await page.fill('#prov-why', 'stocktaking');
+    await page.click('#prov-toggle');
+    await page.locator('#prov-state', { hasText: 'refused (5.03)' }).waitFor();
+    assert.equal(await page.locator('#prov-reason').innerText(), 'stocktaking');
+    const c = f.device();
+    await f.allow({ id: c.id, pk: c.publicKey });
+    assert.equal((await c.provision()).code, '5.03');
+    await page.click('#prov-toggle');
+    await page.locator('#prov-state', { hasText: 'accepted' }).waitFor();
+    assert.equal((await c.provision()).status, 'approved');
+  });
+
+  it('is readable: a screenshot is written to /tmp/idprov-page.png and the page logged no errors', async () => {
+    await ensureLoggedIn();
+    await f.pendingDevice();
+    await f.pendingDevice({ mac: '24:0a:c4:12:34:56' });
+    await page.click('#save-token');
+    await page.locator('#pending tbody tr').nth(1).waitFor();
+    await page.screenshot({ path: SCREENSHOT, fullPage: true });
+    assert.ok(existsSync(SCREENSHOT));
+    // Nothing overflows the page sideways at this width.
+    const overflow = await page.evaluate<number>('document.documentElement.scrollWidth - document.documentElement.clientWidth');
+    assert.ok(overflow <= 0, `the page is ${overflow}px wider than the window`);
+    assert.deepEqual(problems, []);
+  });
+});
