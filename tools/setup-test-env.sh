@@ -4,7 +4,7 @@
 # npm dependencies (npm ci builds sqlite3 from source, ~90 s). Needs root (or sudo) for apt-get.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PKGS=(libcoap3-bin openssl avahi-utils avahi-daemon dbus libmbedtls-dev iproute2 build-essential chromium)
+PKGS=(libcoap3-bin openssl avahi-utils avahi-daemon dbus libmbedtls-dev iproute2 build-essential chromium util-linux mount)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

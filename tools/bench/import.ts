@@ -41,10 +41,20 @@ const vm = (pid: number, field: 'VmHWM' | 'VmRSS'): number => {
   return m ? Number(m[1]) / 1024 : NaN;
 };
 
-export async function benchImport(rows: number): Promise<ImportBenchResult> {
+/** Options of {@link benchImport}. */
+export interface ImportBenchOptions {
+  /** Pin the server process to this CPU list with `taskset -c` (the benchmark gives it its own core). */
+  serverCpu?: string;
+}
+
+export async function benchImport(rows: number, opts: ImportBenchOptions = {}): Promise<ImportBenchResult> {
   const dir = mkdtempSync(join(tmpdir(), 'idprov-bench-import-'));
-  const child = spawn(process.execPath, ['bin/idprov.js', 'serve', '--data', dir, '--coap-port', '0', '--admin-port', '0', '--bind', '127.0.0.1', '--log-level', 'info'], {
+  const args = ['bin/idprov.js', 'serve', '--data', dir, '--coap-port', '0', '--coaps-port', '0', '--admin-port', '0', '--bind', '127.0.0.1', '--log-level', 'info'];
+  const [cmd, argv] = opts.serverCpu !== undefined ? ['taskset', ['-c', opts.serverCpu, process.execPath, ...args]] : [process.execPath, args];
+  const child = spawn(cmd, argv, {
     stdio: ['ignore', 'pipe', 'inherit'],
+    // A benchmark announces nothing on the network.
+    env: { ...process.env, IDPROV_MDNS: 'false', IDPROV_COAP_MULTICAST: 'false', IDPROV_ROGUE_MONITOR: 'false' },
   });
   try {
     const port = await new Promise<number>((resolve, reject) => {

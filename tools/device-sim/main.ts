@@ -6,6 +6,7 @@
  *   device-sim run       --server coap://127.0.0.1:5683 --id sensor-01 --key sensor-01.key
  *   device-sim keygen      --key sensor-01.key
  *   device-sim fingerprint --key sensor-01.key
+ *   device-sim discover    [--interface 192.168.1.20] [--state FILE]   (discover.ts)
  *
  * Exit status: 0 approved (or done), 2 pending, 3 refused, 1 error.
  */
@@ -23,6 +24,7 @@ import {
   type ProvisionResult,
 } from './client.ts';
 import { createKeyFile, readKeyFile, tokenFileOf } from './keyfile.ts';
+import { registerDiscover } from './discover.ts';
 import { keyFingerprint } from '../../src/tokens/ed25519.ts';
 
 /** Exit status per outcome. */
@@ -285,6 +287,8 @@ function program(): Command {
         fail(e, f);
       }
     });
+
+  registerDiscover(p, { out, err, fail, positiveInt });
   return p;
 }
 

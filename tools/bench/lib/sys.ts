@@ -1,0 +1,155 @@
+/**
+ * Machine facts and per-process counters for the benchmark: /proc/PID/stat CPU time, /proc/PID/status
+ * RSS, CPU pinning with `taskset`, free ports, and the machine description every report carries.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createSocket } from 'node:dgram';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import os from 'node:os';
+
+/** Clock ticks per second for /proc/PID/stat utime/stime (`getconf CLK_TCK`, 100 on Linux). */
+export const CLK_TCK: number = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** CPU seconds (user + system, every thread, including exited ones) used by process `pid` so far. */
+export function cpuSeconds(pid: number): number {
+  const t = cpuTimes(pid);
+  return t.user + t.system;
+}
+
+/** User and system CPU seconds of process `pid` (/proc/PID/stat utime, stime). */
+export function cpuTimes(pid: number): { user: number; system: number } {
+  const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // The command name (field 2) may contain spaces; fields after the closing parenthesis are fixed.
+  const rest = s.slice(s.lastIndexOf(')') + 2).split(' ');
+  // rest[0] is field 3 (state); utime is field 14, stime field 15.
+  return { user: Number(rest[11]) / CLK_TCK, system: Number(rest[12]) / CLK_TCK };
+}
+
+/**
+ * Nanoseconds the main thread of `pid` has spent runnable but waiting for a CPU (/proc/PID/schedstat,
+ * second field): on a shared machine, the time other processes held the core. 0 when unavailable.
+ */
+export function runqueueWaitNs(pid: number): number {
+  try {
+    return Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[1]) || 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** Resident set size (VmRSS) or its peak (VmHWM) of `pid` in MB (MiB). */
+export function memMb(pid: number, field: 'VmRSS' | 'VmHWM' = 'VmRSS'): number {
+  const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+/** The three load averages, as printed by `uptime`. */
+export function loadAvg(): [number, number, number] {
+  const [a, b, c] = os.loadavg();
+  return [round(a!, 2), round(b!, 2), round(c!, 2)];
+}
+
+export function round(v: number, digits = 1): number {
+  const f = 10 ** digits;
+  return Math.round(v * f) / f;
+}
+
+/** True when `taskset` (util-linux) can pin processes here. */
+export const HAVE_TASKSET: boolean = spawnSync('taskset', ['-c', '0', 'true']).status === 0;
+
+/** CPUs this process may run on. */
+export function cpuCount(): number {
+  return typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
+}
+
+/**
+ * The cores for the server and the load generator: two different ones when there are at least two
+ * and `taskset` works, else none (the report then says the processes were not pinned).
+ */
+export function pinning(): { server: string | undefined; generator: string | undefined } {
+  if (!HAVE_TASKSET || cpuCount() < 2) return { server: undefined, generator: undefined };
+  return { server: '0', generator: '1' };
+}
+
+/** `[command, args]` that runs `cmd args` pinned to `cpu` (unpinned when `cpu` is undefined). */
+export function pinned(cpu: string | undefined, cmd: string, args: string[]): [string, string[]] {
+  return cpu === undefined ? [cmd, args] : ['taskset', ['-c', cpu, cmd, ...args]];
+}
+
+/** A UDP port that was free a moment ago on 127.0.0.1. */
+export function freeUdpPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createSocket('udp4');
+    s.once('error', reject);
+    s.bind(0, '127.0.0.1', () => {
+      const p = s.address().port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+/** A TCP port that was free a moment ago on 127.0.0.1. */
+export function freeTcpPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      const p = typeof a === 'object' && a ? a.port : 0;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+/** Description of the machine a run happened on. */
+export interface MachineInfo {
+  nproc: number;
+  cpuModel: string;
+  node: string;
+  kernel: string;
+  memTotalGb: number;
+  taskset: boolean;
+  libcoap: string | undefined;
+  openssl: string | undefined;
+  commit: string | undefined;
+  dirty: boolean | undefined;
+}
+
+export function machineInfo(): MachineInfo {
+  let cpuModel = 'unknown';
+  try {
+    cpuModel = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim() ?? cpuModel;
+  } catch {
+    /* not Linux */
+  }
+  const run = (cmd: string, args: string[]): string | undefined => {
+    const r = spawnSync(cmd, args, { encoding: 'utf8' });
+    return r.error ? undefined : `${r.stdout}${r.stderr}`;
+  };
+  const libcoap = /v(\d+\.\d+\.\d+)/.exec(run('coap-server-notls', ['-?']) ?? '')?.[1];
+  const openssl = run('openssl', ['version'])?.trim();
+  const commit = run('git', ['rev-parse', '--short', 'HEAD'])?.trim() || undefined;
+  const status = run('git', ['status', '--porcelain', '--untracked-files=no']);
+  return {
+    nproc: cpuCount(),
+    cpuModel,
+    node: process.version,
+    kernel: `${os.type()} ${os.release()}`,
+    memTotalGb: round(os.totalmem() / 2 ** 30, 1),
+    taskset: HAVE_TASKSET,
+    libcoap,
+    openssl,
+    commit,
+    dirty: status === undefined ? undefined : status.trim().length > 0,
+  };
+}
+
+/** Wait `ms` milliseconds. */
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

@@ -1,0 +1,601 @@
+/**
+ * The benchmark scenarios of issue #7 (targets in DESIGN.md "Performance targets"). Each returns a
+ * plain JSON-able result; tools/bench/index.ts runs them in order and tools/bench/report.ts renders
+ * them. Every server runs pinned to the server core and the load generator to another core when
+ * `taskset` and two CPUs are available.
+ */
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createSocket } from 'node:dgram';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SignJWT, CompactSign } from 'jose';
+import { generateKeyPairSync } from 'node:crypto';
+import { decodeClaims } from '../../src/protocol/cwt.ts';
+import { parseSign1 } from '../../src/protocol/cose.ts';
+import { encodeResponse, parseResponse } from '../../src/protocol/messages.ts';
+import type { Job, LoadResult, Reply, Sizes } from './lib/jobs.ts';
+import { LoadGenerator, ROOT, importCsv, startEngineServer, startIdprov, startLibcoap, type IdprovServer } from './lib/procs.ts';
+import { slope } from './lib/stats.ts';
+import { memMb, pinned, round, sleep } from './lib/sys.ts';
+
+/** Durations and counts of a run. */
+export interface Mode {
+  name: 'quick' | 'full';
+  long: boolean;
+  warmupMs: number;
+  durationMs: number;
+  concurrency: number[];
+  /** Scenario 1: alternating rounds per point (the median round is reported). */
+  rounds: number;
+  dtlsConcurrency: number[];
+  importRows: number;
+  pendingDevices: number;
+  pendingWindowMs: number;
+  soakMinutes: number;
+  floorMs: number;
+}
+
+export const QUICK: Mode = {
+  name: 'quick',
+  long: false,
+  warmupMs: 300,
+  durationMs: 1200,
+  concurrency: [1, 16],
+  rounds: 1,
+  dtlsConcurrency: [16],
+  importRows: 100_000,
+  pendingDevices: 10_000,
+  pendingWindowMs: 4000,
+  soakMinutes: 10,
+  floorMs: 600,
+};
+
+export const FULL: Mode = {
+  name: 'full',
+  long: false,
+  warmupMs: 1000,
+  durationMs: 5000,
+  concurrency: [1, 16, 64],
+  rounds: 3,
+  dtlsConcurrency: [1, 16, 64],
+  importRows: 1_000_000,
+  pendingDevices: 100_000,
+  pendingWindowMs: 20_000,
+  soakMinutes: 10,
+  floorMs: 2000,
+};
+
+export interface Ctx {
+  mode: Mode;
+  gen: LoadGenerator;
+  cpu: { server: string | undefined; generator: string | undefined };
+  log: (msg: string) => void;
+}
+
+async function load(ctx: Ctx, job: Job): Promise<LoadResult> {
+  const r = await ctx.gen.run(job);
+  if (!r.ok) throw new Error(r.error);
+  if (r.kind !== 'load') throw new Error(`unexpected reply ${r.kind}`);
+  return r.result;
+}
+
+async function gen(ctx: Ctx, job: Job): Promise<Extract<Reply, { ok: true }>> {
+  const r = await ctx.gen.run(job);
+  if (!r.ok) throw new Error(r.error);
+  return r;
+}
+
+const fmtErr = (r: LoadResult): string => {
+  const e = Object.entries(r.errors);
+  return e.length ? ` errors: ${e.map(([k, v]) => `${v}× ${k}`).join('; ')}` : '';
+};
+const line = (what: string, r: LoadResult): string =>
+  `${what}: ${round(r.opsPerSec, 0)}/s p50 ${r.latency.p50} ms p99 ${r.latency.p99} ms` +
+  (r.server ? ` server ${round(r.server.cpuPerOpUs, 1)} µs/op ${round(r.server.cpuPct, 0)}% cpu ${round(r.server.waitPct, 0)}% waiting` : '') +
+  ` gen ${round(r.generatorCpuPct, 0)}% cpu ${round(r.generatorWaitPct, 0)}% waiting (${r.stoppedBy})${fmtErr(r)}`;
+
+// ------------------------------------------------------------------------------------------------
+// Crypto floor.
+
+export interface Floor {
+  edVerifyUs: number;
+  edSignUs: number;
+  provisionUs: number;
+  refreshUs: number;
+  ecdhUs: number;
+  ecdsaSignUs: number;
+  ecdheHandshakeUs: number;
+  command: string;
+}
+
+export function measureFloor(ctx: Ctx): Floor {
+  const args = ['--import', 'tsx', 'tools/bench/floor.ts', '--ms', String(ctx.mode.floorMs)];
+  const [cmd, argv] = pinned(ctx.cpu.server, process.execPath, args);
+  const r = spawnSync(cmd, argv, { cwd: ROOT, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`floor.ts failed: ${r.stderr}`);
+  const f = JSON.parse(r.stdout.trim().split('\n').pop()!) as Omit<Floor, 'command'>;
+  ctx.log(`crypto floor: verify ${f.edVerifyUs} µs + sign ${f.edSignUs} µs = ${f.provisionUs} µs per provisioning (CPU time, server core)`);
+  return { ...f, command: `${cmd === 'taskset' ? `taskset -c ${ctx.cpu.server} ` : ''}node ${args.join(' ')}` };
+}
+
+// ------------------------------------------------------------------------------------------------
+// Scenario 1: bare engine vs libcoap coap-server-notls.
+
+export interface S1Point {
+  n: number;
+  ours: LoadResult;
+  libcoap: LoadResult;
+  rounds: { ours: number[]; libcoap: number[] };
+  ratio: number;
+  cpuRatio: number;
+}
+
+export interface S1 {
+  resource: string;
+  responseBytes: { ours: number | undefined; libcoap: number | undefined };
+  commands: { ours: string; libcoap: string };
+  points: S1Point[];
+}
+
+/** GET `/` from a server once; its payload and Max-Age. */
+async function probeGet(port: number): Promise<{ payload: Buffer; maxAge: number | undefined; bytes: number }> {
+  const sock = createSocket('udp4');
+  try {
+    return await new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('no answer to GET /')), 3000);
+      sock.on('message', (m: Buffer) => {
+        clearTimeout(t);
+        let i = 4 + (m[0]! & 15);
+        let num = 0;
+        let maxAge: number | undefined;
+        let payload: Buffer = Buffer.alloc(0);
+        while (i < m.length) {
+          const h = m[i++]!;
+          if (h === 0xff) {
+            payload = m.subarray(i);
+            break;
+          }
+          let d = h >> 4;
+          let l = h & 15;
+          if (d === 13) d = m[i++]! + 13;
+          else if (d === 14) {
+            d = ((m[i]! << 8) | m[i + 1]!) + 269;
+            i += 2;
+          }
+          if (l === 13) l = m[i++]! + 13;
+          else if (l === 14) {
+            l = ((m[i]! << 8) | m[i + 1]!) + 269;
+            i += 2;
+          }
+          num += d;
+          if (num === 14) maxAge = m.subarray(i, i + l).reduce((a, b) => a * 256 + b, 0);
+          i += l;
+        }
+        resolve({ payload: Buffer.from(payload), maxAge, bytes: m.length });
+      });
+      sock.bind(0, '127.0.0.1', () => sock.send(Buffer.from([0x41, 0x01, 0x00, 0x01, 0x07]), port, '127.0.0.1'));
+    });
+  } finally {
+    sock.close();
+  }
+}
+
+const median = <T>(xs: T[], key: (x: T) => number): T => [...xs].sort((a, b) => key(a) - key(b))[Math.floor((xs.length - 1) / 2)]!;
+
+export async function scenario1(ctx: Ctx): Promise<S1> {
+  const m = ctx.mode;
+  const lib = await startLibcoap('coap-server-notls', ctx.cpu.server);
+  let ours;
+  try {
+    const probe = await probeGet(lib.port);
+    ctx.log(`libcoap GET / answers ${probe.bytes} bytes (payload ${probe.payload.length}, Max-Age ${probe.maxAge}); the engine server answers the same`);
+    ours = await startEngineServer(ctx.cpu.server, probe.payload, probe.maxAge);
+    const oursProbe = await probeGet(ours.port);
+    const points: S1Point[] = [];
+    for (const n of m.concurrency) {
+      const runs: { ours: LoadResult[]; libcoap: LoadResult[] } = { ours: [], libcoap: [] };
+      for (let r = 0; r < m.rounds; r++) {
+        const order = r % 2 === 0 ? (['ours', 'libcoap'] as const) : (['libcoap', 'ours'] as const);
+        for (const who of order) {
+          const srv = who === 'ours' ? ours : lib;
+          const res = await load(ctx, { kind: 'closed', op: 'get', target: { host: '127.0.0.1', port: srv.port }, concurrency: n, warmupMs: m.warmupMs, durationMs: m.durationMs, maxOps: 2_000_000, serverPid: srv.pid });
+          runs[who].push(res);
+          ctx.log(line(`  S1 ${who.padEnd(7)} N=${n} round ${r + 1}`, res));
+        }
+      }
+      const o = median(runs.ours, (x) => x.opsPerSec);
+      const l = median(runs.libcoap, (x) => x.opsPerSec);
+      points.push({
+        n,
+        ours: o,
+        libcoap: l,
+        rounds: { ours: runs.ours.map((x) => round(x.opsPerSec, 0)), libcoap: runs.libcoap.map((x) => round(x.opsPerSec, 0)) },
+        ratio: o.opsPerSec / l.opsPerSec,
+        cpuRatio: (o.server?.cpuPerOpUs ?? NaN) / (l.server?.cpuPerOpUs ?? NaN),
+      });
+    }
+    return { resource: 'GET /', responseBytes: { ours: oursProbe.bytes, libcoap: probe.bytes }, commands: { ours: ours.command, libcoap: lib.command }, points };
+  } finally {
+    await ours?.stop();
+    await lib.stop();
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Scenarios 2 and 3 (and 4 and 7, which reuse the same server).
+
+export interface ProvPoint {
+  n: number;
+  result: LoadResult;
+  /** Server CPU per operation ÷ the crypto floor. */
+  floorRatio: number;
+}
+
+export interface HalfLoad {
+  rate: number;
+  result: LoadResult;
+}
+
+export interface S2 {
+  command: string;
+  allowlistImported: number;
+  mintMs: number;
+  points: ProvPoint[];
+  half: HalfLoad | undefined;
+  sizes: Sizes | undefined;
+}
+
+export type S3 = Omit<S2, 'allowlistImported' | 'mintMs' | 'sizes'> & { devices: number };
+
+/** Make `count` devices in the generator and import their keys through the sidecar. */
+async function provideDevices(ctx: Ctx, srv: IdprovServer, count: number, reset = false): Promise<{ imported: number; mintMs: number }> {
+  const r = await gen(ctx, { kind: 'mint', count, idPrefix: 'bench-', reset });
+  if (r.kind === 'mint' && r.ids.length === 0) return { imported: 0, mintMs: r.ms };
+  if (r.kind !== 'mint') throw new Error('mint failed');
+  await importCsv(
+    srv,
+    'id,pk',
+    (function* () {
+      for (let i = 0; i < r.ids.length; i++) yield `${r.ids[i]},${r.pks[i]}`;
+    })(),
+  );
+  return { imported: r.ids.length, mintMs: r.ms };
+}
+
+/** Devices for one window: generous for the rate seen so far, at most 9,000/s. */
+function devicesFor(bestRate: number, windowMs: number): number {
+  const perSec = Math.min(9000, Math.max(2500, bestRate * 2.5));
+  return Math.ceil((perSec * windowMs) / 1000);
+}
+
+export async function scenarios2and3(ctx: Ctx, floor: Floor | undefined, after?: (srv: IdprovServer) => Promise<void>): Promise<{ s2: S2; s3: S3 }> {
+  const m = ctx.mode;
+  const srv = await startIdprov({ cpu: ctx.cpu.server });
+  try {
+    // --- Scenario 2: provisioning.
+    let imported = 0;
+    let mintMs = 0;
+    let best = 0;
+    const points: ProvPoint[] = [];
+    const window = m.warmupMs + m.durationMs;
+    for (const n of m.concurrency) {
+      const d = await provideDevices(ctx, srv, devicesFor(best, window), points.length === 0);
+      imported += d.imported;
+      mintMs += d.mintMs;
+      const res = await load(ctx, { kind: 'closed', op: 'prov', target: { host: '127.0.0.1', port: srv.coapPort }, concurrency: n, warmupMs: m.warmupMs, durationMs: m.durationMs, maxOps: 1_000_000, serverPid: srv.pid });
+      best = Math.max(best, res.opsPerSec);
+      const floorRatio = floor && res.server ? res.server.cpuPerOpUs / floor.provisionUs : NaN;
+      points.push({ n, result: res, floorRatio });
+      ctx.log(line(`  S2 provisioning N=${n}`, res) + ` floor×${round(floorRatio, 2)}`);
+    }
+    // Half of the best measured rate, open loop: the p99 target is defined there.
+    let half: HalfLoad | undefined;
+    if (best > 0) {
+      const rate = Math.max(1, Math.round(best / 2));
+      const d = await provideDevices(ctx, srv, Math.ceil(rate * 1.3 * (window / 1000)) + 200);
+      imported += d.imported;
+      mintMs += d.mintMs;
+      const res = await load(ctx, { kind: 'open', op: 'prov', target: { host: '127.0.0.1', port: srv.coapPort }, rate, slots: 256, warmupMs: m.warmupMs, durationMs: m.durationMs, maxOps: 1_000_000, serverPid: srv.pid });
+      half = { rate, result: res };
+      ctx.log(line(`  S2 provisioning at half load (${rate}/s open loop)`, res));
+    }
+    const sizes = points.map((p) => p.result.sizes).find((s) => s !== undefined) ?? half?.result.sizes;
+    const s2: S2 = { command: srv.command, allowlistImported: imported, mintMs, points, half, sizes };
+
+    // --- Scenario 3: refresh, with the devices provisioned above.
+    const prep = await gen(ctx, { kind: 'prepare-refresh' });
+    const devices = Number((prep.kind === 'done' && (prep.detail as { devices?: number })?.devices) || 0);
+    const rpoints: ProvPoint[] = [];
+    let rbest = 0;
+    for (const n of m.concurrency) {
+      const res = await load(ctx, { kind: 'closed', op: 'refresh', target: { host: '127.0.0.1', port: srv.coapPort }, concurrency: n, warmupMs: m.warmupMs, durationMs: m.durationMs, maxOps: 1_000_000, serverPid: srv.pid });
+      rbest = Math.max(rbest, res.opsPerSec);
+      const floorRatio = floor && res.server ? res.server.cpuPerOpUs / floor.refreshUs : NaN;
+      rpoints.push({ n, result: res, floorRatio });
+      ctx.log(line(`  S3 refresh N=${n}`, res) + ` floor×${round(floorRatio, 2)}`);
+    }
+    let rhalf: HalfLoad | undefined;
+    if (rbest > 0) {
+      const rate = Math.max(1, Math.round(rbest / 2));
+      const res = await load(ctx, { kind: 'open', op: 'refresh', target: { host: '127.0.0.1', port: srv.coapPort }, rate, slots: 256, warmupMs: m.warmupMs, durationMs: m.durationMs, maxOps: 1_000_000, serverPid: srv.pid });
+      rhalf = { rate, result: res };
+      ctx.log(line(`  S3 refresh at half load (${rate}/s open loop)`, res));
+    }
+    const s3: S3 = { command: srv.command, devices, points: rpoints, half: rhalf };
+    if (after) await after(srv);
+    return { s2, s3 };
+  } finally {
+    await srv.stop();
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Scenario 4: DTLS handshakes.
+
+export interface DtlsPoint {
+  n: number;
+  ours: LoadResult;
+  libcoap: LoadResult | undefined;
+}
+
+export interface S4 {
+  landed: boolean;
+  /** Why it was not measured, when it was not. */
+  reason?: string;
+  psk?: DtlsPoint[];
+  ecdhe?: DtlsPoint[];
+  commands?: { ours: string; libcoap: string | undefined };
+  libcoapNote?: string;
+}
+
+const PSK_SUITES = [0xc0a8, 0x00a8]; // TLS_PSK_WITH_AES_128_CCM_8, TLS_PSK_WITH_AES_128_GCM_SHA256
+const ECDHE_SUITES = [0xc0ae, 0xc02b]; // TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, …_AES_128_GCM_SHA256
+
+/** Does `src/transport/dtls/server.ts` export a DTLS server, and the DTLS test client exist? */
+export async function dtlsAvailable(): Promise<string | undefined> {
+  if (!existsSync(join(ROOT, 'src/transport/dtls/server.ts'))) return 'src/transport/dtls/server.ts does not exist';
+  try {
+    const mod = (await import('../../src/transport/dtls/server.ts')) as Record<string, unknown>;
+    const T = mod.DtlsTransport as { bind?: unknown } | undefined;
+    if (typeof T !== 'function' || typeof T.bind !== 'function') return 'src/transport/dtls/server.ts exports no DtlsTransport with bind()';
+  } catch (e) {
+    return `src/transport/dtls/server.ts does not load: ${(e as Error).message}`;
+  }
+  try {
+    const c = (await import('../dtls-peers/client.ts')) as Record<string, unknown>;
+    if (typeof c.DtlsClient !== 'function') return 'tools/dtls-peers/client.ts exports no DtlsClient';
+  } catch (e) {
+    return `tools/dtls-peers/client.ts does not load: ${(e as Error).message}`;
+  }
+  return undefined;
+}
+
+export async function scenario4(ctx: Ctx, srv: IdprovServer): Promise<S4> {
+  const m = ctx.mode;
+  const missing = await dtlsAvailable();
+  if (missing) return { landed: false, reason: `DTLS not landed yet (${missing})` };
+  // A PSK identity: an allowlist entry with an out-of-band secret (PROTOCOL.md §6).
+  const secret = 'bench-dtls-secret-0123456789';
+  const identity = 'bench-dtls-psk';
+  await importCsv(srv, 'id,secret', [`${identity},${secret}`]);
+  const pskTarget = (port: number) => ({ host: '127.0.0.1', port, psk: { identity, keyHex: Buffer.from(secret).toString('hex') }, suites: PSK_SUITES });
+  const ecTarget = (port: number) => ({ host: '127.0.0.1', port, suites: ECDHE_SUITES });
+  // Smoke test: one handshake of each kind against our server.
+  for (const [what, target] of [['PSK', pskTarget(srv.coapsPort)], ['ECDHE-ECDSA', ecTarget(srv.coapsPort)]] as const) {
+    const r = await load(ctx, { kind: 'closed', op: 'dtls', target, concurrency: 1, warmupMs: 0, durationMs: 3000, maxOps: 1, serverPid: srv.pid });
+    if (r.ops < 1) return { landed: false, reason: `DTLS not working yet: a ${what} handshake with our server failed (${Object.keys(r.errors).join('; ') || 'no answer'})` };
+  }
+  // libcoap's OpenSSL server with the same certificate and PSK.
+  let lib: Awaited<ReturnType<typeof startLibcoap>> | undefined;
+  let libcoapNote: string | undefined;
+  try {
+    lib = await startLibcoap('coap-server-openssl', ctx.cpu.server, ['-k', secret, '-h', 'CoAP', '-c', join(srv.dataDir, 'dtls-cert.pem'), '-j', join(srv.dataDir, 'dtls-key.pem'), '-n']);
+  } catch (e) {
+    libcoapNote = `coap-server-openssl did not start: ${(e as Error).message}`;
+  }
+  try {
+    const run = async (what: string, ours: ReturnType<typeof pskTarget> | ReturnType<typeof ecTarget>, theirs: typeof ours | undefined): Promise<DtlsPoint[]> => {
+      const out: DtlsPoint[] = [];
+      for (const n of m.dtlsConcurrency) {
+        const job = { kind: 'closed' as const, op: 'dtls' as const, concurrency: n, warmupMs: m.warmupMs, durationMs: m.durationMs, maxOps: 1_000_000 };
+        const o = await load(ctx, { ...job, target: ours, serverPid: srv.pid });
+        ctx.log(line(`  S4 ${what} ours    N=${n}`, o) + ` suites ${JSON.stringify(o.suites)}`);
+        let l: LoadResult | undefined;
+        if (theirs && lib) {
+          l = await load(ctx, { ...job, target: theirs, serverPid: lib.pid });
+          ctx.log(line(`  S4 ${what} libcoap N=${n}`, l) + ` suites ${JSON.stringify(l.suites)}`);
+        }
+        out.push({ n, ours: o, libcoap: l });
+      }
+      return out;
+    };
+    const psk = await run('PSK', pskTarget(srv.coapsPort), lib ? pskTarget(lib.dtlsPort) : undefined);
+    const ecdhe = await run('ECDHE', ecTarget(srv.coapsPort), lib ? ecTarget(lib.dtlsPort) : undefined);
+    return { landed: true, psk, ecdhe, commands: { ours: srv.command, libcoap: lib?.command }, ...(libcoapNote ? { libcoapNote } : {}) };
+  } finally {
+    await lib?.stop();
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Scenario 5: allowlist import (tools/bench/import.ts).
+
+export interface S5 {
+  rows: number;
+  seconds: number;
+  rowsPerSecond: number;
+  peakRssMb: number;
+  baselineRssMb: number;
+}
+
+export async function scenario5(ctx: Ctx): Promise<S5> {
+  const r = await gen(ctx, { kind: 'import', rows: ctx.mode.importRows, ...(ctx.cpu.server !== undefined ? { serverCpu: ctx.cpu.server } : {}) });
+  const d = (r as { detail: S5 }).detail;
+  ctx.log(`  S5 import ${d.rows} rows: ${round(d.seconds, 2)} s, peak RSS ${round(d.peakRssMb, 0)} MB`);
+  return { rows: d.rows, seconds: d.seconds, rowsPerSecond: d.rowsPerSecond, peakRssMb: d.peakRssMb, baselineRssMb: d.baselineRssMb };
+}
+
+// ------------------------------------------------------------------------------------------------
+// Scenario 6: pending devices polling.
+
+export interface S6 {
+  devices: number;
+  rate: number;
+  seedSeconds: number;
+  rssIdleMb: number;
+  result: LoadResult;
+  command: string;
+}
+
+export async function scenario6(ctx: Ctx): Promise<S6> {
+  const m = ctx.mode;
+  const devices = m.pendingDevices;
+  const rate = Math.round(devices / 60); // every device polls once per its 60 s retry hint
+  const polls = Math.ceil((rate * (m.warmupMs + m.pendingWindowMs)) / 1000) + 50;
+  const secretHex = randomBytes(32).toString('hex');
+  const nonceTtlS = 300;
+  const prep = await gen(ctx, { kind: 'prepare-polls', count: Math.min(devices, polls), idPrefix: 'pend-', nonceSecretHex: secretHex, nonceTtlS });
+  if (prep.kind !== 'mint') throw new Error('prepare-polls failed');
+  // Seed the pending records with the store API before the server starts.
+  const dir = mkdtempSync(join(tmpdir(), 'idprov-bench-pending-'));
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const t0 = performance.now();
+  const { SqliteStore } = await import('../../src/store/sqlite.ts');
+  const store = await SqliteStore.open(join(dir, 'idprov.db'));
+  const now = Math.floor(Date.now() / 1000);
+  try {
+    const batch = 5000;
+    for (let i = 0; i < devices; i += batch) {
+      const muts = [];
+      for (let k = i; k < Math.min(devices, i + batch); k++) {
+        const id = `pend-${String(k).padStart(7, '0')}`;
+        const pk = k < prep.pks.length ? Buffer.from(prep.pks[k]!, 'hex') : randomBytes(32);
+        muts.push({ kind: 'pending.upsert' as const, pending: { id, pk, type: 0 as const, source: '127.0.0.1:40000', firstSeen: now - 60, lastSeen: now - 60, count: 1, status: 'pending' as const } });
+      }
+      await store.apply(muts);
+    }
+  } finally {
+    await store.close();
+  }
+  const seedSeconds = (performance.now() - t0) / 1000;
+  ctx.log(`  S6 seeded ${devices} pending devices in ${round(seedSeconds, 1)} s`);
+  const srv = await startIdprov({ cpu: ctx.cpu.server, dataDir: dir, env: { IDPROV_NONCE_SECRET: secretHex } });
+  try {
+    await sleep(300);
+    const rssIdleMb = memMb(srv.pid);
+    const res = await load(ctx, { kind: 'open', op: 'poll', target: { host: '127.0.0.1', port: srv.coapPort }, rate, slots: 128, warmupMs: m.warmupMs, durationMs: m.pendingWindowMs, maxOps: 10_000_000, serverPid: srv.pid });
+    ctx.log(line(`  S6 ${devices} pending, polling ${rate}/s`, res) + ` RSS ${round(res.server?.rssMb ?? NaN, 0)} MB`);
+    return { devices, rate, seedSeconds, rssIdleMb, result: res, command: srv.command };
+  } finally {
+    await srv.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Scenario 7: sizes vs JWT.
+
+export interface S7 {
+  cwt: { request: number; requestCoap: number; response: number; responseCoap: number; token: number };
+  jwt: { request: number; response: number; token: number };
+  claims: Record<string, unknown>;
+}
+
+export async function scenario7(sizes: Sizes): Promise<S7> {
+  const token = Buffer.from(sizes.tokenHex, 'hex');
+  const env = parseSign1(token, 'token');
+  const c = decodeClaims(env.payload);
+  const kid = env.kid ? Buffer.from(env.kid).toString('hex') : undefined;
+  const { privateKey } = generateKeyPairSync('ed25519');
+  const b64 = (b: Uint8Array): string => Buffer.from(b).toString('base64url');
+  const claims: Record<string, unknown> = { iss: c.iss, sub: c.sub, exp: c.exp, iat: c.iat, jti: b64(c.cti), cnf: { jwk: { kty: 'OKP', crv: 'Ed25519', x: b64(c.cnf) } } };
+  if (c.aud) claims.aud = c.aud;
+  if (c.role) claims.role = c.role;
+  const jwt = await new SignJWT(claims).setProtectedHeader({ alg: 'EdDSA', ...(kid ? { kid } : {}) }).sign(privateKey);
+  // The signed request as a JWS over the same fields in JSON (id, pk, nonce; binary fields base64url).
+  const nonce = randomBytes(24);
+  const reqJson = JSON.stringify({ id: c.sub, pk: b64(c.cnf), nonce: b64(nonce) });
+  const jws = await new CompactSign(new TextEncoder().encode(reqJson)).setProtectedHeader({ alg: 'EdDSA' }).sign(privateKey);
+  const body = parseResponse(Buffer.from(sizes.resp201BodyHex, 'hex'));
+  const respJson = JSON.stringify({ status: 'approved', token: jwt, exp: body.exp, ttl: body.ttl });
+  // Sanity: our response body re-encodes to the same length.
+  void encodeResponse(body);
+  return {
+    cwt: { request: sizes.req1Cose, requestCoap: sizes.req1Coap, response: sizes.resp201Body, responseCoap: sizes.resp201Coap, token: sizes.token },
+    jwt: { request: Buffer.byteLength(jws), response: Buffer.byteLength(respJson), token: Buffer.byteLength(jwt) },
+    claims,
+  };
+}
+
+// ------------------------------------------------------------------------------------------------
+// Scenario 8: soak (long mode only).
+
+export interface SoakRun {
+  what: string;
+  rate: number;
+  minutes: number;
+  result: LoadResult;
+  /** RSS slope (MB per minute) over the whole run and over its second half. */
+  slopeMbPerMin: number;
+  slopeSecondHalfMbPerMin: number;
+  rssStartMb: number;
+  rssEndMb: number;
+  command: string;
+}
+
+function soakSummary(what: string, rate: number, minutes: number, res: LoadResult, command: string): SoakRun {
+  const s = (res.samples ?? []).filter((x) => Number.isFinite(x.rssMb));
+  const t = s.map((x) => x.t / 60);
+  const y = s.map((x) => x.rssMb);
+  const h = Math.floor(s.length / 2);
+  return {
+    what,
+    rate,
+    minutes,
+    result: res,
+    slopeMbPerMin: slope(t, y),
+    slopeSecondHalfMbPerMin: slope(t.slice(h), y.slice(h)),
+    rssStartMb: y[0] ?? NaN,
+    rssEndMb: y[y.length - 1] ?? NaN,
+    command,
+  };
+}
+
+export async function scenario8(ctx: Ctx, engineRate: number, refreshRate: number): Promise<SoakRun[]> {
+  const m = ctx.mode;
+  const ms = m.soakMinutes * 60_000;
+  const out: SoakRun[] = [];
+  // 8a: the bare engine (the DESIGN.md memory target is stated for it).
+  if (engineRate > 0) {
+    const probe = { payload: Buffer.from('soak'), maxAge: undefined };
+    const eng = await startEngineServer(ctx.cpu.server, probe.payload, probe.maxAge);
+    try {
+      const rate = Math.round(engineRate / 2);
+      ctx.log(`  S8 soak: bare engine at ${rate}/s for ${m.soakMinutes} min`);
+      const res = await load(ctx, { kind: 'open', op: 'get', target: { host: '127.0.0.1', port: eng.port }, rate, slots: 64, warmupMs: 2000, durationMs: ms, maxOps: 2_000_000, serverPid: eng.pid, sampleMs: 10_000 });
+      out.push(soakSummary('bare CoAP engine, GET /', rate, m.soakMinutes, res, eng.command));
+    } finally {
+      await eng.stop();
+    }
+  }
+  // 8b: the full server, refreshing a fixed population of provisioned devices.
+  if (refreshRate > 0) {
+    const srv = await startIdprov({ cpu: ctx.cpu.server });
+    try {
+      const population = 5000;
+      await provideDevices(ctx, srv, population, true);
+      await load(ctx, { kind: 'closed', op: 'prov', target: { host: '127.0.0.1', port: srv.coapPort }, concurrency: 16, warmupMs: 0, durationMs: 120_000, maxOps: population, serverPid: srv.pid });
+      await gen(ctx, { kind: 'prepare-refresh' });
+      const rate = Math.round(refreshRate / 2);
+      ctx.log(`  S8 soak: full server, refresh at ${rate}/s for ${m.soakMinutes} min`);
+      const res = await load(ctx, { kind: 'open', op: 'refresh', target: { host: '127.0.0.1', port: srv.coapPort }, rate, slots: 256, warmupMs: 2000, durationMs: ms, maxOps: 5_000_000, serverPid: srv.pid, sampleMs: 10_000 });
+      out.push(soakSummary('full server, refresh (challenge + signed refresh)', rate, m.soakMinutes, res, srv.command));
+    } finally {
+      await srv.stop();
+    }
+  }
+  for (const s of out) ctx.log(`  S8 ${s.what}: RSS ${round(s.rssStartMb, 0)} → ${round(s.rssEndMb, 0)} MB, slope ${round(s.slopeMbPerMin, 2)} MB/min (2nd half ${round(s.slopeSecondHalfMbPerMin, 2)})`);
+  return out;
+}

@@ -1,0 +1,13 @@
+import { DtlsTransport } from '../../src/transport/dtls/server.ts';
+import { loadOrCreateCertificate } from '../../src/transport/dtls/cert.ts';
+import { CoapServer } from '../../src/transport/coap/engine.ts';
+import { pino } from 'pino';
+const log = pino({ level: process.env.LVL ?? 'debug' });
+const cert = loadOrCreateCertificate({ certPath: '/tmp/dt/c.pem', keyPath: '/tmp/dt/k.pem', create: true, nowMs: Date.now() });
+console.log('fp', cert.fingerprint);
+const t = await DtlsTransport.bind({ address: '127.0.0.1', port: Number(process.env.PORT ?? 5684), log, certificate: cert, pskLookup: async (id) => id === 'dev1' ? Buffer.from('secretsecret12') : undefined, ...(process.env.MTU ? { mtu: Number(process.env.MTU) } : {}) });
+const coap = new CoapServer({ log });
+coap.addResource({ path: '/hello', methods: { GET: (req) => ({ code: '2.05', payload: Buffer.from('hi ' + (req.peer.pskIdentity ?? 'anon')) }) } });
+coap.attach(t);
+t.onMessage; 
+console.log('listening', t.address());
