@@ -143,7 +143,8 @@ export class ProvisioningService {
     try {
       const now = this.now();
       if (!this.switchState.enabled) {
-        out = this.errorOutcome('disabled', this.switchState.reason ?? 'provisioning is disabled', this.d.settings.disabledRetryS);
+        // The admin's reason (which may name a rogue server's address) stays on the admin side.
+        out = this.errorOutcome('disabled', 'provisioning is disabled; retry later', this.d.settings.disabledRetryS);
       } else {
         const env = parseSign1(payload, 'request');
         const body = parseRequestBody(env.payload);

@@ -47,7 +47,8 @@ const errs = (r: LoadResult | undefined): string => {
   if (!r) return '—';
   const e = Object.entries(r.errors);
   const n = e.reduce((a, [, v]) => a + v, 0);
-  return n === 0 ? '0' : `${n} (${e.map(([k, v]) => `${v}× ${k.replace(/\|/g, '/')}`).join('; ')})`;
+  const retx = r.retransmits > 0 ? `; ${r.retransmits} retransmissions` : '';
+  return (n === 0 ? '0' : `${n} (${e.map(([k, v]) => `${v}× ${k.replace(/\|/g, '/')}`).join('; ')})`) + retx;
 };
 const best = <T>(xs: T[] | undefined, key: (t: T) => number): T | undefined => (xs && xs.length ? xs.reduce((a, b) => (key(b) > key(a) ? b : a)) : undefined);
 
@@ -147,7 +148,8 @@ function provWhy(r: Results, res: LoadResult): string {
     `one provisioning costs the server ${num(s.cpuPerOpUs)} µs of CPU, i.e. at most ≈ ${num(capacity)}/s on a fully free core`,
     `the crypto floor alone (${num(f.provisionUs)} µs) caps one core at ≈ ${num(floorCap)}/s on this machine`,
   ];
-  if (s.cpuPct < 90) parts.push(`the server core was only ${num(s.cpuPct)}% busy, so part of the shortfall is latency-bound (commit waits) or CPU taken by other processes on a shared machine`);
+  if (s.waitPct > 5) parts.push(`the server's main thread spent ${num(s.waitPct)}% of the window runnable but waiting for a CPU that other processes held (/proc/PID/schedstat)`);
+  if (s.cpuPct < 90) parts.push(`the server used ${num(s.cpuPct)}% of a core, so the rest of the window went to waiting: for a CPU (above) and for commits (fsync) and round trips`);
   if (res.generatorCpuPct > 90) parts.push(`the load generator was ${num(res.generatorCpuPct)}% busy and may itself have been the limit`);
   return parts.join('; ');
 }
@@ -157,7 +159,7 @@ function provWhy(r: Results, res: LoadResult): string {
 
 function loadRow(what: string, r: LoadResult | undefined, extra: string[] = []): string {
   if (!r) return `| ${what} | — | — | — | — | — | — |${extra.map(() => ' — |').join('')}`;
-  return `| ${what} | ${num(r.opsPerSec)} | ${ms(r.latency.p50)} | ${ms(r.latency.p99)} | ${num(r.server?.cpuPerOpUs, 1)} | ${num(r.server?.cpuPct)}% | ${num(r.generatorCpuPct)}% |${extra.map((e) => ` ${e} |`).join('')}`;
+  return `| ${what} | ${num(r.opsPerSec)} | ${ms(r.latency.p50)} | ${ms(r.latency.p99)} | ${num(r.server?.cpuPerOpUs, 1)} | ${num(r.server?.cpuPct)}% / ${num(r.server?.waitPct)}% | ${num(r.generatorCpuPct)}% |${extra.map((e) => ` ${e} |`).join('')}`;
 }
 
 export function renderReport(r: Results, jsonPath: string): string {
@@ -246,11 +248,12 @@ export function renderReport(r: Results, jsonPath: string): string {
     p(`- ours: \`${s.commands.ours}\``);
     p(`- libcoap: \`${s.commands.libcoap}\``);
     p();
-    p('| N | engine req/s | p50 ms | p99 ms | libcoap req/s | p50 ms | p99 ms | ratio (req/s) | server CPU µs/req: engine / libcoap | generator CPU (engine / libcoap) |');
-    p('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+    p('| N | engine req/s | p50 ms | p99 ms | libcoap req/s | p50 ms | p99 ms | ratio (req/s) | server CPU µs/req: engine / libcoap | server waiting for a CPU: engine / libcoap | generator CPU: engine / libcoap |');
+    p('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
     for (const q of s.points) {
-      p(`| ${q.n} | ${num(q.ours.opsPerSec)} | ${ms(q.ours.latency.p50)} | ${ms(q.ours.latency.p99)} | ${num(q.libcoap.opsPerSec)} | ${ms(q.libcoap.latency.p50)} | ${ms(q.libcoap.latency.p99)} | **${x(q.ratio)}** | ${num(q.ours.server?.cpuPerOpUs, 1)} / ${num(q.libcoap.server?.cpuPerOpUs, 1)} | ${num(q.ours.generatorCpuPct)}% / ${num(q.libcoap.generatorCpuPct)}% |`);
+      p(`| ${q.n} | ${num(q.ours.opsPerSec)} | ${ms(q.ours.latency.p50)} | ${ms(q.ours.latency.p99)} | ${num(q.libcoap.opsPerSec)} | ${ms(q.libcoap.latency.p50)} | ${ms(q.libcoap.latency.p99)} | **${x(q.ratio)}** | ${num(q.ours.server?.cpuPerOpUs, 1)} / ${num(q.libcoap.server?.cpuPerOpUs, 1)} | ${num(q.ours.server?.waitPct)}% / ${num(q.libcoap.server?.waitPct)}% | ${num(q.ours.generatorCpuPct)}% / ${num(q.libcoap.generatorCpuPct)}% |`);
     }
+    if (r.settings.rounds > 1) p(`\nAll rounds (req/s): ${s.points.map((q) => `N=${q.n}: engine ${q.rounds.ours.map((v) => num(v)).join(', ')}; libcoap ${q.rounds.libcoap.map((v) => num(v)).join(', ')}`).join(' · ')}.`);
     const errored = s.points.filter((q) => Object.keys(q.ours.errors).length || Object.keys(q.libcoap.errors).length);
     if (errored.length) p(`\nErrors: ${errored.map((q) => `N=${q.n}: engine ${errs(q.ours)}, libcoap ${errs(q.libcoap)}`).join('; ')}.`);
   } else p(r.failures['scenario 1: bare CoAP engine vs libcoap'] ? 'Failed in this run (see above).' : 'Not run.');
@@ -258,7 +261,7 @@ export function renderReport(r: Results, jsonPath: string): string {
 
   // S2.
   const provTable = (pts: S2['points'] | undefined, half: S2['half'], floorUs: number | undefined, unit: string): void => {
-    p(`| N | ${unit}/s | p50 ms | p99 ms | server CPU µs/op | server core busy | generator CPU | × crypto floor${floorUs ? ` (${num(floorUs)} µs)` : ''} | errors |`);
+    p(`| N | ${unit}/s | p50 ms | p99 ms | server CPU µs/op | server: busy / waiting for a CPU | generator CPU | × crypto floor${floorUs ? ` (${num(floorUs)} µs)` : ''} | errors |`);
     p('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
     for (const q of pts ?? []) p(loadRow(String(q.n), q.result, [`**${x(q.floorRatio)}**`, errs(q.result)]));
     if (half) {
@@ -405,6 +408,8 @@ interface Series {
   name: string;
   color: string;
   points: Array<{ n: number; y: number }>;
+  /** A reference line (dashed, labelled once). */
+  reference?: boolean;
 }
 
 function panel(x0: number, y0: number, w: number, h: number, title: string, yLabel: string, ns: number[], series: Series[]): string {
@@ -432,10 +437,19 @@ function panel(x0: number, y0: number, w: number, h: number, title: string, yLab
   s.push(`<line x1="${x0 + padL}" y1="${y0 + padT}" x2="${x0 + padL}" y2="${y0 + padT + ph}" stroke="#333"/>`);
   series.forEach((q, si) => {
     const pts = q.points.filter((pt) => Number.isFinite(pt.y)).map((pt) => [px(ns.indexOf(pt.n)), py(pt.y), pt.y] as const);
-    if (pts.length > 1) s.push(`<polyline fill="none" stroke="${q.color}" stroke-width="2" points="${pts.map(([a, b]) => `${a.toFixed(1)},${b.toFixed(1)}`).join(' ')}"/>`);
-    for (const [a, b, v] of pts) {
-      s.push(`<circle cx="${a.toFixed(1)}" cy="${b.toFixed(1)}" r="4" fill="${q.color}"/>`);
-      s.push(`<text x="${a.toFixed(1)}" y="${(b - 8 - si * 0).toFixed(1)}" text-anchor="middle" font-size="10" fill="${q.color}">${esc(short(v))}</text>`);
+    if (q.reference) {
+      if (pts.length > 0) {
+        const yy = pts[0]![1].toFixed(1);
+        s.push(`<line x1="${x0 + padL}" y1="${yy}" x2="${x0 + padL + pw}" y2="${yy}" stroke="${q.color}" stroke-width="1.5" stroke-dasharray="6 4"/>`);
+      }
+    } else {
+      if (pts.length > 1) s.push(`<polyline fill="none" stroke="${q.color}" stroke-width="2" points="${pts.map(([a, b]) => `${a.toFixed(1)},${b.toFixed(1)}`).join(' ')}"/>`);
+      // Value labels: the first series above its points, the second below, so close values stay legible.
+      for (const [a, b, v] of pts) {
+        s.push(`<circle cx="${a.toFixed(1)}" cy="${b.toFixed(1)}" r="4" fill="${q.color}"/>`);
+        const ly = si % 2 === 0 ? b - 8 : Math.min(b + 16, y0 + padT + ph - 3);
+        s.push(`<text x="${(a + (ns.length > 1 && a > x0 + padL + pw - 20 ? -14 : ns.length > 1 && a < x0 + padL + 20 ? 14 : 0)).toFixed(1)}" y="${ly.toFixed(1)}" text-anchor="middle" font-size="10" fill="${q.color}">${esc(short(v))}</text>`);
+      }
     }
     s.push(`<rect x="${x0 + padL + 8}" y="${y0 + padT + 4 + si * 15}" width="10" height="10" fill="${q.color}"/>`);
     s.push(`<text x="${x0 + padL + 22}" y="${y0 + padT + 13 + si * 15}" font-size="11">${esc(q.name)}</text>`);
@@ -449,7 +463,7 @@ function niceMax(v: number): number {
   for (const m of [1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10]) if (m * e >= v * 1.12) return m * e;
   return 10 * e;
 }
-const short = (v: number): string => (v >= 10_000 ? `${(v / 1000).toFixed(0)}k` : v >= 1000 ? `${(v / 1000).toFixed(1)}k` : v >= 10 ? v.toFixed(0) : v >= 1 ? v.toFixed(1) : v.toFixed(2));
+const short = (v: number): string => (v === 0 ? '0' : v >= 10_000 ? `${(v / 1000).toFixed(0)}k` : v >= 1000 ? `${(v / 1000).toFixed(1)}k` : v >= 10 ? v.toFixed(0) : v >= 1 ? v.toFixed(1) : v.toFixed(2));
 const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
 export function renderSvg(r: Results): string {
@@ -473,7 +487,7 @@ export function renderSvg(r: Results): string {
     ]),
     panel(0, 30 + ph, pw, ph, '2. Full provisioning: provisionings/s', 'provisionings/s', ns2, [
       { name: 'idprov (challenge + signed request)', color: prov, points: (r.s2?.points ?? []).map((q) => ({ n: q.n, y: q.result.opsPerSec })) },
-      { name: 'target 5,000/s', color: '#999', points: ns2.map((n) => ({ n, y: 5000 })) },
+      { name: 'target 5,000/s (DESIGN.md)', color: '#999', points: ns2.map((n) => ({ n, y: 5000 })), reference: true },
     ]),
     panel(pw, 30 + ph, pw, ph, '2. Full provisioning: p99 latency', 'p99 (ms)', ns2, [{ name: 'idprov (both round trips)', color: prov, points: (r.s2?.points ?? []).map((q) => ({ n: q.n, y: q.result.latency.p99 })) }]),
   ];
