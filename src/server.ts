@@ -53,6 +53,8 @@ export interface RunningServer {
   adminPort: number;
   /** Path of the admin token written at first start. */
   adminTokenFile: string;
+  /** Re-read the token keys now (after `idprov keys rotate`; also every 10 s and on SIGHUP). */
+  reloadKeys(): Promise<void>;
   /** Stop listening, finish in-flight work, close the store. */
   close(): Promise<void>;
 }
@@ -260,20 +262,22 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
     const adminPort = typeof addr === 'object' && addr ? addr.port : cfg.adminPort;
 
     // Pick up key rotations made by `idprov keys rotate` while running (WAL allows a second writer).
+    // Also on demand: SIGHUP (see src/cli/idprov.ts) calls reloadKeys().
     let lastKid = keyring.current.kid;
-    const keyWatch = setInterval(() => {
-      store
-        .listKeys()
-        .then((ks) => {
-          if (ks[0] && ks[0].kid !== lastKid) {
-            keyring.load(ks);
-            lastKid = keyring.current.kid;
-            log.info({ kid: lastKid }, 'token key rotated');
-            discovery?.setTxt({ kid: lastKid });
-          }
-        })
-        .catch((e: unknown) => log.warn({ err: (e as Error).message }, 'key reload failed'));
-    }, 10_000);
+    const reloadKeys = async (): Promise<void> => {
+      try {
+        const ks = await store.listKeys();
+        if (ks[0] && ks[0].kid !== lastKid) {
+          keyring.load(ks);
+          lastKid = keyring.current.kid;
+          log.info({ kid: lastKid }, 'token key rotated');
+          discovery?.setTxt({ kid: lastKid });
+        }
+      } catch (e) {
+        log.warn({ err: (e as Error).message }, 'key reload failed');
+      }
+    };
+    const keyWatch = setInterval(() => void reloadKeys(), 10_000);
     keyWatch.unref();
 
     // Discovery (PROTOCOL.md §7, docs/discovery.md): mDNS advertiser, rogue monitor, CoAP multicast.
@@ -320,6 +324,7 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
       dtlsFingerprint: dtls.fingerprint,
       adminPort,
       adminTokenFile,
+      reloadKeys,
       async close() {
         clearInterval(keyWatch);
         unwatchKeys();

@@ -64,6 +64,10 @@ common(program.command('serve').description('run the provisioning server'))
         },
       );
     };
+    process.on('SIGHUP', () => {
+      log.info({ sig: 'SIGHUP' }, 'reloading token keys');
+      void server.reloadKeys();
+    });
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
   });
@@ -90,7 +94,7 @@ common(keys.command('rotate').description('add a new signing key; old keys verif
     const now = nowS();
     const keyring = new TokenKeyring(await ensureTokenKey(store, now), Math.max(cfg.tokenTtl, cfg.provisionTokenTtl));
     const kid = await new AdminService({ store, keyring, log, now: nowS }).rotateKey({ by: 'cli' });
-    console.log(`new signing key ${kid}; a running server switches to it within 10 s`);
+    console.log(`new signing key ${kid}; a running server switches to it within 10 s (or at once on SIGHUP)`);
   } finally {
     await store.close();
   }

@@ -55,7 +55,7 @@ describe('the idprov command line', function () {
     assert.match(check.stdout, /1 valid, 2 invalid/);
   });
 
-  it('serves on its settings from flags and environment, picks up a rotated key, and stops cleanly on SIGTERM', async () => {
+  it('serves on its settings from flags and environment, picks up a rotated key on SIGHUP, and stops cleanly on SIGTERM', async () => {
     const data = join(t.dir, 'serve-data');
     const s = serve(['--data', data, '--coap-port', '0', '--coaps-port', '0', '--bind', '127.0.0.1', '--no-mdns'], { IDPROV_ADMIN_PORT: '0', IDPROV_ISSUER: 'test-iss' });
     const rec = await s.listening;
@@ -66,9 +66,10 @@ describe('the idprov command line', function () {
     const rot = idprov(['keys', 'rotate', '--data', data]);
     assert.equal(rot.status, 0, rot.stderr);
     const kid = /new signing key ([0-9a-f]{16})/.exec(rot.stdout)![1];
-    // The server re-reads its keys every 10 s; poll its key set (bounded) until the new key is listed first.
+    // The server re-reads its keys every 10 s, and at once on SIGHUP; poll (bounded) until it lists the new key first.
+    s.child.kill('SIGHUP');
     let after = before;
-    for (let i = 0; i < 60 && Buffer.from(after[0]!.kid).toString('hex') !== kid; i++) {
+    for (let i = 0; i < 240 && Buffer.from(after[0]!.kid).toString('hex') !== kid; i++) {
       await new Promise((r) => setTimeout(r, 500));
       after = decodeKeySet((await coapRequest({ port, path: '/idprov/keys' })).payload);
     }
