@@ -73,20 +73,18 @@ export function registerResources(coap: CoapServer, service: ProvisioningService
     if (req.peer.pskIdentity !== undefined) c.pskIdentity = req.peer.pskIdentity;
     return c;
   };
-  coap.addResource({
-    path: '/idprov/request',
-    rt: 'idprov.request',
-    ct: CF.cbor,
-    accepts: [CF.coseSign1],
-    methods: { POST: async (req) => toCoap(await service.request(req.payload, ctx(req))) },
-  });
-  coap.addResource({
-    path: '/idprov/refresh',
-    rt: 'idprov.refresh',
-    ct: CF.cbor,
-    accepts: [CF.coseSign1],
-    methods: { POST: async (req) => toCoap(await service.refresh(req.payload, ctx(req))) },
-  });
+  for (const [path, handle] of [
+    ['request', (p: Buffer, c: ReturnType<typeof ctx>) => service.request(p, c)],
+    ['refresh', (p: Buffer, c: ReturnType<typeof ctx>) => service.refresh(p, c)],
+  ] as const) {
+    coap.addResource({
+      path: `/idprov/${path}`,
+      rt: `idprov.${path}`,
+      ct: CF.cbor,
+      accepts: [CF.coseSign1],
+      methods: { POST: async (req) => toCoap(await handle(req.payload, ctx(req))) },
+    });
+  }
   coap.addResource({
     path: '/idprov/keys',
     rt: 'idprov.keys',

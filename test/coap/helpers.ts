@@ -143,17 +143,8 @@ export function setup(opts: Partial<CoapServerOptions> = {}): {
   return { server, client: new TestClient(clientT, serverT.peer), serverT, clientT };
 }
 
-/** Mulberry32: a small seeded PRNG, so failures reproduce. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Mulberry32: a small seeded PRNG, so failures reproduce (shared with the other suites). */
+export { prng } from '../helpers.ts';
 
 /** A promise with its resolver exposed. */
 export function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void; reject: (e: unknown) => void } {
