@@ -61,6 +61,20 @@ export interface Config {
   dtlsIdleTimeout: number;
   dtlsHandshakeTimeout: number;
   dtlsMtu: number;
+  rateLimitAddress: number;
+  rateBurstAddress: number;
+  rateLimitDevice: number;
+  rateBurstDevice: number;
+  rateLimitMaxKeys: number;
+  manyIdsThreshold: number;
+  manyIdsWindow: number;
+  monitorMaxAddresses: number;
+  holdFlagged: boolean;
+  maxFlags: number;
+  maxPending: number;
+  pendingExpiry: number;
+  eventRetention: number;
+  maxEvents: number;
 }
 
 const DAY = 86_400;
@@ -106,6 +120,20 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'coapMulticast', kind: 'bool', def: true, env: 'IDPROV_COAP_MULTICAST', doc: 'Answer CoAP multicast discovery (`GET /.well-known/core?rt=idprov*` to 224.0.0.187 / ff02::fd on the CoAP port).' },
   { key: 'discoveryInterfaces', kind: 'list', def: [], env: 'IDPROV_DISCOVERY_INTERFACES', doc: 'Interfaces (names or addresses) for mDNS and CoAP multicast; empty = every interface but loopback (comma-separated in the environment).' },
   { key: 'alertWebhook', kind: 'string', def: '', env: 'IDPROV_ALERT_WEBHOOK', doc: 'URL that receives a JSON POST when an alert (e.g. a rogue server) is raised; empty = none.' },
+  { key: 'rateLimitAddress', kind: 'int', def: 50, min: 0, max: 1_000_000, env: 'IDPROV_RATE_LIMIT_ADDRESS', doc: 'Requests per second one source address may send to /idprov/request and /idprov/refresh (token-bucket refill; 0 = no limit); over it: 4.29. See README "Security monitor".' },
+  { key: 'rateBurstAddress', kind: 'int', def: 500, min: 1, max: 10_000_000, env: 'IDPROV_RATE_BURST_ADDRESS', doc: 'Requests one source address may send at once before `rateLimitAddress` applies (bucket size).' },
+  { key: 'rateLimitDevice', kind: 'int', def: 2, min: 0, max: 1_000_000, env: 'IDPROV_RATE_LIMIT_DEVICE', doc: 'Authenticated requests per second per device ID (0 = no limit); over it: 4.29.' },
+  { key: 'rateBurstDevice', kind: 'int', def: 10, min: 1, max: 1_000_000, env: 'IDPROV_RATE_BURST_DEVICE', doc: 'Authenticated requests one device ID may send at once before `rateLimitDevice` applies.' },
+  { key: 'rateLimitMaxKeys', kind: 'int', def: 100_000, min: 100, max: 10_000_000, env: 'IDPROV_RATE_LIMIT_MAX_KEYS', doc: 'Addresses, and device IDs, whose rate-limit buckets are kept in memory at most (least recently used dropped).' },
+  { key: 'manyIdsThreshold', kind: 'int', def: 50, min: 0, max: 100_000, env: 'IDPROV_MANY_IDS_THRESHOLD', doc: 'Distinct device IDs from one source address within `manyIdsWindow` that raise a `many-ids` flag (0 = off).' },
+  { key: 'manyIdsWindow', kind: 'int', def: 60, min: 1, max: DAY, env: 'IDPROV_MANY_IDS_WINDOW', doc: 'Window of the `many-ids` count (s).' },
+  { key: 'monitorMaxAddresses', kind: 'int', def: 10_000, min: 10, max: 1_000_000, env: 'IDPROV_MONITOR_MAX_ADDRESSES', doc: 'Source addresses the `many-ids` tracker follows at most (least recently active dropped).' },
+  { key: 'holdFlagged', kind: 'bool', def: false, env: 'IDPROV_HOLD_FLAGGED', doc: 'Hold a device that has open flags pending (2.05, no token) instead of provisioning it, until an admin clears the flags.' },
+  { key: 'maxFlags', kind: 'int', def: 10_000, min: 10, max: 1_000_000, env: 'IDPROV_MAX_FLAGS', doc: 'Flags kept at most (open and cleared); past it the least recently seen open flag is closed and the oldest cleared ones deleted.' },
+  { key: 'maxPending', kind: 'int', def: 100_000, min: 10, max: 10_000_000, env: 'IDPROV_MAX_PENDING', doc: 'Waiting requests from unknown IDs kept at most; a new one drops the least recently seen.' },
+  { key: 'pendingExpiry', kind: 'int', def: 7 * DAY, min: 60, max: 365 * DAY, env: 'IDPROV_PENDING_EXPIRY', doc: 'A waiting request not seen for this long is deleted (s); approvals and rejections are kept.' },
+  { key: 'eventRetention', kind: 'int', def: 365, min: 1, max: 36_500, env: 'IDPROV_EVENT_RETENTION', doc: 'Days the event log (audit trail) keeps an event.' },
+  { key: 'maxEvents', kind: 'int', def: 1_000_000, min: 1000, max: 1_000_000_000, env: 'IDPROV_MAX_EVENTS', doc: 'Events kept at most, even within `eventRetention` (the oldest go first).' },
 ];
 
 /** Invalid configuration: every problem at once. */

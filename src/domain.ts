@@ -100,6 +100,30 @@ export interface EventRecord {
   detail?: Record<string, unknown>;
 }
 
+/**
+ * A flag of the security monitor (README "Security monitor"): repeated observations of one kind about
+ * one subject are merged into one open flag (count, first/last seen) until an admin clears it.
+ */
+export interface FlagRecord {
+  /** Random, assigned when the flag is first raised (16 hex digits). */
+  id: string;
+  /** A {@link import('./policy/decide.ts').FlagKind}. */
+  kind: string;
+  /** What observations merge by, with the kind: a device ID, `mac:<hex>` or `addr:<address>`. */
+  subject: string;
+  /** Device IDs involved (the first one raised it), at most a few dozen. */
+  deviceIds: string[];
+  /** Non-secret evidence of the latest observation. */
+  evidence: Record<string, string>;
+  firstSeen: number;
+  lastSeen: number;
+  /** Observations merged into this flag. */
+  count: number;
+  /** When and by whom it was cleared; absent while open. */
+  clearedAt?: number;
+  clearedBy?: string;
+}
+
 /** Everything the policy needs to know about one device ID. */
 export interface SubjectRecords {
   allow?: AllowEntry;

@@ -29,6 +29,9 @@ import { DtlsTransport } from './transport/dtls/server.ts';
 import { peerKey, type DatagramTransport } from './transport/datagram.ts';
 import { encodeResponse } from './protocol/messages.ts';
 
+/** How often the maintenance sweep runs (expiry of waiting requests, event retention, caps). */
+export const SWEEP_INTERVAL_MS = 60_000;
+
 /** Content-Formats of PROTOCOL.md §1. */
 export const CF = { linkFormat: 40, coseSign1: 18, cbor: 60, coseKeySet: 102 } as const;
 
@@ -198,7 +201,17 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
     }
     const coap = new CoapServer({ log: log.child({ c: 'coap' }), maxPayload: cfg.maxPayload });
     let service: ProvisioningService | undefined;
-    const metrics = new Metrics({ store, usedNonces: () => service?.usedNonceCount ?? 0, coapStats: () => ({ ...coap.stats }) as unknown as Record<string, number> });
+    const metrics = new Metrics({
+      store,
+      usedNonces: () => service?.usedNonceCount ?? 0,
+      coapStats: () => ({ ...coap.stats }) as unknown as Record<string, number>,
+      monitor: () => ({
+        rate_limit_addresses: service?.addressLimits.size ?? 0,
+        rate_limit_devices: service?.deviceLimits.size ?? 0,
+        tracked_addresses: service?.tracker.size ?? 0,
+        open_flags: service?.flags.size ?? 0,
+      }),
+    });
     service = new ProvisioningService({
       observe: metrics.observe,
       store,
@@ -223,8 +236,25 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
           pendingMaxS: cfg.pendingRetryMax,
           rejectedRetryS: cfg.rejectedRetry,
         },
+        monitor: {
+          addressRate: cfg.rateLimitAddress,
+          addressBurst: cfg.rateBurstAddress,
+          deviceRate: cfg.rateLimitDevice,
+          deviceBurst: cfg.rateBurstDevice,
+          maxTracked: cfg.rateLimitMaxKeys,
+          manyIds: cfg.manyIdsThreshold,
+          manyIdsWindowS: cfg.manyIdsWindow,
+          maxAddresses: cfg.monitorMaxAddresses,
+          holdFlagged: cfg.holdFlagged,
+          maxFlags: cfg.maxFlags,
+          maxPending: cfg.maxPending,
+          pendingExpiryS: cfg.pendingExpiry,
+          eventRetentionS: cfg.eventRetention * 86_400,
+          maxEvents: cfg.maxEvents,
+        },
       },
     });
+    await service.start();
     const admin = new AdminService({ store, keyring, log: log.child({ c: 'admin' }), now: nowS, prov: service });
     await admin.loadSwitch();
     if (cfg.allowlist) await importAllowlistFile(admin, cfg.allowlist, cfg, nowS(), log);
@@ -278,6 +308,20 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
     const keyWatch = setInterval(() => void reloadKeys(), 10_000);
     keyWatch.unref();
 
+    // Bounded growth (issue #6): expire stale waiting requests, prune old events, trim flags — once at
+    // start, then every minute. One sweep at a time.
+    let sweeping: Promise<unknown> | undefined;
+    const runSweep = (): void => {
+      if (sweeping) return;
+      sweeping = service!
+        .sweep()
+        .catch((e: unknown) => log.warn({ err: (e as Error).message }, 'maintenance sweep failed'))
+        .finally(() => (sweeping = undefined));
+    };
+    runSweep();
+    const sweepTimer = setInterval(runSweep, SWEEP_INTERVAL_MS);
+    sweepTimer.unref();
+
     // Discovery (PROTOCOL.md §7, docs/discovery.md): mDNS advertiser, rogue monitor, CoAP multicast.
     discovery = await startDiscovery({
       mdns: cfg.mdns,
@@ -325,6 +369,8 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
       reloadKeys,
       async close() {
         clearInterval(keyWatch);
+        clearInterval(sweepTimer);
+        await sweeping;
         unwatchKeys();
         await disc.close();
         await sc.close();

@@ -11,7 +11,7 @@ export class Metrics {
   private readonly outcomes: Counter<'op' | 'outcome' | 'code'>;
   private readonly latency: Histogram<'op'>;
 
-  constructor(opts: { store: Store; usedNonces: () => number; coapStats?: () => Record<string, number> }) {
+  constructor(opts: { store: Store; usedNonces: () => number; coapStats?: () => Record<string, number>; monitor?: () => Record<string, number> }) {
     collectDefaultMetrics({ register: this.registry, prefix: 'idprov_process_' });
     this.outcomes = new Counter({
       name: 'idprov_requests_total',
@@ -45,6 +45,18 @@ export class Metrics {
         this.set(opts.usedNonces());
       },
     });
+    if (opts.monitor) {
+      const monitor = opts.monitor;
+      new Gauge({
+        name: 'idprov_monitor',
+        help: 'Security monitor sizes: rate-limit buckets per address and per device ID, addresses tracked, open flags',
+        labelNames: ['size'],
+        registers: [this.registry],
+        collect() {
+          for (const [k, v] of Object.entries(monitor())) this.set({ size: k }, v);
+        },
+      });
+    }
     if (opts.coapStats) {
       const stats = opts.coapStats;
       new Gauge({

@@ -7,7 +7,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
-import type { AllowEntry, DeviceRecord, EventRecord, PendingRecord, Revocation } from '../domain.ts';
+import type { AllowEntry, DeviceRecord, EventRecord, FlagRecord, PendingRecord, Revocation } from '../domain.ts';
 import { ERROR_TABLE, ProvError, isProvError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { formatMac } from '../protocol/allowlist.ts';
@@ -96,6 +96,19 @@ export const views = {
     source: d.source,
     tokenExp: iso(d.tokenExp),
     revoked: r ? { at: iso(r.at), by: r.by, reason: r.reason } : undefined,
+  }),
+  flag: (f: FlagRecord) => ({
+    id: f.id,
+    kind: f.kind,
+    status: f.clearedAt === undefined ? 'open' : 'cleared',
+    deviceIds: f.deviceIds,
+    subject: f.subject,
+    evidence: f.evidence,
+    firstSeen: iso(f.firstSeen),
+    lastSeen: iso(f.lastSeen),
+    count: f.count,
+    clearedAt: iso(f.clearedAt),
+    clearedBy: f.clearedBy,
   }),
   event: (e: EventRecord) => ({
     seq: e.seq,
@@ -312,6 +325,20 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
   app.post(`${v1}/devices/:id/enable`, { config: { role: 'admin' } }, async (req, reply) => {
     await d.admin.reenable((req.params as { id: string }).id, actor(req));
     return reply.status(204).send();
+  });
+
+  // ---- security monitor flags (README "Security monitor")
+  app.get(`${v1}/flags`, { config: { role: 'hub' } }, async (req, reply) => {
+    const q = req.query as Record<string, unknown>;
+    const status = q['status'] ?? 'open';
+    if (typeof status !== 'string' || !['open', 'cleared', 'all'].includes(status)) throw new ProvError('malformed', 'status must be open, cleared or all');
+    const opts = listOpts(q);
+    if (etagged(req, reply, ['flags'])) return reply;
+    return pageOut(await d.store.listFlags(status === 'all' ? opts : { ...opts, status: status as 'open' | 'cleared' }), views.flag);
+  });
+  app.post(`${v1}/flags/:id/clear`, { config: { role: 'admin' } }, async (req) => {
+    const f = await d.admin.clearFlag((req.params as { id: string }).id, optString(bodyObject(req), 'note'), actor(req));
+    return views.flag(f);
   });
 
   // ---- provisioning switch

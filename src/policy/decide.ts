@@ -8,14 +8,44 @@ import type { AllowEntry, ClientType, DeviceRecord, PendingRecord, ProvisionedVi
 import type { ProvErrorCode } from '../errors.ts';
 import { verifyOobProof } from '../protocol/oob.ts';
 
-/** Kinds of suspicious observations a decision can raise (the security monitor builds on these). */
-export type FlagKind = 'key-changed' | 'key-mismatch' | 'mac-mismatch' | 'mac-changed' | 'oob-failed' | 'approved-key-changed';
+/**
+ * Kinds of suspicious observations (the security monitor, README "Security monitor"). `decide` raises
+ * the first six; `duplicate-mac` and `many-ids` come from the monitor (src/policy/monitor.ts).
+ */
+export type FlagKind =
+  | 'key-changed'
+  | 'key-mismatch'
+  | 'mac-mismatch'
+  | 'mac-changed'
+  | 'oob-failed'
+  | 'approved-key-changed'
+  | 'duplicate-mac'
+  | 'many-ids';
+
+/** Every flag kind, in the order the README explains them. */
+export const FLAG_KINDS: readonly FlagKind[] = [
+  'key-changed',
+  'key-mismatch',
+  'mac-mismatch',
+  'mac-changed',
+  'oob-failed',
+  'approved-key-changed',
+  'duplicate-mac',
+  'many-ids',
+];
 
 /** A suspicious observation about a device ID, with non-secret evidence. */
 export interface FlagNote {
   kind: FlagKind;
   deviceId: string;
   evidence: Record<string, string>;
+  /** Other device IDs involved (e.g. the IDs that share a MAC). */
+  others?: string[];
+  /**
+   * What repeated observations are merged by (with the kind): the device ID when absent,
+   * `mac:<hex>` for `duplicate-mac`, `addr:<address>` for `many-ids`.
+   */
+  subject?: string;
 }
 
 /** Retry and backoff settings (PROTOCOL.md §4 "Retry guidance"). */
@@ -67,7 +97,13 @@ export type Decision =
       flags: FlagNote[];
     }
   | { kind: 'pending'; pending: PendingRecord; retryS: number; flags: FlagNote[] }
-  | { kind: 'refuse'; code: Extract<ProvErrorCode, 'rejected' | 'revoked' | 'key-mismatch' | 'mac-mismatch' | 'oob-mismatch'>; retryS: number; reason: string; flags: FlagNote[] };
+  | { kind: 'refuse'; code: Extract<ProvErrorCode, 'rejected' | 'revoked' | 'key-mismatch' | 'mac-mismatch' | 'oob-mismatch'>; retryS: number; reason: string; flags: FlagNote[] }
+  /**
+   * An approval held back because the device has open flags and `holdFlagged` is on
+   * ({@link import('./monitor.ts').holdFlagged}): answered like pending, no token, nothing recorded
+   * but the flags, until an admin clears them.
+   */
+  | { kind: 'hold'; retryS: number; flags: FlagNote[]; heldBy: string[] };
 
 const hexOf = (b: Uint8Array | undefined): string => (b ? Buffer.from(b).toString('hex') : '');
 

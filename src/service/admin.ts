@@ -3,7 +3,7 @@
  * token-key rotation. Every action is recorded in the event log with who did it. The HTTP sidecar and
  * the CLI are thin layers over this.
  */
-import type { AllowEntry, EventRecord, PendingRecord } from '../domain.ts';
+import type { AllowEntry, EventRecord, FlagRecord, PendingRecord } from '../domain.ts';
 import { ProvError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Mutation, Store } from '../store/store.ts';
@@ -127,6 +127,26 @@ export class AdminService {
   async reenable(id: string, actor: Actor): Promise<void> {
     if (!(await this.store.getRevocation(id))) throw new ProvError('not-found', `${id} is not revoked`);
     await this.store.apply([{ kind: 'revocation.delete', id }, this.event('admin.reenable', actor, id)]);
+  }
+
+  /**
+   * Clear a flag of the security monitor (README "Security monitor"): it closes, stays in the list
+   * as cleared (with who and when), and no longer holds its devices. The same observation later
+   * raises a new flag.
+   */
+  async clearFlag(id: string, note: string | undefined, actor: Actor): Promise<FlagRecord> {
+    const stored = await this.store.getFlag(id);
+    if (!stored) throw new ProvError('not-found', `no flag ${id}`);
+    if (stored.clearedAt !== undefined) throw new ProvError('conflict', `flag ${id} was already cleared by ${stored.clearedBy ?? '?'}`);
+    // The running service's copy is the newest (count, last seen); take it out before the write so
+    // that no observation can re-open the row in between.
+    const current = this.prov?.flags.take(id) ?? stored;
+    const cleared: FlagRecord = { ...current, clearedAt: this.now(), clearedBy: actor.by };
+    const detail: Record<string, unknown> = { flag: id, kind: cleared.kind, deviceIds: cleared.deviceIds, count: cleared.count };
+    if (note) detail['note'] = note;
+    await this.store.apply([{ kind: 'flag.put', flag: cleared }, this.event('flag.cleared', actor, cleared.deviceIds[0], detail)]);
+    this.prov?.flags.cleared(cleared);
+    return cleared;
   }
 
   /** Upsert allowlist entries in one transaction (all or nothing). */

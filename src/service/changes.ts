@@ -9,7 +9,7 @@ import type { Mutation, Store } from '../store/store.ts';
 export type ChangeListener = (muts: readonly Mutation[], version: number) => void;
 
 /** What changed, coarsely, for ETags per collection. */
-export type Collection = 'allowlist' | 'devices' | 'pending' | 'revocations' | 'keys' | 'settings' | 'events';
+export type Collection = 'allowlist' | 'devices' | 'pending' | 'revocations' | 'keys' | 'settings' | 'events' | 'flags';
 
 const COLLECTION_OF: Record<Mutation['kind'], Collection> = {
   'allow.upsert': 'allowlist',
@@ -24,6 +24,12 @@ const COLLECTION_OF: Record<Mutation['kind'], Collection> = {
   'key.put': 'keys',
   'setting.put': 'settings',
   event: 'events',
+  'flag.put': 'flags',
+  'flag.delete': 'flags',
+  'flags.trim': 'flags',
+  'pending.trim': 'pending',
+  'pending.expire': 'pending',
+  'events.prune': 'events',
 };
 
 export class ObservedStore {

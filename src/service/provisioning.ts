@@ -8,7 +8,9 @@ import type { ClientType, DeviceRecord, EventRecord, SubjectRecords } from '../d
 import { ROLE_OF_TYPE } from '../domain.ts';
 import { ERROR_TABLE, ProvError, isProvError, type ProvErrorCode } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { decide, decideRefresh, type Decision, type FlagNote, type PolicySettings } from '../policy/decide.ts';
+import { decide, decideRefresh, type Decision, type PolicySettings } from '../policy/decide.ts';
+import { AddressTracker, MAX_MAC_PEERS, duplicateMacNote, holdFlagged, manyIdsNote } from '../policy/monitor.ts';
+import { BucketTable, addressOf } from '../policy/ratelimit.ts';
 import { parseSign1, sigStructure } from '../protocol/cose.ts';
 import { STATUS, parseRefreshBody, parseRequestBody, type ResponseBody } from '../protocol/messages.ts';
 import { checkNonce, makeNonce, nonceExpiry } from '../protocol/nonce.ts';
@@ -16,6 +18,7 @@ import type { Mutation, Store } from '../store/store.ts';
 import { PublicKeyCache, ed25519Verify } from '../tokens/ed25519.ts';
 import type { TokenKeyring } from '../tokens/keyring.ts';
 import { sealToken } from '../tokens/seal.ts';
+import { FlagBook } from './flags.ts';
 import { KeyedMutex, UsedNonces } from './nonces.ts';
 
 /** Settings of the provisioning service (validated by the config layer). */
@@ -37,6 +40,67 @@ export interface ServiceSettings {
   /** Cap of the used-once nonce set. */
   maxUsedNonces: number;
   policy: PolicySettings;
+  /** Security monitor, rate limits and bounded growth (issue #6); defaults: {@link DEFAULT_MONITOR}. */
+  monitor?: Partial<MonitorSettings>;
+}
+
+/**
+ * Settings of the security monitor, the rate limits and the caps (README "Security monitor" explains
+ * each default). Rates are per second; a rate of 0 turns that limit off.
+ */
+export interface MonitorSettings {
+  /** Requests per second per source address (refill), and the burst it may save up. */
+  addressRate: number;
+  addressBurst: number;
+  /** Authenticated requests per second per device ID, and the burst. */
+  deviceRate: number;
+  deviceBurst: number;
+  /** Keys (addresses, IDs) each rate-limit table tracks at most (least recently used dropped). */
+  maxTracked: number;
+  /** Distinct IDs from one address within `manyIdsWindowS` that raise `many-ids` (0 = off). */
+  manyIds: number;
+  manyIdsWindowS: number;
+  /** Addresses the many-IDs tracker follows at most. */
+  maxAddresses: number;
+  /** Hold flagged devices pending instead of issuing tokens. */
+  holdFlagged: boolean;
+  /** Open flags at most (and flag rows in the database). */
+  maxFlags: number;
+  /** Waiting requests at most; the least recently seen is dropped for a new one. */
+  maxPending: number;
+  /** A waiting request not seen for this long is deleted by the sweep (s). */
+  pendingExpiryS: number;
+  /** Events older than this are deleted by the sweep (s). */
+  eventRetentionS: number;
+  /** Events kept at most; the sweep deletes the oldest beyond. */
+  maxEvents: number;
+}
+
+export const DEFAULT_MONITOR: Readonly<MonitorSettings> = Object.freeze({
+  addressRate: 50,
+  addressBurst: 500,
+  deviceRate: 2,
+  deviceBurst: 10,
+  maxTracked: 100_000,
+  manyIds: 50,
+  manyIdsWindowS: 60,
+  maxAddresses: 10_000,
+  holdFlagged: false,
+  maxFlags: 10_000,
+  maxPending: 100_000,
+  pendingExpiryS: 7 * 86_400,
+  eventRetentionS: 365 * 86_400,
+  maxEvents: 1_000_000,
+});
+
+/** What one maintenance sweep removed. */
+export interface SweepResult {
+  /** Waiting requests not seen for `pendingExpiry`. */
+  pendingExpired: number;
+  /** Waiting requests beyond `maxPending`. */
+  pendingTrimmed: number;
+  /** Events past `eventRetention` or beyond `maxEvents`. */
+  eventsPruned: number;
 }
 
 /** What a transport needs to answer. */
@@ -86,9 +150,29 @@ export class ProvisioningService {
   private readonly mutex = new KeyedMutex();
   private readonly pkCache = new PublicKeyCache(50_000);
   private switchState: SwitchState = { enabled: true };
+  /** The monitor's settings, defaults filled in. */
+  readonly monitor: Readonly<MonitorSettings>;
+  /** Rate-limit buckets per source address and per device ID (shared by request and refresh). */
+  readonly addressLimits: BucketTable;
+  readonly deviceLimits: BucketTable;
+  /** Distinct IDs per source address (the `many-ids` flag). */
+  readonly tracker: AddressTracker;
+  /** The open flags. */
+  readonly flags: FlagBook;
 
   constructor(private readonly d: ServiceDeps) {
     this.used = new UsedNonces(d.settings.maxUsedNonces);
+    const m: MonitorSettings = { ...DEFAULT_MONITOR, ...d.settings.monitor };
+    this.monitor = Object.freeze(m);
+    this.addressLimits = new BucketTable({ rate: m.addressRate, burst: m.addressBurst }, m.maxTracked);
+    this.deviceLimits = new BucketTable({ rate: m.deviceRate, burst: m.deviceBurst }, m.maxTracked);
+    this.tracker = new AddressTracker({ threshold: m.manyIds, windowS: m.manyIdsWindowS, maxAddresses: m.maxAddresses });
+    this.flags = new FlagBook(m.maxFlags, d.random);
+  }
+
+  /** Load the open flags from the store (once, at start). */
+  async start(): Promise<void> {
+    await this.flags.load(this.d.store);
   }
 
   /** Seconds since the epoch. */
@@ -142,7 +226,10 @@ export class ProvisioningService {
     let out: Outcome;
     try {
       const now = this.now();
-      if (!this.switchState.enabled) {
+      const limited = this.limitAddress(ctx, t0);
+      if (limited) {
+        out = limited;
+      } else if (!this.switchState.enabled) {
         // The admin's reason (which may name a rogue server's address) stays on the admin side.
         out = this.errorOutcome('disabled', 'provisioning is disabled; retry later', this.d.settings.disabledRetryS);
       } else {
@@ -151,6 +238,7 @@ export class ProvisioningService {
         id = body.id;
         out =
           this.authenticate(body.id, body.nonce, body.pk, env, now) ??
+          this.limitDevice(body.id, t0) ??
           (await this.mutex.run(body.id, () =>
             this.provision({ ...body, nonce: body.nonce!, source: ctx.source, ...(ctx.pskIdentity ? { pskIdentity: ctx.pskIdentity } : {}) }),
           ));
@@ -162,18 +250,63 @@ export class ProvisioningService {
     return out;
   }
 
+  /**
+   * The per-address bucket (issue #6), checked before anything else: no decoding, no crypto, no
+   * store access for a sender over its limit. 4.29 with Max-Age and `err` 9 (PROTOCOL.md §4).
+   */
+  private limitAddress(ctx: RequestContext, nowMs: number): Outcome | undefined {
+    const t = this.addressLimits.take(addressOf(ctx.source), nowMs);
+    return t.ok ? undefined : this.rateLimited(t.retryS);
+  }
+
+  /**
+   * The per-device bucket, checked once the request is authenticated: only the key holder can spend
+   * a device's budget, so nobody can lock a device out by sending requests in its name.
+   */
+  private limitDevice(id: string, nowMs: number): Outcome | undefined {
+    const t = this.deviceLimits.take(id, nowMs);
+    return t.ok ? undefined : this.rateLimited(t.retryS);
+  }
+
+  /** 4.29: `retry` (key 10, also Max-Age) and `err` 9 (key 15), as PROTOCOL.md §4 lists for it. */
+  private rateLimited(retryS: number): Outcome {
+    return { code: ERROR_TABLE['rate-limited'].coap, body: { retry: retryS, err: ERROR_TABLE['rate-limited'].err! }, maxAge: retryS };
+  }
+
   private async provision(req: Parameters<typeof decide>[0] & { xk?: Uint8Array }): Promise<Outcome> {
     const now = this.now();
-    const rec = await this.d.store.loadSubject(req.id);
-    const decision = decide(req, rec, this.d.settings.policy, now);
-    const flagMuts = this.flagEvents(decision.flags, now);
+    const m = this.monitor;
+    const [rec, macPeers] = await Promise.all([
+      this.d.store.loadSubject(req.id),
+      req.mac ? this.d.store.macPeers(req.mac, req.id, MAX_MAC_PEERS) : Promise.resolve([]),
+    ]);
+    let decision = decide(req, rec, this.d.settings.policy, now);
+    const notes = [...decision.flags];
+    const dup = duplicateMacNote(req, macPeers);
+    if (dup) notes.push(dup);
+    const many = this.tracker.observe(addressOf(req.source), req.id, now);
+    if (many) notes.push(manyIdsNote(many, req.id, m.manyIdsWindowS));
+    for (const f of notes) this.d.log.warn({ evt: 'flag', kind: f.kind, id: f.deviceId, evidence: f.evidence }, 'suspicious device');
+    const flagMuts = this.flags.raise(notes, now).muts;
+    decision = holdFlagged(decision, req.id, this.flags.openFor(req.id), { holdFlagged: m.holdFlagged, retryS: this.d.settings.policy.pendingInitialS });
     switch (decision.kind) {
       case 'approve':
         return this.approve(decision, req.xk, now, flagMuts);
+      case 'hold': {
+        await this.d.store.apply([...flagMuts, this.event(now, 'provision.held', req.id, 'device', req.source, { flags: decision.heldBy })]);
+        const retry = decision.retryS;
+        return {
+          code: '2.05',
+          body: { status: STATUS.pending, nonce: this.nonce(req.id, retry + this.d.settings.nonceTtl, now), retry },
+          maxAge: retry,
+        };
+      }
       case 'pending': {
         const muts: Mutation[] = [{ kind: 'pending.upsert', pending: decision.pending }, ...flagMuts];
         // One event when the request first arrives (not per poll: 100k waiting devices poll often).
         if (decision.pending.count === 1) muts.push(this.event(now, 'provision.pending', req.id, 'device', req.source, { type: req.type }));
+        // A new waiting request may push the table over its cap: drop the least recently seen.
+        if (!rec.pending) muts.push({ kind: 'pending.trim', max: m.maxPending, keep: req.id });
         await this.d.store.apply(muts);
         const retry = decision.retryS;
         return {
@@ -235,33 +368,39 @@ export class ProvisioningService {
     let out: Outcome;
     try {
       const now = this.now();
-      const env = parseSign1(payload, 'refresh');
-      const body = parseRefreshBody(env.payload);
-      id = body.id;
-      const fault = checkNonce(this.d.nonceSecret, body.id, body.nonce, now);
-      if (fault) {
-        out = this.challenge(body.id, 'nonce', fault === 'missing' ? 'a server nonce is required (key 4)' : `nonce ${fault}`, now);
+      const limited = this.limitAddress(ctx, t0);
+      if (limited) {
+        out = limited;
       } else {
-        const claims = this.d.keyring.verify(body.token, now);
-        if (claims.sub !== body.id) throw new ProvError('key-mismatch', 'the token was issued to another device ID');
-        out =
-          this.authenticate(body.id, body.nonce, claims.cnf, env, now) ??
-          (await this.mutex.run(body.id, async () => {
-            const t = this.now();
-            const rec = await this.d.store.loadSubject(body.id);
-            const d = decideRefresh({ id: body.id, cnf: claims.cnf, source: ctx.source }, rec, this.d.settings.policy, t);
-            if (d.kind === 'refuse') {
-              await this.d.store.apply([this.event(t, 'refresh.refused', body.id, 'device', ctx.source, { code: d.code })]);
-              return this.errorOutcome(d.code, d.reason, d.retryS);
-            }
-            const ttl = this.d.settings.tokenTtl;
-            const { token, exp, cti } = this.mint(d.device.id, d.device.pk, d.device.type, ttl, t);
-            await this.d.store.apply([
-              { kind: 'device.upsert', device: { ...d.device, lastCti: cti, tokenExp: exp } },
-              this.event(t, 'refresh.issued', body.id, 'device', ctx.source, { cti, exp }),
-            ]);
-            return this.issued(token, exp, ttl, body.xk);
-          }));
+        const env = parseSign1(payload, 'refresh');
+        const body = parseRefreshBody(env.payload);
+        id = body.id;
+        const fault = checkNonce(this.d.nonceSecret, body.id, body.nonce, now);
+        if (fault) {
+          out = this.challenge(body.id, 'nonce', fault === 'missing' ? 'a server nonce is required (key 4)' : `nonce ${fault}`, now);
+        } else {
+          const claims = this.d.keyring.verify(body.token, now);
+          if (claims.sub !== body.id) throw new ProvError('key-mismatch', 'the token was issued to another device ID');
+          out =
+            this.authenticate(body.id, body.nonce, claims.cnf, env, now) ??
+            this.limitDevice(body.id, t0) ??
+            (await this.mutex.run(body.id, async () => {
+              const t = this.now();
+              const rec = await this.d.store.loadSubject(body.id);
+              const d = decideRefresh({ id: body.id, cnf: claims.cnf, source: ctx.source }, rec, this.d.settings.policy, t);
+              if (d.kind === 'refuse') {
+                await this.d.store.apply([this.event(t, 'refresh.refused', body.id, 'device', ctx.source, { code: d.code })]);
+                return this.errorOutcome(d.code, d.reason, d.retryS);
+              }
+              const ttl = this.d.settings.tokenTtl;
+              const { token, exp, cti } = this.mint(d.device.id, d.device.pk, d.device.type, ttl, t);
+              await this.d.store.apply([
+                { kind: 'device.upsert', device: { ...d.device, lastCti: cti, tokenExp: exp } },
+                this.event(t, 'refresh.issued', body.id, 'device', ctx.source, { cti, exp }),
+              ]);
+              return this.issued(token, exp, ttl, body.xk);
+            }));
+        }
       }
     } catch (e) {
       out = this.failure(e, 'refresh', id, ctx);
@@ -322,11 +461,30 @@ export class ProvisioningService {
     return { kind: 'event', event };
   }
 
-  private flagEvents(flags: FlagNote[], now: number): Mutation[] {
-    return flags.map((f) => {
-      this.d.log.warn({ evt: 'flag', kind: f.kind, id: f.deviceId, evidence: f.evidence }, 'suspicious device');
-      return this.event(now, `flag.${f.kind}`, f.deviceId, 'system', f.evidence.source, f.evidence);
-    });
+  /**
+   * The periodic sweep (bounded growth, issue #6): delete waiting requests not seen for
+   * `pendingExpiry` and those beyond `maxPending` (least recently seen first), events past
+   * `eventRetention` or beyond `maxEvents`, cleared flags beyond `maxFlags`. One transaction; a
+   * `system.sweep` event records what went when anything did.
+   */
+  async sweep(): Promise<SweepResult> {
+    const now = this.now();
+    const m = this.monitor;
+    const expired = { count: 0 };
+    const trimmed = { count: 0 };
+    const pruned = { count: 0 };
+    await this.d.store.apply([
+      { kind: 'pending.expire', before: now - m.pendingExpiryS, removed: expired },
+      { kind: 'pending.trim', max: m.maxPending, removed: trimmed },
+      { kind: 'events.prune', before: now - m.eventRetentionS, max: m.maxEvents, limit: 100_000, removed: pruned },
+      { kind: 'flags.trim', max: m.maxFlags },
+    ]);
+    const r: SweepResult = { pendingExpired: expired.count, pendingTrimmed: trimmed.count, eventsPruned: pruned.count };
+    if (r.pendingExpired || r.pendingTrimmed || r.eventsPruned) {
+      this.d.log.info({ evt: 'sweep', ...r }, 'removed stale records');
+      await this.d.store.apply([{ kind: 'event', event: { at: now, kind: 'system.sweep', actor: 'system', detail: { ...r } } }]);
+    }
+    return r;
   }
 
   /** Records about one device (admin views). */

@@ -30,6 +30,7 @@ import type {
   ClientType,
   DeviceRecord,
   EventRecord,
+  FlagRecord,
   PendingRecord,
   PendingStatus,
   ProvisionedVia,
@@ -124,6 +125,41 @@ export const MIGRATIONS: readonly string[] = [
     detail    TEXT CHECK (detail IS NULL OR json_valid(detail))
   ) STRICT;
   CREATE INDEX events_by_device ON events (device_id, seq);
+  `,
+  // 2: the security monitor (issue #6). MAC indexes for the duplicate-MAC check; an age index and a
+  // trigger-kept counter so that capping the waiting requests costs O(rows removed), not a count of
+  // the table per insert; the flags table (one open flag per kind and subject).
+  `
+  CREATE INDEX devices_by_mac ON devices (mac) WHERE mac IS NOT NULL;
+  CREATE INDEX pending_by_mac ON pending (mac) WHERE mac IS NOT NULL;
+  CREATE INDEX pending_by_age ON pending (status, last_seen, id);
+
+  CREATE TABLE counters (
+    name TEXT    NOT NULL PRIMARY KEY,
+    n    INTEGER NOT NULL
+  ) STRICT, WITHOUT ROWID;
+  INSERT INTO counters (name, n) SELECT 'pending.waiting', count(*) FROM pending WHERE status = 'pending';
+  CREATE TRIGGER pending_waiting_insert AFTER INSERT ON pending WHEN NEW.status = 'pending'
+    BEGIN UPDATE counters SET n = n + 1 WHERE name = 'pending.waiting'; END;
+  CREATE TRIGGER pending_waiting_delete AFTER DELETE ON pending WHEN OLD.status = 'pending'
+    BEGIN UPDATE counters SET n = n - 1 WHERE name = 'pending.waiting'; END;
+  CREATE TRIGGER pending_waiting_update AFTER UPDATE OF status ON pending WHEN OLD.status <> NEW.status
+    BEGIN UPDATE counters SET n = n + (NEW.status = 'pending') - (OLD.status = 'pending') WHERE name = 'pending.waiting'; END;
+
+  CREATE TABLE flags (
+    id         TEXT    NOT NULL PRIMARY KEY CHECK (length(id) > 0),
+    kind       TEXT    NOT NULL,
+    subject    TEXT    NOT NULL,
+    device_ids TEXT    NOT NULL CHECK (json_valid(device_ids)),
+    evidence   TEXT    NOT NULL CHECK (json_valid(evidence)),
+    first_seen INTEGER NOT NULL,
+    last_seen  INTEGER NOT NULL,
+    count      INTEGER NOT NULL CHECK (count >= 1),
+    cleared_at INTEGER,
+    cleared_by TEXT
+  ) STRICT, WITHOUT ROWID;
+  CREATE UNIQUE INDEX flags_open ON flags (kind, subject) WHERE cleared_at IS NULL;
+  CREATE INDEX flags_cleared ON flags (cleared_at) WHERE cleared_at IS NOT NULL;
   `,
 ];
 
@@ -377,6 +413,26 @@ function eventFromRow(r: Row): EventRecord {
   return e;
 }
 
+const FLAG_COLS = [
+  'id', 'kind', 'subject', 'device_ids', 'evidence', 'first_seen', 'last_seen', 'count', 'cleared_at', 'cleared_by',
+] as const;
+
+function flagFromRow(r: Row): FlagRecord {
+  const f: FlagRecord = {
+    id: r.id as string,
+    kind: r.kind as string,
+    subject: r.subject as string,
+    deviceIds: JSON.parse(r.device_ids as string) as string[],
+    evidence: JSON.parse(r.evidence as string) as Record<string, string>,
+    firstSeen: r.first_seen as number,
+    lastSeen: r.last_seen as number,
+    count: r.count as number,
+  };
+  if (r.cleared_at !== null) f.clearedAt = r.cleared_at as number;
+  if (r.cleared_by !== null) f.clearedBy = r.cleared_by as string;
+  return f;
+}
+
 function clampLimit(limit: number | undefined): number {
   if (limit === undefined || !Number.isFinite(limit)) return DEFAULT_PAGE;
   return Math.min(MAX_PAGE, Math.max(1, Math.trunc(limit)));
@@ -438,6 +494,8 @@ function closedError(): ProvError {
 const ALLOW_JSON_CHUNK = 1000;
 /** Runs shorter than this use the one-row statement per mutation. */
 const ALLOW_JSON_MIN = 4;
+/** Most waiting requests one `pending.expire` deletes (the periodic sweep comes back for the rest). */
+const PRUNE_BATCH = 50_000;
 
 function upsertSql(table: string, key: string, columns: readonly string[]): string {
   return (
@@ -489,6 +547,24 @@ const WRITE_SQL = {
   keyPut: upsertSql('token_keys', 'kid', ['kid', 'public', 'private', 'created_at', 'retired_at']),
   settingPut: upsertSql('settings', 'name', ['name', 'value']),
   eventInsert: 'INSERT INTO events (at, kind, device_id, actor, source, detail) VALUES (?, ?, ?, ?, ?, ?)',
+  flagPut: upsertSql('flags', 'id', FLAG_COLS),
+  flagDelete: 'DELETE FROM flags WHERE id = ?',
+  flagsTrim:
+    'DELETE FROM flags WHERE id IN (SELECT id FROM flags WHERE cleared_at IS NOT NULL ORDER BY cleared_at, id ' +
+    'LIMIT max(0, (SELECT count(*) FROM flags) - ?))',
+  // The pending_by_age index walks the waiting requests least recently seen first; the counter makes
+  // the excess known without counting the table.
+  pendingTrim:
+    "DELETE FROM pending WHERE id IN (SELECT id FROM pending WHERE status = 'pending' AND id <> ?1 " +
+    "ORDER BY last_seen, id LIMIT max(0, (SELECT n FROM counters WHERE name = 'pending.waiting') - ?2))",
+  pendingExpire:
+    "DELETE FROM pending WHERE id IN (SELECT id FROM pending WHERE status = 'pending' AND last_seen < ? ORDER BY last_seen LIMIT ?)",
+  // Events are appended in time order, so the old ones are a prefix by seq: both deletes walk the
+  // rowid b-tree from its start and touch only the rows they delete.
+  eventsPruneAge:
+    'DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE seq < coalesce((SELECT seq FROM events WHERE at >= ?1 ORDER BY seq LIMIT 1), 9223372036854775807) ORDER BY seq LIMIT ?2)',
+  eventsPruneCap:
+    'DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE seq <= (SELECT max(seq) FROM events) - ?1 ORDER BY seq LIMIT ?2)',
 } as const;
 
 const READ_SQL = {
@@ -515,7 +591,15 @@ const READ_SQL = {
   counts:
     'SELECT (SELECT count(*) FROM allowlist) AS allowlist, (SELECT count(*) FROM devices) AS devices, ' +
     '(SELECT count(*) FROM pending) AS pending, (SELECT count(*) FROM revocations) AS revocations, ' +
-    '(SELECT count(*) FROM token_keys) AS keys, (SELECT count(*) FROM events) AS events',
+    '(SELECT count(*) FROM token_keys) AS keys, (SELECT count(*) FROM events) AS events, ' +
+    '(SELECT count(*) FROM flags) AS flags',
+  listFlags: `SELECT ${FLAG_COLS.join(', ')} FROM flags WHERE id > ? ORDER BY id LIMIT ?`,
+  listFlagsOpen: `SELECT ${FLAG_COLS.join(', ')} FROM flags WHERE cleared_at IS NULL AND id > ? ORDER BY id LIMIT ?`,
+  listFlagsCleared: `SELECT ${FLAG_COLS.join(', ')} FROM flags WHERE cleared_at IS NOT NULL AND id > ? ORDER BY id LIMIT ?`,
+  getFlag: `SELECT ${FLAG_COLS.join(', ')} FROM flags WHERE id = ?`,
+  macPeers:
+    'SELECT id FROM devices WHERE mac = ?1 AND id <> ?2 UNION SELECT id FROM pending WHERE mac = ?1 AND id <> ?2 LIMIT ?3',
+  pendingWaiting: "SELECT n FROM counters WHERE name = 'pending.waiting'",
 } as const;
 
 type WriteStatements = Record<keyof typeof WRITE_SQL, Statement>;
@@ -644,7 +728,7 @@ export class SqliteStore implements Store {
         // Keep the WAL file from staying huge after a bulk import (it is truncated at checkpoints).
         await execSql(writer, 'PRAGMA journal_size_limit = 67108864');
       }
-      await execSql(writer, 'PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536');
+      await execSql(writer, 'PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -16384');
       const applied = await migrate(writer, opts.migrations ?? MIGRATIONS, log);
       const w = await prepareAll(writer, WRITE_SQL, prepared);
 
@@ -1017,6 +1101,36 @@ export class SqliteStore implements Store {
         await run(w.eventInsert, [e.at, e.kind, opt(e.deviceId), e.actor, opt(e.source), detail]);
         return;
       }
+      case 'flag.put': {
+        const f = m.flag;
+        await run(w.flagPut, [
+          f.id, f.kind, f.subject, JSON.stringify(f.deviceIds), JSON.stringify(f.evidence), f.firstSeen, f.lastSeen,
+          f.count, opt(f.clearedAt), opt(f.clearedBy),
+        ]);
+        return;
+      }
+      case 'flag.delete':
+        await run(w.flagDelete, [m.id]);
+        return;
+      case 'flags.trim':
+        await run(w.flagsTrim, [m.max]);
+        return;
+      case 'pending.trim': {
+        const r = await run(w.pendingTrim, [m.keep ?? '', m.max]);
+        if (m.removed) m.removed.count += r.changes;
+        return;
+      }
+      case 'pending.expire': {
+        const r = await run(w.pendingExpire, [m.before, PRUNE_BATCH]);
+        if (m.removed) m.removed.count += r.changes;
+        return;
+      }
+      case 'events.prune': {
+        const byAge = await run(w.eventsPruneAge, [m.before, m.limit]);
+        const byCap = await run(w.eventsPruneCap, [m.max, Math.max(0, m.limit - byAge.changes)]);
+        if (m.removed) m.removed.count += byAge.changes + byCap.changes;
+        return;
+      }
       default: {
         const unknown: never = m;
         throw new ProvError('internal', 'store apply: unknown mutation kind', {
@@ -1137,6 +1251,30 @@ export class SqliteStore implements Store {
     });
   }
 
+  /** Flags by id, optionally only open or cleared ones (keyset pagination). */
+  listFlags(opts?: ListOptions & { status?: 'open' | 'cleared' }): Promise<Page<FlagRecord>> {
+    const pick = opts?.status === 'open' ? 'listFlagsOpen' : opts?.status === 'cleared' ? 'listFlagsCleared' : 'listFlags';
+    return this.page('listFlags', (st) => st[pick], [], opts, (r) => flagFromRow(r));
+  }
+
+  /** The flag `id`, if any. */
+  getFlag(id: string): Promise<FlagRecord | undefined> {
+    return this.read('getFlag', async (st) => {
+      const [r] = await all(st.getFlag, [id]);
+      return r === undefined ? undefined : flagFromRow(r);
+    });
+  }
+
+  /** IDs other than `exceptId` whose device or pending request holds `mac`, at most `limit`. */
+  macPeers(mac: Uint8Array, exceptId: string, limit: number): Promise<string[]> {
+    return this.read('macPeers', async (st) => (await all(st.macPeers, [blob(mac), exceptId, clampLimit(limit)])).map((r) => r.id as string));
+  }
+
+  /** Waiting requests (status `pending`), from the counter the triggers of migration 2 keep. */
+  pendingWaiting(): Promise<number> {
+    return this.read('pendingWaiting', async (st) => Number((await all(st.pendingWaiting, []))[0]?.n ?? 0));
+  }
+
   /** Token keys, newest first (`created_at` descending, then kid). */
   listKeys(): Promise<TokenKeyRecord[]> {
     return this.read('listKeys', async (st) => (await all(st.listKeys, [])).map(keyFromRow));
@@ -1157,7 +1295,7 @@ export class SqliteStore implements Store {
   }
 
   /** Row counts per table (full counts: meant for health output and tests, not a hot path). */
-  counts(): Promise<Record<'allowlist' | 'devices' | 'pending' | 'revocations' | 'keys' | 'events', number>> {
+  counts(): Promise<Record<'allowlist' | 'devices' | 'pending' | 'revocations' | 'keys' | 'events' | 'flags', number>> {
     return this.read('counts', async (st) => {
       const [r] = await all(st.counts, []);
       return {
@@ -1167,6 +1305,7 @@ export class SqliteStore implements Store {
         revocations: r.revocations as number,
         keys: r.keys as number,
         events: r.events as number,
+        flags: r.flags as number,
       };
     });
   }

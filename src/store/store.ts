@@ -9,6 +9,7 @@ import type {
   AllowEntry,
   DeviceRecord,
   EventRecord,
+  FlagRecord,
   PendingRecord,
   Revocation,
   SubjectRecords,
@@ -33,7 +34,29 @@ export type Mutation =
   | { kind: 'revocation.delete'; id: string }
   | { kind: 'key.put'; key: TokenKeyRecord }
   | { kind: 'setting.put'; name: string; value: string }
-  | { kind: 'event'; event: EventRecord };
+  | { kind: 'event'; event: EventRecord }
+  /** Insert or replace a flag (by id). */
+  | { kind: 'flag.put'; flag: FlagRecord }
+  | { kind: 'flag.delete'; id: string }
+  /** Delete the oldest cleared flags until at most `max` flags remain (open ones are never touched). */
+  | { kind: 'flags.trim'; max: number }
+  /**
+   * Delete waiting requests (status `pending`; approvals and rejections are admin decisions and stay)
+   * beyond `max`, least recently seen first, never `keep` (the request just recorded).
+   */
+  | { kind: 'pending.trim'; max: number; keep?: string; removed?: Removed }
+  /** Delete waiting requests (status `pending`) last seen before `before`. */
+  | { kind: 'pending.expire'; before: number; removed?: Removed }
+  /**
+   * Delete events older than `before` and, beyond that, the oldest ones past the newest `max`; at most
+   * `limit` rows per call (a sweep that keeps the writer's transactions short).
+   */
+  | { kind: 'events.prune'; before: number; max: number; limit: number; removed?: Removed };
+
+/** Filled in by the store when the deleting mutation commits: how many rows it removed. */
+export interface Removed {
+  count: number;
+}
 
 /** Page of a list, ordered by id; pass `next` as `after` for the following page. */
 export interface Page<T> {
@@ -74,10 +97,20 @@ export interface Store {
   /** Token keys, newest first. */
   listKeys(): Promise<TokenKeyRecord[]>;
   getSetting(name: string): Promise<string | undefined>;
+  /** Flags by id; `status` open (default: all). Keyset pagination as for the other lists. */
+  listFlags(opts?: ListOptions & { status?: 'open' | 'cleared' }): Promise<Page<FlagRecord>>;
+  getFlag(id: string): Promise<FlagRecord | undefined>;
+  /**
+   * IDs other than `exceptId` whose device or pending request holds `mac` (duplicate-MAC check), at
+   * most `limit`.
+   */
+  macPeers(mac: Uint8Array, exceptId: string, limit: number): Promise<string[]>;
+  /** Waiting requests (status `pending`), from a counter kept by the database itself. */
+  pendingWaiting(): Promise<number>;
   /** Events with seq > afterSeq, oldest first. */
   listEvents(afterSeq: number, limit: number): Promise<EventRecord[]>;
   /** Row counts per table (for health and tests). */
-  counts(): Promise<Record<'allowlist' | 'devices' | 'pending' | 'revocations' | 'keys' | 'events', number>>;
+  counts(): Promise<Record<'allowlist' | 'devices' | 'pending' | 'revocations' | 'keys' | 'events' | 'flags', number>>;
 
   /** Flush pending writes and close. */
   close(): Promise<void>;

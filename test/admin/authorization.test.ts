@@ -92,6 +92,14 @@ const ROWS: Row[] = [
       return { path: `/api/v1/pending/${id}/unreject` };
     },
   },
+  { method: 'GET', route: '/api/v1/flags', need: 'hub', ok: 200 },
+  {
+    method: 'POST',
+    route: '/api/v1/flags/:id/clear',
+    need: 'admin',
+    ok: 200,
+    request: async (f) => ({ path: `/api/v1/flags/${await openFlag(f)}/clear`, json: { note: 'matrix' } }),
+  },
   { method: 'GET', route: '/api/v1/provisioning', need: 'hub', ok: 200 },
   { method: 'PUT', route: '/api/v1/provisioning', need: 'admin', ok: 200, request: async () => ({ json: { enabled: true } }) },
   { method: 'GET', route: '/api/v1/devices', need: 'hub', ok: 200 },
@@ -145,6 +153,17 @@ let shared: DeviceClient | undefined;
 async function provisioned(f: AdminFixture): Promise<DeviceClient> {
   shared ??= await f.provisionedDevice();
   return shared;
+}
+
+/** An open flag to clear: a waiting device ID asks again with another key (`key-changed`). */
+async function openFlag(f: AdminFixture): Promise<string> {
+  const first = await f.pendingDevice();
+  const again = f.device({ id: first.id });
+  assert.equal((await again.provision()).status, 'pending');
+  const page = await f.server.store.listFlags({ status: 'open', limit: 1000 });
+  const flag = page.items.find((x) => x.kind === 'key-changed' && x.deviceIds.includes(first.id));
+  assert.ok(flag, 'a key-changed flag was raised');
+  return flag.id;
 }
 
 /**

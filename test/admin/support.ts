@@ -7,7 +7,7 @@ import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SignJWT } from 'jose';
-import { loadConfig } from '../../src/config.ts';
+import { loadConfig, type Config } from '../../src/config.ts';
 import type { AllowEntry } from '../../src/domain.ts';
 import { silentLogger } from '../../src/log.ts';
 import { startServer, type RunningServer } from '../../src/server.ts';
@@ -40,15 +40,19 @@ export interface AdminFixture {
 
 let serial = 0;
 
-/** Start the real server in-process: CoAP and the sidecar on 127.0.0.1, ephemeral ports. */
-export async function startAdminServer(prefix = 'adm'): Promise<AdminFixture> {
+/**
+ * Start the real server in-process: CoAP and the sidecar on 127.0.0.1, ephemeral ports. `settings`
+ * adds or overrides configuration (e.g. smaller caps); `clock` (ms) replaces the wall clock.
+ */
+export async function startAdminServer(prefix = 'adm', settings: Partial<Record<keyof Config, unknown>> = {}, clock?: () => number): Promise<AdminFixture> {
   const tmp = tempDir('idprov-admin-');
   const dataDir = join(tmp.dir, 'data');
   let server: RunningServer;
   try {
     server = await startServer(
-      loadConfig({ env: {}, flags: { dataDir, coapPort: 0, coapsPort: 0, adminPort: 0, bind: '127.0.0.1', mdns: false, logLevel: 'silent' } }),
+      loadConfig({ env: {}, flags: { dataDir, coapPort: 0, coapsPort: 0, adminPort: 0, bind: '127.0.0.1', mdns: false, logLevel: 'silent', ...settings } }),
       silentLogger,
+      ...(clock ? [clock] : []),
     );
   } catch (e) {
     tmp.cleanup();

@@ -158,7 +158,7 @@ describe('provisioning service end to end on a real SQLite store (PROTOCOL.md §
     const impostor = new TestDevice(dev.id);
     assert.equal((await r.svc.request(impostor.request({ nonce: out.body.nonce! }), r.ctx)).code, '2.05');
     const events = await r.store.listEvents(0, 100);
-    assert.ok(events.some((e) => e.kind === 'flag.approved-key-changed' && e.deviceId === dev.id));
+    assert.ok(events.some((e) => e.kind === 'flag.raised' && e.deviceId === dev.id && e.detail?.['kind'] === 'approved-key-changed'));
   });
 
   it('keeps a rejected device rejected when a pre-approval for it arrives later', async () => {

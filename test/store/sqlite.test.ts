@@ -314,6 +314,7 @@ describe('SqliteStore', () => {
         revocations: 0,
         keys: 0,
         events: 0,
+        flags: 0,
       });
     });
 
@@ -343,6 +344,7 @@ describe('SqliteStore', () => {
         revocations: 1,
         keys: 1,
         events: 2,
+        flags: 0,
       });
     });
 

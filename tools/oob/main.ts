@@ -55,6 +55,19 @@ interface AllowView {
   createdAt?: string;
   consumedAt?: string;
 }
+interface FlagView {
+  id: string;
+  kind: string;
+  status: 'open' | 'cleared';
+  deviceIds: string[];
+  subject?: string;
+  evidence?: Record<string, string>;
+  firstSeen?: string;
+  lastSeen?: string;
+  count?: number;
+  clearedAt?: string;
+  clearedBy?: string;
+}
 interface PageView<T> {
   items: T[];
   next?: string;
@@ -440,6 +453,63 @@ program
     await client(cmd).request(`/api/v1/allowlist/${enc(id)}`, { method: 'DELETE' });
     if (globals(cmd).json) return printJson({ id, deleted: true });
     out(`deleted the allowlist entry ${id}`);
+  });
+
+/** `k=v k=v` of a flag's evidence, for the table. */
+const evidenceText = (e: Record<string, string> | undefined): string =>
+  Object.entries(e ?? {})
+    .map(([k, v]) => `${k}=${v.length > 24 ? `${v.slice(0, 20)}…` : v}`)
+    .join(' ');
+
+program
+  .command('flags')
+  .argument('[action]', '"list" (default) or "clear"')
+  .argument('[id]', 'with clear: the flag ID (first column of the list)')
+  .description('security monitor flags: list them (open ones by default), or clear one after review')
+  .addOption(new Option('--status <status>', 'flags in this state').choices(['open', 'cleared', 'all']).default('open'))
+  .option('--note <text>', 'with clear: what was found (kept in the event log)')
+  .option('--limit <n>', 'entries per page (1..1000)', intOption('--limit', 1, 1000), 100)
+  .option('--after <cursor>', 'start after this cursor (the ID printed as "more:")')
+  .option('--all', 'follow the cursors to the end')
+  .action(async (action: string | undefined, id: string | undefined, o: { status: string; note?: string; limit: number; after?: string; all?: boolean }, cmd: Command) => {
+    const g = globals(cmd);
+    const c = client(cmd);
+    if (action === 'clear') {
+      if (!id) throw new OobError(EXIT.usage, 'which flag? `oob flags clear ID` (`oob flags` lists them)');
+      const f = await c.json<FlagView>(`/api/v1/flags/${enc(id)}/clear`, { method: 'POST', ...(o.note ? { json: { note: o.note } } : {}) });
+      if (g.json) return printJson(f);
+      out(`cleared flag ${f.id} (${f.kind}: ${f.deviceIds.join(', ')}, seen ${f.count ?? 1} time(s))`);
+      return;
+    }
+    if (action !== undefined && action !== 'list') throw new OobError(EXIT.usage, `flags what? "${action}" is not list or clear`);
+    if (id !== undefined) throw new OobError(EXIT.usage, '`oob flags list` takes no ID');
+    const items: FlagView[] = [];
+    let after = o.after;
+    let next: string | undefined;
+    do {
+      const qs = new URLSearchParams({ limit: String(o.limit), status: o.status });
+      if (after) qs.set('after', after);
+      const page = await c.json<PageView<FlagView>>(`/api/v1/flags?${qs}`);
+      items.push(...page.items);
+      next = page.next;
+      after = next;
+    } while (o.all && next);
+    if (g.json) return printJson(next ? { items, next } : { items });
+    if (!items.length) out(o.status === 'open' ? 'no open flags' : `no ${o.status === 'all' ? '' : `${o.status} `}flags`);
+    else
+      out(
+        table(items, [
+          { header: 'id', get: (f) => f.id },
+          { header: 'kind', get: (f) => f.kind },
+          { header: 'devices', get: (f) => f.deviceIds.join(',') },
+          { header: 'count', get: (f) => f.count },
+          { header: 'first seen', get: (f) => shortTime(f.firstSeen) },
+          { header: 'last seen', get: (f) => shortTime(f.lastSeen) },
+          ...(o.status === 'open' ? [] : [{ header: 'cleared by', get: (f: FlagView) => f.clearedBy }]),
+          { header: 'evidence', get: (f) => evidenceText(f.evidence) },
+        ] as Array<Column<FlagView>>),
+      );
+    if (next) err(`more: oob flags --status ${o.status} --after ${next}   (or --all)`);
   });
 
 async function setProvisioning(cmd: Command, enabled: boolean, reason?: string): Promise<void> {

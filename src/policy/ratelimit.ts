@@ -1,0 +1,96 @@
+/**
+ * Token-bucket rate limits (issue #6), as pure math plus a bounded table of buckets. No I/O, no clock:
+ * every call takes `nowMs`. The provisioning service keeps one {@link BucketTable} per scope (source
+ * address, device ID) and answers 4.29 with Max-Age = {@link Take.retryS} when a bucket is empty
+ * (PROTOCOL.md §4, `err` 9).
+ */
+
+/** A bucket's limit: `rate` tokens per second refill, at most `burst` tokens held. `rate` 0 = no limit. */
+export interface BucketLimit {
+  rate: number;
+  burst: number;
+}
+
+/** The state of one bucket: tokens held at time `at` (ms). */
+export interface Bucket {
+  tokens: number;
+  at: number;
+}
+
+/** The result of taking one token. */
+export interface Take {
+  ok: boolean;
+  /** The bucket after the attempt (refilled to `nowMs`, minus the token when `ok`). */
+  bucket: Bucket;
+  /** When refused: whole seconds until a token is available (at least 1). 0 when `ok`. */
+  retryS: number;
+}
+
+/** A full bucket: the state of a key never seen (or idle long enough to refill). */
+export function fullBucket(limit: BucketLimit, nowMs: number): Bucket {
+  return { tokens: limit.burst, at: nowMs };
+}
+
+/** `b` refilled at `limit.rate` per second up to `limit.burst` at `nowMs` (a clock going back refills nothing). */
+export function refill(b: Bucket, limit: BucketLimit, nowMs: number): Bucket {
+  const dt = Math.max(0, nowMs - b.at);
+  return { tokens: Math.min(limit.burst, b.tokens + (dt * limit.rate) / 1000), at: Math.max(b.at, nowMs) };
+}
+
+/** Take one token from `b` at `nowMs`. Pure: returns the new state. */
+export function take(b: Bucket, limit: BucketLimit, nowMs: number): Take {
+  if (limit.rate <= 0) return { ok: true, bucket: b, retryS: 0 };
+  const r = refill(b, limit, nowMs);
+  if (r.tokens >= 1) return { ok: true, bucket: { tokens: r.tokens - 1, at: r.at }, retryS: 0 };
+  const waitMs = ((1 - r.tokens) * 1000) / limit.rate;
+  return { ok: false, bucket: r, retryS: Math.max(1, Math.ceil(waitMs / 1000)) };
+}
+
+/**
+ * Buckets per key (an address, a device ID) with a hard cap on the keys tracked. When full, the least
+ * recently used key is dropped; a dropped key starts again with a full bucket, which for a key idle
+ * long enough is exactly its state anyway. Memory: about 150 bytes per key.
+ */
+export class BucketTable {
+  private readonly buckets = new Map<string, Bucket>();
+  /** Keys dropped to make room since creation (metrics, tests). */
+  evicted = 0;
+
+  constructor(
+    readonly limit: BucketLimit,
+    readonly maxKeys: number,
+  ) {}
+
+  /** Keys tracked now (never more than `maxKeys`). */
+  get size(): number {
+    return this.buckets.size;
+  }
+
+  /** Take one token for `key` at `nowMs`. A disabled limit (rate 0) tracks nothing. */
+  take(key: string, nowMs: number): Take {
+    if (this.limit.rate <= 0) return { ok: true, bucket: fullBucket(this.limit, nowMs), retryS: 0 };
+    const prev = this.buckets.get(key);
+    const t = take(prev ?? fullBucket(this.limit, nowMs), this.limit, nowMs);
+    // Re-insert: Map iteration order is insertion order, so the first key is the least recently used.
+    if (prev) this.buckets.delete(key);
+    else if (this.buckets.size >= this.maxKeys) {
+      const oldest = this.buckets.keys().next().value;
+      if (oldest !== undefined) {
+        this.buckets.delete(oldest);
+        this.evicted++;
+      }
+    }
+    this.buckets.set(key, t.bucket);
+    return t;
+  }
+}
+
+/** The address part of `addr:port` or `[v6]:port` (rate limits and the monitor count per address). */
+export function addressOf(source: string): string {
+  if (source.startsWith('[')) {
+    const end = source.indexOf(']');
+    return end > 0 ? source.slice(1, end) : source;
+  }
+  const i = source.lastIndexOf(':');
+  return i > 0 && source.indexOf(':') === i ? source.slice(0, i) : source;
+}
