@@ -63,7 +63,19 @@ const OPT_CONTENT_FORMAT = 12;
 const OPT_MAX_AGE = 14;
 
 type Agent = InstanceType<typeof coap.Agent>;
-type RawOption = { name: string | number; value: Buffer };
+type RawOption = { name: string | number; value: Buffer | number | string };
+
+/** Content-Formats node-coap reports by name (PROTOCOL.md §1 and RFC 7252 §12.3). */
+const FORMAT_NUMBERS: Readonly<Record<string, number>> = {
+  'text/plain': 0,
+  'text/plain; charset=utf-8': 0,
+  'application/cose; cose-type="cose-sign1"': 18,
+  'application/link-format': 40,
+  'application/octet-stream': 42,
+  'application/json': 50,
+  'application/cbor': 60,
+  'application/cose-key-set': 102,
+};
 
 /** A uint option value (RFC 7252 §3.2: big-endian, leading zeros stripped; empty = 0). */
 function uintOption(b: Buffer): number {
@@ -75,7 +87,11 @@ function uintOption(b: Buffer): number {
 /** Find an option in a node-coap packet by number or by node-coap's name for it. */
 function option(options: readonly RawOption[] | undefined, num: number, name: string): number | undefined {
   const o = options?.find((x) => x.name === num || x.name === name);
-  return o && Buffer.isBuffer(o.value) ? uintOption(o.value) : undefined;
+  if (!o) return undefined;
+  // node-coap hands registered options over decoded: Max-Age as a number, Content-Format as its name.
+  if (typeof o.value === 'number') return o.value;
+  if (typeof o.value === 'string') return FORMAT_NUMBERS[o.value];
+  return Buffer.isBuffer(o.value) ? uintOption(o.value) : undefined;
 }
 
 /**
