@@ -26,7 +26,15 @@ export interface DatagramTransport {
   close(): Promise<void>;
 }
 
-/** `addr:port` (IPv6 in brackets), the textual form used in logs and records. */
+/**
+ * `addr:port` (IPv6 in brackets), the textual form used in logs, records and per-address limits. An
+ * IPv4 peer seen through a dual-stack socket (`::ffff:192.0.2.7`) is written as plain IPv4, so one
+ * device has one source whichever socket it reached.
+ */
 export function peerKey(p: Pick<Peer, 'address' | 'port' | 'family'>): string {
-  return p.family === 'IPv6' ? `[${p.address}]:${p.port}` : `${p.address}:${p.port}`;
+  if (p.family === 'IPv6') {
+    const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(p.address);
+    return m ? `${m[1]}:${p.port}` : `[${p.address}]:${p.port}`;
+  }
+  return `${p.address}:${p.port}`;
 }
