@@ -5,6 +5,7 @@
  *   npm run bench -- --quick       under a minute: shorter windows, fewer N values, smaller counts
  *   npm run bench -- --long        full run plus the soak (scenario 8: 2 × --soak-minutes, default 10)
  *   options: --only 1,2,5 (JSON only, docs untouched)  --soak-minutes M  --no-docs
+ *            --profile / --no-profile: profile a separate provisioning server (default: on, off with --quick)
  *
  * Results: bench-results/<timestamp>.json and bench-results/latest.json, and docs/benchmarks.md with
  * docs/bench-throughput.svg (regenerated from the JSON). Servers run pinned to one core and the load
@@ -15,7 +16,7 @@ import { join } from 'node:path';
 import { ROOT, LoadGenerator } from './lib/procs.ts';
 import { loadAvg, machineInfo, pinning, round } from './lib/sys.ts';
 import { renderReport, renderSvg, type Results } from './report.ts';
-import { FULL, QUICK, measureFloor, scenario1, scenario4, scenario5, scenario6, scenario7, scenario8, scenarios2and3, type Ctx, type Mode, type S4 } from './scenarios.ts';
+import { FULL, QUICK, measureFloor, profileProvisioning, scenario1, scenario4, scenario5, scenario6, scenario7, scenario8, scenarios2and3, type Ctx, type Mode, type S4 } from './scenarios.ts';
 
 const argv = process.argv.slice(2);
 const has = (f: string): boolean => argv.includes(f);
@@ -24,13 +25,13 @@ const val = (f: string): string | undefined => {
   return i >= 0 ? argv[i + 1] : undefined;
 };
 for (const a of argv) {
-  if (a.startsWith('--') && !['--quick', '--long', '--only', '--soak-minutes', '--no-docs', '--help'].includes(a)) {
+  if (a.startsWith('--') && !['--quick', '--long', '--only', '--soak-minutes', '--no-docs', '--profile', '--no-profile', '--help'].includes(a)) {
     console.error(`unknown option ${a}`);
     process.exit(2);
   }
 }
 if (has('--help')) {
-  console.log('usage: npm run bench [-- --quick | --long] [--only 1,2,…] [--soak-minutes M] [--no-docs]');
+  console.log('usage: npm run bench [-- --quick | --long] [--only 1,2,…] [--soak-minutes M] [--[no-]profile] [--no-docs]');
   process.exit(0);
 }
 
@@ -97,6 +98,8 @@ try {
   if (want(4) && results.s4 === undefined && results.failures['scenario 4: DTLS handshakes'] === undefined) {
     results.s4 = { landed: false, reason: 'not run (the provisioning server did not start)' } satisfies S4;
   }
+  const profile = has('--profile') || (!has('--no-profile') && mode.name === 'full');
+  if (profile && want(2)) results.profile = await step('profile of a provisioning server', () => profileProvisioning(ctx));
   if (want(7) && results.s2?.sizes) results.s7 = await step('scenario 7: sizes vs JWT', () => scenario7(results.s2!.sizes!));
   if (want(5)) results.s5 = await step('scenario 5: allowlist import', () => scenario5(ctx));
   if (want(6)) results.s6 = await step('scenario 6: pending devices polling', () => scenario6(ctx));

@@ -3,7 +3,7 @@
  * tools/bench/index.ts) driven over Node IPC with the jobs of ./lib/jobs.ts.
  *
  * CoAP load is raw `node:dgram` plus the project's codec (src/transport/coap/codec.ts `MessageWriter`
- * to build requests): one socket, hence one source port, per outstanding-request slot; each slot
+ * to build requests): one connected socket, hence one source port, per outstanding-request slot; each slot
  * keeps exactly one CON in flight, retransmits it with the same Message ID after 1 s (doubling, at
  * most 4 times, as RFC 7252 §4.2 does with a shorter first timeout), and matches the piggybacked ACK
  * by Message ID (a separate response by token, which it ACKs).
@@ -79,22 +79,24 @@ class Slot {
   private msg: Buffer = EMPTY;
   private cb: ((r: Buffer | undefined) => void) | undefined;
 
-  private constructor(
-    private readonly sock: dgram.Socket,
-    private readonly host: string,
-    private readonly port: number,
-  ) {
+  private constructor(private readonly sock: dgram.Socket) {
     sock.on('message', (m: Buffer) => this.onMessage(m));
     sock.on('error', () => undefined);
   }
 
+  /**
+   * A socket bound to an ephemeral port and connected to the server: sends skip the per-datagram
+   * address lookup, and the kernel delivers only the server's datagrams.
+   */
   static open(host: string, port: number): Promise<Slot> {
     const sock = dgram.createSocket('udp4');
     return new Promise((resolve, reject) => {
       sock.once('error', reject);
       sock.bind(0, '127.0.0.1', () => {
-        sock.off('error', reject);
-        resolve(new Slot(sock, host, port));
+        sock.connect(port, host, () => {
+          sock.off('error', reject);
+          resolve(new Slot(sock));
+        });
       });
     });
   }
@@ -119,7 +121,7 @@ class Slot {
     this.tries = 0;
     this.rto = FIRST_RTO_MS;
     this.firstSent = this.lastSent = performance.now();
-    this.sock.send(this.msg, this.port, this.host);
+    this.sock.send(this.msg);
   }
 
   private onMessage(m: Buffer): void {
@@ -137,7 +139,7 @@ class Slot {
     }
     // A separate response (CON or NON), matched by token.
     if ((m[0]! & 15) !== 4 || m.length < 8 || m.readUInt32BE(4) !== this.tokenVal) return;
-    if (type === TYPE_CON) this.sock.send(emptyMessage(TYPE_ACK, mid), this.port, this.host);
+    if (type === TYPE_CON) this.sock.send(emptyMessage(TYPE_ACK, mid));
     this.finish(m);
   }
 
@@ -161,7 +163,7 @@ class Slot {
     retransmits++;
     this.rto *= 2;
     this.lastSent = now;
-    this.sock.send(this.msg, this.port, this.host);
+    this.sock.send(this.msg);
   }
 
   close(): void {
@@ -564,7 +566,8 @@ async function runClosed(job: Extract<Job, { kind: 'closed' }>): Promise<LoadRes
 /** Open loop: operations started at `rate` per second on free slots; optional periodic samples. */
 async function runOpen(job: Extract<Job, { kind: 'open' }>): Promise<LoadResult> {
   const p = await prepare(job, job.slots);
-  const cap = Math.max(1, job.maxOps);
+  // Latencies kept: all up to 4M, then a uniform reservoir sample of 4M (long soaks).
+  const cap = Math.max(1, Math.min(job.maxOps, 4_000_000));
   const lat = new Float64Array(cap);
   const errors: Record<string, number> = {};
   const free: number[] = [];
@@ -601,6 +604,7 @@ async function runOpen(job: Extract<Job, { kind: 'open' }>): Promise<LoadResult>
     if (was !== 1) return;
     tEnd = performance.now();
     stoppedBy = why;
+    if (job.sampleMs !== undefined && tEnd - lastSample >= job.sampleMs / 2) sample(tEnd);
     const secs = (tEnd - tStart) / 1000;
     server = serverStats(job.serverPid, cpu0, wait0, secs, count);
     genWaitPct = ((runqueueWaitNs(process.pid) - genWait0) / 1e9 / secs) * 100;
@@ -670,6 +674,10 @@ async function runOpen(job: Extract<Job, { kind: 'open' }>): Promise<LoadResult>
           } else {
             const ms = performance.now() - start;
             if (count < cap) lat[count] = ms;
+            else {
+              const k = Math.floor(Math.random() * (count + 1));
+              if (k < cap) lat[k] = ms;
+            }
             count++;
             if (job.sampleMs !== undefined) {
               if (iCount === iLat.length) {

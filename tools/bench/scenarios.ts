@@ -7,7 +7,7 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createSocket } from 'node:dgram';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT, CompactSign } from 'jose';
@@ -18,7 +18,7 @@ import { encodeResponse, parseResponse } from '../../src/protocol/messages.ts';
 import type { Job, LoadResult, Reply, Sizes } from './lib/jobs.ts';
 import { LoadGenerator, ROOT, importCsv, startEngineServer, startIdprov, startLibcoap, type IdprovServer } from './lib/procs.ts';
 import { slope } from './lib/stats.ts';
-import { memMb, pinned, round, sleep } from './lib/sys.ts';
+import { CLK_TCK, memMb, pinned, round, sleep } from './lib/sys.ts';
 
 /** Durations and counts of a run. */
 export interface Mode {
@@ -532,8 +532,18 @@ export async function scenario7(sizes: Sizes): Promise<S7> {
 // ------------------------------------------------------------------------------------------------
 // Scenario 8: soak (long mode only).
 
+/** The server's own memory view, from its /metrics (prom-client default metrics), every 10 s. */
+export interface HeapSample {
+  t: number;
+  heapUsedMb: number;
+  externalMb: number;
+}
+
 export interface SoakRun {
   what: string;
+  /** Full server only: V8 heap and external memory over the run, and the heap's slope (2nd half). */
+  heap?: HeapSample[];
+  heapSlopeSecondHalfMbPerMin?: number;
   rate: number;
   minutes: number;
   result: LoadResult;
@@ -543,6 +553,29 @@ export interface SoakRun {
   rssStartMb: number;
   rssEndMb: number;
   command: string;
+}
+
+/** Poll the sidecar's /metrics every `everyMs` until stopped. */
+function sampleHeap(srv: IdprovServer, everyMs: number): { stop: () => HeapSample[] } {
+  const out: HeapSample[] = [];
+  const t0 = performance.now();
+  const metric = (text: string, name: string): number => {
+    const m = new RegExp(`^\\w*${name}(?:\\{[^}]*\\})? ([0-9.e+]+)$`, 'm').exec(text);
+    return m ? Number(m[1]) / 2 ** 20 : NaN;
+  };
+  const timer = setInterval(() => {
+    const t = Math.round((performance.now() - t0) / 100) / 10;
+    fetch(`http://127.0.0.1:${srv.adminPort}/metrics`, { headers: { authorization: `Bearer ${srv.adminToken}` } })
+      .then((r) => r.text())
+      .then((text) => out.push({ t, heapUsedMb: metric(text, 'nodejs_heap_size_used_bytes'), externalMb: metric(text, 'nodejs_external_memory_bytes') }))
+      .catch(() => undefined);
+  }, everyMs);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      return out;
+    },
+  };
 }
 
 function soakSummary(what: string, rate: number, minutes: number, res: LoadResult, command: string): SoakRun {
@@ -574,7 +607,7 @@ export async function scenario8(ctx: Ctx, engineRate: number, refreshRate: numbe
     try {
       const rate = Math.round(engineRate / 2);
       ctx.log(`  S8 soak: bare engine at ${rate}/s for ${m.soakMinutes} min`);
-      const res = await load(ctx, { kind: 'open', op: 'get', target: { host: '127.0.0.1', port: eng.port }, rate, slots: 64, warmupMs: 2000, durationMs: ms, maxOps: 2_000_000, serverPid: eng.pid, sampleMs: 10_000 });
+      const res = await load(ctx, { kind: 'open', op: 'get', target: { host: '127.0.0.1', port: eng.port }, rate, slots: 256, warmupMs: 2000, durationMs: ms, maxOps: Math.ceil((rate * ms) / 1000) * 2, serverPid: eng.pid, sampleMs: 10_000 });
       out.push(soakSummary('bare CoAP engine, GET /', rate, m.soakMinutes, res, eng.command));
     } finally {
       await eng.stop();
@@ -590,12 +623,144 @@ export async function scenario8(ctx: Ctx, engineRate: number, refreshRate: numbe
       await gen(ctx, { kind: 'prepare-refresh' });
       const rate = Math.round(refreshRate / 2);
       ctx.log(`  S8 soak: full server, refresh at ${rate}/s for ${m.soakMinutes} min`);
-      const res = await load(ctx, { kind: 'open', op: 'refresh', target: { host: '127.0.0.1', port: srv.coapPort }, rate, slots: 256, warmupMs: 2000, durationMs: ms, maxOps: 5_000_000, serverPid: srv.pid, sampleMs: 10_000 });
-      out.push(soakSummary('full server, refresh (challenge + signed refresh)', rate, m.soakMinutes, res, srv.command));
+      const heap = sampleHeap(srv, 10_000);
+      const res = await load(ctx, { kind: 'open', op: 'refresh', target: { host: '127.0.0.1', port: srv.coapPort }, rate, slots: 256, warmupMs: 2000, durationMs: ms, maxOps: Math.ceil((rate * ms) / 1000) * 2, serverPid: srv.pid, sampleMs: 10_000 });
+      const hs = heap.stop().filter((h) => Number.isFinite(h.heapUsedMb));
+      const run = soakSummary('full server, refresh (challenge + signed refresh)', rate, m.soakMinutes, res, srv.command);
+      const half = Math.floor(hs.length / 2);
+      run.heap = hs;
+      run.heapSlopeSecondHalfMbPerMin = slope(hs.slice(half).map((h) => h.t / 60), hs.slice(half).map((h) => h.heapUsedMb));
+      out.push(run);
     } finally {
       await srv.stop();
     }
   }
-  for (const s of out) ctx.log(`  S8 ${s.what}: RSS ${round(s.rssStartMb, 0)} → ${round(s.rssEndMb, 0)} MB, slope ${round(s.slopeMbPerMin, 2)} MB/min (2nd half ${round(s.slopeSecondHalfMbPerMin, 2)})`);
+  for (const s of out) {
+    const h = s.heap && s.heap.length ? `; V8 heap ${round(s.heap[0]!.heapUsedMb, 0)} → ${round(s.heap[s.heap.length - 1]!.heapUsedMb, 0)} MB (2nd half ${round(s.heapSlopeSecondHalfMbPerMin ?? NaN, 2)} MB/min)` : '';
+    ctx.log(`  S8 ${s.what}: RSS ${round(s.rssStartMb, 0)} → ${round(s.rssEndMb, 0)} MB, slope ${round(s.slopeMbPerMin, 2)} MB/min (2nd half ${round(s.slopeSecondHalfMbPerMin, 2)})${h}`);
+  }
   return out;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Where a provisioning's server CPU goes: a separate, profiled server (--cpu-prof), so that the
+// profiler's overhead stays out of the measured runs.
+
+export interface Profile {
+  concurrency: number;
+  ops: number;
+  /**
+   * CPU ms over the load window (warm-up included) of the main thread and of all other threads (V8's
+   * GC and compiler workers, the libuv pool that runs SQLite, the profiler), from /proc/PID/task.
+   */
+  threads: { main: number; helpers: number };
+  /** Main-thread self time by category over the load window (ms and %). */
+  categories: Array<{ name: string; ms: number; pct: number }>;
+  command: string;
+}
+
+const CATEGORIES: Array<[string, (url: string, fn: string) => boolean]> = [
+  ['module loading (start-up, excluded)', (u) => /modules\/(esm|cjs)|cjs-module-lexer|source_map|package_json_reader|bootstrap\/realm|node:internal\/modules/.test(u)],
+  ['Ed25519 sign + verify (node:crypto)', (u) => u.endsWith('internal/crypto/sig')],
+  ['public key import (node:crypto keys)', (u) => u.endsWith('internal/crypto/keys')],
+  ['HMAC, SHA-256, randomBytes (nonces, cti)', (u) => /internal\/crypto\/(hash|random|hkdf|util)$/.test(u)],
+  ['SQLite store (src/store, sqlite3 binding)', (u) => u.includes('/src/store/') || u.includes('node_modules/sqlite3')],
+  ['CBOR / COSE codecs (src/protocol, cbor-x)', (u) => u.includes('/src/protocol/') || u.includes('node_modules/cbor-x')],
+  ['service, policy, tokens (src/service, src/policy, src/tokens)', (u) => /\/src\/(service|policy|tokens|domain|errors)/.test(u)],
+  ['CoAP engine, UDP (src/transport, node:dgram)', (u) => u.includes('/src/transport/') || u === 'node:dgram' || u.includes('internal/dgram')],
+  ['admin sidecar, metrics (fastify, prom-client)', (u) => u.includes('/src/admin/') || /node_modules\/(fastify|prom-client|@fastify|ajv|avvio|find-my-way|light-my-request)/.test(u)],
+  ['logging (pino)', (u) => u.includes('node_modules/pino') || u.includes('/src/log.ts')],
+  ['Buffer, events, timers (node core)', (u) => u.startsWith('node:')],
+  ['garbage collector', (_u, f) => f === '(garbage collector)'],
+  ['V8 / native, unattributed ((program))', (_u, f) => f === '(program)'],
+];
+
+interface CpuProfile {
+  nodes: Array<{ id: number; callFrame: { functionName: string; url: string } }>;
+  startTime: number;
+  samples: number[];
+  timeDeltas: number[];
+}
+
+/**
+ * Main-thread self time by category, from the samples inside [fromUs, toUs] (CLOCK_MONOTONIC µs,
+ * which V8's profile timestamps use on Linux); all samples when none fall inside.
+ */
+function categorize(p: CpuProfile, fromUs: number, toUs: number): Profile['categories'] {
+  const byId = new Map(p.nodes.map((n) => [n.id, n]));
+  const inWindow = (pick: boolean): Map<number, number> => {
+    const self = new Map<number, number>();
+    let t = p.startTime;
+    for (let i = 0; i < p.samples.length; i++) {
+      t += p.timeDeltas[i] ?? 0;
+      if (pick && (t < fromUs || t > toUs)) continue;
+      self.set(p.samples[i]!, (self.get(p.samples[i]!) ?? 0) + (p.timeDeltas[i] ?? 0));
+    }
+    return self;
+  };
+  let self = inWindow(true);
+  if (self.size === 0) self = inWindow(false);
+  const acc = new Map<string, number>();
+  for (const [id, us] of self) {
+    const n = byId.get(id)!;
+    const fn = n.callFrame.functionName;
+    if (fn === '(idle)') continue;
+    const url = n.callFrame.url;
+    const cat = CATEGORIES.find(([, test]) => test(url, fn))?.[0] ?? 'other';
+    acc.set(cat, (acc.get(cat) ?? 0) + us / 1000);
+  }
+  const startup = CATEGORIES[0]![0];
+  const total = [...acc].filter(([k]) => k !== startup).reduce((a, [, v]) => a + v, 0);
+  return [...acc]
+    .filter(([k]) => k !== startup)
+    .sort((a, b) => b[1] - a[1])
+    .map(([name, ms]) => ({ name, ms: Math.round(ms), pct: Math.round((ms / total) * 1000) / 10 }));
+}
+
+function threadTicks(pid: number): Map<string, { name: string; ticks: number }> {
+  const out = new Map<string, { name: string; ticks: number }>();
+  try {
+    for (const t of readdirSync(`/proc/${pid}/task`)) {
+      const s = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
+      const name = s.slice(s.indexOf('(') + 1, s.lastIndexOf(')'));
+      const rest = s.slice(s.lastIndexOf(')') + 2).split(' ');
+      out.set(t, { name, ticks: Number(rest[11]) + Number(rest[12]) });
+    }
+  } catch {
+    /* gone */
+  }
+  return out;
+}
+
+export async function profileProvisioning(ctx: Ctx, concurrency = 16): Promise<Profile> {
+  const m = ctx.mode;
+  const profDir = mkdtempSync(join(tmpdir(), 'idprov-bench-prof-'));
+  const srv = await startIdprov({ cpu: ctx.cpu.server, nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] });
+  let res: LoadResult;
+  let threads: Profile['threads'];
+  let fromUs = 0;
+  let toUs = 0;
+  try {
+    const window = m.warmupMs + m.durationMs;
+    await provideDevices(ctx, srv, devicesFor(2000, window), true);
+    const before = threadTicks(srv.pid);
+    fromUs = Number(process.hrtime.bigint() / 1000n);
+    res = await load(ctx, { kind: 'closed', op: 'prov', target: { host: '127.0.0.1', port: srv.coapPort }, concurrency, warmupMs: m.warmupMs, durationMs: m.durationMs, maxOps: 1_000_000, serverPid: srv.pid });
+    toUs = Number(process.hrtime.bigint() / 1000n);
+    const after = threadTicks(srv.pid);
+    threads = { main: 0, helpers: 0 };
+    for (const [tid, a] of after) {
+      const d = ((a.ticks - (before.get(tid)?.ticks ?? 0)) / CLK_TCK) * 1000;
+      if (tid === String(srv.pid)) threads.main += d;
+      else threads.helpers += d;
+    }
+    ctx.log(line(`  profile run (N=${concurrency}, profiler attached)`, res));
+  } finally {
+    await srv.stop();
+  }
+  const files = readdirSync(profDir).map((f) => join(profDir, f));
+  const main = files.sort((a, b) => statSync(b).size - statSync(a).size)[0];
+  const categories = main ? categorize(JSON.parse(readFileSync(main, 'utf8')) as CpuProfile, fromUs, toUs) : [];
+  rmSync(profDir, { recursive: true, force: true });
+  return { concurrency, ops: res.ops, threads, categories, command: `${srv.command.replace(' node ', ' node --cpu-prof ')}` };
 }

@@ -96,6 +96,14 @@ export interface IdprovServer {
 export const QUIET_ENV = { IDPROV_MDNS: 'false', IDPROV_COAP_MULTICAST: 'false', IDPROV_ROGUE_MONITOR: 'false' };
 
 /**
+ * Every simulated device sends from 127.0.0.1, which the security monitor would (rightly) treat as
+ * one address with thousands of device IDs: 4.29 past 50 requests/s and a `many-ids` flag past 50
+ * IDs a minute. The per-address limits are raised to their maxima (not switched off, so their
+ * bookkeeping stays in the measured cost); per-device limits keep their defaults.
+ */
+export const LOOPBACK_ENV = { IDPROV_RATE_LIMIT_ADDRESS: '1000000', IDPROV_RATE_BURST_ADDRESS: '10000000', IDPROV_MANY_IDS_THRESHOLD: '100000' };
+
+/**
  * Start `node bin/idprov.js serve` on a fresh (or given) data directory, pinned to `cpu`, and wait
  * for its admin sidecar to answer.
  */
@@ -107,7 +115,7 @@ export async function startIdprov(opts: { cpu: string | undefined; dataDir?: str
   const adminPort = await freeTcpPort();
   const args = ['bin/idprov.js', 'serve', '--data', dataDir, '--coap-port', String(coapPort), '--coaps-port', String(coapsPort), '--admin-port', String(adminPort), '--bind', '127.0.0.1', '--log-level', opts.logLevel ?? 'warn'];
   const [cmd, argv] = pinned(opts.cpu, process.execPath, [...(opts.nodeArgs ?? []), ...args]);
-  const child = track(spawn(cmd, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...QUIET_ENV, ...opts.env } }));
+  const child = track(spawn(cmd, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...QUIET_ENV, ...LOOPBACK_ENV, ...opts.env } }));
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => {
     stderr = (stderr + d.toString()).slice(-4000);
@@ -142,7 +150,7 @@ export async function startIdprov(opts: { cpu: string | undefined; dataDir?: str
     coapsPort,
     adminPort,
     adminToken: token,
-    command: `${opts.cpu !== undefined ? `taskset -c ${opts.cpu} ` : ''}node ${args.join(' ')}`,
+    command: `${Object.entries({ ...QUIET_ENV, ...LOOPBACK_ENV, ...opts.env }).filter(([k]) => k !== 'IDPROV_NONCE_SECRET').map(([k, v]) => `${k}=${v}`).join(' ')} ${opts.cpu !== undefined ? `taskset -c ${opts.cpu} ` : ''}node ${args.join(' ')}`,
     async stop() {
       await stopChild(child);
       if (opts.dataDir === undefined) rmSync(dataDir, { recursive: true, force: true });
