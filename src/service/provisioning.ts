@@ -219,35 +219,44 @@ export class ProvisioningService {
     return undefined;
   }
 
-  /** `POST /idprov/request` (PROTOCOL.md §2, §3, §5). Never throws. */
-  async request(payload: Uint8Array, ctx: RequestContext): Promise<Outcome> {
+  /**
+   * What every POST shares: the per-address limit first (before any decoding), then `work`; any
+   * error becomes its protocol outcome; one log line and one metrics observation per answer.
+   * `work` reports the device ID as soon as it is decoded, for the log line.
+   */
+  private async handle(
+    op: 'request' | 'refresh',
+    ctx: RequestContext,
+    work: (now: number, t0: number, setId: (id: string) => void) => Promise<Outcome>,
+  ): Promise<Outcome> {
     const t0 = this.d.clock();
     let id: string | undefined;
     let out: Outcome;
     try {
-      const now = this.now();
-      const limited = this.limitAddress(ctx, t0);
-      if (limited) {
-        out = limited;
-      } else if (!this.switchState.enabled) {
-        // The admin's reason (which may name a rogue server's address) stays on the admin side.
-        out = this.errorOutcome('disabled', 'provisioning is disabled; retry later', this.d.settings.disabledRetryS);
-      } else {
-        const env = parseSign1(payload, 'request');
-        const body = parseRequestBody(env.payload);
-        id = body.id;
-        out =
-          this.authenticate(body.id, body.nonce, body.pk, env, now) ??
-          this.limitDevice(body.id, t0) ??
-          (await this.mutex.run(body.id, () =>
-            this.provision({ ...body, nonce: body.nonce!, source: ctx.source, ...(ctx.pskIdentity ? { pskIdentity: ctx.pskIdentity } : {}) }),
-          ));
-      }
+      out = this.limitAddress(ctx, t0) ?? (await work(this.now(), t0, (x) => (id = x)));
     } catch (e) {
-      out = this.failure(e, 'request', id, ctx);
+      out = this.failure(e, op, id, ctx);
     }
-    this.logOutcome('request', id, ctx, out, t0);
+    this.logOutcome(op, id, ctx, out, t0);
     return out;
+  }
+
+  /** `POST /idprov/request` (PROTOCOL.md §2, §3, §5). Never throws. */
+  request(payload: Uint8Array, ctx: RequestContext): Promise<Outcome> {
+    return this.handle('request', ctx, async (now, t0, setId) => {
+      // The admin's reason (which may name a rogue server's address) stays on the admin side.
+      if (!this.switchState.enabled) return this.errorOutcome('disabled', 'provisioning is disabled; retry later', this.d.settings.disabledRetryS);
+      const env = parseSign1(payload, 'request');
+      const body = parseRequestBody(env.payload);
+      setId(body.id);
+      return (
+        this.authenticate(body.id, body.nonce, body.pk, env, now) ??
+        this.limitDevice(body.id, t0) ??
+        (await this.mutex.run(body.id, () =>
+          this.provision({ ...body, nonce: body.nonce!, source: ctx.source, ...(ctx.pskIdentity ? { pskIdentity: ctx.pskIdentity } : {}) }),
+        ))
+      );
+    });
   }
 
   /**
@@ -362,51 +371,37 @@ export class ProvisioningService {
   }
 
   /** `POST /idprov/refresh` (PROTOCOL.md §2, §5). Works while provisioning is disabled. Never throws. */
-  async refresh(payload: Uint8Array, ctx: RequestContext): Promise<Outcome> {
-    const t0 = this.d.clock();
-    let id: string | undefined;
-    let out: Outcome;
-    try {
-      const now = this.now();
-      const limited = this.limitAddress(ctx, t0);
-      if (limited) {
-        out = limited;
-      } else {
-        const env = parseSign1(payload, 'refresh');
-        const body = parseRefreshBody(env.payload);
-        id = body.id;
-        const fault = checkNonce(this.d.nonceSecret, body.id, body.nonce, now);
-        if (fault) {
-          out = this.challenge(body.id, 'nonce', fault === 'missing' ? 'a server nonce is required (key 4)' : `nonce ${fault}`, now);
-        } else {
-          const claims = this.d.keyring.verify(body.token, now);
-          if (claims.sub !== body.id) throw new ProvError('key-mismatch', 'the token was issued to another device ID');
-          out =
-            this.authenticate(body.id, body.nonce, claims.cnf, env, now) ??
-            this.limitDevice(body.id, t0) ??
-            (await this.mutex.run(body.id, async () => {
-              const t = this.now();
-              const rec = await this.d.store.loadSubject(body.id);
-              const d = decideRefresh({ id: body.id, cnf: claims.cnf, source: ctx.source }, rec, this.d.settings.policy, t);
-              if (d.kind === 'refuse') {
-                await this.d.store.apply([this.event(t, 'refresh.refused', body.id, 'device', ctx.source, { code: d.code })]);
-                return this.errorOutcome(d.code, d.reason, d.retryS);
-              }
-              const ttl = this.d.settings.tokenTtl;
-              const { token, exp, cti } = this.mint(d.device.id, d.device.pk, d.device.type, ttl, t);
-              await this.d.store.apply([
-                { kind: 'device.upsert', device: { ...d.device, lastCti: cti, tokenExp: exp } },
-                this.event(t, 'refresh.issued', body.id, 'device', ctx.source, { cti, exp }),
-              ]);
-              return this.issued(token, exp, ttl, body.xk);
-            }));
-        }
-      }
-    } catch (e) {
-      out = this.failure(e, 'refresh', id, ctx);
-    }
-    this.logOutcome('refresh', id, ctx, out, t0);
-    return out;
+  refresh(payload: Uint8Array, ctx: RequestContext): Promise<Outcome> {
+    return this.handle('refresh', ctx, async (now, t0, setId) => {
+      const env = parseSign1(payload, 'refresh');
+      const body = parseRefreshBody(env.payload);
+      setId(body.id);
+      // The nonce (one HMAC) before the token's signature, so a request without one costs no verify (§3).
+      const fault = checkNonce(this.d.nonceSecret, body.id, body.nonce, now);
+      if (fault) return this.challenge(body.id, 'nonce', fault === 'missing' ? 'a server nonce is required (key 4)' : `nonce ${fault}`, now);
+      const claims = this.d.keyring.verify(body.token, now);
+      if (claims.sub !== body.id) throw new ProvError('key-mismatch', 'the token was issued to another device ID');
+      return (
+        this.authenticate(body.id, body.nonce, claims.cnf, env, now) ??
+        this.limitDevice(body.id, t0) ??
+        (await this.mutex.run(body.id, async () => {
+          const t = this.now();
+          const rec = await this.d.store.loadSubject(body.id);
+          const d = decideRefresh({ id: body.id, cnf: claims.cnf, source: ctx.source }, rec, this.d.settings.policy, t);
+          if (d.kind === 'refuse') {
+            await this.d.store.apply([this.event(t, 'refresh.refused', body.id, 'device', ctx.source, { code: d.code })]);
+            return this.errorOutcome(d.code, d.reason, d.retryS);
+          }
+          const ttl = this.d.settings.tokenTtl;
+          const { token, exp, cti } = this.mint(d.device.id, d.device.pk, d.device.type, ttl, t);
+          await this.d.store.apply([
+            { kind: 'device.upsert', device: { ...d.device, lastCti: cti, tokenExp: exp } },
+            this.event(t, 'refresh.issued', body.id, 'device', ctx.source, { cti, exp }),
+          ]);
+          return this.issued(token, exp, ttl, body.xk);
+        }))
+      );
+    });
   }
 
   /** The COSE_KeySet of `/idprov/keys`. */
