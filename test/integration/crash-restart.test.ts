@@ -21,11 +21,16 @@ class Child {
   }
   port = 0;
 
+  /** Every child started, so that a failing test leaves no server behind. */
+  static readonly all = new Set<Child>();
+
   static async start(flags: Record<string, unknown>): Promise<Child> {
     const proc = spawn(process.execPath, ['--import', 'tsx', 'test/support/server-child.ts', JSON.stringify(flags)], { stdio: ['pipe', 'pipe', 'pipe'] });
     let stderr = '';
     proc.stderr.on('data', (d) => (stderr += d));
     const c = new Child(proc);
+    Child.all.add(c);
+    proc.once('exit', () => Child.all.delete(c));
     const ready = await Promise.race([
       c.next(),
       new Promise<never>((_, rej) => proc.once('exit', (code) => rej(new Error(`server exited ${code}: ${stderr}`)))),
@@ -79,7 +84,10 @@ async function refresh(port: number, dev: TestDevice, token: Uint8Array) {
 describe('a server killed with SIGKILL restarts with every approval, device and revocation intact', function () {
   this.timeout(60_000);
   const t = tempDir();
-  after(() => t.cleanup());
+  after(() => {
+    for (const c of Child.all) c.proc.kill('SIGKILL');
+    t.cleanup();
+  });
 
   it('keeps allowlist consumption, devices, pending requests, rejections and revocations across kill -9', async () => {
     const a = new TestDevice('crash-a');
