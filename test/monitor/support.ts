@@ -21,15 +21,8 @@ export interface FlagView {
 }
 
 /** An event as `GET /api/v1/events` shows it. */
-export interface EventView {
-  seq: number;
-  at: string;
-  kind: string;
-  deviceId?: string;
-  actor: string;
-  source?: string;
-  detail?: Record<string, unknown>;
-}
+export type { EventView } from '../../tools/oob/format.ts';
+import type { EventView } from '../../tools/oob/format.ts';
 
 /** Every flag in `status` (open by default), through the sidecar with the admin token. */
 export async function flags(f: AdminFixture, status: 'open' | 'cleared' | 'all' = 'open'): Promise<FlagView[]> {

@@ -16,7 +16,6 @@ import {
   EXT,
   GROUP_P256,
   HT,
-  RECORD_HEADER,
   Reader,
   SIG_ECDSA_SHA256,
   extension,
@@ -27,6 +26,7 @@ import {
   u16,
   vec16,
   vec8,
+  writeCidRecord,
   writeRecord,
 } from '../../src/transport/dtls/wire.ts';
 
@@ -148,16 +148,7 @@ export class DtlsClient {
     const seq = this.seq1++;
     const cid = this.serverCid;
     if (cid !== undefined && cid.length > 0) {
-      const enc = this.wr!.seal(CT.tls12Cid, DTLS12, 1, seq, cid, innerPlaintext(type, payload));
-      const b = Buffer.alloc(RECORD_HEADER + cid.length + enc.length);
-      b[0] = CT.tls12Cid;
-      b.writeUInt16BE(DTLS12, 1);
-      b.writeUInt16BE(1, 3);
-      b.writeUIntBE(seq, 5, 6);
-      cid.copy(b, 11);
-      b.writeUInt16BE(enc.length, 11 + cid.length);
-      enc.copy(b, 13 + cid.length);
-      return b;
+      return writeCidRecord(DTLS12, 1, seq, cid, this.wr!.seal(CT.tls12Cid, DTLS12, 1, seq, cid, innerPlaintext(type, payload)));
     }
     return writeRecord(type, DTLS12, 1, seq, this.wr!.seal(type, DTLS12, 1, seq, undefined, payload));
   }

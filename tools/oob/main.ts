@@ -1,3 +1,4 @@
+import type { ImportResult } from '../../src/admin/import.ts';
 /**
  * `oob`: the out-of-band admin tool of idprov. A client of the admin sidecar's HTTP API (`/api/v1`):
  * upload allowlists, see who is waiting, approve / reject / revoke, switch provisioning, follow the
@@ -72,20 +73,8 @@ interface PageView<T> {
   items: T[];
   next?: string;
 }
-interface RowProblem {
-  line: number;
-  id?: string;
-  message: string;
-}
-interface ImportView {
-  imported: boolean;
-  rows: number;
-  added: number;
-  updated: number;
-  invalid: number;
-  errors: RowProblem[];
-  warnings: RowProblem[];
-}
+/** What `POST /api/v1/allowlist` answers. */
+type ImportView = ImportResult;
 interface Jwk {
   kty: string;
   crv: string;

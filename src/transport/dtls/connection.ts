@@ -47,6 +47,7 @@ import {
   u16,
   vec16,
   vec8,
+  writeCidRecord,
   writeRecord,
   type ClientHello,
   type RecordView,
@@ -347,16 +348,7 @@ export class Connection {
     const seq = this.wrSeq1++;
     if (this.cidOut !== undefined && this.cidOut.length > 0) {
       const cid = this.cidOut;
-      const enc = c.seal(CT.tls12Cid, DTLS12, 1, seq, cid, innerPlaintext(type, payload));
-      const b = Buffer.allocUnsafe(RECORD_HEADER + cid.length + enc.length);
-      b[0] = CT.tls12Cid;
-      b.writeUInt16BE(DTLS12, 1);
-      b.writeUInt16BE(1, 3);
-      b.writeUIntBE(seq, 5, 6);
-      cid.copy(b, 11);
-      b.writeUInt16BE(enc.length, 11 + cid.length);
-      enc.copy(b, 13 + cid.length);
-      return b;
+      return writeCidRecord(DTLS12, 1, seq, cid, c.seal(CT.tls12Cid, DTLS12, 1, seq, cid, innerPlaintext(type, payload)));
     }
     return writeRecord(type, DTLS12, 1, seq, c.seal(type, DTLS12, 1, seq, undefined, payload));
   }

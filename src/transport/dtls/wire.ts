@@ -122,6 +122,22 @@ export function writeRecord(type: number, version: number, epoch: number, seq: n
   return b;
 }
 
+/**
+ * A `tls12_cid` record (RFC 9146 §4): the header carries the connection ID between the sequence
+ * number and the length; `enc` is the sealed inner plaintext.
+ */
+export function writeCidRecord(version: number, epoch: number, seq: number, cid: Buffer, enc: Buffer): Buffer {
+  const b = Buffer.allocUnsafe(RECORD_HEADER + cid.length + enc.length);
+  b[0] = CT.tls12Cid;
+  b.writeUInt16BE(version, 1);
+  b.writeUInt16BE(epoch, 3);
+  b.writeUIntBE(seq, 5, 6);
+  cid.copy(b, 11);
+  b.writeUInt16BE(enc.length, 11 + cid.length);
+  enc.copy(b, 13 + cid.length);
+  return b;
+}
+
 /** One handshake fragment (RFC 6347 §4.2.2). */
 export interface HandshakeFragment {
   msgType: number;
