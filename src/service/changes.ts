@@ -19,6 +19,7 @@ const COLLECTION_OF: Record<Mutation['kind'], Collection> = {
   'device.delete': 'devices',
   'pending.upsert': 'pending',
   'pending.delete': 'pending',
+  'pending.seen': 'pending',
   'revocation.put': 'revocations',
   'revocation.delete': 'revocations',
   'key.put': 'keys',

@@ -4,11 +4,11 @@
  * committed the record behind it. Transport-neutral: callers hand in payload bytes and get back an
  * {@link Outcome} (CoAP code, response body, Max-Age).
  */
-import type { ClientType, DeviceRecord, EventRecord, SubjectRecords } from '../domain.ts';
+import type { ClientType, DeviceRecord, EventRecord, PendingRecord, SubjectRecords } from '../domain.ts';
 import { ROLE_OF_TYPE } from '../domain.ts';
 import { ERROR_TABLE, ProvError, isProvError, type ProvErrorCode } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { decide, decideRefresh, type Decision, type PolicySettings } from '../policy/decide.ts';
+import { bytesEqual, decide, decideRefresh, type Decision, type PolicySettings } from '../policy/decide.ts';
 import { AddressTracker, MAX_MAC_PEERS, duplicateMacNote, holdFlagged, manyIdsNote } from '../policy/monitor.ts';
 import { BucketTable, addressOf } from '../policy/ratelimit.ts';
 import { parseSign1, sigStructure } from '../protocol/cose.ts';
@@ -311,7 +311,7 @@ export class ProvisioningService {
         };
       }
       case 'pending': {
-        const muts: Mutation[] = [{ kind: 'pending.upsert', pending: decision.pending }, ...flagMuts];
+        const muts: Mutation[] = [recordPending(rec.pending, decision.pending), ...flagMuts];
         // One event when the request first arrives (not per poll: 100k waiting devices poll often).
         if (decision.pending.count === 1) muts.push(this.event(now, 'provision.pending', req.id, 'device', req.source, { type: req.type }));
         // A new waiting request may push the table over its cap: drop the least recently seen.
@@ -486,4 +486,24 @@ export class ProvisioningService {
   load(id: string): Promise<SubjectRecords> {
     return this.d.store.loadSubject(id);
   }
+}
+
+/**
+ * The mutation that records a waiting request after a poll. A repeat poll that changes nothing but
+ * when and from where the device was seen (the common case: 100,000 devices polling) writes only
+ * those columns (`pending.seen`), never the status: an admin's approval or rejection committed
+ * between this poll's read and its write stands. A new request, or one whose key, type or MAC
+ * changed, is written whole.
+ */
+export function recordPending(prev: PendingRecord | undefined, next: PendingRecord): Mutation {
+  const seenOnly =
+    prev !== undefined &&
+    prev.status === next.status &&
+    prev.type === next.type &&
+    prev.firstSeen === next.firstSeen &&
+    bytesEqual(prev.pk, next.pk) &&
+    (prev.mac === undefined ? next.mac === undefined : bytesEqual(prev.mac, next.mac));
+  return seenOnly
+    ? { kind: 'pending.seen', id: next.id, lastSeen: next.lastSeen, count: next.count, source: next.source }
+    : { kind: 'pending.upsert', pending: next };
 }

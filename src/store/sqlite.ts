@@ -207,6 +207,10 @@ export interface SqliteStoreStats {
   largestGroup: number;
   /** Migrations applied by `open` (0 when the schema was already current). */
   migrationsApplied: number;
+  /** Groups written by the one-statement fast path (see `BATCH_SCHEMA`); counted in `transactions` too. */
+  batched: number;
+  /** Groups whose fast-path statement failed and that were re-run through the general path. */
+  batchFallbacks: number;
 }
 
 /** What {@link SqliteStore.diagnostics} reports. */
@@ -522,6 +526,97 @@ const ALLOW_UPDATE =
     )
     .join(', ');
 
+/**
+ * The group-commit fast path: one INSERT into this TEMP view writes a whole group of the common
+ * mutations (a provisioning's device row, allowlist consumption, waiting-request row, events) in ONE
+ * statement — one thread-pool round trip and one implicit (autocommit) transaction — instead of
+ * `BEGIN`, one statement per mutation and `COMMIT`. Each column is a JSON array (or NULL) of one
+ * kind's rows, unpacked by the INSTEAD OF trigger; see {@link batchOf} for the element layouts and
+ * for which groups qualify. The statement is atomic: when any part fails (an `allow.consume` of a
+ * missing or consumed entry RAISEs, or a CHECK fails), SQLite undoes all of it and the caller runs
+ * the group through the general path, which finds the failing call. TEMP objects live in this
+ * connection only and are not part of the schema (no migration).
+ */
+const BATCH_SCHEMA = `
+  CREATE TEMP VIEW apply_batch (consumes, devices, pending_deletes, pendings, pending_seen, events) AS SELECT NULL, NULL, NULL, NULL, NULL, NULL;
+  CREATE TEMP TRIGGER apply_batch_insert INSTEAD OF INSERT ON apply_batch BEGIN
+    SELECT RAISE(ABORT, 'idprov batch: allowlist entry is missing or already consumed')
+      WHERE EXISTS (SELECT 1 FROM json_each(NEW.consumes) j LEFT JOIN allowlist a ON a.id = j.value->>0
+                    WHERE a.id IS NULL OR a.consumed_at IS NOT NULL);
+    UPDATE allowlist SET consumed_at = j.value->>1 FROM json_each(NEW.consumes) j WHERE allowlist.id = j.value->>0;
+    INSERT INTO devices (${DEVICE_COLS.join(', ')})
+      SELECT value->>0, unhex(value->>1), unhex(value->>2), value->>3, value->>4, value->>5, value->>6, value->>7, value->>8, value->>9
+      FROM json_each(NEW.devices) WHERE true
+      ON CONFLICT(id) DO UPDATE SET ${DEVICE_COLS.filter((c) => c !== 'id').map((c) => `${c} = excluded.${c}`).join(', ')};
+    DELETE FROM pending WHERE id IN (SELECT value FROM json_each(NEW.pending_deletes));
+    INSERT INTO pending (${PENDING_COLS.join(', ')})
+      SELECT value->>0, unhex(value->>1), unhex(value->>2), value->>3, value->>4, value->>5, value->>6, value->>7, value->>8, value->>9, value->>10
+      FROM json_each(NEW.pendings) WHERE true
+      ON CONFLICT(id) DO UPDATE SET ${PENDING_COLS.filter((c) => c !== 'id').map((c) => `${c} = excluded.${c}`).join(', ')};
+    UPDATE pending SET last_seen = j.value->>1, count = j.value->>2, source = j.value->>3
+      FROM json_each(NEW.pending_seen) j WHERE pending.id = j.value->>0;
+    INSERT INTO events (at, kind, device_id, actor, source, detail)
+      SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5 FROM json_each(NEW.events) ORDER BY key;
+  END;
+`;
+
+/**
+ * The parameters of {@link WRITE_SQL.applyBatch} for `group`, or undefined when the group cannot take
+ * the fast path: a mutation kind other than the six below, or one row (allowlist entry, device,
+ * waiting request) touched twice — the trigger applies kinds in a fixed order, which is only the
+ * calls' order when no two mutations touch the same row. Events keep their order (json_each key).
+ */
+function batchOf(group: readonly QueuedCall[]): Param[] | undefined {
+  const consumes: unknown[] = [];
+  const devices: unknown[] = [];
+  const pendingDeletes: string[] = [];
+  const pendings: unknown[] = [];
+  const seen: unknown[] = [];
+  const events: unknown[] = [];
+  const touched = new Set<string>();
+  const touch = (key: string): boolean => touched.size !== touched.add(key).size;
+  for (const call of group) {
+    for (const m of call.mutations) {
+      switch (m.kind) {
+        case 'allow.consume':
+          if (!touch(`a${m.id}`)) return undefined;
+          consumes.push([m.id, m.at]);
+          break;
+        case 'device.upsert': {
+          const d = m.device;
+          if (!touch(`d${d.id}`)) return undefined;
+          devices.push([d.id, hex(d.pk), hex(d.mac), d.type, d.via, d.provisionedAt, d.lastSeen, d.source, d.lastCti, d.tokenExp]);
+          break;
+        }
+        case 'pending.delete':
+          if (!touch(`p${m.id}`)) return undefined;
+          pendingDeletes.push(m.id);
+          break;
+        case 'pending.upsert': {
+          const p = m.pending;
+          if (!touch(`p${p.id}`)) return undefined;
+          pendings.push([p.id, hex(p.pk), hex(p.mac), p.type, p.source, p.firstSeen, p.lastSeen, p.count, p.status, p.decidedAt, p.decidedBy]);
+          break;
+        }
+        case 'pending.seen':
+          if (!touch(`p${m.id}`)) return undefined;
+          seen.push([m.id, m.lastSeen, m.count, m.source]);
+          break;
+        case 'event': {
+          const e = m.event;
+          events.push([e.at, e.kind, e.deviceId, e.actor, e.source, e.detail === undefined ? null : JSON.stringify(e.detail)]);
+          break;
+        }
+        default:
+          return undefined;
+      }
+    }
+  }
+  // JSON.stringify writes undefined array elements as null.
+  const json = (a: unknown[]): string | null => (a.length > 0 ? JSON.stringify(a) : null);
+  return [json(consumes), json(devices), json(pendingDeletes), json(pendings), json(seen), json(events)];
+}
+
 const WRITE_SQL = {
   begin: 'BEGIN IMMEDIATE',
   commit: 'COMMIT',
@@ -529,6 +624,8 @@ const WRITE_SQL = {
   savepoint: 'SAVEPOINT apply_call',
   release: 'RELEASE apply_call',
   rollbackTo: 'ROLLBACK TO apply_call',
+  applyBatch: 'INSERT INTO apply_batch (consumes, devices, pending_deletes, pendings, pending_seen, events) VALUES (?, ?, ?, ?, ?, ?)',
+  pendingSeen: 'UPDATE pending SET last_seen = ?, count = ?, source = ? WHERE id = ?',
   allowUpsert: `INSERT INTO allowlist (${ALLOW_COLS.join(', ')}) VALUES (${ALLOW_COLS.map(() => '?').join(', ')}) ${ALLOW_UPDATE}`,
   // Elements are [id, hex pk, hex mac, secret, type, expires, created_at, consumed_at]; `WHERE true`
   // keeps the parser from reading ON CONFLICT as a join constraint.
@@ -669,6 +766,8 @@ export class SqliteStore implements Store {
     failedCalls: 0,
     largestGroup: 0,
     migrationsApplied: 0,
+    batched: 0,
+    batchFallbacks: 0,
   };
 
   private queue: QueuedCall[] = [];
@@ -730,6 +829,7 @@ export class SqliteStore implements Store {
       }
       await execSql(writer, 'PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -16384');
       const applied = await migrate(writer, opts.migrations ?? MIGRATIONS, log);
+      await execSql(writer, BATCH_SCHEMA);
       const w = await prepareAll(writer, WRITE_SQL, prepared);
 
       const readers: ReadConnection[] = [];
@@ -921,6 +1021,20 @@ export class SqliteStore implements Store {
     }
     let open = false;
     try {
+      const batch = batchOf(group);
+      if (batch !== undefined) {
+        try {
+          await run(this.w.applyBatch, batch);
+          this.stats.transactions++;
+          this.stats.commits++;
+          this.stats.batched++;
+          return undefined;
+        } catch {
+          // Nothing of the group was applied (one statement, rolled back whole): the general path
+          // below runs it again and tells which call failed, or fails the group as before.
+          this.stats.batchFallbacks++;
+        }
+      }
       let savepointFrom = group.length;
       for (let pass = 0; ; pass++) {
         if (!group.some((c) => c.error === undefined && c.mutations.length > 0)) return undefined;
@@ -1078,6 +1192,9 @@ export class SqliteStore implements Store {
       }
       case 'pending.delete':
         await run(w.pendingDelete, [m.id]);
+        return;
+      case 'pending.seen':
+        await run(w.pendingSeen, [m.lastSeen, m.count, m.source, m.id]);
         return;
       case 'revocation.put': {
         const v = m.revocation;

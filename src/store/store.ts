@@ -30,6 +30,12 @@ export type Mutation =
   | { kind: 'device.delete'; id: string }
   | { kind: 'pending.upsert'; pending: PendingRecord }
   | { kind: 'pending.delete'; id: string }
+  /**
+   * A waiting device polled again: sets `lastSeen`, `count` and `source` of its request and nothing
+   * else — never `status`, so a poll that read the request before an admin decided it cannot undo
+   * that decision. No-op when the request is gone.
+   */
+  | { kind: 'pending.seen'; id: string; lastSeen: number; count: number; source: string }
   | { kind: 'revocation.put'; revocation: Revocation }
   | { kind: 'revocation.delete'; id: string }
   | { kind: 'key.put'; key: TokenKeyRecord }

@@ -6,7 +6,7 @@ import { DEFAULT_POLICY } from '../../src/policy/decide.ts';
 import { parseSign1 } from '../../src/protocol/cose.ts';
 import { decodeClaims } from '../../src/protocol/cwt.ts';
 import { AdminService, ensureTokenKey } from '../../src/service/admin.ts';
-import { ProvisioningService, type Outcome, type ServiceSettings } from '../../src/service/provisioning.ts';
+import { ProvisioningService, recordPending, type Outcome, type ServiceSettings } from '../../src/service/provisioning.ts';
 import { SqliteStore } from '../../src/store/sqlite.ts';
 import type { Mutation, Store } from '../../src/store/store.ts';
 import { keyFingerprint } from '../../src/tokens/ed25519.ts';
@@ -149,6 +149,42 @@ describe('provisioning service end to end on a real SQLite store (PROTOCOL.md §
     assert.equal(out.code, '2.01');
     assert.equal((await r.store.getDevice(dev.id))?.via, 'admin');
     assert.equal(await r.store.getPending(dev.id), undefined);
+  });
+
+  it('keeps an admin approval committed while a poll of the same device is in flight', async () => {
+    // The poll reads the waiting request (status pending); the admin approves before the poll writes.
+    let racing: (() => Promise<void>) | undefined;
+    const raced = await rig({
+      wrapStore: (inner) =>
+        new Proxy(inner, {
+          get(target, prop, recv) {
+            if (prop !== 'loadSubject') return Reflect.get(target, prop, recv) as unknown;
+            return async (id: string) => {
+              const rec = await target.loadSubject(id);
+              const go = racing;
+              racing = undefined;
+              if (go) await go();
+              return rec;
+            };
+          },
+        }),
+    });
+    try {
+      const dev = new TestDevice('race-1');
+      const out = await provision(raced, dev);
+      assert.equal(out.body.status, 1);
+      racing = () => raced.admin.approve(dev.id, { fingerprint: keyFingerprint(dev.pk) }, { by: 'admin:alice' }).then(() => undefined);
+      const poll = await raced.svc.request(dev.request({ nonce: out.body.nonce! }), raced.ctx);
+      assert.equal(poll.body.status, 1, 'this poll read the request before the approval');
+      assert.equal(racing, undefined, 'the approval ran inside the poll');
+      const p = await raced.store.getPending(dev.id);
+      assert.equal(p?.status, 'approved', 'the poll did not undo the approval');
+      assert.equal(p?.count, 2, 'and still counted');
+      const next = await raced.svc.request(dev.request({ nonce: poll.body.nonce! }), raced.ctx);
+      assert.equal(next.code, '2.01');
+    } finally {
+      await raced.close();
+    }
   });
 
   it('keeps a device pending and flags it when it asks with another key after approval', async () => {
@@ -314,5 +350,25 @@ describe('durability: a token is only sent after its record is committed', () =>
     } finally {
       await r.close();
     }
+  });
+});
+
+describe('recordPending', () => {
+  const prev = { id: 'p', pk: new Uint8Array(32).fill(1), type: 0 as const, source: '192.0.2.1:1', firstSeen: T0, lastSeen: T0, count: 1, status: 'pending' as const };
+  const next = { ...prev, source: '192.0.2.2:2', lastSeen: T0 + 60, count: 2 };
+
+  it('writes only lastSeen, count and source for a repeat poll that changes nothing else', () => {
+    assert.deepEqual(recordPending(prev, next), { kind: 'pending.seen', id: 'p', lastSeen: T0 + 60, count: 2, source: '192.0.2.2:2' });
+    const withMac = { ...prev, mac: new Uint8Array([1, 2, 3, 4, 5, 6]) };
+    assert.equal(recordPending(withMac, { ...next, mac: new Uint8Array([1, 2, 3, 4, 5, 6]) }).kind, 'pending.seen');
+  });
+
+  it('writes the whole request when it is new or its key, type, MAC or status changed', () => {
+    assert.equal(recordPending(undefined, next).kind, 'pending.upsert');
+    assert.equal(recordPending(prev, { ...next, pk: new Uint8Array(32).fill(2) }).kind, 'pending.upsert');
+    assert.equal(recordPending(prev, { ...next, type: 1 }).kind, 'pending.upsert');
+    assert.equal(recordPending(prev, { ...next, mac: new Uint8Array([1, 2, 3, 4, 5, 6]) }).kind, 'pending.upsert');
+    assert.equal(recordPending({ ...prev, mac: new Uint8Array([1, 2, 3, 4, 5, 6]) }, next).kind, 'pending.upsert');
+    assert.equal(recordPending(prev, { ...next, status: 'approved' }).kind, 'pending.upsert');
   });
 });

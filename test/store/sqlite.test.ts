@@ -412,6 +412,127 @@ describe('SqliteStore', () => {
       assert.equal(counts.devices, 0);
     });
 
+    describe('one-statement fast path', () => {
+      /** What one approval writes: consume the entry, the device row, drop its waiting request, an event. */
+      function approval(id: string, i: number): Mutation[] {
+        return [
+          { kind: 'allow.consume', id, at: T0 + i },
+          { kind: 'device.upsert', device: { ...fullDevice, id, lastCti: `cti-${i}`, tokenExp: T0 + 1000 + i } },
+          { kind: 'pending.delete', id },
+          { kind: 'event', event: { at: T0 + i, kind: 'provision.approved', deviceId: id, actor: 'device', source: '192.0.2.1:5683', detail: { i, note: 'q"\\é' } } },
+        ];
+      }
+      async function seed(n: number): Promise<void> {
+        await store.apply([
+          ...Array.from({ length: n }, (_, i) => upsertAllow(`fp-${i}`)),
+          ...Array.from({ length: n }, (_, i): Mutation => ({ kind: 'pending.upsert', pending: { ...minimalPending, id: `fp-${i}` } })),
+        ]);
+      }
+
+      it('writes a group of approvals as one statement with the same records and event order as call by call', async () => {
+        await seed(12);
+        const before = { ...store.stats };
+        await Promise.all(Array.from({ length: 12 }, (_, i) => store.apply(approval(`fp-${i}`, i))));
+        assert.equal(store.stats.batched - before.batched, 1, 'one fast-path statement');
+        assert.equal(store.stats.transactions - before.transactions, 1);
+        assert.equal(store.stats.batchFallbacks, before.batchFallbacks);
+        for (let i = 0; i < 12; i++) {
+          const rec = await store.loadSubject(`fp-${i}`);
+          assert.equal(rec.allow?.consumedAt, T0 + i);
+          assert.deepEqual(rec.device, { ...fullDevice, id: `fp-${i}`, lastCti: `cti-${i}`, tokenExp: T0 + 1000 + i });
+          assert.equal(rec.pending, undefined);
+        }
+        const events = (await store.listEvents(0, 100)).filter((e) => e.kind === 'provision.approved');
+        assert.deepEqual(events.map((e) => e.deviceId), Array.from({ length: 12 }, (_, i) => `fp-${i}`));
+        assert.deepEqual(events[3]!.detail, { i: 3, note: 'q"\\é' });
+        assert.equal(events[3]!.source, '192.0.2.1:5683');
+        assert.equal((await store.counts()).pending, 0);
+      });
+
+      it('round-trips devices and waiting requests with every optional field and with none', async () => {
+        const before = store.stats.batched;
+        await store.apply([
+          { kind: 'device.upsert', device: fullDevice },
+          { kind: 'device.upsert', device: minimalDevice },
+          { kind: 'pending.upsert', pending: fullPending },
+          { kind: 'pending.upsert', pending: minimalPending },
+        ]);
+        assert.equal(store.stats.batched - before, 1);
+        assert.deepEqual(await store.getDevice('dev-full'), fullDevice);
+        assert.deepEqual(await store.getDevice('dev-min'), minimalDevice);
+        assert.deepEqual(await store.getPending('dev-full'), fullPending);
+        assert.deepEqual(await store.getPending('dev-min'), minimalPending);
+      });
+
+      it('falls back when one consume conflicts: that call fails with conflict, writing nothing, the others commit', async () => {
+        await seed(6);
+        await store.apply([{ kind: 'allow.consume', id: 'fp-3', at: T0 }]); // spent before the group
+        const before = { ...store.stats };
+        const results = await Promise.allSettled(Array.from({ length: 6 }, (_, i) => store.apply(approval(`fp-${i}`, i))));
+        assert.equal(store.stats.batchFallbacks - before.batchFallbacks, 1);
+        assert.equal(store.stats.batched, before.batched);
+        results.forEach((r, i) => assert.equal(r.status, i === 3 ? 'rejected' : 'fulfilled', `call ${i}`));
+        assert.equal(((results[3] as PromiseRejectedResult).reason as { code: string }).code, 'conflict');
+        const spent = await store.loadSubject('fp-3');
+        assert.equal(spent.device, undefined, 'the failed call wrote no device');
+        assert.equal(spent.allow?.consumedAt, T0, 'the earlier consumption stands');
+        assert.ok(spent.pending, 'its waiting request stays');
+        for (const i of [0, 1, 2, 4, 5]) assert.ok((await store.loadSubject(`fp-${i}`)).device, `device fp-${i}`);
+        assert.equal((await store.listEvents(0, 100)).filter((e) => e.kind === 'provision.approved').length, 5);
+      });
+
+      it('falls back when a record breaks a CHECK: that call fails with internal, the others commit', async () => {
+        await seed(4);
+        const before = store.stats.batchFallbacks;
+        const results = await Promise.allSettled([
+          store.apply(approval('fp-0', 0)),
+          store.apply([{ kind: 'event', event: { at: T0, kind: 'x', actor: 'system' } }, invalidDevice('fp-1')]),
+          store.apply(approval('fp-2', 2)),
+        ]);
+        assert.equal(store.stats.batchFallbacks - before, 1);
+        assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled']);
+        assert.equal(((results[1] as PromiseRejectedResult).reason as { code: string }).code, 'internal');
+        assert.equal((await store.loadSubject('fp-1')).device, undefined);
+        assert.equal((await store.listEvents(0, 100)).filter((e) => e.kind === 'x').length, 0, 'nothing of the failed call');
+      });
+
+      it('keeps call order through the general path when two calls of a group touch the same row', async () => {
+        const before = store.stats.batched;
+        await Promise.all([
+          store.apply([{ kind: 'pending.upsert', pending: { ...minimalPending, id: 'same', count: 1 } }]),
+          store.apply([{ kind: 'pending.delete', id: 'same' }]),
+          store.apply([{ kind: 'pending.upsert', pending: { ...minimalPending, id: 'same', count: 3 } }]),
+          store.apply([{ kind: 'device.upsert', device: { ...minimalDevice, id: 'twice', lastSeen: T0 + 1 } }]),
+          store.apply([{ kind: 'device.upsert', device: { ...minimalDevice, id: 'twice', lastSeen: T0 + 2 } }]),
+        ]);
+        assert.equal(store.stats.batched, before, 'not batched');
+        assert.equal((await store.getPending('same'))?.count, 3);
+        assert.equal((await store.getDevice('twice'))?.lastSeen, T0 + 2);
+      });
+
+      it('pending.seen sets when, how often and from where only, keeps the status, and ignores a missing request (both paths)', async () => {
+        const approved: PendingRecord = { ...fullPending, id: 'seen-a', status: 'approved' };
+        await store.apply([{ kind: 'pending.upsert', pending: approved }]);
+        const seen = (id: string, n: number): Mutation => ({ kind: 'pending.seen', id, lastSeen: T0 + 1000 + n, count: 40 + n, source: `198.51.100.${n}:5683` });
+        const before = store.stats.batched;
+        await store.apply([seen('seen-a', 1), seen('seen-missing', 2)]);
+        assert.equal(store.stats.batched - before, 1, 'batched');
+        assert.deepEqual(await store.getPending('seen-a'), { ...approved, lastSeen: T0 + 1001, count: 41, source: '198.51.100.1:5683' });
+        assert.equal(await store.getPending('seen-missing'), undefined);
+        // The general path (with a mutation the fast path does not take), same result.
+        await store.apply([seen('seen-a', 3), upsertAllow('seen-general')]);
+        assert.equal(store.stats.batched - before, 1, 'not batched');
+        assert.deepEqual(await store.getPending('seen-a'), { ...approved, lastSeen: T0 + 1003, count: 43, source: '198.51.100.3:5683' });
+      });
+
+      it('takes the general path for other mutation kinds', async () => {
+        const before = store.stats.batched;
+        await store.apply([upsertAllow('other'), { kind: 'event', event: { at: T0, kind: 'k', actor: 'system' } }]);
+        assert.equal(store.stats.batched, before);
+        assert.ok(await store.getAllow('other'));
+      });
+    });
+
     it('rolls back a lone call that fails half-way', async () => {
       await rejectsWith(store.apply([upsertAllow('a'), upsertAllow('b'), invalidDevice('c')]), 'internal');
       assert.equal((await store.counts()).allowlist, 0);

@@ -375,8 +375,8 @@ async function dtlsOp(job: LoadCommon, suites: Record<string, number>): Promise<
 // ------------------------------------------------------------------------------------------------
 // Runners.
 
-const NO_CPU = { user: 0, system: 0 };
-function cpuAt(pid: number | undefined): { user: number; system: number } {
+const NO_CPU = { user: 0, system: 0, main: 0 };
+function cpuAt(pid: number | undefined): { user: number; system: number; main: number } {
   try {
     return pid === undefined ? NO_CPU : cpuTimes(pid);
   } catch {
@@ -384,7 +384,7 @@ function cpuAt(pid: number | undefined): { user: number; system: number } {
   }
 }
 
-function serverStats(pid: number | undefined, cpu0: { user: number; system: number }, wait0: number, seconds: number, ops: number): ServerSample | undefined {
+function serverStats(pid: number | undefined, cpu0: { user: number; system: number; main: number }, wait0: number, seconds: number, ops: number): ServerSample | undefined {
   if (pid === undefined) return undefined;
   try {
     const now = cpuTimes(pid);
@@ -393,6 +393,7 @@ function serverStats(pid: number | undefined, cpu0: { user: number; system: numb
     return {
       cpuSeconds: cpu,
       systemSeconds: now.system - cpu0.system,
+      mainThreadSeconds: now.main - cpu0.main,
       cpuPerOpUs: ops > 0 ? (cpu / ops) * 1e6 : NaN,
       cpuPct: (cpu / seconds) * 100,
       rssMb: memMb(pid, 'VmRSS'),

@@ -74,7 +74,7 @@ export interface Ctx {
   log: (msg: string) => void;
 }
 
-async function load(ctx: Ctx, job: Job): Promise<LoadResult> {
+export async function load(ctx: Ctx, job: Job): Promise<LoadResult> {
   const r = await ctx.gen.run(job);
   if (!r.ok) throw new Error(r.error);
   if (r.kind !== 'load') throw new Error(`unexpected reply ${r.kind}`);
@@ -93,7 +93,7 @@ const fmtErr = (r: LoadResult): string => {
 };
 const line = (what: string, r: LoadResult): string =>
   `${what}: ${round(r.opsPerSec, 0)}/s p50 ${r.latency.p50} ms p99 ${r.latency.p99} ms` +
-  (r.server ? ` server ${round(r.server.cpuPerOpUs, 1)} µs/op ${round(r.server.cpuPct, 0)}% cpu ${round(r.server.waitPct, 0)}% waiting` : '') +
+  (r.server ? ` server ${round(r.server.cpuPerOpUs, 1)} µs/op (main thread ${round(r.server.cpuSeconds > 0 ? (r.server.mainThreadSeconds / r.server.cpuSeconds) * 100 : NaN, 0)}%) ${round(r.server.cpuPct, 0)}% cpu ${round(r.server.waitPct, 0)}% waiting` : '') +
   ` gen ${round(r.generatorCpuPct, 0)}% cpu ${round(r.generatorWaitPct, 0)}% waiting (${r.stoppedBy})${fmtErr(r)}`;
 
 // ------------------------------------------------------------------------------------------------
@@ -250,7 +250,7 @@ export interface S2 {
 export type S3 = Omit<S2, 'allowlistImported' | 'mintMs' | 'sizes'> & { devices: number };
 
 /** Make `count` devices in the generator and import their keys through the sidecar. */
-async function provideDevices(ctx: Ctx, srv: IdprovServer, count: number, reset = false): Promise<{ imported: number; mintMs: number }> {
+export async function provideDevices(ctx: Ctx, srv: IdprovServer, count: number, reset = false): Promise<{ imported: number; mintMs: number }> {
   const r = await gen(ctx, { kind: 'mint', count, idPrefix: 'bench-', reset });
   if (r.kind === 'mint' && r.ids.length === 0) return { imported: 0, mintMs: r.ms };
   if (r.kind !== 'mint') throw new Error('mint failed');

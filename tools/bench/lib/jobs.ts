@@ -61,6 +61,8 @@ export interface ServerSample {
   cpuSeconds: number;
   /** The kernel's share of cpuSeconds (stime: syscalls, fsync, UDP). */
   systemSeconds: number;
+  /** The main (JavaScript) thread's share of cpuSeconds; NaN when /proc has no per-thread figures. */
+  mainThreadSeconds: number;
   /** Server CPU per completed operation (µs). */
   cpuPerOpUs: number;
   /** Server CPU use during the window, % of one core. */

@@ -23,9 +23,25 @@ export function cpuSeconds(pid: number): number {
   return t.user + t.system;
 }
 
-/** User and system CPU seconds of process `pid` (/proc/PID/stat utime, stime). */
-export function cpuTimes(pid: number): { user: number; system: number } {
-  const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+/**
+ * User and system CPU seconds of process `pid` (/proc/PID/stat utime, stime, every thread), and of
+ * its main thread alone (/proc/PID/task/PID/stat: for Node, the JavaScript thread; the rest is the
+ * libuv pool that runs SQLite and crypto jobs, and V8's GC and compiler threads).
+ */
+export function cpuTimes(pid: number): { user: number; system: number; main: number } {
+  const all = statTimes(`/proc/${pid}/stat`);
+  let main = NaN;
+  try {
+    const m = statTimes(`/proc/${pid}/task/${pid}/stat`);
+    main = m.user + m.system;
+  } catch {
+    // no per-thread accounting here
+  }
+  return { ...all, main };
+}
+
+function statTimes(file: string): { user: number; system: number } {
+  const s = readFileSync(file, 'utf8');
   // The command name (field 2) may contain spaces; fields after the closing parenthesis are fixed.
   const rest = s.slice(s.lastIndexOf(')') + 2).split(' ');
   // rest[0] is field 3 (state); utime is field 14, stime field 15.
