@@ -74,6 +74,49 @@ export interface Ctx {
   log: (msg: string) => void;
 }
 
+/** The server's Prometheus text (the hub role may read /metrics). */
+async function metricsText(srv: IdprovServer): Promise<string> {
+  const r = await fetch(`http://127.0.0.1:${srv.adminPort}/metrics`, { headers: { authorization: `Bearer ${srv.adminToken}` } });
+  return r.text();
+}
+
+function metricValue(text: string, name: string, label?: string): number {
+  let sum = 0;
+  let found = false;
+  const re = new RegExp(`^\\w*${name}(\\{[^}]*\\})? ([0-9.e+-]+)$`, 'gm');
+  for (let m = re.exec(text); m; m = re.exec(text)) {
+    if (label !== undefined && !(m[1] ?? '').includes(label)) continue;
+    sum += Number(m[2]);
+    found = true;
+  }
+  return found ? sum : NaN;
+}
+
+/**
+ * {@link load} against an idprov server, also reading its event-loop delay and GC pauses over the
+ * window from /metrics: prom-client resets the delay histogram at each scrape, so the scrape before
+ * the run starts the window; GC figures are the difference of two scrapes (the warm-up included).
+ */
+async function idprovLoad(ctx: Ctx, srv: IdprovServer, job: Job): Promise<LoadResult> {
+  const before = await metricsText(srv).catch(() => '');
+  const res = await load(ctx, job);
+  const after = await metricsText(srv).catch(() => '');
+  if (before && after) {
+    const gcCount = metricValue(after, 'nodejs_gc_duration_seconds_count') - metricValue(before, 'nodejs_gc_duration_seconds_count');
+    const gcMs = (metricValue(after, 'nodejs_gc_duration_seconds_sum') - metricValue(before, 'nodejs_gc_duration_seconds_sum')) * 1000;
+    const span = res.seconds + ('warmupMs' in job ? job.warmupMs / 1000 : 0);
+    const beyond = (v: number): number => Math.max(0, v * 1000 - 10);
+    res.serverLoop = {
+      delayP99Ms: beyond(metricValue(after, 'nodejs_eventloop_lag_p99_seconds')),
+      delayMaxMs: beyond(metricValue(after, 'nodejs_eventloop_lag_max_seconds')),
+      gcCount,
+      gcMs,
+      gcMsPerSec: span > 0 ? gcMs / span : NaN,
+    };
+  }
+  return res;
+}
+
 export async function load(ctx: Ctx, job: Job): Promise<LoadResult> {
   const r = await ctx.gen.run(job);
   if (!r.ok) throw new Error(r.error);
@@ -94,7 +137,9 @@ const fmtErr = (r: LoadResult): string => {
 const line = (what: string, r: LoadResult): string =>
   `${what}: ${round(r.opsPerSec, 0)}/s p50 ${r.latency.p50} ms p99 ${r.latency.p99} ms` +
   (r.server ? ` server ${round(r.server.cpuPerOpUs, 1)} µs/op (main thread ${round(r.server.cpuSeconds > 0 ? (r.server.mainThreadSeconds / r.server.cpuSeconds) * 100 : NaN, 0)}%) ${round(r.server.cpuPct, 0)}% cpu ${round(r.server.waitPct, 0)}% waiting` : '') +
-  ` gen ${round(r.generatorCpuPct, 0)}% cpu ${round(r.generatorWaitPct, 0)}% waiting (${r.stoppedBy})${fmtErr(r)}`;
+  ` gen ${round(r.generatorCpuPct, 0)}% cpu ${round(r.generatorWaitPct, 0)}% waiting (${r.stoppedBy})` +
+  (r.serverLoop ? ` loop delay p99 ${round(r.serverLoop.delayP99Ms, 1)} max ${round(r.serverLoop.delayMaxMs, 1)} ms, GC ${round(r.serverLoop.gcMsPerSec, 1)} ms/s` : '') +
+  fmtErr(r);
 
 // ------------------------------------------------------------------------------------------------
 // Crypto floor.
@@ -284,7 +329,7 @@ export async function scenarios2and3(ctx: Ctx, floor: Floor | undefined, after?:
       const d = await provideDevices(ctx, srv, devicesFor(best, window), points.length === 0);
       imported += d.imported;
       mintMs += d.mintMs;
-      const res = await load(ctx, { kind: 'closed', op: 'prov', target: { host: '127.0.0.1', port: srv.coapPort }, concurrency: n, warmupMs: m.warmupMs, durationMs: m.durationMs, maxOps: 1_000_000, serverPid: srv.pid });
+      const res = await idprovLoad(ctx, srv, { kind: 'closed', op: 'prov', target: { host: '127.0.0.1', port: srv.coapPort }, concurrency: n, warmupMs: m.warmupMs, durationMs: m.durationMs, maxOps: 1_000_000, serverPid: srv.pid });
       best = Math.max(best, res.opsPerSec);
       const floorRatio = floor && res.server ? res.server.cpuPerOpUs / floor.provisionUs : NaN;
       points.push({ n, result: res, floorRatio });
@@ -297,7 +342,7 @@ export async function scenarios2and3(ctx: Ctx, floor: Floor | undefined, after?:
       const d = await provideDevices(ctx, srv, Math.ceil(rate * 1.3 * (window / 1000)) + 200);
       imported += d.imported;
       mintMs += d.mintMs;
-      const res = await load(ctx, { kind: 'open', op: 'prov', target: { host: '127.0.0.1', port: srv.coapPort }, rate, slots: 256, warmupMs: m.warmupMs, durationMs: m.durationMs, maxOps: 1_000_000, serverPid: srv.pid });
+      const res = await idprovLoad(ctx, srv, { kind: 'open', op: 'prov', target: { host: '127.0.0.1', port: srv.coapPort }, rate, slots: 256, warmupMs: m.warmupMs, durationMs: m.durationMs, maxOps: 1_000_000, serverPid: srv.pid });
       half = { rate, result: res };
       ctx.log(line(`  S2 provisioning at half load (${rate}/s open loop)`, res));
     }
@@ -310,7 +355,7 @@ export async function scenarios2and3(ctx: Ctx, floor: Floor | undefined, after?:
     const rpoints: ProvPoint[] = [];
     let rbest = 0;
     for (const n of m.concurrency) {
-      const res = await load(ctx, { kind: 'closed', op: 'refresh', target: { host: '127.0.0.1', port: srv.coapPort }, concurrency: n, warmupMs: m.warmupMs, durationMs: m.durationMs, maxOps: 1_000_000, serverPid: srv.pid });
+      const res = await idprovLoad(ctx, srv, { kind: 'closed', op: 'refresh', target: { host: '127.0.0.1', port: srv.coapPort }, concurrency: n, warmupMs: m.warmupMs, durationMs: m.durationMs, maxOps: 1_000_000, serverPid: srv.pid });
       rbest = Math.max(rbest, res.opsPerSec);
       const floorRatio = floor && res.server ? res.server.cpuPerOpUs / floor.refreshUs : NaN;
       rpoints.push({ n, result: res, floorRatio });
@@ -319,7 +364,7 @@ export async function scenarios2and3(ctx: Ctx, floor: Floor | undefined, after?:
     let rhalf: HalfLoad | undefined;
     if (rbest > 0) {
       const rate = Math.max(1, Math.round(rbest / 2));
-      const res = await load(ctx, { kind: 'open', op: 'refresh', target: { host: '127.0.0.1', port: srv.coapPort }, rate, slots: 256, warmupMs: m.warmupMs, durationMs: m.durationMs, maxOps: 1_000_000, serverPid: srv.pid });
+      const res = await idprovLoad(ctx, srv, { kind: 'open', op: 'refresh', target: { host: '127.0.0.1', port: srv.coapPort }, rate, slots: 256, warmupMs: m.warmupMs, durationMs: m.durationMs, maxOps: 1_000_000, serverPid: srv.pid });
       rhalf = { rate, result: res };
       ctx.log(line(`  S3 refresh at half load (${rate}/s open loop)`, res));
     }
@@ -485,7 +530,7 @@ export async function scenario6(ctx: Ctx): Promise<S6> {
   try {
     await sleep(300);
     const rssIdleMb = memMb(srv.pid);
-    const res = await load(ctx, { kind: 'open', op: 'poll', target: { host: '127.0.0.1', port: srv.coapPort }, rate, slots: 128, warmupMs: m.warmupMs, durationMs: m.pendingWindowMs, maxOps: 10_000_000, serverPid: srv.pid });
+    const res = await idprovLoad(ctx, srv, { kind: 'open', op: 'poll', target: { host: '127.0.0.1', port: srv.coapPort }, rate, slots: 128, warmupMs: m.warmupMs, durationMs: m.pendingWindowMs, maxOps: 10_000_000, serverPid: srv.pid });
     ctx.log(line(`  S6 ${devices} pending, polling ${rate}/s`, res) + ` RSS ${round(res.server?.rssMb ?? NaN, 0)} MB`);
     return { devices, rate, seedSeconds, rssIdleMb, result: res, command: srv.command };
   } finally {

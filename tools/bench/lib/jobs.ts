@@ -73,6 +73,20 @@ export interface ServerSample {
   waitPct: number;
 }
 
+export interface ServerLoop {
+  /**
+   * Event-loop delay over the window beyond the 10 ms sampling timer (perf_hooks
+   * monitorEventLoopDelay through prom-client): how long a ready callback — a datagram, a finished
+   * SQLite statement — could wait for the main thread. p99 and max, ms.
+   */
+  delayP99Ms: number;
+  delayMaxMs: number;
+  /** Garbage-collection pauses of the main thread: count, total ms, and ms per second of window. */
+  gcCount: number;
+  gcMs: number;
+  gcMsPerSec: number;
+}
+
 export interface SoakSample {
   /** Seconds since the timed window started. */
   t: number;
@@ -120,6 +134,8 @@ export interface LoadResult {
   /** % of the window the generator's main thread waited for a CPU. */
   generatorWaitPct: number;
   server?: ServerSample;
+  /** Event-loop delay and GC of an idprov server over the window (its /metrics), when read. */
+  serverLoop?: ServerLoop;
   samples?: SoakSample[];
   sizes?: Sizes;
   /** DTLS: the cipher suites negotiated (hex code → count). */
