@@ -22,6 +22,7 @@ import { ProvisioningService, type Outcome } from './service/provisioning.ts';
 import { SqliteStore } from './store/sqlite.ts';
 import type { Store } from './store/store.ts';
 import { TokenKeyring } from './tokens/keyring.ts';
+import { pooledRandom } from './tokens/random.ts';
 import { CoapServer, type CoapRequest, type CoapResponse } from './transport/coap/engine.ts';
 import { UdpTransport } from './transport/coap/udp.ts';
 import { loadOrCreateCertificate } from './transport/dtls/cert.ts';
@@ -218,7 +219,7 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
       keyring,
       log: log.child({ c: 'prov' }),
       clock,
-      random: randomBytes,
+      random: pooledRandom(),
       nonceSecret: Buffer.from(secretHex, 'hex'),
       settings: {
         issuer: cfg.issuer,
