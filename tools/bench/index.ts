@@ -10,6 +10,8 @@
  * Results: bench-results/<timestamp>.json and bench-results/latest.json, and docs/benchmarks.md with
  * docs/bench-throughput.svg (regenerated from the JSON). Servers run pinned to one core and the load
  * generator (tools/bench/loadgen.ts, a separate process) to another, with `taskset -c`, when possible.
+ * Scenario 4's handshakes come from an OpenSSL C client (tools/dtls-peers/openssl-loadgen.c, built per
+ * run by lib/cload.ts) when it builds, else from the Node generator (BENCH_DTLS_GENERATOR=node forces it).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -28,7 +28,7 @@ import { rawPublicKey } from '../../src/tokens/ed25519.ts';
 import { benchImport } from './import.ts';
 import type { Job, LoadCommon, LoadResult, Reply, ServerSample, Sizes, SoakSample } from './lib/jobs.ts';
 import { summarize } from './lib/stats.ts';
-import { cpuTimes, memMb, runqueueWaitNs } from './lib/sys.ts';
+import { NO_CPU, cpuAt, memMb, runqueueWaitNs, serverStats } from './lib/sys.ts';
 
 const GET = 1;
 const POST = 2;
@@ -374,36 +374,6 @@ async function dtlsOp(job: LoadCommon, suites: Record<string, number>): Promise<
 
 // ------------------------------------------------------------------------------------------------
 // Runners.
-
-const NO_CPU = { user: 0, system: 0, main: 0 };
-function cpuAt(pid: number | undefined): { user: number; system: number; main: number } {
-  try {
-    return pid === undefined ? NO_CPU : cpuTimes(pid);
-  } catch {
-    return NO_CPU;
-  }
-}
-
-function serverStats(pid: number | undefined, cpu0: { user: number; system: number; main: number }, wait0: number, seconds: number, ops: number): ServerSample | undefined {
-  if (pid === undefined) return undefined;
-  try {
-    const now = cpuTimes(pid);
-    const waitPct = ((runqueueWaitNs(pid) - wait0) / 1e9 / seconds) * 100;
-    const cpu = now.user + now.system - cpu0.user - cpu0.system;
-    return {
-      cpuSeconds: cpu,
-      systemSeconds: now.system - cpu0.system,
-      mainThreadSeconds: now.main - cpu0.main,
-      cpuPerOpUs: ops > 0 ? (cpu / ops) * 1e6 : NaN,
-      cpuPct: (cpu / seconds) * 100,
-      rssMb: memMb(pid, 'VmRSS'),
-      hwmMb: memMb(pid, 'VmHWM'),
-      waitPct,
-    };
-  } catch {
-    return undefined;
-  }
-}
 
 async function openSlots(n: number, host: string, port: number): Promise<Slot[]> {
   const slots: Slot[] = [];

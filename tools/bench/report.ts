@@ -380,8 +380,15 @@ export function renderReport(r: Results, jsonPath: string): string {
   p();
   if (r.s4 && !r.s4.landed) p(`**${r.s4.reason}.** This scenario measures PSK and ECDHE-ECDSA handshakes/s against libcoap's \`coap-server-openssl\` once \`src/transport/dtls/server.ts\` exports a working server.`);
   else if (r.s4) {
-    p('Full handshakes (no resumption) by the DTLS client of `tools/dtls-peers/client.ts` (node:crypto), each followed by close_notify; the same client and generator against libcoap\'s `coap-server-openssl` with the same PSK and the same P-256 certificate. Client-side ECDHE costs about as much CPU as the server\'s, so check the generator column: near 100% means the generator was the limit.');
+    const nList = [...new Set([...(r.s4.psk ?? []), ...(r.s4.ecdhe ?? [])].map((q) => q.n))].join(', ');
+    if (r.s4.generator === 'openssl-c') {
+      p(`Full handshakes (no resumption) by the OpenSSL 3 C client \`tools/dtls-peers/openssl-loadgen.c\` (one thread, N = ${nList} handshakes in flight on one event loop; each a new UDP socket and a new SSL, cookie exchange included), each followed by close_notify; the same generator against libcoap\'s \`coap-server-openssl\` with the same PSK and the same P-256 certificate. The ECDHE client does not check the self-signed certificate but verifies the ServerKeyExchange signature, as a device would. Check the generator column: near 100% means the generator was the limit.`);
+    } else {
+      p('Full handshakes (no resumption) by the DTLS client of `tools/dtls-peers/client.ts` (node:crypto), each followed by close_notify; the same client and generator against libcoap\'s `coap-server-openssl` with the same PSK and the same P-256 certificate. Client-side ECDHE costs about as much CPU as the server\'s, so check the generator column: near 100% means the generator was the limit.');
+      if (r.s4.generatorNote) p(`(The OpenSSL C generator was not used: ${r.s4.generatorNote}.)`);
+    }
     p();
+    if (r.s4.generatorCommand) p(`- generator: \`${r.s4.generatorCommand}\``);
     p(`- ours: the provisioning server's CoAPS port (PSK identity = an allowlist entry with a secret, looked up in the store per handshake): \`${r.s4.commands?.ours}\``);
     p(`- libcoap: \`${r.s4.commands?.libcoap ?? r.s4.libcoapNote ?? 'not run'}\``);
     p();

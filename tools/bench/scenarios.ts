@@ -15,7 +15,8 @@ import { generateKeyPairSync } from 'node:crypto';
 import { decodeClaims } from '../../src/protocol/cwt.ts';
 import { parseSign1 } from '../../src/protocol/cose.ts';
 import { encodeResponse, parseResponse } from '../../src/protocol/messages.ts';
-import type { Job, LoadResult, Reply, Sizes } from './lib/jobs.ts';
+import { cLoadgen, runCLoadgen } from './lib/cload.ts';
+import type { Job, LoadResult, Reply, Sizes, Target } from './lib/jobs.ts';
 import { LoadGenerator, ROOT, importCsv, startEngineServer, startIdprov, startLibcoap, type IdprovServer } from './lib/procs.ts';
 import { slope } from './lib/stats.ts';
 import { CLK_TCK, memMb, pinned, round, sleep } from './lib/sys.ts';
@@ -393,10 +394,22 @@ export interface S4 {
   ecdhe?: DtlsPoint[];
   commands?: { ours: string; libcoap: string | undefined };
   libcoapNote?: string;
+  /**
+   * The load generator of every window (ours and libcoap alike): the OpenSSL 3 C client
+   * (tools/dtls-peers/openssl-loadgen.c, lib/cload.ts) when it builds and completes a handshake of
+   * each kind with our server, else the Node generator (tools/bench/loadgen.ts). Absent in older results
+   * (= node).
+   */
+  generator?: 'openssl-c' | 'node';
+  /** Its command line (the C generator's with the port, N and the window of each run as placeholders). */
+  generatorCommand?: string;
+  /** Why the C generator was not used, when it was not. */
+  generatorNote?: string;
 }
 
 const PSK_SUITES = [0xc0a8, 0x00a8]; // TLS_PSK_WITH_AES_128_CCM_8, TLS_PSK_WITH_AES_128_GCM_SHA256
 const ECDHE_SUITES = [0xc0ae, 0xc02b]; // TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, …_AES_128_GCM_SHA256
+const hex4 = (v: number): string => `0x${v.toString(16).padStart(4, '0')}`;
 
 /** Does `src/transport/dtls/server.ts` export a DTLS server, and the DTLS test client exist? */
 export async function dtlsAvailable(): Promise<string | undefined> {
@@ -432,6 +445,31 @@ export async function scenario4(ctx: Ctx, srv: IdprovServer): Promise<S4> {
     const r = await load(ctx, { kind: 'closed', op: 'dtls', target, concurrency: 1, warmupMs: 0, durationMs: 3000, maxOps: 1, serverPid: srv.pid });
     if (r.ops < 1) return { landed: false, reason: `DTLS not working yet: a ${what} handshake with our server failed (${Object.keys(r.errors).join('; ') || 'no answer'})` };
   }
+  // The generator: the OpenSSL C client when it builds and shakes hands with our server, else Node.
+  const c = cLoadgen();
+  let generatorNote = c.ok ? undefined : c.note;
+  if (c.ok) {
+    for (const [what, target] of [['PSK', pskTarget(srv.coapsPort)], ['ECDHE-ECDSA', ecTarget(srv.coapsPort)]] as const) {
+      try {
+        const { result: r } = await runCLoadgen(c.path, ctx.cpu.generator, { target, concurrency: 1, warmupMs: 0, durationMs: 3000, maxOps: 1, serverPid: srv.pid });
+        if (r.ops < 1) generatorNote ??= `the OpenSSL C generator's ${what} handshake with our server failed (${Object.keys(r.errors).join('; ') || 'no answer'})`;
+      } catch (e) {
+        generatorNote ??= (e as Error).message.slice(0, 300);
+      }
+    }
+  }
+  const cPath = c.ok && generatorNote === undefined ? c.path : undefined;
+  const generator = cPath !== undefined ? ('openssl-c' as const) : ('node' as const);
+  const generatorCommand = c.ok && cPath !== undefined
+    ? `${c.build} DIR; ${ctx.cpu.generator !== undefined ? `taskset -c ${ctx.cpu.generator} ` : ''}DIR/openssl-loadgen --host 127.0.0.1 --port PORT --concurrency N --warmup-ms ${m.warmupMs} --duration-ms ${m.durationMs} --max-ops 1000000 (--psk ${identity} ${pskTarget(0).psk.keyHex} --suite ${PSK_SUITES.map(hex4).join(',')} | --ecdhe --suite ${ECDHE_SUITES.map(hex4).join(',')})`
+    : ctx.gen.command;
+  ctx.log(`  S4 generator: ${cPath !== undefined ? 'OpenSSL 3 C client (tools/dtls-peers/openssl-loadgen.c)' : `Node (${generatorNote ?? 'tools/bench/loadgen.ts'})`}`);
+  /** One closed-loop window of handshakes against `target`, with the generator chosen above. */
+  const dtls = async (target: Target, n: number, serverPid: number): Promise<LoadResult> => {
+    const run = { target, concurrency: n, warmupMs: m.warmupMs, durationMs: m.durationMs, maxOps: 1_000_000, serverPid };
+    if (cPath !== undefined) return (await runCLoadgen(cPath, ctx.cpu.generator, run)).result;
+    return load(ctx, { kind: 'closed', op: 'dtls', ...run });
+  };
   // libcoap's OpenSSL server with the same certificate and PSK.
   let lib: Awaited<ReturnType<typeof startLibcoap>> | undefined;
   let libcoapNote: string | undefined;
@@ -441,15 +479,14 @@ export async function scenario4(ctx: Ctx, srv: IdprovServer): Promise<S4> {
     libcoapNote = `coap-server-openssl did not start: ${(e as Error).message}`;
   }
   try {
-    const run = async (what: string, ours: ReturnType<typeof pskTarget> | ReturnType<typeof ecTarget>, theirs: typeof ours | undefined): Promise<DtlsPoint[]> => {
+    const run = async (what: string, ours: Target, theirs: Target | undefined): Promise<DtlsPoint[]> => {
       const out: DtlsPoint[] = [];
       for (const n of m.dtlsConcurrency) {
-        const job = { kind: 'closed' as const, op: 'dtls' as const, concurrency: n, warmupMs: m.warmupMs, durationMs: m.durationMs, maxOps: 1_000_000 };
-        const o = await load(ctx, { ...job, target: ours, serverPid: srv.pid });
+        const o = await dtls(ours, n, srv.pid);
         ctx.log(line(`  S4 ${what} ours    N=${n}`, o) + ` suites ${JSON.stringify(o.suites)}`);
         let l: LoadResult | undefined;
         if (theirs && lib) {
-          l = await load(ctx, { ...job, target: theirs, serverPid: lib.pid });
+          l = await dtls(theirs, n, lib.pid);
           ctx.log(line(`  S4 ${what} libcoap N=${n}`, l) + ` suites ${JSON.stringify(l.suites)}`);
         }
         out.push({ n, ours: o, libcoap: l });
@@ -458,7 +495,16 @@ export async function scenario4(ctx: Ctx, srv: IdprovServer): Promise<S4> {
     };
     const psk = await run('PSK', pskTarget(srv.coapsPort), lib ? pskTarget(lib.dtlsPort) : undefined);
     const ecdhe = await run('ECDHE', ecTarget(srv.coapsPort), lib ? ecTarget(lib.dtlsPort) : undefined);
-    return { landed: true, psk, ecdhe, commands: { ours: srv.command, libcoap: lib?.command }, ...(libcoapNote ? { libcoapNote } : {}) };
+    return {
+      landed: true,
+      psk,
+      ecdhe,
+      commands: { ours: srv.command, libcoap: lib?.command },
+      ...(libcoapNote ? { libcoapNote } : {}),
+      generator,
+      generatorCommand,
+      ...(generatorNote ? { generatorNote } : {}),
+    };
   } finally {
     await lib?.stop();
   }
@@ -494,9 +540,9 @@ export interface S6 {
   command: string;
 }
 
-export async function scenario6(ctx: Ctx): Promise<S6> {
+export async function scenario6(ctx: Ctx, opts: { nodeArgs?: string[]; devices?: number } = {}): Promise<S6> {
   const m = ctx.mode;
-  const devices = m.pendingDevices;
+  const devices = opts.devices ?? m.pendingDevices;
   const rate = Math.round(devices / 60); // every device polls once per its 60 s retry hint
   const polls = Math.ceil((rate * (m.warmupMs + m.pendingWindowMs)) / 1000) + 50;
   const secretHex = randomBytes(32).toString('hex');
@@ -526,7 +572,7 @@ export async function scenario6(ctx: Ctx): Promise<S6> {
   }
   const seedSeconds = (performance.now() - t0) / 1000;
   ctx.log(`  S6 seeded ${devices} pending devices in ${round(seedSeconds, 1)} s`);
-  const srv = await startIdprov({ cpu: ctx.cpu.server, dataDir: dir, env: { IDPROV_NONCE_SECRET: secretHex } });
+  const srv = await startIdprov({ cpu: ctx.cpu.server, dataDir: dir, env: { IDPROV_NONCE_SECRET: secretHex }, ...(opts.nodeArgs ? { nodeArgs: opts.nodeArgs } : {}) });
   try {
     await sleep(300);
     const rssIdleMb = memMb(srv.pid);

@@ -15,7 +15,7 @@ export const ROOT = resolve(new URL('../../..', import.meta.url).pathname);
 
 /** Every child started here, so that none outlives the orchestrator (killed by pid on exit). */
 const children = new Set<ChildProcess>();
-function track(c: ChildProcess): ChildProcess {
+export function track(c: ChildProcess): ChildProcess {
   children.add(c);
   c.once('exit', () => children.delete(c));
   return c;

@@ -7,6 +7,7 @@ import { createSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import os from 'node:os';
+import type { ServerSample } from './jobs.ts';
 
 /** Clock ticks per second for /proc/PID/stat utime/stime (`getconf CLK_TCK`, 100 on Linux). */
 export const CLK_TCK: number = (() => {
@@ -57,6 +58,42 @@ export function runqueueWaitNs(pid: number): number {
     return Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[1]) || 0;
   } catch {
     return 0;
+  }
+}
+
+/** CPU times of `pid` ({@link cpuTimes}), zero when there is no such process (or no pid). */
+export const NO_CPU = { user: 0, system: 0, main: 0 };
+export function cpuAt(pid: number | undefined): { user: number; system: number; main: number } {
+  try {
+    return pid === undefined ? NO_CPU : cpuTimes(pid);
+  } catch {
+    return NO_CPU;
+  }
+}
+
+/**
+ * A server's CPU, run-queue wait and memory over a load window, from its CPU times (`cpu0`, {@link
+ * cpuAt}) and run-queue wait (`wait0`, {@link runqueueWaitNs}) read when the window started; read
+ * now, when it ends. Both load generators (tools/bench/loadgen.ts, lib/cload.ts) sample with this.
+ */
+export function serverStats(pid: number | undefined, cpu0: { user: number; system: number; main: number }, wait0: number, seconds: number, ops: number): ServerSample | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const now = cpuTimes(pid);
+    const waitPct = ((runqueueWaitNs(pid) - wait0) / 1e9 / seconds) * 100;
+    const cpu = now.user + now.system - cpu0.user - cpu0.system;
+    return {
+      cpuSeconds: cpu,
+      systemSeconds: now.system - cpu0.system,
+      mainThreadSeconds: now.main - cpu0.main,
+      cpuPerOpUs: ops > 0 ? (cpu / ops) * 1e6 : NaN,
+      cpuPct: (cpu / seconds) * 100,
+      rssMb: memMb(pid, 'VmRSS'),
+      hwmMb: memMb(pid, 'VmHWM'),
+      waitPct,
+    };
+  } catch {
+    return undefined;
   }
 }
 
