@@ -491,6 +491,16 @@ function closedError(): ProvError {
 // Prepared statements
 
 /**
+ * Page cache of the writer connection, KiB. Small on purpose: a provisioning touches a few B-tree
+ * pages (allowlist leaf, device and event appends) that the OS page cache serves anyway, while a
+ * large cache fills as the event log grows and, with allocator fragmentation around it, showed as
+ * steady RSS growth over a soak (docs/benchmarks.md, scenario 8). A bulk import raises it to
+ * {@link BULK_CACHE_KIB} for its transaction.
+ */
+const WRITER_CACHE_KIB = 2048;
+const BULK_CACHE_KIB = 16384;
+
+/**
  * Rows per statement of a bulk allowlist upsert. A run of `allow.upsert` mutations is sent as one
  * JSON array per chunk and unpacked by SQLite (`jsonb_each`), which measured cheaper in CPU than
  * binding 8 parameters per row through node-sqlite3, and blocks the event loop ~1 ms per chunk.
@@ -827,7 +837,7 @@ export class SqliteStore implements Store {
         // Keep the WAL file from staying huge after a bulk import (it is truncated at checkpoints).
         await execSql(writer, 'PRAGMA journal_size_limit = 67108864');
       }
-      await execSql(writer, 'PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -16384');
+      await execSql(writer, `PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -${WRITER_CACHE_KIB}`);
       const applied = await migrate(writer, opts.migrations ?? MIGRATIONS, log);
       await execSql(writer, BATCH_SCHEMA);
       const w = await prepareAll(writer, WRITE_SQL, prepared);
@@ -922,6 +932,7 @@ export class SqliteStore implements Store {
     }
     let open = false;
     try {
+      await execSql(this.writer, `PRAGMA cache_size = -${BULK_CACHE_KIB}`);
       await run(this.w.begin);
       open = true;
       this.stats.transactions++;
@@ -952,6 +963,7 @@ export class SqliteStore implements Store {
       this.stats.failedCalls++;
       call.reject(e instanceof ProvError ? e : toProvError(e, 'bulk import'));
     } finally {
+      await execSql(this.writer, `PRAGMA cache_size = -${WRITER_CACHE_KIB}`).catch(() => undefined);
       if (this.shared) {
         this.txOpen = false;
         const waiters = this.gateWaiters;
