@@ -458,7 +458,7 @@ export function renderReport(r: Results, jsonPath: string): string {
   p('## 8. Soak');
   p();
   if (r.s8 && r.s8.length) {
-    p('Open loop at half the capacity measured earlier in the same run; server RSS and the p99 of the last 10 s sampled every 10 s. "Flat" means an RSS slope within ±0.5 MB/min over the second half (after caches and the used-nonce set have reached their steady state).');
+    p('Open loop at half the capacity measured earlier in the same run; server RSS and the p99 of the last 10 s sampled every 10 s. "Flat" means RSS does not grow over the second half: a slope of at most 0.5 MB/min (a falling RSS counts as flat), after caches, the used-nonce set and the allocator\'s arenas have reached their working size in the first half.');
     p();
     p('| what | offered | done | minutes | RSS start → end | RSS slope (all) | RSS slope (2nd half) | V8 heap used start → end (2nd-half slope) | p50 / p99 over the run | server: busy / waiting | errors |');
     p('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
