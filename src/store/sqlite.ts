@@ -177,6 +177,12 @@ export interface SqliteStoreOptions {
    * transaction is in flight never wait longer than that transaction.
    */
   groupCommitMaxDelayMs?: number;
+  /**
+   * Write a group of the common provisioning mutations as one statement (see `BATCH_SCHEMA`;
+   * default true). `false` sends every mutation as its own statement, as the general path does —
+   * for comparisons (`tools/bench/store.ts`) and diagnosis.
+   */
+  groupStatement?: boolean;
   /** `PRAGMA busy_timeout` of every connection, in ms (default 5000). */
   busyTimeoutMs?: number;
   /**
@@ -798,6 +804,7 @@ export class SqliteStore implements Store {
     private readonly readers: readonly ReadConnection[],
     private readonly shared: boolean,
     private readonly delayMs: number,
+    private readonly groupStatement: boolean,
     private readonly log: Logger | undefined,
   ) {}
 
@@ -859,7 +866,7 @@ export class SqliteStore implements Store {
           });
         }
       }
-      const store = new SqliteStore(writer, w, readers, memory, Math.max(0, opts.groupCommitMaxDelayMs ?? 0), log);
+      const store = new SqliteStore(writer, w, readers, memory, Math.max(0, opts.groupCommitMaxDelayMs ?? 0), opts.groupStatement ?? true, log);
       store.stats.migrationsApplied = applied;
       log?.debug({ path, migrationsApplied: applied, readers: readers.length }, 'store opened');
       return store;
@@ -1033,7 +1040,7 @@ export class SqliteStore implements Store {
     }
     let open = false;
     try {
-      const batch = batchOf(group);
+      const batch = this.groupStatement ? batchOf(group) : undefined;
       if (batch !== undefined) {
         try {
           await run(this.w.applyBatch, batch);

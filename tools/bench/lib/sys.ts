@@ -189,7 +189,8 @@ export function machineInfo(): MachineInfo {
   const libcoap = /v(\d+\.\d+\.\d+)/.exec(run('coap-server-notls', ['-?']) ?? '')?.[1];
   const openssl = run('openssl', ['version'])?.trim();
   const commit = run('git', ['rev-parse', '--short', 'HEAD'])?.trim() || undefined;
-  const status = run('git', ['status', '--porcelain', '--untracked-files=no']);
+  // The bench's own outputs (regenerated at the end of a run) do not make the measured code dirty.
+  const status = run('git', ['status', '--porcelain', '--untracked-files=no', '--', '.', ':!docs/benchmarks.md', ':!docs/bench-throughput.svg']);
   return {
     nproc: cpuCount(),
     cpuModel,
