@@ -525,6 +525,22 @@ describe('SqliteStore', () => {
         assert.deepEqual(await store.getPending('seen-a'), { ...approved, lastSeen: T0 + 1003, count: 43, source: '198.51.100.3:5683' });
       });
 
+      it('writes statement by statement when opened with groupStatement: false, with the same result', async () => {
+        const plain = await SqliteStore.open(':memory:', { groupStatement: false });
+        try {
+          await plain.apply([upsertAllow('gs-1'), { kind: 'pending.upsert', pending: { ...minimalPending, id: 'gs-1' } }]);
+          await Promise.all([plain.apply(approval('gs-1', 1)), plain.apply([{ kind: 'device.upsert', device: minimalDevice }])]);
+          assert.equal(plain.stats.batched, 0);
+          const rec = await plain.loadSubject('gs-1');
+          assert.equal(rec.allow?.consumedAt, T0 + 1);
+          assert.equal(rec.pending, undefined);
+          assert.equal(rec.device?.lastCti, 'cti-1');
+          assert.deepEqual(await plain.getDevice('dev-min'), minimalDevice);
+        } finally {
+          await plain.close();
+        }
+      });
+
       it('takes the general path for other mutation kinds', async () => {
         const before = store.stats.batched;
         await store.apply([upsertAllow('other'), { kind: 'event', event: { at: T0, kind: 'k', actor: 'system' } }]);
