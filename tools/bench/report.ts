@@ -172,13 +172,12 @@ export function checks(r: Results): Check[] {
 const FLAT_MB_PER_MIN = 0.5;
 
 function soakWhy(s: SoakRun): string {
-  const h = s.heap ?? [];
-  if (h.length < 4) return 'RSS kept growing through the second half; no heap samples to tell the JavaScript heap from native memory';
-  const heapGrowth = h[h.length - 1]!.heapUsedMb - h[Math.floor(h.length / 2)]!.heapUsedMb;
-  const rssGrowth = s.rssEndMb - (s.result.samples?.[Math.floor((s.result.samples?.length ?? 0) / 2)]?.rssMb ?? s.rssStartMb);
-  return Math.abs(heapGrowth) < rssGrowth / 3
-    ? `RSS grew ${num(rssGrowth)} MB in the second half while the V8 heap changed ${num(heapGrowth, 1)} MB: the growth is native memory — malloc arenas keeping their high-water mark after bursts of short-lived Buffers, and SQLite page caches filling up to their \`cache_size\` as the event log grows — which a longer soak must show levelling off before this counts as flat`
-    : `the V8 heap itself grew ${num(heapGrowth, 1)} MB in the second half (RSS ${num(rssGrowth)} MB): something in the JavaScript heap accumulates per refresh — a heap snapshot diff between two points of a soak will name it`;
+  const heapSlope = s.heapSlopeSecondHalfMbPerMin;
+  if (heapSlope === undefined || !Number.isFinite(heapSlope)) return `RSS grew ${num(s.slopeSecondHalfMbPerMin, 2)} MB/min through the second half; no heap samples to tell the JavaScript heap from native memory`;
+  // Slopes fitted over the second half, not end-point differences: the heap is a GC sawtooth.
+  return heapSlope < s.slopeSecondHalfMbPerMin / 3
+    ? `RSS grew ${num(s.slopeSecondHalfMbPerMin, 2)} MB/min in the second half while the V8 heap's trend was ${num(heapSlope, 2)} MB/min: the growth is native memory — malloc arenas keeping their high-water mark after bursts of short-lived Buffers (SQLite's caches are bounded by \`cache_size\`) — which a longer soak must show levelling off before this counts as flat`
+    : `the V8 heap itself grew ${num(heapSlope, 2)} MB/min in the second half (RSS ${num(s.slopeSecondHalfMbPerMin, 2)} MB/min): something in the JavaScript heap accumulates per refresh — a heap snapshot diff between two points of a soak will name it`;
 }
 
 /**
