@@ -81,13 +81,13 @@ async function metricsText(srv: IdprovServer): Promise<string> {
   return r.text();
 }
 
-function metricValue(text: string, name: string, label?: string): number {
+/** A metric's value in Prometheus text, summed over its label sets; NaN when absent. */
+function metricValue(text: string, name: string): number {
   let sum = 0;
   let found = false;
-  const re = new RegExp(`^\\w*${name}(\\{[^}]*\\})? ([0-9.e+-]+)$`, 'gm');
+  const re = new RegExp(`^\\w*${name}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, 'gm');
   for (let m = re.exec(text); m; m = re.exec(text)) {
-    if (label !== undefined && !(m[1] ?? '').includes(label)) continue;
-    sum += Number(m[2]);
+    sum += Number(m[1]);
     found = true;
   }
   return found ? sum : NaN;
@@ -650,15 +650,11 @@ export interface SoakRun {
 function sampleHeap(srv: IdprovServer, everyMs: number): { stop: () => HeapSample[] } {
   const out: HeapSample[] = [];
   const t0 = performance.now();
-  const metric = (text: string, name: string): number => {
-    const m = new RegExp(`^\\w*${name}(?:\\{[^}]*\\})? ([0-9.e+]+)$`, 'm').exec(text);
-    return m ? Number(m[1]) / 2 ** 20 : NaN;
-  };
+  const mb = (text: string, name: string): number => metricValue(text, name) / 2 ** 20;
   const timer = setInterval(() => {
     const t = Math.round((performance.now() - t0) / 100) / 10;
-    fetch(`http://127.0.0.1:${srv.adminPort}/metrics`, { headers: { authorization: `Bearer ${srv.adminToken}` } })
-      .then((r) => r.text())
-      .then((text) => out.push({ t, heapUsedMb: metric(text, 'nodejs_heap_size_used_bytes'), externalMb: metric(text, 'nodejs_external_memory_bytes') }))
+    metricsText(srv)
+      .then((text) => out.push({ t, heapUsedMb: mb(text, 'nodejs_heap_size_used_bytes'), externalMb: mb(text, 'nodejs_external_memory_bytes') }))
       .catch(() => undefined);
   }, everyMs);
   return {

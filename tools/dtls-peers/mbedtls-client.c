@@ -22,23 +22,7 @@
 #include <mbedtls/ssl.h>
 #include <mbedtls/timing.h>
 
-static int hexval(int c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-static int unhex(const char *s, unsigned char *out, size_t max) {
-    size_t n = strlen(s);
-    if (n % 2 || n / 2 > max) return -1;
-    for (size_t i = 0; i < n / 2; i++) {
-        int h = hexval(s[2 * i]), l = hexval(s[2 * i + 1]);
-        if (h < 0 || l < 0) return -1;
-        out[i] = (unsigned char)(h << 4 | l);
-    }
-    return (int)(n / 2);
-}
+#include "hex.h"
 
 /* Append one CoAP option (RFC 7252 §3.1) with delta encoding. */
 static size_t put_option(unsigned char *p, unsigned *last, unsigned num, const unsigned char *v, size_t len) {

@@ -48,6 +48,8 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "hex.h"
+
 #define MAX_REASONS 20
 #define MAX_SUITES 16
 
@@ -70,23 +72,6 @@ static void usage(const char *argv0) {
             argv0);
 }
 
-static int hexval(int c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-static int unhex(const char *s, unsigned char *out, size_t max) {
-    size_t n = strlen(s);
-    if (n == 0 || n % 2 || n / 2 > max) return -1;
-    for (size_t i = 0; i < n / 2; i++) {
-        int h = hexval(s[2 * i]), l = hexval(s[2 * i + 1]);
-        if (h < 0 || l < 0) return -1;
-        out[i] = (unsigned char)(h << 4 | l);
-    }
-    return (int)(n / 2);
-}
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Results. */
