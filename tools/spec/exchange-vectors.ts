@@ -436,9 +436,9 @@ const FLOWS: FlowSpec[] = [
   {
     name: 'rate-limited',
     title: 'Rate limited',
-    about: 'A device that polls faster than told runs out of its source address\'s budget: 4.29 with retry (key 10), err 9 and Max-Age, nothing else. Here the per-address limit is set to 0.1 requests/s with a burst of 2 (defaults: 50/s, burst 500).',
-    setup: ['a fresh server, rateLimitAddress 0.1, rateBurstAddress 2'],
-    rig: { monitor: { addressRate: 0.1, addressBurst: 2 } },
+    about: 'A device that polls faster than told runs out of its source address\'s budget: 4.29 with retry (key 10), err 9 and Max-Age, nothing else. Here the per-address limit is 1 request/s with a burst of 2 (defaults: 50/s, burst 500).',
+    setup: ['a fresh server with rateLimitAddress 1, rateBurstAddress 2'],
+    rig: { monitor: { addressRate: 1, addressBurst: 2 } },
     async run(r) {
       const a = await r.provision({}, ['no nonce yet', 'with the nonce: pending, retry 60']);
       await r.request('at once again, ignoring the retry hint', { nonce: a.nonce });
