@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tempDir } from '../helpers.ts';
@@ -27,6 +27,25 @@ describe('documentation links (issue 13: the repository links nothing outside it
   it('resolves every relative link and #anchor in every tracked .md file, and names no outside path', () => {
     const problems = trackedMarkdown().flatMap((f) => checkFile(ROOT, f));
     assert.equal(problems.length, 0, `dead or outside links:\n${formatProblems(problems)}`);
+  });
+
+  it('names the handover folder in no tracked file of any kind (source comments included)', () => {
+    const files = execFileSync('git', ['ls-files', '-z'], { cwd: ROOT, encoding: 'utf8' }).split('\0').filter((f) => f !== '');
+    const hits: string[] = [];
+    for (const f of files) {
+      let text: string;
+      try {
+        const b = readFileSync(join(ROOT, f));
+        if (b.length > 4 << 20 || b.includes(0)) continue; // binary or huge: not prose
+        text = b.toString('utf8');
+      } catch {
+        continue; // listed but absent (a deleted, uncommitted file)
+      }
+      text.split('\n').forEach((line, i) => {
+        for (const name of FORBIDDEN_NAMES) if (line.includes(name)) hits.push(`${f}:${i + 1}: ${name}`);
+      });
+    }
+    assert.deepEqual(hits, [], `files naming a path outside the repository:\n${hits.join('\n')}`);
   });
 
   it('fails on a planted dead link, a dead anchor, a link out of the tree and a named outside path', () => {
