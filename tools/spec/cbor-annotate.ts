@@ -235,6 +235,7 @@ function diagItem(b: Uint8Array, pos: number, s: Schema | undefined): string {
 
 /** RFC 8949 §8 diagnostic notation of one item, embedded CBOR shown as `<< … >>` where the schema says so. */
 export function diagnostic(b: Uint8Array, s?: Schema): string {
+  if (!isOneItem(b)) throw new RangeError('not exactly one well-formed CBOR item');
   return diagItem(b, 0, s);
 }
 

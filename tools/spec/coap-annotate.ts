@@ -168,9 +168,10 @@ const TEXT_OPTIONS = new Set([3, 8, 11, 15, 20, 35, 39]);
 
 /**
  * Explain a datagram line by line. The payload is annotated byte by byte with `payload` (a CBOR
- * schema), shown as text, or left out (`'none'`: the caller prints it another way).
+ * schema), shown as text, as bare hex (`'raw'`), or left out (`'none'`: the caller prints it another
+ * way).
  */
-export function annotateMessage(b: Uint8Array, payload: Schema | 'text' | 'cbor' | 'none'): Line[] {
+export function annotateMessage(b: Uint8Array, payload: Schema | 'text' | 'cbor' | 'none' | 'raw'): Line[] {
   const d = decodeMessage(b);
   const lines: Line[] = [];
   const tkl = d.token.length;
@@ -208,6 +209,10 @@ export function annotateMessage(b: Uint8Array, payload: Schema | 'text' | 'cbor'
     lines.push({ depth: 0, bytes: b.subarray(p, p + 1), comment: 'payload marker' });
     if (payload === 'none') {
       lines.push({ depth: 0, bytes: new Uint8Array(0), comment: `${d.payload.length} bytes of payload follow` });
+    } else if (payload === 'raw') {
+      for (let i = 0; i < d.payload.length; i += 16) {
+        lines.push({ depth: 0, bytes: d.payload.subarray(i, Math.min(i + 16, d.payload.length)), comment: i === 0 ? 'not one complete CBOR item' : '' });
+      }
     } else if (payload === 'text') {
       for (let i = 0; i < d.payload.length; i += 16) {
         const chunk = d.payload.subarray(i, Math.min(i + 16, d.payload.length));

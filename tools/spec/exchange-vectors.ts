@@ -532,10 +532,10 @@ export async function generateExchanges(): Promise<ExchangeFile> {
   };
 }
 
-const PAYLOAD_SCHEMA = (s: ExchangeStep, which: 'request' | 'response'): Schema | 'text' | 'none' => {
+const PAYLOAD_SCHEMA = (s: ExchangeStep, which: 'request' | 'response'): Schema | 'text' | 'none' | 'raw' => {
   const m = decodeMessage(hex(which === 'request' ? s.request : s.response));
   if (m.payload.length === 0) return 'none';
-  if (which === 'request') return m.contentFormat === 18 && s.requestPayload !== undefined ? requestSchema(s.uri) : 'text';
+  if (which === 'request') return m.contentFormat !== 18 ? 'text' : s.requestPayload !== undefined ? requestSchema(s.uri) : 'raw';
   if (m.contentFormat === 60) return RESPONSE;
   if (m.contentFormat === 102) return KEYSET;
   return 'text';
@@ -551,10 +551,13 @@ function datagram(s: ExchangeStep, which: 'request' | 'response', detail: boolea
   const bytes = hex(which === 'request' ? s.request : s.response);
   const schema = PAYLOAD_SCHEMA(s, which);
   const payloadDiag = which === 'request' ? s.requestPayload : s.responsePayload;
-  const tooLong = bytes.length > 400 && schema === 'text';
-  const annotated = renderLines(annotateMessage(bytes, detail || schema === 'text' ? (tooLong ? 'none' : schema) : 'none'));
-  const parts = [annotated];
-  if (!detail && schema !== 'text' && schema !== 'none' && payloadDiag) parts.push('', 'payload (diagnostic notation):', wrap(payloadDiag));
+  // Byte by byte: in detailed flows, and for short payloads everywhere; long raw or text payloads are
+  // only counted (the JSON file has them).
+  const payloadBytes = decodeMessage(bytes).payload.length;
+  const bytewise = typeof schema === 'object' && (detail || payloadBytes <= 80);
+  const mode = bytewise || ((schema === 'text' || schema === 'raw') && payloadBytes <= 400) ? schema : 'none';
+  const parts = [renderLines(annotateMessage(bytes, mode))];
+  if (mode === 'none' && typeof schema === 'object' && payloadDiag) parts.push('', 'payload (diagnostic notation):', wrap(payloadDiag));
   return parts.join('\n');
 }
 
@@ -577,9 +580,9 @@ export function renderMarkdown(file: ExchangeFile): string {
     '',
     'Hex dumps: bytes on the left, meaning after `#`. Indentation shows nesting; a byte string that holds',
     'CBOR (a COSE protected header, a COSE payload, a token) is followed by its content, one level deeper.',
-    'Flows marked *byte by byte* annotate every payload byte; the others show the CoAP header and options',
-    'byte by byte and the payload in diagnostic notation (RFC 8949 §8, embedded CBOR as `<< >>`), with',
-    'the full hex in the JSON file.',
+    'Flows marked *byte by byte* annotate every payload byte; the others annotate the CoAP header, the',
+    'options and payloads of up to 80 bytes byte by byte, and show longer payloads in diagnostic notation',
+    '(RFC 8949 §8, embedded CBOR as `<< >>`), with the full hex in the JSON file.',
     '',
     '## Flows',
     '',
