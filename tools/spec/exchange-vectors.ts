@@ -14,8 +14,9 @@
  * fixtures/vectors/idprov-v1.json, a fixed nonce secret, and a random source that returns the bytes
  * 08 09 0a … in the order asked. Sealing draws its ephemeral key and nonce from node:crypto's
  * `randomBytes` (src/tokens/seal.ts); while generating, that function is replaced by one that returns
- * the shared vector's ephemeral secret (32 bytes) and box nonce (24 bytes) and refuses any other use,
- * so the sealed flow reproduces the shared sealed vector byte for byte.
+ * the shared vector's ephemeral secret (32 bytes) and box nonce (24 bytes) to calls from seal.ts (and
+ * real randomness to any other caller), so the sealed flow reproduces the shared sealed vector byte
+ * for byte. (Passing the service's random source to `sealToken` would make this unnecessary.)
  */
 import crypto from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -127,10 +128,13 @@ function counterRandom(start: number): (n: number) => Buffer {
 /** Run `fn` with node:crypto's randomBytes giving the shared sealing inputs (see the file comment). */
 async function withSealingInputs<T>(fn: () => Promise<T>): Promise<T> {
   const original = crypto.randomBytes;
-  const fixed = (n: number): Buffer => {
+  // Only calls from src/tokens/seal.ts get the fixed bytes; anything else running in this process (a
+  // timer of another test, say) keeps real randomness.
+  const fixed = (n: number, ...rest: unknown[]): Buffer => {
+    if (!/[\\/]tokens[\\/]seal\.[jt]s/.test(new Error().stack ?? '')) return (original as (...a: unknown[]) => Buffer)(n, ...rest);
     if (n === 32) return hex(VECTORS.sealed.ephemeral_x25519_sk);
     if (n === 24) return hex(VECTORS.sealed.box_nonce);
-    throw new Error(`exchange vectors: unexpected randomBytes(${n}); only sealing may draw from node:crypto`);
+    throw new Error(`exchange vectors: sealing drew randomBytes(${n}); expected 32 (ephemeral key) and 24 (nonce)`);
   };
   (crypto as { randomBytes: unknown }).randomBytes = fixed;
   syncBuiltinESMExports();
