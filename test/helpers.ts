@@ -6,7 +6,7 @@ import { join } from 'node:path';
 export const hex = (s: string): Buffer => Buffer.from(s, 'hex');
 export const toHex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 
-/** The independent implementation's vectors (copied from ../shared/vectors into fixtures/). */
+/** The independent implementation's vectors (fixtures/vectors/idprov-v1.json; explained in docs/spec/vectors.md). */
 export const V = JSON.parse(readFileSync(new URL('../fixtures/vectors/idprov-v1.json', import.meta.url), 'utf8'));
 
 /** Deterministic PRNG (mulberry32) for mutation tests. */
