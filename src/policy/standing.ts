@@ -54,9 +54,10 @@ export function isVouched(s: KeyStanding): boolean {
 }
 
 /**
- * The key of a claim's rate-limit bucket: the ID and the key together, so that a request signed with
- * another key never spends the budget of the key holder (nor does a second key for an unknown ID spend
- * the first one's).
+ * The key of the rate-limit bucket of an unvouched claim: the ID and the key together, so that a
+ * request signed with another key never spends the budget of the key holder (nor does a second key
+ * for an unknown ID spend the first one's). Vouched keys spend the ID's own bucket: an ID has one
+ * vouched key at a time (or the holders of its entry's OOB secret, who are as good as the device).
  */
 export function claimKey(id: string, pk: Uint8Array): string {
   return `${id}\n${Buffer.from(pk).toString('base64')}`;

@@ -63,7 +63,7 @@ export interface MonitorSettings {
    */
   addressRate: number;
   addressBurst: number;
-  /** Authenticated requests per second per device ID and key (a claim), and the burst. */
+  /** Authenticated requests per second per device ID (its vouched key) or per ID + key (any other key), and the burst. */
   deviceRate: number;
   deviceBurst: number;
   /** Keys (addresses, prefixes, claims) each rate-limit table tracks at most (least recently used dropped). */
@@ -169,8 +169,8 @@ export class ProvisioningService {
   /**
    * Rate-limit buckets, shared by request and refresh (README "Rate limits", docs/security.md):
    * signature checks per source address and IPv6 /64 (spent only by requests whose nonce was sent to
-   * that address); undecodable requests per address and /64; authenticated requests per claim (device
-   * ID + key) for vouched keys, and for all other keys in a table of their own.
+   * that address); undecodable requests per address and /64; authenticated requests per device ID
+   * for its vouched key, and per device ID + key for all other keys, in a table of their own.
    */
   readonly addressLimits: BucketTable;
   readonly junkLimits: BucketTable;
@@ -260,14 +260,18 @@ export class ProvisioningService {
 
   /**
    * The claim's budget, then the used-once mark (issue #11 F1, F3), once the signature verified and the
-   * ID's records are loaded: the bucket of this ID *and key* — in the table of vouched keys or in the
-   * one of all others — so a request signed with another key never spends the key holder's budget;
-   * then the nonce is marked used in the part of the set for its standing. A claim over its limit
-   * consumes no nonce. Either part full: 4.29 with Max-Age until entries expire, never acceptance.
+   * ID's records are loaded. A vouched key (the ID's allowlisted, provisioned or approved key, or one
+   * that proves the entry's OOB secret) spends the ID's bucket; any other key spends the bucket of
+   * this ID *and that key*, in a table of its own — so a request signed with another key never spends
+   * the device's budget, nor a second key for an unknown ID the first one's. Then the nonce is marked
+   * used in the part of the set for its standing. A claim over its limit consumes no nonce. Either
+   * part full: 4.29 with Max-Age until entries expire, never acceptance.
    */
   private spend(id: string, pk: Uint8Array, standing: KeyStanding, nonce: Uint8Array, peer: string, now: number, nowMs: number): Outcome | undefined {
     const vouched = isVouched(standing);
-    const t = (vouched ? this.deviceLimits : this.claimLimits).take(claimKey(id, pk), nowMs);
+    // A duplicate that raced this one through the signature check spends no budget.
+    if (this.used.has(nonce, nonceExpiry(nonce))) return this.challenge(id, 'nonce', 'nonce already used', now, peer);
+    const t = vouched ? this.deviceLimits.take(id, nowMs) : this.claimLimits.take(claimKey(id, pk), nowMs);
     if (!t.ok) return this.rateLimited(t.retryS);
     const u = this.used.use(nonce, nonceExpiry(nonce), now, vouched ? 'vouched' : 'other');
     if (u.ok) return undefined;

@@ -79,6 +79,16 @@ describe('a forger signing with its own key in a device ID\'s name (F1)', () => 
     });
   });
 
+  it('gives the holders of an entry\'s OOB secret one budget for the ID, however many keys they sign with', async () => {
+    const mac = Buffer.from('020000000c01', 'hex');
+    const dev = new TestDevice('secret-only');
+    await allow(r, dev, { pk: undefined, mac, secret: 'label-code-7Q4K-z' });
+    const codes: string[] = [];
+    // The secret proven, a wrong MAC: refused (4.03), on the ID's budget whatever the key.
+    for (let i = 0; i < 12; i++) codes.push((await ask(r, new TestDevice(dev.id), FORGER, { secret: 'label-code-7Q4K-z', mac: Buffer.from('020000000c02', 'hex') })).code);
+    assert.deepEqual(codes, [...new Array(10).fill('4.03'), '4.29', '4.29']);
+  });
+
   it('spends nothing of a device\'s budget for a refresh with its token signed by another key', async () => {
     const dev = new TestDevice('victim-3');
     await allow(r, dev);
