@@ -304,8 +304,9 @@ export class ProvisioningService {
 
   /**
    * Decode with `fn`; a request that does not decode spends a token of its address's (and /64's)
-   * bucket for such requests, and past that gets 4.29 instead of its 4.00: the bucket bounds how many
-   * error answers (which carry a diagnostic) anyone can draw to an address, and only junk spends it.
+   * bucket for unproven answers, and past that gets 4.29 instead of its 4.00: the bucket bounds how
+   * many answers larger than their request (a 4.00 carries a diagnostic; so does the 5.03 while
+   * provisioning is disabled) anyone can draw to an address, and only such requests spend it.
    */
   private decode<T>(scope: AddressScope, nowMs: number, fn: () => T): T | Outcome {
     try {
@@ -321,8 +322,13 @@ export class ProvisioningService {
   /** `POST /idprov/request` (PROTOCOL.md §2, §3, §5). Never throws. */
   request(payload: Uint8Array, ctx: RequestContext): Promise<Outcome> {
     return this.handle('request', ctx, async (now, t0, setId, scope) => {
-      // The admin's reason (which may name a rogue server's address) stays on the admin side.
-      if (!this.switchState.enabled) return this.errorOutcome('disabled', 'provisioning is disabled; retry later', this.d.settings.disabledRetryS);
+      // The admin's reason (which may name a rogue server's address) stays on the admin side. The
+      // answer is larger than the smallest POST, so it spends the bucket of unproven answers.
+      if (!this.switchState.enabled) {
+        const t = this.junkLimits.takeAll(scopeKeys(scope), t0);
+        if (!t.ok) return this.rateLimited(t.retryS);
+        return this.errorOutcome('disabled', 'provisioning is disabled; retry later', this.d.settings.disabledRetryS);
+      }
       const got = this.decode(scope, t0, () => {
         const env = parseSign1(payload, 'request');
         return { env, body: parseRequestBody(env.payload) };
