@@ -41,6 +41,7 @@ export interface Config {
   nonceTtl: number;
   nonceSecret: string;
   maxUsedNonces: number;
+  maxUsedNoncesUnvouched: number;
   pendingRetryInitial: number;
   pendingRetryStep: number;
   pendingRetryMax: number;
@@ -99,7 +100,8 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'tokenTtl', kind: 'int', def: 30 * DAY, min: 60, max: 365 * DAY, env: 'IDPROV_TOKEN_TTL', doc: 'Lifetime of tokens from /idprov/refresh (s).' },
   { key: 'nonceTtl', kind: 'int', def: 300, min: 10, max: 3600, env: 'IDPROV_NONCE_TTL', doc: 'Validity of a server nonce (s).' },
   { key: 'nonceSecret', kind: 'hex32', def: '', env: 'IDPROV_NONCE_SECRET', doc: '64 hex digits shared by instances that accept each other\'s nonces; generated and kept in the database when empty.' },
-  { key: 'maxUsedNonces', kind: 'int', def: 2_000_000, min: 1000, max: 50_000_000, env: 'IDPROV_MAX_USED_NONCES', doc: 'Cap of the used-once nonce set (memory bound).' },
+  { key: 'maxUsedNonces', kind: 'int', def: 2_000_000, min: 1000, max: 50_000_000, env: 'IDPROV_MAX_USED_NONCES', doc: 'Used-once nonces remembered at most for requests signed with a vouched key (allowlisted, provisioned, admin-approved or proven by the entry\'s out-of-band secret); forgers cannot fill this part. Full: 4.29 with Max-Age. See docs/security.md.' },
+  { key: 'maxUsedNoncesUnvouched', kind: 'int', def: 500_000, min: 1000, max: 50_000_000, env: 'IDPROV_MAX_USED_NONCES_UNVOUCHED', doc: 'Used-once nonces remembered at most for every other request (unknown IDs, waiting requests, other keys); when full these get 4.29 with Max-Age until entries expire, vouched devices are not affected.' },
   { key: 'pendingRetryInitial', kind: 'int', def: 60, min: 1, max: DAY, env: 'IDPROV_PENDING_RETRY_INITIAL', doc: 'First retry hint for a pending device (s).' },
   { key: 'pendingRetryStep', kind: 'int', def: 30, min: 0, max: DAY, env: 'IDPROV_PENDING_RETRY_STEP', doc: 'Added per repeat (s).' },
   { key: 'pendingRetryMax', kind: 'int', def: 600, min: 1, max: DAY, env: 'IDPROV_PENDING_RETRY_MAX', doc: 'Largest pending retry hint (s).' },
@@ -120,11 +122,11 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'coapMulticast', kind: 'bool', def: true, env: 'IDPROV_COAP_MULTICAST', doc: 'Answer CoAP multicast discovery (`GET /.well-known/core?rt=idprov*` to 224.0.0.187 / ff02::fd on the CoAP port).' },
   { key: 'discoveryInterfaces', kind: 'list', def: [], env: 'IDPROV_DISCOVERY_INTERFACES', doc: 'Interfaces (names or addresses) for mDNS and CoAP multicast; empty = every interface but loopback (comma-separated in the environment).' },
   { key: 'alertWebhook', kind: 'string', def: '', env: 'IDPROV_ALERT_WEBHOOK', doc: 'URL that receives a JSON POST when an alert (e.g. a rogue server) is raised; empty = none.' },
-  { key: 'rateLimitAddress', kind: 'int', def: 50, min: 0, max: 1_000_000, env: 'IDPROV_RATE_LIMIT_ADDRESS', doc: 'Requests per second one source address may send to /idprov/request and /idprov/refresh (token-bucket refill; 0 = no limit); over it: 4.29. See README "Security monitor".' },
-  { key: 'rateBurstAddress', kind: 'int', def: 500, min: 1, max: 10_000_000, env: 'IDPROV_RATE_BURST_ADDRESS', doc: 'Requests one source address may send at once before `rateLimitAddress` applies (bucket size).' },
-  { key: 'rateLimitDevice', kind: 'int', def: 2, min: 0, max: 1_000_000, env: 'IDPROV_RATE_LIMIT_DEVICE', doc: 'Authenticated requests per second per device ID (0 = no limit); over it: 4.29.' },
-  { key: 'rateBurstDevice', kind: 'int', def: 10, min: 1, max: 1_000_000, env: 'IDPROV_RATE_BURST_DEVICE', doc: 'Authenticated requests one device ID may send at once before `rateLimitDevice` applies.' },
-  { key: 'rateLimitMaxKeys', kind: 'int', def: 100_000, min: 100, max: 10_000_000, env: 'IDPROV_RATE_LIMIT_MAX_KEYS', doc: 'Addresses, and device IDs, whose rate-limit buckets are kept in memory at most (least recently used dropped).' },
+  { key: 'rateLimitAddress', kind: 'int', def: 50, min: 0, max: 1_000_000, env: 'IDPROV_RATE_LIMIT_ADDRESS', doc: 'Signature checks per second for one source address, and for one IPv6 /64 (requests whose nonce was sent to that address; token-bucket refill; 0 = no limit); a second bucket of the same size counts requests that do not decode (and 5.03 answers while provisioning is off). Over it: 4.29. Nonce challenges are never limited. See README "Rate limits".' },
+  { key: 'rateBurstAddress', kind: 'int', def: 500, min: 1, max: 10_000_000, env: 'IDPROV_RATE_BURST_ADDRESS', doc: 'Signature checks (and undecodable requests) one source address or IPv6 /64 may spend at once before `rateLimitAddress` applies (bucket size).' },
+  { key: 'rateLimitDevice', kind: 'int', def: 2, min: 0, max: 1_000_000, env: 'IDPROV_RATE_LIMIT_DEVICE', doc: 'Authenticated requests per second per device ID, counted for its vouched (allowlisted, provisioned, approved or OOB-proven) key, and separately per ID and key for any other key (0 = no limit); over it: 4.29. A request signed with another key never spends the device\'s budget.' },
+  { key: 'rateBurstDevice', kind: 'int', def: 10, min: 1, max: 1_000_000, env: 'IDPROV_RATE_BURST_DEVICE', doc: 'Authenticated requests one device ID (or ID and other key) may send at once before `rateLimitDevice` applies.' },
+  { key: 'rateLimitMaxKeys', kind: 'int', def: 100_000, min: 100, max: 10_000_000, env: 'IDPROV_RATE_LIMIT_MAX_KEYS', doc: 'Keys (addresses, /64 prefixes, device ID and key pairs) whose rate-limit buckets each table keeps in memory at most (least recently used dropped).' },
   { key: 'manyIdsThreshold', kind: 'int', def: 50, min: 0, max: 100_000, env: 'IDPROV_MANY_IDS_THRESHOLD', doc: 'Distinct device IDs from one source address within `manyIdsWindow` that raise a `many-ids` flag (0 = off).' },
   { key: 'manyIdsWindow', kind: 'int', def: 60, min: 1, max: DAY, env: 'IDPROV_MANY_IDS_WINDOW', doc: 'Window of the `many-ids` count (s).' },
   { key: 'monitorMaxAddresses', kind: 'int', def: 10_000, min: 10, max: 1_000_000, env: 'IDPROV_MONITOR_MAX_ADDRESSES', doc: 'Source addresses the `many-ids` tracker follows at most (least recently active dropped).' },

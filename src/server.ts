@@ -208,7 +208,9 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
       coapStats: () => ({ ...coap.stats }) as unknown as Record<string, number>,
       monitor: () => ({
         rate_limit_addresses: service?.addressLimits.size ?? 0,
+        rate_limit_undecodable: service?.junkLimits.size ?? 0,
         rate_limit_devices: service?.deviceLimits.size ?? 0,
+        rate_limit_claims: service?.claimLimits.size ?? 0,
         tracked_addresses: service?.tracker.size ?? 0,
         open_flags: service?.flags.size ?? 0,
       }),
@@ -230,6 +232,7 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
         nonceTtl: cfg.nonceTtl,
         disabledRetryS: cfg.disabledRetry,
         maxUsedNonces: cfg.maxUsedNonces,
+        maxUsedNoncesUnvouched: cfg.maxUsedNoncesUnvouched,
         policy: {
           ...DEFAULT_POLICY,
           pendingInitialS: cfg.pendingRetryInitial,

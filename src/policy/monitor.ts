@@ -143,6 +143,19 @@ export interface OpenFlagRef {
   id: string;
   kind: FlagKind;
   deviceIds: readonly string[];
+  /**
+   * Who raised it: `<device ID>@<key fingerprint>` of each request that observed it (the first
+   * {@link MAX_FLAG_RAISERS}). Absent for flags recorded before the server kept it.
+   */
+  raisedBy?: readonly string[];
+}
+
+/** Raisers one flag remembers at most (evidence `raisedBy`). */
+export const MAX_FLAG_RAISERS = 32;
+
+/** The raiser of an observation: the request's device ID and the fingerprint of the key that signed it. */
+export function raiserOf(id: string, fingerprint: string): string {
+  return `${id}@${fingerprint}`;
 }
 
 /**
@@ -164,10 +177,18 @@ export interface HoldSettings {
  * raised by this very request included) becomes a `hold` — answered like pending, no token — until an
  * admin clears the flags. Every other decision passes unchanged; so does everything when the setting
  * is off. `open` are the open flags naming `deviceId`.
+ *
+ * Only evidence about the key being approved holds (issue #11, F2): `approving` is the
+ * {@link raiserOf} of the approval (the ID and the key it would bind the token to), and a flag holds
+ * only when a request signed with that key raised it. A key-mismatch raised by some other key, an
+ * OOB failure or a MAC mismatch by a key nobody vouched for, a `duplicate-mac` raised under another
+ * ID: none of them proves anything about this device's key, and anyone can raise them, so they are
+ * shown to admins but hold nobody. Flags without raisers (recorded by older versions) hold as before.
  */
-export function holdFlagged(d: Decision, deviceId: string, open: readonly OpenFlagRef[], s: HoldSettings): Decision {
+export function holdFlagged(d: Decision, deviceId: string, open: readonly OpenFlagRef[], s: HoldSettings, approving?: string): Decision {
   if (!s.holdFlagged || d.kind !== 'approve') return d;
-  const heldBy = open.filter((f) => !HOLD_EXEMPT.has(f.kind) && f.deviceIds.includes(deviceId)).map((f) => f.id);
+  const concerns = (f: OpenFlagRef): boolean => f.raisedBy === undefined || approving === undefined || f.raisedBy.includes(approving);
+  const heldBy = open.filter((f) => !HOLD_EXEMPT.has(f.kind) && f.deviceIds.includes(deviceId) && concerns(f)).map((f) => f.id);
   if (heldBy.length === 0) return d;
   return { kind: 'hold', retryS: s.retryS, flags: d.flags, heldBy };
 }

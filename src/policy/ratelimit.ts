@@ -83,6 +83,27 @@ export class BucketTable {
     this.buckets.set(key, t.bucket);
     return t;
   }
+
+  /**
+   * Take one token from every key of `keys` at `nowMs`, or from none: when any of them is empty,
+   * nothing is spent and the answer is the longest wait among them (an IPv6 source is charged to its
+   * address and to its /64, and must have room in both).
+   */
+  takeAll(keys: readonly string[], nowMs: number): Take {
+    if (keys.length === 1) return this.take(keys[0]!, nowMs);
+    if (this.limit.rate <= 0) return { ok: true, bucket: fullBucket(this.limit, nowMs), retryS: 0 };
+    let retryS = 0;
+    let last: Bucket = fullBucket(this.limit, nowMs);
+    for (const k of keys) {
+      const b = this.buckets.get(k);
+      const t = take(b ?? fullBucket(this.limit, nowMs), this.limit, nowMs);
+      if (!t.ok) retryS = Math.max(retryS, t.retryS);
+      last = t.bucket;
+    }
+    if (retryS > 0) return { ok: false, bucket: last, retryS };
+    for (const k of keys) last = this.take(k, nowMs).bucket;
+    return { ok: true, bucket: last, retryS: 0 };
+  }
 }
 
 /** The address part of `addr:port` or `[v6]:port` (rate limits and the monitor count per address). */

@@ -5,39 +5,56 @@
  * MAC = first 12 bytes of HMAC-SHA256(secret, "idprov-nonce-v1" ‖ expiry ‖ random ‖ id).
  * Any server instance holding the same secret verifies it without per-request state; binding the id
  * makes a nonce issued to one device useless to another. The used-once set lives in the service.
+ *
+ * The service also binds each nonce to the source address it was sent to (`peer`, issue #11 F4):
+ * MAC = first 12 bytes of HMAC-SHA256(secret, "idprov-nonce-v2" ‖ expiry ‖ random ‖ len(peer) ‖ peer ‖ id).
+ * A valid nonce then shows that its sender receives datagrams at that address (like a DTLS cookie),
+ * which a blind spoofer cannot: it never sees the nonces sent to the address it forges.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 
 export const NONCE_BYTES = 24;
 const MAC_BYTES = 12;
 const LABEL = Buffer.from('idprov-nonce-v1', 'ascii');
+const LABEL_BOUND = Buffer.from('idprov-nonce-v2', 'ascii');
 
 /** Why a nonce was refused. */
 export type NonceFault = 'missing' | 'malformed' | 'foreign' | 'expired';
 
-function mac(secret: Uint8Array, head: Uint8Array, id: string): Buffer {
-  return createHmac('sha256', secret).update(LABEL).update(head).update(id, 'utf8').digest().subarray(0, MAC_BYTES);
+function mac(secret: Uint8Array, head: Uint8Array, id: string, peer: string | undefined): Buffer {
+  const h = createHmac('sha256', secret);
+  if (peer === undefined) h.update(LABEL).update(head);
+  else {
+    const p = Buffer.from(peer, 'utf8');
+    h.update(LABEL_BOUND).update(head).update(Buffer.from([Math.min(p.length, 255)])).update(p.subarray(0, 255));
+  }
+  return h.update(id, 'utf8').digest().subarray(0, MAC_BYTES);
 }
 
 /**
  * Make a nonce for `id` valid until `expiry` (epoch s).
  * @param random 8 fresh random bytes (passed in so that this stays pure and testable).
+ * @param peer the canonical source address the nonce is sent to; when given, only a request from that
+ *   address passes {@link checkNonce} with the same `peer`.
  */
-export function makeNonce(secret: Uint8Array, id: string, expiry: number, random: Uint8Array): Buffer {
+export function makeNonce(secret: Uint8Array, id: string, expiry: number, random: Uint8Array, peer?: string): Buffer {
   // Fewer than 8 bytes would leave uninitialised heap memory in a nonce sent on the wire.
   if (random.length < 8) throw new RangeError('makeNonce: random must hold 8 bytes');
   const out = Buffer.allocUnsafe(NONCE_BYTES);
   out.writeUInt32BE(expiry >>> 0, 0);
   out.set(random.subarray(0, 8), 4);
-  out.set(mac(secret, out.subarray(0, 12), id), 12);
+  out.set(mac(secret, out.subarray(0, 12), id, peer), 12);
   return out;
 }
 
-/** Check a nonce's MAC (constant time) and expiry. Returns undefined when valid, else the fault. */
-export function checkNonce(secret: Uint8Array, id: string, nonce: Uint8Array | undefined, now: number): NonceFault | undefined {
+/**
+ * Check a nonce's MAC (constant time) and expiry. Returns undefined when valid, else the fault. A nonce
+ * made for another `peer` (or with one, checked without) is `foreign`.
+ */
+export function checkNonce(secret: Uint8Array, id: string, nonce: Uint8Array | undefined, now: number, peer?: string): NonceFault | undefined {
   if (!nonce) return 'missing';
   if (nonce.length !== NONCE_BYTES) return 'malformed';
-  const expected = mac(secret, nonce.subarray(0, 12), id);
+  const expected = mac(secret, nonce.subarray(0, 12), id, peer);
   if (!timingSafeEqual(expected, nonce.subarray(12))) return 'foreign';
   if (Buffer.from(nonce.buffer, nonce.byteOffset, 4).readUInt32BE(0) < now) return 'expired';
   return undefined;

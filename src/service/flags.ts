@@ -13,7 +13,7 @@
  */
 import type { EventRecord, FlagRecord } from '../domain.ts';
 import type { FlagNote } from '../policy/decide.ts';
-import { STATE_KINDS, acknowledges, type OpenFlagRef } from '../policy/monitor.ts';
+import { MAX_FLAG_RAISERS, STATE_KINDS, acknowledges, type OpenFlagRef } from '../policy/monitor.ts';
 import type { Mutation, Store } from '../store/store.ts';
 
 /** Most device IDs one flag lists. */
@@ -23,6 +23,25 @@ export const MAX_FLAG_DEVICES = 32;
 export const CAP_ACTOR = 'system:cap';
 
 const keyOf = (kind: string, subject: string): string => `${kind}\n${subject}`;
+
+/** The evidence field that lists who raised a flag (space-separated `<id>@<fingerprint>`). */
+export const RAISED_BY = 'raisedBy';
+
+/**
+ * The evidence of the latest observation, with the raisers of the earlier ones and `raiser` added. A
+ * flag whose earlier raisers are not known (recorded by an older version) stays without the list, so
+ * that it keeps holding as it did.
+ */
+function withRaiser(latest: Readonly<Record<string, string>>, prev: Readonly<Record<string, string>> | undefined, raiser: string | undefined): Record<string, string> {
+  const out: Record<string, string> = { ...latest };
+  delete out[RAISED_BY];
+  const had = prev?.[RAISED_BY];
+  if (prev !== undefined && had === undefined) return out;
+  const list = had ? had.split(' ').filter(Boolean) : [];
+  if (raiser !== undefined && !list.includes(raiser) && list.length < MAX_FLAG_RAISERS) list.push(raiser);
+  if (list.length) out[RAISED_BY] = list.join(' ');
+  return out;
+}
 
 export class FlagBook {
   /** kind + subject → open flag, least recently seen first (re-inserted on every observation). */
@@ -112,8 +131,11 @@ export class FlagBook {
   /**
    * Merge observations into the open flags. Returns the mutations that record them (a `flag.put` per
    * flag touched, a `flag.raised` event per new flag, the cap's bookkeeping) and the new flags.
+   * `raiser` ({@link import('../policy/monitor.ts').raiserOf}) is who observed them: it is added to
+   * each flag's evidence `raisedBy` (the first {@link MAX_FLAG_RAISERS} kept), which decides whom the
+   * flag may hold.
    */
-  raise(notes: readonly FlagNote[], now: number): { muts: Mutation[]; raised: FlagRecord[] } {
+  raise(notes: readonly FlagNote[], now: number, raiser?: string): { muts: Mutation[]; raised: FlagRecord[] } {
     const muts: Mutation[] = [];
     const raised: FlagRecord[] = [];
     for (const n of notes) {
@@ -125,7 +147,7 @@ export class FlagBook {
       if (prev) {
         const ids = [...prev.deviceIds];
         for (const d of [n.deviceId, ...(n.others ?? [])]) if (!ids.includes(d) && ids.length < MAX_FLAG_DEVICES) ids.push(d);
-        const next: FlagRecord = { ...prev, deviceIds: ids, evidence: { ...n.evidence }, lastSeen: Math.max(prev.lastSeen, now), count: prev.count + 1 };
+        const next: FlagRecord = { ...prev, deviceIds: ids, evidence: withRaiser(n.evidence, prev.evidence, raiser), lastSeen: Math.max(prev.lastSeen, now), count: prev.count + 1 };
         this.remove(prev);
         this.insert(next);
         muts.push({ kind: 'flag.put', flag: next });
@@ -145,7 +167,7 @@ export class FlagBook {
         kind: n.kind,
         subject,
         deviceIds: ids,
-        evidence: { ...n.evidence },
+        evidence: withRaiser(n.evidence, undefined, raiser),
         firstSeen: now,
         lastSeen: now,
         count: 1,
@@ -173,7 +195,11 @@ export class FlagBook {
     const out: OpenFlagRef[] = [];
     for (const id of ids) {
       const f = this.open.get(this.keyById.get(id)!);
-      if (f) out.push({ id: f.id, kind: f.kind as OpenFlagRef['kind'], deviceIds: f.deviceIds });
+      if (!f) continue;
+      const ref: OpenFlagRef = { id: f.id, kind: f.kind as OpenFlagRef['kind'], deviceIds: f.deviceIds };
+      const by = f.evidence[RAISED_BY];
+      if (by !== undefined) ref.raisedBy = by.split(' ').filter(Boolean);
+      out.push(ref);
     }
     return out;
   }

@@ -55,6 +55,53 @@ export class UsedNonces {
     this.count++;
     return true;
   }
+
+  /** Seconds from `now` until the earliest entries expire and make room (at least 1). */
+  freesInS(now: number): number {
+    let first = Infinity;
+    for (const b of this.buckets.keys()) first = Math.min(first, b);
+    return first === Infinity ? 1 : Math.max(1, (first + 1) * BUCKET_S - now);
+  }
+}
+
+/** Which part of the used-once set a request's nonce goes to (issue #11, F3). */
+export type NoncePartition = 'vouched' | 'other';
+
+/** What {@link PartitionedNonces.use} did. */
+export type UseOutcome = { ok: true } | { ok: false; why: 'used' } | { ok: false; why: 'full'; retryS: number };
+
+/**
+ * The used-once set in two parts with their own caps (issue #11, F3): nonces of requests signed with a
+ * vouched key (allowlisted, provisioned, admin-approved or proven by the entry's OOB secret), and all
+ * others. Anyone can spend the second part (any key, any ID); only key holders the admin vouched for
+ * can spend the first, each at most at its own rate limit, so a flood of fake IDs fills the second
+ * part and never the first. A nonce is looked up in both parts: it is never accepted twice, whichever
+ * part took it first.
+ */
+export class PartitionedNonces {
+  private readonly parts: Record<NoncePartition, UsedNonces>;
+
+  constructor(caps: Readonly<Record<NoncePartition, number>>) {
+    this.parts = { vouched: new UsedNonces(caps.vouched), other: new UsedNonces(caps.other) };
+  }
+
+  /** Nonces remembered in each part. */
+  get sizes(): Record<NoncePartition, number> {
+    return { vouched: this.parts.vouched.size, other: this.parts.other.size };
+  }
+
+  /** True when `nonce` was already used (in either part). */
+  has(nonce: Uint8Array, expiry: number): boolean {
+    return this.parts.vouched.has(nonce, expiry) || this.parts.other.has(nonce, expiry);
+  }
+
+  /** Mark `nonce` used in `part`: refused when already used (in either part) or when `part` is full. */
+  use(nonce: Uint8Array, expiry: number, now: number, part: NoncePartition): UseOutcome {
+    if (this.has(nonce, expiry)) return { ok: false, why: 'used' };
+    const p = this.parts[part];
+    if (p.use(nonce, expiry, now)) return { ok: true };
+    return { ok: false, why: 'full', retryS: p.freesInS(now) };
+  }
 }
 
 /** Serializes async work per key (one device ID at a time) with no unbounded growth. */

@@ -9,17 +9,19 @@ import { ROLE_OF_TYPE } from '../domain.ts';
 import { ERROR_TABLE, ProvError, isProvError, type ProvErrorCode } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { bytesEqual, decide, decideRefresh, type Decision, type PolicySettings } from '../policy/decide.ts';
-import { AddressTracker, MAX_MAC_PEERS, duplicateMacNote, holdFlagged, manyIdsNote } from '../policy/monitor.ts';
+import { addressScope, scopeKeys, type AddressScope } from '../policy/address.ts';
+import { AddressTracker, MAX_MAC_PEERS, duplicateMacNote, holdFlagged, manyIdsNote, raiserOf } from '../policy/monitor.ts';
 import { BucketTable, addressOf } from '../policy/ratelimit.ts';
+import { claimKey, isVouched, keyStanding, type KeyStanding } from '../policy/standing.ts';
 import { parseSign1, sigStructure } from '../protocol/cose.ts';
 import { STATUS, parseRefreshBody, parseRequestBody, type ResponseBody } from '../protocol/messages.ts';
 import { checkNonce, makeNonce, nonceExpiry } from '../protocol/nonce.ts';
 import type { Mutation, Store } from '../store/store.ts';
-import { PublicKeyCache, ed25519Verify } from '../tokens/ed25519.ts';
+import { PublicKeyCache, ed25519Verify, keyFingerprint } from '../tokens/ed25519.ts';
 import type { TokenKeyring } from '../tokens/keyring.ts';
 import { sealToken } from '../tokens/seal.ts';
 import { FlagBook } from './flags.ts';
-import { KeyedMutex, UsedNonces } from './nonces.ts';
+import { KeyedMutex, PartitionedNonces } from './nonces.ts';
 
 /** Settings of the provisioning service (validated by the config layer). */
 export interface ServiceSettings {
@@ -37,8 +39,13 @@ export interface ServiceSettings {
   nonceTtl: number;
   /** Retry hint while provisioning is disabled (s). */
   disabledRetryS: number;
-  /** Cap of the used-once nonce set. */
+  /**
+   * Cap of the used-once set's part for requests signed with a vouched key (allowlisted, provisioned,
+   * admin-approved, OOB-proven; issue #11 F3).
+   */
   maxUsedNonces: number;
+  /** Cap of its part for every other request (unknown IDs, waiting requests, other keys). Default 500,000. */
+  maxUsedNoncesUnvouched?: number;
   policy: PolicySettings;
   /** Security monitor, rate limits and bounded growth (issue #6); defaults: {@link DEFAULT_MONITOR}. */
   monitor?: Partial<MonitorSettings>;
@@ -49,13 +56,17 @@ export interface ServiceSettings {
  * each default). Rates are per second; a rate of 0 turns that limit off.
  */
 export interface MonitorSettings {
-  /** Requests per second per source address (refill), and the burst it may save up. */
+  /**
+   * Per source address (and per IPv6 /64), refill per second and burst, of each of its two buckets:
+   * signature checks (requests with a valid nonce sent to that address), and requests that do not
+   * decode. Nonce challenges spend neither (issue #11 F4).
+   */
   addressRate: number;
   addressBurst: number;
-  /** Authenticated requests per second per device ID, and the burst. */
+  /** Authenticated requests per second per device ID (its vouched key) or per ID + key (any other key), and the burst. */
   deviceRate: number;
   deviceBurst: number;
-  /** Keys (addresses, IDs) each rate-limit table tracks at most (least recently used dropped). */
+  /** Keys (addresses, prefixes, claims) each rate-limit table tracks at most (least recently used dropped). */
   maxTracked: number;
   /** Distinct IDs from one address within `manyIdsWindowS` that raise `many-ids` (0 = off). */
   manyIds: number;
@@ -145,27 +156,39 @@ export interface SwitchState {
   reason?: string;
 }
 
+/** Default of {@link ServiceSettings.maxUsedNoncesUnvouched}. */
+export const DEFAULT_MAX_USED_NONCES_UNVOUCHED = 500_000;
+
 export class ProvisioningService {
-  private readonly used: UsedNonces;
+  private readonly used: PartitionedNonces;
   private readonly mutex = new KeyedMutex();
   private readonly pkCache = new PublicKeyCache(50_000);
   private switchState: SwitchState = { enabled: true };
   /** The monitor's settings, defaults filled in. */
   readonly monitor: Readonly<MonitorSettings>;
-  /** Rate-limit buckets per source address and per device ID (shared by request and refresh). */
+  /**
+   * Rate-limit buckets, shared by request and refresh (README "Rate limits", docs/security.md):
+   * signature checks per source address and IPv6 /64 (spent only by requests whose nonce was sent to
+   * that address); undecodable requests per address and /64; authenticated requests per device ID
+   * for its vouched key, and per device ID + key for all other keys, in a table of their own.
+   */
   readonly addressLimits: BucketTable;
+  readonly junkLimits: BucketTable;
   readonly deviceLimits: BucketTable;
+  readonly claimLimits: BucketTable;
   /** Distinct IDs per source address (the `many-ids` flag). */
   readonly tracker: AddressTracker;
   /** The open flags. */
   readonly flags: FlagBook;
 
   constructor(private readonly d: ServiceDeps) {
-    this.used = new UsedNonces(d.settings.maxUsedNonces);
+    this.used = new PartitionedNonces({ vouched: d.settings.maxUsedNonces, other: d.settings.maxUsedNoncesUnvouched ?? DEFAULT_MAX_USED_NONCES_UNVOUCHED });
     const m: MonitorSettings = { ...DEFAULT_MONITOR, ...d.settings.monitor };
     this.monitor = Object.freeze(m);
     this.addressLimits = new BucketTable({ rate: m.addressRate, burst: m.addressBurst }, m.maxTracked);
+    this.junkLimits = new BucketTable({ rate: m.addressRate, burst: m.addressBurst }, m.maxTracked);
     this.deviceLimits = new BucketTable({ rate: m.deviceRate, burst: m.deviceBurst }, m.maxTracked);
+    this.claimLimits = new BucketTable({ rate: m.deviceRate, burst: m.deviceBurst }, m.maxTracked);
     this.tracker = new AddressTracker({ threshold: m.manyIds, windowS: m.manyIdsWindowS, maxAddresses: m.maxAddresses });
     this.flags = new FlagBook(m.maxFlags, d.random);
   }
@@ -189,51 +212,89 @@ export class ProvisioningService {
     this.switchState = { ...s };
   }
 
-  /** Size of the used-once nonce set (metrics, tests). */
+  /** Size of the used-once nonce set, both parts (metrics, tests). */
   get usedNonceCount(): number {
-    return this.used.size;
+    const s = this.used.sizes;
+    return s.vouched + s.other;
   }
 
-  /** A fresh nonce for `id` valid for `validS` seconds. */
-  private nonce(id: string, validS: number, now: number): Buffer {
-    return makeNonce(this.d.nonceSecret, id, now + validS, this.d.random(8));
+  /** Size of each part of the used-once set (tests). */
+  get usedNonceSizes(): { vouched: number; other: number } {
+    return this.used.sizes;
   }
 
-  private challenge(id: string, code: 'nonce' | 'bad-signature' | 'oob-mismatch', diag: string, now: number): Outcome {
-    return { code: '4.01', body: { nonce: this.nonce(id, this.d.settings.nonceTtl, now), err: ERROR_TABLE[code].err!, diag } };
+  /** A fresh nonce for `id` valid for `validS` seconds, bound to the address `peer` it is sent to. */
+  private nonce(id: string, validS: number, now: number, peer: string): Buffer {
+    return makeNonce(this.d.nonceSecret, id, now + validS, this.d.random(8), peer);
+  }
+
+  private challenge(id: string, code: 'nonce' | 'bad-signature' | 'oob-mismatch', diag: string, now: number, peer: string): Outcome {
+    return { code: '4.01', body: { nonce: this.nonce(id, this.d.settings.nonceTtl, now, peer), err: ERROR_TABLE[code].err!, diag } };
   }
 
   /**
-   * Check the nonce (cheap MAC) before the signature (PROTOCOL.md §3), then the signature, then mark
-   * the nonce used. Returns a 4.01 outcome on failure.
+   * The gate before any signature check (issue #11 F4; PROTOCOL.md §3). A request without a valid
+   * nonce for its ID and source address, or with one already used, gets a 4.01 challenge: one HMAC,
+   * no state, an answer smaller than the request, so it is never rate-limited and a spoofer cannot
+   * starve a device of nonces. A valid, unused nonce shows that the sender receives at the source
+   * address: only then is a token taken from the address's (and /64's) signature budget, and a
+   * signature may be checked. Returns an outcome when the request stops here.
    */
-  private authenticate(id: string, nonce: Uint8Array | undefined, signer: Uint8Array, env: ReturnType<typeof parseSign1>, now: number): Outcome | undefined {
-    const fault = checkNonce(this.d.nonceSecret, id, nonce, now);
-    if (fault) return this.challenge(id, 'nonce', fault === 'missing' ? 'a server nonce is required (key 4)' : `nonce ${fault}`, now);
-    const exp = nonceExpiry(nonce!);
-    if (this.used.has(nonce!, exp)) return this.challenge(id, 'nonce', 'nonce already used', now);
-    if (!ed25519Verify(this.pkCache, signer, sigStructure(env.protectedBytes, env.payload), env.signature)) {
-      return this.challenge(id, 'bad-signature', 'the signature does not verify', now);
-    }
-    if (!this.used.use(nonce!, exp, now)) return this.challenge(id, 'nonce', 'nonce already used', now);
-    return undefined;
+  private admit(id: string, nonce: Uint8Array | undefined, scope: AddressScope, now: number, nowMs: number): Outcome | undefined {
+    const fault = checkNonce(this.d.nonceSecret, id, nonce, now, scope.address);
+    if (fault) return this.challenge(id, 'nonce', fault === 'missing' ? 'a server nonce is required (key 4)' : `nonce ${fault}`, now, scope.address);
+    if (this.used.has(nonce!, nonceExpiry(nonce!))) return this.challenge(id, 'nonce', 'nonce already used', now, scope.address);
+    const t = this.addressLimits.takeAll(scopeKeys(scope), nowMs);
+    return t.ok ? undefined : this.rateLimited(t.retryS);
   }
 
   /**
-   * What every POST shares: the per-address limit first (before any decoding), then `work`; any
-   * error becomes its protocol outcome; one log line and one metrics observation per answer.
-   * `work` reports the device ID as soon as it is decoded, for the log line.
+   * A nonce whose request failed its signature (or token) check is used up: each signature check costs
+   * the sender a nonce fetched to an address it receives at. Burned in the part of the used-once set
+   * that unvouched requests share; when that part is full it is not remembered, and the signature
+   * budget of the address alone bounds the checks.
+   */
+  private burn(nonce: Uint8Array, now: number): void {
+    this.used.use(nonce, nonceExpiry(nonce), now, 'other');
+  }
+
+  /**
+   * The claim's budget, then the used-once mark (issue #11 F1, F3), once the signature verified and the
+   * ID's records are loaded. A vouched key (the ID's allowlisted, provisioned or approved key, or one
+   * that proves the entry's OOB secret) spends the ID's bucket; any other key spends the bucket of
+   * this ID *and that key*, in a table of its own — so a request signed with another key never spends
+   * the device's budget, nor a second key for an unknown ID the first one's. Then the nonce is marked
+   * used in the part of the set for its standing. A claim over its limit consumes no nonce. Either
+   * part full: 4.29 with Max-Age until entries expire, never acceptance.
+   */
+  private spend(id: string, pk: Uint8Array, standing: KeyStanding, nonce: Uint8Array, peer: string, now: number, nowMs: number): Outcome | undefined {
+    const vouched = isVouched(standing);
+    // A duplicate that raced this one through the signature check spends no budget.
+    if (this.used.has(nonce, nonceExpiry(nonce))) return this.challenge(id, 'nonce', 'nonce already used', now, peer);
+    const t = vouched ? this.deviceLimits.take(id, nowMs) : this.claimLimits.take(claimKey(id, pk), nowMs);
+    if (!t.ok) return this.rateLimited(t.retryS);
+    const u = this.used.use(nonce, nonceExpiry(nonce), now, vouched ? 'vouched' : 'other');
+    if (u.ok) return undefined;
+    if (u.why === 'used') return this.challenge(id, 'nonce', 'nonce already used', now, peer);
+    this.d.log.warn({ evt: 'nonces-full', part: vouched ? 'vouched' : 'other', id }, 'the used-once nonce set is full for this kind of request');
+    return this.rateLimited(u.retryS);
+  }
+
+  /**
+   * What every POST shares: the source's address scope, then `work`; any error becomes its protocol
+   * outcome; one log line and one metrics observation per answer. `work` reports the device ID as soon
+   * as it is decoded, for the log line.
    */
   private async handle(
     op: 'request' | 'refresh',
     ctx: RequestContext,
-    work: (now: number, t0: number, setId: (id: string) => void) => Promise<Outcome>,
+    work: (now: number, t0: number, setId: (id: string) => void, scope: AddressScope) => Promise<Outcome>,
   ): Promise<Outcome> {
     const t0 = this.d.clock();
     let id: string | undefined;
     let out: Outcome;
     try {
-      out = this.limitAddress(ctx, t0) ?? (await work(this.now(), t0, (x) => (id = x)));
+      out = await work(this.now(), t0, (x) => (id = x), addressScope(ctx.source));
     } catch (e) {
       out = this.failure(e, op, id, ctx);
     }
@@ -241,40 +302,50 @@ export class ProvisioningService {
     return out;
   }
 
+  /**
+   * Decode with `fn`; a request that does not decode spends a token of its address's (and /64's)
+   * bucket for unproven answers, and past that gets 4.29 instead of its 4.00: the bucket bounds how
+   * many answers larger than their request (a 4.00 carries a diagnostic; so does the 5.03 while
+   * provisioning is disabled) anyone can draw to an address, and only such requests spend it.
+   */
+  private decode<T>(scope: AddressScope, nowMs: number, fn: () => T): T | Outcome {
+    try {
+      return fn();
+    } catch (e) {
+      if (!isProvError(e)) throw e;
+      const t = this.junkLimits.takeAll(scopeKeys(scope), nowMs);
+      if (!t.ok) return this.rateLimited(t.retryS);
+      throw e;
+    }
+  }
+
   /** `POST /idprov/request` (PROTOCOL.md §2, §3, §5). Never throws. */
   request(payload: Uint8Array, ctx: RequestContext): Promise<Outcome> {
-    return this.handle('request', ctx, async (now, t0, setId) => {
-      // The admin's reason (which may name a rogue server's address) stays on the admin side.
-      if (!this.switchState.enabled) return this.errorOutcome('disabled', 'provisioning is disabled; retry later', this.d.settings.disabledRetryS);
-      const env = parseSign1(payload, 'request');
-      const body = parseRequestBody(env.payload);
+    return this.handle('request', ctx, async (now, t0, setId, scope) => {
+      // The admin's reason (which may name a rogue server's address) stays on the admin side. The
+      // answer is larger than the smallest POST, so it spends the bucket of unproven answers.
+      if (!this.switchState.enabled) {
+        const t = this.junkLimits.takeAll(scopeKeys(scope), t0);
+        if (!t.ok) return this.rateLimited(t.retryS);
+        return this.errorOutcome('disabled', 'provisioning is disabled; retry later', this.d.settings.disabledRetryS);
+      }
+      const got = this.decode(scope, t0, () => {
+        const env = parseSign1(payload, 'request');
+        return { env, body: parseRequestBody(env.payload) };
+      });
+      if (isOutcome(got)) return got;
+      const { env, body } = got;
       setId(body.id);
-      return (
-        this.authenticate(body.id, body.nonce, body.pk, env, now) ??
-        this.limitDevice(body.id, t0) ??
-        (await this.mutex.run(body.id, () =>
-          this.provision({ ...body, nonce: body.nonce!, source: ctx.source, ...(ctx.pskIdentity ? { pskIdentity: ctx.pskIdentity } : {}) }),
-        ))
+      const gate = this.admit(body.id, body.nonce, scope, now, t0);
+      if (gate) return gate;
+      if (!ed25519Verify(this.pkCache, body.pk, sigStructure(env.protectedBytes, env.payload), env.signature)) {
+        this.burn(body.nonce!, now);
+        return this.challenge(body.id, 'bad-signature', 'the signature does not verify', now, scope.address);
+      }
+      return this.mutex.run(body.id, () =>
+        this.provision({ ...body, nonce: body.nonce!, source: ctx.source, ...(ctx.pskIdentity ? { pskIdentity: ctx.pskIdentity } : {}) }, scope.address, t0),
       );
     });
-  }
-
-  /**
-   * The per-address bucket (issue #6), checked before anything else: no decoding, no crypto, no
-   * store access for a sender over its limit. 4.29 with Max-Age and `err` 9 (PROTOCOL.md §4).
-   */
-  private limitAddress(ctx: RequestContext, nowMs: number): Outcome | undefined {
-    const t = this.addressLimits.take(addressOf(ctx.source), nowMs);
-    return t.ok ? undefined : this.rateLimited(t.retryS);
-  }
-
-  /**
-   * The per-device bucket, checked once the request is authenticated: only the key holder can spend
-   * a device's budget, so nobody can lock a device out by sending requests in its name.
-   */
-  private limitDevice(id: string, nowMs: number): Outcome | undefined {
-    const t = this.deviceLimits.take(id, nowMs);
-    return t.ok ? undefined : this.rateLimited(t.retryS);
   }
 
   /** 4.29: `retry` (key 10, also Max-Age) and `err` 9 (key 15), as PROTOCOL.md §4 lists for it. */
@@ -282,13 +353,16 @@ export class ProvisioningService {
     return { code: ERROR_TABLE['rate-limited'].coap, body: { retry: retryS, err: ERROR_TABLE['rate-limited'].err! }, maxAge: retryS };
   }
 
-  private async provision(req: Parameters<typeof decide>[0] & { xk?: Uint8Array }): Promise<Outcome> {
+  /** Load, spend the claim's budget and its nonce, decide, record, answer (under the ID's mutex). */
+  private async provision(req: Parameters<typeof decide>[0] & { xk?: Uint8Array }, peer: string, t0: number): Promise<Outcome> {
     const now = this.now();
     const m = this.monitor;
     const [rec, macPeers] = await Promise.all([
       this.d.store.loadSubject(req.id),
       req.mac ? this.d.store.macPeers(req.mac, req.id, MAX_MAC_PEERS) : Promise.resolve([]),
     ]);
+    const stop = this.spend(req.id, req.pk, keyStanding(req, rec, now), req.nonce, peer, now, t0);
+    if (stop) return stop;
     let decision = decide(req, rec, this.d.settings.policy, now);
     const notes = [...decision.flags];
     const dup = duplicateMacNote(req, macPeers);
@@ -296,8 +370,9 @@ export class ProvisioningService {
     const many = this.tracker.observe(addressOf(req.source), req.id, now);
     if (many) notes.push(manyIdsNote(many, req.id, m.manyIdsWindowS));
     for (const f of notes) this.d.log.warn({ evt: 'flag', kind: f.kind, id: f.deviceId, evidence: f.evidence }, 'suspicious device');
-    const flagMuts = this.flags.raise(notes, now).muts;
-    decision = holdFlagged(decision, req.id, this.flags.openFor(req.id), { holdFlagged: m.holdFlagged, retryS: this.d.settings.policy.pendingInitialS });
+    const raiser = raiserOf(req.id, keyFingerprint(req.pk));
+    const flagMuts = this.flags.raise(notes, now, raiser).muts;
+    decision = holdFlagged(decision, req.id, this.flags.openFor(req.id), { holdFlagged: m.holdFlagged, retryS: this.d.settings.policy.pendingInitialS }, raiser);
     switch (decision.kind) {
       case 'approve':
         return this.approve(decision, req.xk, now, flagMuts);
@@ -306,7 +381,7 @@ export class ProvisioningService {
         const retry = decision.retryS;
         return {
           code: '2.05',
-          body: { status: STATUS.pending, nonce: this.nonce(req.id, retry + this.d.settings.nonceTtl, now), retry },
+          body: { status: STATUS.pending, nonce: this.nonce(req.id, retry + this.d.settings.nonceTtl, now, peer), retry },
           maxAge: retry,
         };
       }
@@ -320,13 +395,13 @@ export class ProvisioningService {
         const retry = decision.retryS;
         return {
           code: '2.05',
-          body: { status: STATUS.pending, nonce: this.nonce(req.id, retry + this.d.settings.nonceTtl, now), retry },
+          body: { status: STATUS.pending, nonce: this.nonce(req.id, retry + this.d.settings.nonceTtl, now, peer), retry },
           maxAge: retry,
         };
       }
       case 'refuse': {
         await this.d.store.apply([...flagMuts, this.event(now, 'provision.refused', req.id, 'device', req.source, { code: decision.code })]);
-        if (decision.code === 'oob-mismatch') return this.challenge(req.id, 'oob-mismatch', decision.reason, now);
+        if (decision.code === 'oob-mismatch') return this.challenge(req.id, 'oob-mismatch', decision.reason, now, peer);
         return this.errorOutcome(decision.code, decision.reason, decision.retryS);
       }
     }
@@ -370,37 +445,54 @@ export class ProvisioningService {
     return { code: '2.01', body };
   }
 
-  /** `POST /idprov/refresh` (PROTOCOL.md §2, §5). Works while provisioning is disabled. Never throws. */
+  /**
+   * `POST /idprov/refresh` (PROTOCOL.md §2, §5). Works while provisioning is disabled. Never throws.
+   * The nonce gate comes before the token's signature, so a request without a valid nonce for its
+   * address costs no verify (§3); a token or request signature that fails burns the nonce.
+   */
   refresh(payload: Uint8Array, ctx: RequestContext): Promise<Outcome> {
-    return this.handle('refresh', ctx, async (now, t0, setId) => {
-      const env = parseSign1(payload, 'refresh');
-      const body = parseRefreshBody(env.payload);
+    return this.handle('refresh', ctx, async (now, t0, setId, scope) => {
+      const got = this.decode(scope, t0, () => {
+        const env = parseSign1(payload, 'refresh');
+        return { env, body: parseRefreshBody(env.payload) };
+      });
+      if (isOutcome(got)) return got;
+      const { env, body } = got;
       setId(body.id);
-      // The nonce (one HMAC) before the token's signature, so a request without one costs no verify (§3).
-      const fault = checkNonce(this.d.nonceSecret, body.id, body.nonce, now);
-      if (fault) return this.challenge(body.id, 'nonce', fault === 'missing' ? 'a server nonce is required (key 4)' : `nonce ${fault}`, now);
-      const claims = this.d.keyring.verify(body.token, now);
-      if (claims.sub !== body.id) throw new ProvError('key-mismatch', 'the token was issued to another device ID');
-      return (
-        this.authenticate(body.id, body.nonce, claims.cnf, env, now) ??
-        this.limitDevice(body.id, t0) ??
-        (await this.mutex.run(body.id, async () => {
-          const t = this.now();
-          const rec = await this.d.store.loadSubject(body.id);
-          const d = decideRefresh({ id: body.id, cnf: claims.cnf, source: ctx.source }, rec, this.d.settings.policy, t);
-          if (d.kind === 'refuse') {
-            await this.d.store.apply([this.event(t, 'refresh.refused', body.id, 'device', ctx.source, { code: d.code })]);
-            return this.errorOutcome(d.code, d.reason, d.retryS);
-          }
-          const ttl = this.d.settings.tokenTtl;
-          const { token, exp, cti } = this.mint(d.device.id, d.device.pk, d.device.type, ttl, t);
-          await this.d.store.apply([
-            { kind: 'device.upsert', device: { ...d.device, lastCti: cti, tokenExp: exp } },
-            this.event(t, 'refresh.issued', body.id, 'device', ctx.source, { cti, exp }),
-          ]);
-          return this.issued(token, exp, ttl, body.xk);
-        }))
-      );
+      const gate = this.admit(body.id, body.nonce, scope, now, t0);
+      if (gate) return gate;
+      const nonce = body.nonce!;
+      let cnf: Uint8Array;
+      try {
+        const claims = this.d.keyring.verify(body.token, now);
+        if (claims.sub !== body.id) throw new ProvError('key-mismatch', 'the token was issued to another device ID');
+        cnf = claims.cnf;
+      } catch (e) {
+        this.burn(nonce, now);
+        throw e;
+      }
+      if (!ed25519Verify(this.pkCache, cnf, sigStructure(env.protectedBytes, env.payload), env.signature)) {
+        this.burn(nonce, now);
+        return this.challenge(body.id, 'bad-signature', 'the signature does not verify', now, scope.address);
+      }
+      return this.mutex.run(body.id, async () => {
+        const t = this.now();
+        const rec = await this.d.store.loadSubject(body.id);
+        const stop = this.spend(body.id, cnf, keyStanding({ id: body.id, pk: cnf }, rec, t), nonce, scope.address, t, t0);
+        if (stop) return stop;
+        const d = decideRefresh({ id: body.id, cnf, source: ctx.source }, rec, this.d.settings.policy, t);
+        if (d.kind === 'refuse') {
+          await this.d.store.apply([this.event(t, 'refresh.refused', body.id, 'device', ctx.source, { code: d.code })]);
+          return this.errorOutcome(d.code, d.reason, d.retryS);
+        }
+        const ttl = this.d.settings.tokenTtl;
+        const { token, exp, cti } = this.mint(d.device.id, d.device.pk, d.device.type, ttl, t);
+        await this.d.store.apply([
+          { kind: 'device.upsert', device: { ...d.device, lastCti: cti, tokenExp: exp } },
+          this.event(t, 'refresh.issued', body.id, 'device', ctx.source, { cti, exp }),
+        ]);
+        return this.issued(token, exp, ttl, body.xk);
+      });
     });
   }
 
@@ -486,6 +578,11 @@ export class ProvisioningService {
   load(id: string): Promise<SubjectRecords> {
     return this.d.store.loadSubject(id);
   }
+}
+
+/** True for an {@link Outcome} (as opposed to a decoded request). */
+function isOutcome(x: unknown): x is Outcome {
+  return typeof x === 'object' && x !== null && 'code' in x && 'body' in x;
 }
 
 /**

@@ -26,25 +26,40 @@ describe('rate limits over CoAP/UDP', () => {
       await f?.close();
     });
 
-    it('answers 4.29 with Max-Age and err 9 once an address spends its burst, before looking at the request', async () => {
-      const c = f.device();
-      const body = c.requestBodyMap();
-      for (let i = 0; i < 3; i++) assert.equal((await c.post(PATHS.request, body)).code, '4.01', 'within the burst: the nonce challenge');
-      const r = await c.post(PATHS.request, body);
-      assert.equal(r.code, '4.29');
-      assert.equal(r.body?.err, ERR_RATE);
-      assert.ok(r.body!.retry! >= 1);
-      assert.equal(r.body?.nonce, undefined, 'no nonce: nothing was computed for it');
-      // Checked before decoding: garbage gets the same 4.29, not 4.00; Max-Age repeats retry.
-      const g = await coapRequest({ port: f.server.coapPort, method: 'POST', path: PATHS.request, contentFormat: 18, payload: Buffer.from('not cbor at all') });
+    it('answers 4.29 with Max-Age and err 9 once an address spends its burst on requests that do not decode', async () => {
+      const junk = () => coapRequest({ port: f.server.coapPort, method: 'POST', path: PATHS.request, contentFormat: 18, payload: Buffer.from('not cbor at all') });
+      for (let i = 0; i < 3; i++) assert.equal((await junk()).code, '4.00', 'within the burst: the decoding error');
+      const g = await junk();
       assert.equal(g.code, '4.29');
       const answer = parseResponse(g.payload);
       assert.equal(answer.err, ERR_RATE);
       assert.ok(answer.retry! >= 1);
       assert.equal(g.maxAge, answer.retry, 'Max-Age repeats retry');
+      assert.equal(answer.diag, undefined, 'no diagnostic any more: the bucket bounds those answers');
       // The same bucket covers refresh.
+      const c = f.device();
       const rf = await c.post(PATHS.refresh, Buffer.from([0x80]));
       assert.equal(rf.code, '4.29');
+      // A nonce challenge is never rate-limited (issue #11 F4): whoever filled the bucket with junk in
+      // this address's name cannot keep a device here from the nonce it needs to prove its key.
+      const ch = await c.post(PATHS.request, c.requestBodyMap());
+      assert.equal(ch.code, '4.01');
+      assert.equal(ch.body?.err, ERROR_TABLE.nonce.err);
+      assert.ok(ch.body?.nonce);
+    });
+
+    it('answers 4.29 with Max-Age and err 9 once an address spends its signature budget, on request and refresh alike', async () => {
+      const a = await f.provisionedDevice();
+      await f.pendingDevice();
+      assert.equal((await a.refresh()).status, 'approved', 'the third signature check of the burst');
+      const b = f.device();
+      await f.allow({ id: b.id, pk: b.publicKey });
+      const r = await b.provision();
+      assert.equal(r.code, '4.29', JSON.stringify(r));
+      assert.equal(r.err, ERR_RATE);
+      assert.ok(r.retry! >= 1);
+      assert.equal((await a.refresh()).code, '4.29');
+      assert.equal(await f.server.store.getDevice(b.id), undefined);
     });
   });
 

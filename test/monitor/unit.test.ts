@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import type { Decision, FlagNote } from '../../src/policy/decide.ts';
-import { AddressTracker, acknowledges, duplicateMacNote, holdFlagged, manyIdsNote, type OpenFlagRef } from '../../src/policy/monitor.ts';
+import { AddressTracker, MAX_FLAG_RAISERS, acknowledges, duplicateMacNote, holdFlagged, manyIdsNote, type OpenFlagRef } from '../../src/policy/monitor.ts';
 import { BucketTable, addressOf, fullBucket, refill, take } from '../../src/policy/ratelimit.ts';
 import { CAP_ACTOR, FlagBook } from '../../src/service/flags.ts';
 
@@ -176,12 +176,31 @@ describe('the hold-flagged decision', () => {
     const refuse: Decision = { kind: 'refuse', code: 'rejected', retryS: 3600, reason: 'r', flags: [] };
     assert.equal(holdFlagged(refuse, 'd', [flag('key-changed', ['d'])], ON), refuse);
   });
+  it('holds only for flags that the approved key raised, when the flag knows its raisers (issue #11, F2)', () => {
+    const by = (raisedBy: string[]): OpenFlagRef => ({ ...flag('mac-changed', ['d']), raisedBy });
+    assert.equal(holdFlagged(approve, 'd', [by(['d@other-key'])], ON, 'd@this-key'), approve, 'raised by another key: no hold');
+    assert.equal(holdFlagged(approve, 'd', [by(['e@this-key'])], ON, 'd@this-key'), approve, 'raised under another ID: no hold');
+    assert.equal(holdFlagged(approve, 'd', [by(['d@other-key', 'd@this-key'])], ON, 'd@this-key').kind, 'hold');
+    assert.equal(holdFlagged(approve, 'd', [flag('mac-changed', ['d'])], ON, 'd@this-key').kind, 'hold', 'a flag without raisers holds as before');
+  });
 });
 
 describe('the flag book', () => {
   let serial = 0;
   const random = (n: number) => Buffer.alloc(n, ++serial);
   const note = (kind: FlagNote['kind'], id: string, extra: Partial<FlagNote> = {}): FlagNote => ({ kind, deviceId: id, evidence: { source: '10.0.0.1:1' }, ...extra });
+
+  it('remembers who raised a flag across repeats, the first MAX_FLAG_RAISERS of them, in its evidence', () => {
+    const book = new FlagBook(10, random);
+    book.raise([note('oob-failed', 'a')], 100, 'a@k1');
+    book.raise([note('oob-failed', 'a')], 101, 'a@k2');
+    book.raise([note('oob-failed', 'a')], 102, 'a@k1');
+    assert.deepEqual(book.openFor('a')[0]!.raisedBy, ['a@k1', 'a@k2']);
+    for (let i = 0; i < MAX_FLAG_RAISERS + 5; i++) book.raise([note('oob-failed', 'a')], 103 + i, `a@x${i}`);
+    const by = book.openFor('a')[0]!.raisedBy!;
+    assert.equal(by.length, MAX_FLAG_RAISERS);
+    assert.deepEqual(by.slice(0, 2), ['a@k1', 'a@k2'], 'later raisers cannot push the first ones out');
+  });
 
   it('raises a flag once and merges repeats into it (count, last seen, device IDs)', () => {
     const book = new FlagBook(10, random);

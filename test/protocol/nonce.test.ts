@@ -101,6 +101,16 @@ describe('freshness nonces (PROTOCOL.md §3)', () => {
     assert.equal(toHex(makeNonce(SECRET, 'dev-1', NOW + 300, longer)), toHex(nonce));
   });
 
+  it('binds the source address when made for one: only that address can answer it (issue #11, F4)', () => {
+    const bound = makeNonce(SECRET, 'dev-1', NOW + 300, RANDOM, '192.0.2.1');
+    assert.equal(checkNonce(SECRET, 'dev-1', bound, NOW, '192.0.2.1'), undefined);
+    for (const other of ['192.0.2.2', '192.0.2.10', '', '2001:0db8:0000:0000:0000:0000:0000:0001']) assert.equal(checkNonce(SECRET, 'dev-1', bound, NOW, other), 'foreign', other);
+    assert.equal(checkNonce(SECRET, 'dev-1', bound, NOW), 'foreign', 'not valid unbound');
+    assert.equal(checkNonce(SECRET, 'dev-1', nonce, NOW, '192.0.2.1'), 'foreign', 'an unbound nonce is not valid bound');
+    assert.notEqual(toHex(bound.subarray(12)), toHex(makeNonce(SECRET, 'dev-1', NOW + 300, RANDOM, '192.0.2.11').subarray(12)));
+    assert.equal(checkNonce(SECRET, '1dev-1', makeNonce(SECRET, 'dev-1', NOW + 300, RANDOM, '192.0.2.1'), NOW, '192.0.2.'), 'foreign', 'address and ID do not run together');
+  });
+
   it('binds the full device ID, including non-ASCII characters', () => {
     const n = makeNonce(SECRET, 'gerät-1', NOW + 60, RANDOM);
     assert.equal(checkNonce(SECRET, 'gerät-1', n, NOW), undefined);

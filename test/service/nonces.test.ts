@@ -3,7 +3,7 @@
  * the validity window") and the per-device mutex of the provisioning service. Time is passed in.
  */
 import assert from 'node:assert/strict';
-import { KeyedMutex, UsedNonces } from '../../src/service/nonces.ts';
+import { KeyedMutex, PartitionedNonces, UsedNonces } from '../../src/service/nonces.ts';
 
 const NOW = 1_767_225_600;
 const nonce = (i: number): Buffer => {
@@ -104,6 +104,37 @@ describe('used-once nonce set (PROTOCOL.md §3)', () => {
     assert.equal(used.size, 10);
     assert.equal(used.use(nonce(10), NOW + 400, NOW + 200), true, 'after expiry there is room again');
     assert.equal(used.size, 1);
+  });
+});
+
+describe('the used-once set in two parts (issue #11, F3)', () => {
+  it('fills each part on its own: a full part for unvouched requests leaves room for vouched ones', () => {
+    const used = new PartitionedNonces({ vouched: 5, other: 3 });
+    for (let i = 0; i < 3; i++) assert.deepEqual(used.use(nonce(i), NOW + 100, NOW, 'other'), { ok: true });
+    const full = used.use(nonce(3), NOW + 100, NOW, 'other');
+    assert.equal(full.ok, false);
+    assert.equal(!full.ok && full.why, 'full');
+    assert.ok(!full.ok && full.why === 'full' && full.retryS >= 1 && full.retryS <= 100 + 16, JSON.stringify(full));
+    for (let i = 10; i < 15; i++) assert.deepEqual(used.use(nonce(i), NOW + 100, NOW, 'vouched'), { ok: true });
+    assert.deepEqual(used.sizes, { vouched: 5, other: 3 });
+  });
+
+  it('never accepts a nonce twice across the parts', () => {
+    const used = new PartitionedNonces({ vouched: 5, other: 5 });
+    assert.ok(used.use(nonce(1), NOW + 100, NOW, 'other').ok);
+    assert.deepEqual(used.use(nonce(1), NOW + 100, NOW, 'vouched'), { ok: false, why: 'used' });
+    assert.ok(used.use(nonce(2), NOW + 100, NOW, 'vouched').ok);
+    assert.deepEqual(used.use(nonce(2), NOW + 100, NOW, 'other'), { ok: false, why: 'used' });
+    assert.equal(used.has(nonce(1), NOW + 100) && used.has(nonce(2), NOW + 100), true);
+  });
+
+  it('says when a full part makes room: once its earliest entries expire', () => {
+    const used = new UsedNonces(2);
+    used.use(nonce(1), NOW + 40, NOW);
+    used.use(nonce(2), NOW + 300, NOW);
+    const wait = used.freesInS(NOW);
+    assert.ok(wait >= 40 && wait <= 40 + 16, `${wait}`);
+    assert.equal(used.use(nonce(3), NOW + 300, NOW + wait), true, 'room again after that wait');
   });
 });
 

@@ -720,7 +720,8 @@ async function handle(job: Job): Promise<Reply> {
         const id = `${job.idPrefix}${String(i).padStart(7, '0')}`;
         const { privateKey, publicKey } = generateKeyPairSync('ed25519');
         const pk = rawPublicKey(publicKey);
-        const nonce = makeNonce(secret, id, exp, randomBytes(8));
+        // Nonces are bound to the address they were sent to (docs/security.md): the polls come from loopback.
+        const nonce = makeNonce(secret, id, exp, randomBytes(8), '127.0.0.1');
         polls.push(signed(privateKey, encodeRequestBody({ id, pk, nonce, type: 0 })));
         ids.push(id);
         pks.push(pk.toString('hex'));

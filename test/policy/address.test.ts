@@ -1,0 +1,58 @@
+/**
+ * Source addresses as the limits and the nonce binding see them (issue #11, F4): IPv4 per address,
+ * IPv6 per address and per /64, IPv4-mapped and NAT64 addresses as the IPv4 address they carry.
+ */
+import assert from 'node:assert/strict';
+import { addressScope, scopeKeys } from '../../src/policy/address.ts';
+import { BucketTable } from '../../src/policy/ratelimit.ts';
+
+describe('address scopes of the rate limits', () => {
+  it('counts an IPv4 peer per address, whatever its port', () => {
+    assert.deepEqual(addressScope('10.0.0.7:5683'), { address: '10.0.0.7' });
+    assert.deepEqual(addressScope('10.0.0.7:1'), { address: '10.0.0.7' });
+    assert.deepEqual(addressScope('10.0.0.7'), { address: '10.0.0.7' });
+  });
+
+  it('counts an IPv6 peer per canonical address and per /64', () => {
+    const a = addressScope('[2001:DB8:1:2::7]:5683');
+    assert.deepEqual(a, { address: '2001:0db8:0001:0002:0000:0000:0000:0007', prefix: '2001:0db8:0001:0002::/64' });
+    assert.deepEqual(addressScope('[2001:db8:1:2:0:0:0:7]:1'), a, 'the same address written out');
+    assert.equal(addressScope('[2001:db8:1:2:aaaa::1]:1').prefix, a.prefix, 'another host of the /64');
+    assert.notEqual(addressScope('[2001:db8:1:3::7]:1').prefix, a.prefix);
+    assert.deepEqual(scopeKeys(a), [a.address, a.prefix]);
+    assert.equal(addressScope('[::1]:9').address, '0000:0000:0000:0000:0000:0000:0000:0001');
+  });
+
+  it('counts IPv4-mapped and NAT64 addresses as the IPv4 address they carry', () => {
+    assert.deepEqual(addressScope('[::ffff:10.0.0.7]:5683'), { address: '10.0.0.7' });
+    assert.deepEqual(addressScope('[::ffff:a00:7]:5683'), { address: '10.0.0.7' });
+    assert.deepEqual(addressScope('[64:ff9b::10.0.0.7]:5683'), { address: '10.0.0.7' });
+  });
+
+  it('keeps the zone of a link-local address in both keys', () => {
+    const s = addressScope('[fe80::1%eth0]:5683');
+    assert.equal(s.address, 'fe80:0000:0000:0000:0000:0000:0000:0001%eth0');
+    assert.equal(s.prefix, 'fe80:0000:0000:0000::/64%eth0');
+    assert.notEqual(addressScope('[fe80::1%eth1]:5683').prefix, s.prefix);
+  });
+
+  it('takes text that is no IP address as its own scope', () => {
+    for (const t of ['peer-a:1', 'mem', '[zz::1]:1', '1.2.3.256:1', '1::2::3', '[1:2:3:4:5:6:7:8:9]:1']) {
+      const s = addressScope(t);
+      assert.equal(s.prefix, undefined, t);
+      assert.ok(s.address.length > 0, t);
+    }
+  });
+});
+
+describe('a charge to several buckets at once (takeAll)', () => {
+  it('takes from every key or from none, and reports the longest wait', () => {
+    const t = new BucketTable({ rate: 1, burst: 2 }, 100);
+    assert.ok(t.takeAll(['a', 'p'], 0).ok);
+    assert.ok(t.takeAll(['b', 'p'], 0).ok);
+    const no = t.takeAll(['c', 'p'], 0);
+    assert.equal(no.ok, false, 'the shared prefix is empty');
+    assert.equal(no.retryS, 1);
+    assert.ok(t.takeAll(['c'], 0).ok && t.takeAll(['c'], 0).ok, 'nothing was taken from c by the refused charge');
+  });
+});

@@ -1,0 +1,93 @@
+/**
+ * A provisioning service on a real SQLite store with a fake clock and no transport, for the attack
+ * tests (issue #11): requests go straight to `request`/`refresh` with any source address, as a spoofer
+ * would send them.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import type { AllowEntry } from '../../src/domain.ts';
+import { silentLogger } from '../../src/log.ts';
+import { DEFAULT_POLICY } from '../../src/policy/decide.ts';
+import { AdminService, ensureTokenKey } from '../../src/service/admin.ts';
+import { ProvisioningService, type MonitorSettings, type Outcome, type ServiceSettings } from '../../src/service/provisioning.ts';
+import { SqliteStore } from '../../src/store/sqlite.ts';
+import { TokenKeyring } from '../../src/tokens/keyring.ts';
+import { tempDir } from '../helpers.ts';
+import { TestDevice } from '../support/device.ts';
+
+export const T0 = 1_800_000_000;
+
+export const BASE_SETTINGS: ServiceSettings = {
+  issuer: 'idprov',
+  provisionTokenTtl: 3600,
+  tokenTtl: 30 * 86400,
+  nonceTtl: 300,
+  disabledRetryS: 300,
+  maxUsedNonces: 10_000,
+  policy: DEFAULT_POLICY,
+};
+
+export interface Rig {
+  store: SqliteStore;
+  svc: ProvisioningService;
+  admin: AdminService;
+  clock: { ms: number };
+  /** Move the fake clock on by `s` seconds. */
+  tick(s: number): void;
+  close(): Promise<void>;
+}
+
+/** Start a service with `settings` (and `monitor`) over the defaults of {@link BASE_SETTINGS}. */
+export async function rig(settings: Partial<ServiceSettings> = {}, monitor: Partial<MonitorSettings> = {}): Promise<Rig> {
+  const t = tempDir();
+  const store = await SqliteStore.open(join(t.dir, 'db.sqlite'));
+  const clock = { ms: T0 * 1000 };
+  const keyring = new TokenKeyring(await ensureTokenKey(store, T0), 30 * 86400);
+  const svc = new ProvisioningService({
+    store,
+    keyring,
+    log: silentLogger,
+    clock: () => clock.ms,
+    random: randomBytes,
+    nonceSecret: randomBytes(32),
+    settings: { ...BASE_SETTINGS, ...settings, monitor: { ...settings.monitor, ...monitor } },
+  });
+  await svc.start();
+  const admin = new AdminService({ store, keyring, log: silentLogger, now: () => svc.now(), prov: svc });
+  return {
+    store,
+    svc,
+    admin,
+    clock,
+    tick(s) {
+      clock.ms += s * 1000;
+    },
+    async close() {
+      await store.close();
+      t.cleanup();
+    },
+  };
+}
+
+/** Allowlist `dev`'s key (and any other factors given). */
+export function allow(r: Rig, dev: TestDevice, extra: Partial<AllowEntry> = {}): Promise<unknown> {
+  return r.admin.importAllowlist([{ id: dev.id, pk: dev.pk, type: 0, createdAt: r.svc.now(), ...extra }], { by: 'test' });
+}
+
+/** The nonce challenge from `source`, then the signed request with it from the same source. */
+export async function ask(r: Rig, dev: TestDevice, source: string, opts: Parameters<TestDevice['request']>[0] = {}): Promise<Outcome> {
+  const first = await r.svc.request(dev.request({ ...opts, nonce: undefined }), { source });
+  assert.equal(first.code, '4.01', `the challenge: ${JSON.stringify(first)}`);
+  return r.svc.request(dev.request({ ...opts, nonce: first.body.nonce! }), { source });
+}
+
+/** The nonce challenge, then the signed refresh with `token`. */
+export async function refresh(r: Rig, dev: TestDevice, token: Uint8Array, source: string): Promise<Outcome> {
+  const first = await r.svc.refresh(dev.refresh(token), { source });
+  assert.equal(first.code, '4.01', `the challenge: ${JSON.stringify(first)}`);
+  return r.svc.refresh(dev.refresh(token, first.body.nonce!), { source });
+}
+
+/** A short description of an outcome for assertion messages. */
+export const show = (o: Outcome): string => `${o.code} ${JSON.stringify({ ...o.body, nonce: undefined, token: undefined })}`;
