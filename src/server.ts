@@ -141,6 +141,21 @@ async function bindUdp(address: string, port: number, log: Logger, reuseAddr = f
 }
 
 /**
+ * The DTLS PSK of a device ID: its out-of-band secret from an unexpired allowlist entry, else
+ * undefined. The same steps run for an unknown ID, an entry without a secret and a live one, down to
+ * the store read (one row either way; issue 11 F11); the transport then derives a dummy key for the
+ * first two (src/transport/dtls/psk.ts).
+ */
+export function allowlistPsk(store: Pick<Store, 'pskOf'>, nowS: () => number): (id: string) => Promise<Buffer | undefined> {
+  return async (id) => {
+    const e = await store.pskOf(id);
+    const secret = Buffer.from(e.secret ?? '', 'utf8');
+    const live = secret.length > 0 && !(e.expires !== undefined && e.expires <= nowS());
+    return live ? secret : undefined;
+  };
+}
+
+/**
  * The CoAP-over-DTLS transport (PROTOCOL.md §6): the P-256 certificate from the configured paths or
  * created in the data directory at first start, and PSK identity = device ID → PSK = that device's
  * out-of-band secret from its (unexpired) allowlist entry.
@@ -159,14 +174,7 @@ async function bindDtls(cfg: Readonly<Config>, store: Store, nowS: () => number,
   const handshakes = new SourceLimit({ rate: cfg.dtlsHandshakeRate, burst: cfg.dtlsHandshakeBurst }, cfg.rateLimitMaxKeys);
   const opts = {
     certificate: cert,
-    // The same steps for an unknown ID, an entry without a secret and a live one (issue 11 F11); the
-    // transport then derives a dummy key for the first two (src/transport/dtls/psk.ts).
-    pskLookup: async (id: string): Promise<Buffer | undefined> => {
-      const e = await store.getAllow(id);
-      const secret = Buffer.from(e?.secret ?? '', 'utf8');
-      const live = secret.length > 0 && !(e?.expires !== undefined && e.expires <= nowS());
-      return live ? secret : undefined;
-    },
+    pskLookup: allowlistPsk(store, nowS),
     maxSessions: cfg.dtlsMaxSessions,
     maxHandshakes: cfg.dtlsMaxHandshakes,
     maxHandshakesPerAddress: cfg.dtlsMaxHandshakesPerAddress,

@@ -46,6 +46,8 @@ export interface DtlsOptions {
    * PSK suites.
    */
   pskLookup?: (identity: string) => Promise<Buffer | undefined>;
+  /** Chooses each PSK handshake's key (default: a {@link PskSelector} keyed from `random`; tests spy on it). */
+  pskSelector?: PskSelector;
   /** The P-256 certificate and key for the ECDHE_ECDSA suites; omit to disable them. */
   certificate?: ServerCertificate;
   /** Suite preference, first match wins (default: PSK-CCM_8, PSK-GCM, ECDHE-CCM_8, ECDHE-GCM). */
@@ -162,7 +164,7 @@ export class DtlsTransport implements DatagramTransport {
     if (suites.length === 0) throw new RangeError('no supported cipher suite configured');
     if (opts.pskLookup === undefined && opts.certificate === undefined) throw new RangeError('DTLS needs a pskLookup, a certificate, or both');
     this.cookies = new CookieJar(random, this.clock, opts.cookieRotateMs ?? 60_000);
-    const psk = new PskSelector(random);
+    const psk = opts.pskSelector ?? new PskSelector(random);
     const self = this;
     this.host = {
       mtu: opts.mtu ?? 1200,
