@@ -59,6 +59,18 @@ describe('CoAP answers to unverified addresses (RFC 7252 §11.3, issue 11 F5)', 
     server.close();
   });
 
+  it('does not replay a cached answer to a shorter datagram with the same Message ID beyond the bound', () => {
+    const { server, ask } = rig({ amplificationFactor: 3 });
+    const long = encodeRequest({ uri: '/idprov/keys', messageId: 7, token: Buffer.alloc(8, 1) });
+    const [first] = ask(long);
+    assert.ok(first!.length > 3 * 6);
+    const short = encodeRequest({ uri: '/x', messageId: 7, token: Buffer.alloc(0) }); // 6 bytes, same MID
+    assert.deepEqual(ask(short), []);
+    assert.deepEqual(ask(long), [first], 'the genuine retransmission is still answered');
+    assert.equal(server.stats.amplificationDropped, 1);
+    server.close();
+  });
+
   it('sends the whole representation to a DTLS session, whose address its handshake proved', () => {
     const { server, ask } = rig({ amplificationFactor: 3 });
     const [res] = ask(get16(2), { ...CLIENT, sessionKey: 'dtls1' });

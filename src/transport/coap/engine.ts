@@ -737,7 +737,9 @@ export class CoapServer {
     const seen = wait > 0 ? undefined : this.dedup.get(key, now);
     if (seen !== undefined) {
       stats.duplicates++;
-      if (seen.response !== null) ep.t.send(seen.response, peer);
+      // A shorter datagram with the same Message ID must not buy the longer request's answer.
+      if (seen.response !== null && (!unverified || seen.response.length <= this.amplification * data.length)) ep.t.send(seen.response, peer);
+      else if (seen.response !== null) stats.amplificationDropped++;
       return;
     }
 
