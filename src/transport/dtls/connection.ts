@@ -151,7 +151,7 @@ const CCS_BODY = Buffer.from([1]);
  * the server can do (a certificate for ECDHE, with P-256, uncompressed points and ecdsa_secp256r1_sha256
  * allowed by the client's extensions; a PSK lookup for PSK). Undefined when none fits.
  */
-export function chooseSuite(ch: ClientHello, host: Pick<ConnectionHost, 'certificate' | 'pskLookup' | 'suites'>): DtlsSuite | undefined {
+function chooseSuite(ch: ClientHello, host: Pick<ConnectionHost, 'certificate' | 'pskLookup' | 'suites'>): DtlsSuite | undefined {
   let ecdheOk = host.certificate !== undefined;
   if (ecdheOk) {
     // RFC 8422 §5.1: absent extensions mean "anything"; present ones must allow P-256/uncompressed.
