@@ -49,6 +49,9 @@ export interface Config {
   disabledRetry: number;
   minSecretLength: number;
   maxPayload: number;
+  coapAmplificationFactor: number;
+  rateLimitGet: number;
+  rateBurstGet: number;
   instanceName: string;
   trustedServers: string[];
   rogueMonitor: boolean;
@@ -59,6 +62,9 @@ export interface Config {
   dtlsKey: string;
   dtlsMaxSessions: number;
   dtlsMaxHandshakes: number;
+  dtlsMaxHandshakesPerAddress: number;
+  dtlsHandshakeRate: number;
+  dtlsHandshakeBurst: number;
   dtlsIdleTimeout: number;
   dtlsHandshakeTimeout: number;
   dtlsMtu: number;
@@ -109,11 +115,17 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'disabledRetry', kind: 'int', def: 300, min: 1, max: DAY, env: 'IDPROV_DISABLED_RETRY', doc: 'Retry hint while provisioning is disabled (s).' },
   { key: 'minSecretLength', kind: 'int', def: 12, min: 8, max: 256, env: 'IDPROV_MIN_SECRET_LENGTH', doc: 'Shortest out-of-band secret accepted at import.' },
   { key: 'maxPayload', kind: 'int', def: 1024, min: 256, max: 1024, env: 'IDPROV_MAX_PAYLOAD', doc: 'Largest request payload (bytes); larger gets 4.13.' },
+  { key: 'coapAmplificationFactor', kind: 'int', def: 3, min: 0, max: 100, env: 'IDPROV_COAP_AMPLIFICATION_FACTOR', doc: 'No CoAP/UDP answer is larger than this many times its request (RFC 7252 §11.3; 0 = no bound): larger ones go block-wise (Block2) in smaller blocks. CoAP over DTLS is not bounded.' },
+  { key: 'rateLimitGet', kind: 'int', def: 20, min: 0, max: 1_000_000, env: 'IDPROV_RATE_LIMIT_GET', doc: 'CoAP/UDP GETs (`/.well-known/core`, `/idprov/keys`, each block counts) per second per source address (an IPv6 /64: four times as many; 0 = no limit); over it: 4.29, and no answer to a multicast request. CoAP over DTLS is not limited.' },
+  { key: 'rateBurstGet', kind: 'int', def: 100, min: 1, max: 10_000_000, env: 'IDPROV_RATE_BURST_GET', doc: 'CoAP/UDP GETs one source address may send at once before `rateLimitGet` applies.' },
   { key: 'instanceName', kind: 'string', def: '', env: 'IDPROV_INSTANCE_NAME', doc: 'mDNS instance name (default `idprov-<hostname>`).' },
   { key: 'dtlsCert', kind: 'string', def: '', env: 'IDPROV_DTLS_CERT', doc: 'PEM certificate (P-256) for the ECDHE_ECDSA suites; empty = `<dataDir>/dtls-cert.pem`, created with its key at first start.' },
   { key: 'dtlsKey', kind: 'string', def: '', env: 'IDPROV_DTLS_KEY', doc: 'PEM private key (P-256) of `dtlsCert`; empty = `<dataDir>/dtls-key.pem` (mode 0600).' },
   { key: 'dtlsMaxSessions', kind: 'int', def: 10_000, min: 1, max: 1_000_000, env: 'IDPROV_DTLS_MAX_SESSIONS', doc: 'Established DTLS sessions kept at most; the least recently active is closed for a new one.' },
   { key: 'dtlsMaxHandshakes', kind: 'int', def: 1000, min: 1, max: 100_000, env: 'IDPROV_DTLS_MAX_HANDSHAKES', doc: 'Half-open DTLS handshakes (cookie returned, not finished) at most; the oldest is dropped for a new one.' },
+  { key: 'dtlsMaxHandshakesPerAddress', kind: 'int', def: 32, min: 1, max: 100_000, env: 'IDPROV_DTLS_MAX_HANDSHAKES_PER_ADDRESS', doc: 'Half-open DTLS handshakes one source address may hold (an IPv6 /64: four times as many); past it its own oldest is dropped. At a full table the source holding the most slots loses one, never another source\'s only slot.' },
+  { key: 'dtlsHandshakeRate', kind: 'int', def: 20, min: 0, max: 1_000_000, env: 'IDPROV_DTLS_HANDSHAKE_RATE', doc: 'New DTLS handshakes (cookie-verified ClientHellos) per second one source address may start (an IPv6 /64: four times as many; 0 = no limit); over it the ClientHello is dropped and the client retries on its timer. Bounds the ECDHE work one host can cause.' },
+  { key: 'dtlsHandshakeBurst', kind: 'int', def: 40, min: 1, max: 1_000_000, env: 'IDPROV_DTLS_HANDSHAKE_BURST', doc: 'New DTLS handshakes one source address may start at once before `dtlsHandshakeRate` applies.' },
   { key: 'dtlsIdleTimeout', kind: 'int', def: 600, min: 1, max: 7 * DAY, env: 'IDPROV_DTLS_IDLE_TIMEOUT', doc: 'A DTLS session without traffic for this long is closed (s).' },
   { key: 'dtlsHandshakeTimeout', kind: 'int', def: 60, min: 1, max: 3600, env: 'IDPROV_DTLS_HANDSHAKE_TIMEOUT', doc: 'A DTLS handshake not finished in this long is dropped (s).' },
   { key: 'dtlsMtu', kind: 'int', def: 1200, min: 200, max: 16_384, env: 'IDPROV_DTLS_MTU', doc: 'Largest datagram the DTLS server sends during a handshake; longer handshake messages are fragmented (bytes).' },

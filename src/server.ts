@@ -23,7 +23,9 @@ import { SqliteStore } from './store/sqlite.ts';
 import type { Store } from './store/store.ts';
 import { TokenKeyring } from './tokens/keyring.ts';
 import { pooledRandom } from './tokens/random.ts';
-import { CoapServer, type CoapRequest, type CoapResponse } from './transport/coap/engine.ts';
+import { SourceLimit } from './policy/source-limit.ts';
+import { CoapServer, type CoapRequest, type CoapResponse, type UnverifiedLimits } from './transport/coap/engine.ts';
+import { sourceOf, type Source } from './transport/source.ts';
 import { UdpTransport } from './transport/coap/udp.ts';
 import { loadOrCreateCertificate } from './transport/dtls/cert.ts';
 import { DtlsTransport } from './transport/dtls/server.ts';
@@ -32,6 +34,12 @@ import { encodeResponse } from './protocol/messages.ts';
 
 /** How often the maintenance sweep runs (expiry of waiting requests, event retention, caps). */
 export const SWEEP_INTERVAL_MS = 60_000;
+
+/**
+ * Keys listed by CoAP `/idprov/keys` at most: the signing key and the newest retired ones that can
+ * still verify a live token (issue 11 F5). The sidecar's key set lists all of them.
+ */
+export const COAP_MAX_KEYS = 8;
 
 /** Content-Formats of PROTOCOL.md §1. */
 export const CF = { linkFormat: 40, coseSign1: 18, cbor: 60, coseKeySet: 102 } as const;
@@ -70,8 +78,11 @@ export function toCoap(o: Outcome): CoapResponse {
   return r;
 }
 
-/** Register the resources of PROTOCOL.md §1 on a CoAP engine. */
-export function registerResources(coap: CoapServer, service: ProvisioningService): void {
+/**
+ * Register the resources of PROTOCOL.md §1 on a CoAP engine. `keySet` answers `/idprov/keys`
+ * (default: the service's full key set).
+ */
+export function registerResources(coap: CoapServer, service: ProvisioningService, keySet: () => Buffer = () => service.keySet()): void {
   const ctx = (req: CoapRequest) => {
     const c: { source: string; pskIdentity?: string } = { source: peerKey(req.peer) };
     if (req.peer.pskIdentity !== undefined) c.pskIdentity = req.peer.pskIdentity;
@@ -93,8 +104,28 @@ export function registerResources(coap: CoapServer, service: ProvisioningService
     path: '/idprov/keys',
     rt: 'idprov.keys',
     ct: CF.coseKeySet,
-    methods: { GET: () => ({ code: '2.05', contentFormat: CF.coseKeySet, payload: service.keySet() }) },
+    methods: { GET: () => ({ code: '2.05', contentFormat: CF.coseKeySet, payload: keySet() }) },
   });
+}
+
+/**
+ * What the CoAP engine allows a request from an unverified address (plain CoAP/UDP, whose source may
+ * be spoofed; RFC 7252 §11.3, issue 11 F5): answers at most `coapAmplificationFactor` times the
+ * request, and GETs (the unauthenticated resources) limited per source address and /64. POSTs are
+ * limited by the provisioning service; DTLS sessions are not bounded (their handshake proved the
+ * address).
+ */
+export function unverifiedLimits(cfg: Pick<Config, 'coapAmplificationFactor' | 'rateLimitGet' | 'rateBurstGet' | 'rateLimitMaxKeys'>): UnverifiedLimits {
+  const gets = new SourceLimit({ rate: cfg.rateLimitGet, burst: cfg.rateBurstGet }, cfg.rateLimitMaxKeys);
+  return {
+    ...(cfg.coapAmplificationFactor > 0 ? { amplificationFactor: cfg.coapAmplificationFactor } : {}),
+    admit: (peer, method, nowMs) => {
+      if (method !== 'GET') return 0;
+      const src = sourceOf(peer.address);
+      const t = gets.take(src.address, src.prefix, nowMs);
+      return t.ok ? 0 : t.retryS;
+    },
+  };
 }
 
 async function bindUdp(address: string, port: number, log: Logger, reuseAddr = false): Promise<UdpTransport> {
@@ -107,6 +138,21 @@ async function bindUdp(address: string, port: number, log: Logger, reuseAddr = f
     }
     throw e;
   }
+}
+
+/**
+ * The DTLS PSK of a device ID: its out-of-band secret from an unexpired allowlist entry, else
+ * undefined. The same steps run for an unknown ID, an entry without a secret and a live one, down to
+ * the store read (one row either way; issue 11 F11); the transport then derives a dummy key for the
+ * first two (src/transport/dtls/psk.ts).
+ */
+export function allowlistPsk(store: Pick<Store, 'pskOf'>, nowS: () => number): (id: string) => Promise<Buffer | undefined> {
+  return async (id) => {
+    const e = await store.pskOf(id);
+    const secret = Buffer.from(e.secret ?? '', 'utf8');
+    const live = secret.length > 0 && !(e.expires !== undefined && e.expires <= nowS());
+    return live ? secret : undefined;
+  };
 }
 
 /**
@@ -123,15 +169,16 @@ async function bindDtls(cfg: Readonly<Config>, store: Store, nowS: () => number,
     nowMs: nowS() * 1000,
   });
   if (cert.created) log.info({ fp: cert.fingerprint }, 'created the DTLS certificate');
+  // Issue 11 F6: new handshakes per source address and /64 (the ECDHE flight costs a key generation
+  // and a signature; a PSK one a store lookup).
+  const handshakes = new SourceLimit({ rate: cfg.dtlsHandshakeRate, burst: cfg.dtlsHandshakeBurst }, cfg.rateLimitMaxKeys);
   const opts = {
     certificate: cert,
-    pskLookup: async (id: string): Promise<Buffer | undefined> => {
-      const e = await store.getAllow(id);
-      if (e?.secret === undefined || e.secret === '' || (e.expires !== undefined && e.expires <= nowS())) return undefined;
-      return Buffer.from(e.secret, 'utf8');
-    },
+    pskLookup: allowlistPsk(store, nowS),
     maxSessions: cfg.dtlsMaxSessions,
     maxHandshakes: cfg.dtlsMaxHandshakes,
+    maxHandshakesPerAddress: cfg.dtlsMaxHandshakesPerAddress,
+    admitHandshake: (src: Source, nowMs: number) => handshakes.take(src.address, src.prefix, nowMs).ok,
     idleTimeoutMs: cfg.dtlsIdleTimeout * 1000,
     handshakeTimeoutMs: cfg.dtlsHandshakeTimeout * 1000,
     mtu: cfg.dtlsMtu,
@@ -200,7 +247,7 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
       secretHex = randomBytes(32).toString('hex');
       await store.apply([{ kind: 'setting.put', name: 'nonce.secret', value: secretHex }]);
     }
-    const coap = new CoapServer({ log: log.child({ c: 'coap' }), maxPayload: cfg.maxPayload });
+    const coap = new CoapServer({ log: log.child({ c: 'coap' }), maxPayload: cfg.maxPayload, unverified: unverifiedLimits(cfg) });
     let service: ProvisioningService | undefined;
     const metrics = new Metrics({
       store,
@@ -263,7 +310,7 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
     await admin.loadSwitch();
     if (cfg.allowlist) await importAllowlistFile(admin, cfg.allowlist, cfg, nowS(), log);
 
-    registerResources(coap, service);
+    registerResources(coap, service, () => keyring.keySet(nowS(), COAP_MAX_KEYS));
     // CoAP multicast discovery binds group sockets to the same port, which needs SO_REUSEADDR.
     const udp = await bindUdp(cfg.bind, cfg.coapPort, log, cfg.coapMulticast);
     transports.push(udp);

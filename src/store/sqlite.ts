@@ -709,6 +709,8 @@ const READ_SQL = {
     `UNION ALL SELECT 'p', ${project('pending', true)} FROM pending WHERE id = ?1 ` +
     `UNION ALL SELECT 'r', ${project('revocation', true)} FROM revocations WHERE id = ?1`,
   getAllow: `SELECT id, ${project('allow', false)} FROM allowlist WHERE id = ?`,
+  // Always exactly one row (NULLs for an unknown id): see Store.pskOf.
+  pskOf: 'SELECT a.secret AS secret, a.expires AS expires FROM (SELECT ?1 AS id) AS q LEFT JOIN allowlist AS a ON a.id = q.id',
   getDevice: `SELECT id, ${project('device', false)} FROM devices WHERE id = ?`,
   getPending: `SELECT id, ${project('pending', false)} FROM pending WHERE id = ?`,
   getRevocation: `SELECT id, ${project('revocation', false)} FROM revocations WHERE id = ?`,
@@ -1336,6 +1338,17 @@ export class SqliteStore implements Store {
   /** The allowlist entry of `id`, if any. */
   getAllow(id: string): Promise<AllowEntry | undefined> {
     return this.getOne('getAllow', (st) => st.getAllow, id, allowFromRow);
+  }
+
+  /** The DTLS PSK fields of `id`'s allowlist entry (one row whether or not it exists). */
+  pskOf(id: string): Promise<{ secret?: string; expires?: number }> {
+    return this.read('pskOf', async (st) => {
+      const [r] = await all(st.pskOf, [id]);
+      const out: { secret?: string; expires?: number } = {};
+      if (typeof r?.secret === 'string') out.secret = r.secret;
+      if (typeof r?.expires === 'number') out.expires = r.expires;
+      return out;
+    });
   }
 
   /** The device record of `id`, if any. */

@@ -91,6 +91,12 @@ export interface Store {
   bulkUpsertAllow(source: AsyncIterable<string>, after?: readonly Mutation[]): Promise<{ rows: number; added: number }>;
 
   getAllow(id: string): Promise<AllowEntry | undefined>;
+  /**
+   * The DTLS PSK fields of `id`'s allowlist entry, empty when there is none. The same work whether
+   * the entry exists or not (one row either way), so a PSK handshake's time does not tell whether
+   * an ID is allowlisted (issue 11 F11).
+   */
+  pskOf(id: string): Promise<{ secret?: string; expires?: number }>;
   getDevice(id: string): Promise<DeviceRecord | undefined>;
   getPending(id: string): Promise<PendingRecord | undefined>;
   getRevocation(id: string): Promise<Revocation | undefined>;

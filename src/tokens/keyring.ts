@@ -108,9 +108,18 @@ export class TokenKeyring {
     return this.keys.filter((k) => this.canVerify(k.record, now)).map((k) => k.record);
   }
 
-  /** The COSE_KeySet of `/idprov/keys`. */
-  keySet(now: number): Buffer {
-    return encodeKeySet(this.verificationKeys(now).map((r) => ({ kid: Buffer.from(r.kid, 'hex'), x: r.publicKey })));
+  /**
+   * The COSE_KeySet of the verification keys, newest first. With `max`, at most that many: the
+   * signing key and the newest retired ones (CoAP `/idprov/keys` lists a bounded set to anyone; the
+   * admin sidecar lists all, and the server verifies with all of them either way).
+   */
+  keySet(now: number, max = Infinity): Buffer {
+    let keys = this.verificationKeys(now);
+    if (keys.length > max) {
+      const cur = this.current;
+      keys = [cur, ...keys.filter((k) => k.kid !== cur.kid)].slice(0, Math.max(1, max));
+    }
+    return encodeKeySet(keys.map((r) => ({ kid: Buffer.from(r.kid, 'hex'), x: r.publicKey })));
   }
 
   /** The same keys as a JWKS (kid = base64url of the 8 kid bytes). */

@@ -1,5 +1,6 @@
 /** Helpers for the DTLS tests: a DTLS+CoAP server on loopback, CoAP messages, a lossy UDP proxy. */
 import { execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { join } from 'node:path';
 import { generate, parse } from 'coap-packet';
@@ -7,6 +8,8 @@ import { silentLogger } from '../../src/log.ts';
 import { CoapServer } from '../../src/transport/coap/engine.ts';
 import { loadOrCreateCertificate, type ServerCertificate } from '../../src/transport/dtls/cert.ts';
 import { DtlsTransport, type DtlsOptions } from '../../src/transport/dtls/server.ts';
+import { HT, Reader, parseHandshakeFragments, parseRecords } from '../../src/transport/dtls/wire.ts';
+import { clientHelloDatagram } from '../../tools/dtls-peers/client.ts';
 import { tempDir } from '../helpers.ts';
 
 export const PSK_ID = 'lab-sensor-01';
@@ -157,4 +160,33 @@ export async function until(pred: () => boolean, what: string, limitMs = 20_000)
     if (Date.now() > end) throw new Error(`gave up waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/**
+ * A client that does the cookie exchange from a fresh UDP port and stops after the ClientHello with
+ * the cookie (a half-open handshake). `flight4` resolves at the server's ServerHello; it never
+ * resolves when the server drops the ClientHello. Close `sock` when done.
+ */
+export async function halfOpenHandshake(port: number, o: { localAddress?: string; suites?: number[] } = {}): Promise<{ sock: Socket; flight4: Promise<void> }> {
+  const sock = createSocket('udp4');
+  sock.on('error', () => undefined);
+  await new Promise<void>((r) => sock.bind(0, o.localAddress ?? '127.0.0.1', () => r()));
+  const random = randomBytes(32);
+  const suites = o.suites ?? [0xc0a8];
+  let gotFlight4: () => void = () => undefined;
+  const flight4 = new Promise<void>((r) => (gotFlight4 = r));
+  const cookie = await new Promise<Buffer>((resolve) => {
+    sock.on('message', (m: Buffer) => {
+      const rec = parseRecords(m, 0)[0];
+      const f = rec === undefined ? undefined : parseHandshakeFragments(rec.fragment, 65536)?.[0];
+      if (f?.msgType === HT.helloVerifyRequest) {
+        const r = new Reader(f.body);
+        r.u16();
+        resolve(r.vec8());
+      } else if (f?.msgType === HT.serverHello) gotFlight4();
+    });
+    sock.send(clientHelloDatagram({ random, suites }), port, '127.0.0.1');
+  });
+  sock.send(clientHelloDatagram({ random, cookie, suites, recordSeq: 1, msgSeq: 1 }), port, '127.0.0.1');
+  return { sock, flight4 };
 }

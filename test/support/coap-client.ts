@@ -1,6 +1,7 @@
 /**
  * A minimal CoAP/UDP client for tests (raw dgram + coap-packet): one CON request, retransmitted per
- * RFC 7252 §4.2 until its piggybacked or separate response arrives.
+ * RFC 7252 §4.2 until its piggybacked or separate response arrives. A block-wise GET response (RFC
+ * 7959 Block2, which the server uses to bound what an unverified address receives) is reassembled.
  */
 import { createSocket } from 'node:dgram';
 import { randomBytes } from 'node:crypto';
@@ -16,7 +17,7 @@ export interface CoapReply {
 
 const uint = (b: Buffer): number => (b.length === 0 ? 0 : b.readUIntBE(0, b.length));
 
-export async function coapRequest(opts: {
+export interface CoapRequestOptions {
   host?: string;
   port: number;
   method?: 'GET' | 'POST';
@@ -25,7 +26,30 @@ export async function coapRequest(opts: {
   payload?: Buffer;
   contentFormat?: number;
   timeoutMs?: number;
-}): Promise<CoapReply> {
+  /** Local address to send from (another loopback address is another source). */
+  localAddress?: string;
+  /** Block2 option value to send (RFC 7959 §2.2: NUM·16 + M·8 + SZX). */
+  block2?: number;
+}
+
+/** One request; a GET whose answer comes block-wise is followed to its last block (RFC 7959 §2.4). */
+export async function coapRequest(opts: CoapRequestOptions): Promise<CoapReply> {
+  const first = await coapExchange(opts);
+  if ((opts.method ?? 'GET') !== 'GET' || opts.block2 !== undefined) return first;
+  let r = first;
+  const parts = [first.payload];
+  for (let i = 0; i < 1000; i++) {
+    const b2 = r.options.find((o) => o.name === 'Block2');
+    const v = b2 ? uint(b2.value as Buffer) : 0;
+    if (!r.code.startsWith('2.') || (v & 8) === 0) break;
+    r = await coapExchange({ ...opts, block2: (Math.floor(v / 16) + 1) * 16 + (v & 7) });
+    parts.push(r.payload);
+  }
+  return { ...first, payload: Buffer.concat(parts) };
+}
+
+/** One CON request and its response (no block-wise following). */
+export async function coapExchange(opts: CoapRequestOptions): Promise<CoapReply> {
   const host = opts.host ?? '127.0.0.1';
   const sock = createSocket(host.includes(':') ? 'udp6' : 'udp4');
   const token = randomBytes(4);
@@ -40,6 +64,10 @@ export async function coapRequest(opts: {
     options.push({ name: 'Content-Format', value: opts.contentFormat < 256 ? Buffer.from([opts.contentFormat]) : v });
   }
   for (const q of opts.query ?? []) options.push({ name: 'Uri-Query', value: Buffer.from(q) });
+  if (opts.block2 !== undefined) {
+    const v = opts.block2;
+    options.push({ name: 'Block2', value: v === 0 ? Buffer.alloc(0) : v < 256 ? Buffer.from([v]) : v < 65536 ? Buffer.from([v >> 8, v & 255]) : Buffer.from([v >> 16, (v >> 8) & 255, v & 255]) });
+  }
   const msg = generate({ code: opts.method ?? 'GET', confirmable: true, messageId, token, options, payload: opts.payload ?? Buffer.alloc(0) } as never);
   return new Promise<CoapReply>((resolve, reject) => {
     let tries = 0;
@@ -77,6 +105,7 @@ export async function coapRequest(opts: {
       finish(null, r);
     });
     sock.on('error', (e) => finish(e));
-    send();
+    if (opts.localAddress !== undefined) sock.bind(0, opts.localAddress, send);
+    else send();
   });
 }

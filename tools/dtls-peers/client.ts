@@ -50,6 +50,12 @@ export interface ClientOptions {
   timeoutMs?: number;
   /** Called with every datagram the client sends (tests capture them for replay and mutation). */
   tap?: (datagram: Buffer) => void;
+  /** Called with every datagram the client receives, before it is processed (timing measurements). */
+  onReceive?: (datagram: Buffer) => void;
+  /** Local address to bind (default 127.0.0.1, or ::1 for an IPv6 host): another loopback address is another source. */
+  localAddress?: string;
+  /** Awaited after the server's flight 4 and before flight 5 goes out (a slow link or a slow device). */
+  beforeFlight5?: () => Promise<void>;
 }
 
 /** A ClientHello body as this client sends it. */
@@ -118,7 +124,7 @@ export class DtlsClient {
   private bindSocket(): Promise<void> {
     this.sock = createSocket(this.opts.host.includes(':') ? 'udp6' : 'udp4');
     this.sock.on('error', () => undefined);
-    return new Promise((resolve) => this.sock.bind(0, this.opts.host.includes(':') ? '::1' : '127.0.0.1', () => resolve()));
+    return new Promise((resolve) => this.sock.bind(0, this.opts.localAddress ?? (this.opts.host.includes(':') ? '::1' : '127.0.0.1'), () => resolve()));
   }
 
   /** The local UDP port. */
@@ -198,6 +204,7 @@ export class DtlsClient {
     let serverFinished: Buffer | undefined;
     const wake = (): void => resolveMsg?.();
     const onMessage = (data: Buffer): void => {
+      o.onReceive?.(data);
       for (const r of parseRecords(data, o.cid?.length ?? 0)) {
         if (r.type === CT.alert && r.epoch === 0 && r.fragment.length === 2) {
           failure = new HandshakeError(`alert ${r.fragment[1]}`, r.fragment[1]);
@@ -367,6 +374,12 @@ export class DtlsClient {
         { type: CT.ccs, epoch: 0, body: Buffer.from([1]) },
         { type: CT.handshake, epoch: 1, body: fin, msgType: HT.finished, msgSeq: finSeq },
       ];
+      if (o.beforeFlight5 !== undefined) {
+        // A slow device: flight 4 is in, flight 5 leaves later (and nothing is resent meanwhile).
+        if (timer) clearTimeout(timer);
+        await o.beforeFlight5();
+        if (failure) throw failure;
+      }
       // Retransmissions of flight 5 must use fresh epoch-1 sequence numbers: rebuild on each send.
       this.sendFlight(flight);
       arm();

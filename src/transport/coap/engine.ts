@@ -31,6 +31,12 @@
  * - Multicast requests (§8.2): answered NON, error responses suppressed, never RST; a
  *   `/.well-known/core` query that matches nothing is not answered (RFC 6690 §4.1). No Leisure
  *   delay is applied (§8.2 makes it a SHOULD for large groups; discovery here is one server).
+ * - Requests from an unverified address (no DTLS session: the source may be spoofed, §11.3) can be
+ *   bounded with `unverified`: `admit` is asked first (a refusal is 4.29 with Max-Age, silence to a
+ *   group), and no answer is larger than `amplificationFactor` times the request datagram: a larger
+ *   success goes block-wise with a block small enough (RFC 7959 §2.2: the server may pick a smaller
+ *   block than asked), an error loses its diagnostic payload, and what still does not fit is not
+ *   sent. A DTLS session's address is proven by its handshake, so its answers are not bounded.
  * - Handler exceptions or invalid handler results → 5.00 and a (rate-limited) log line. Handlers in
  *   flight are capped (`maxInFlight`, beyond it 5.03 with Max-Age 1, not cached so that the client's
  *   retransmission can succeed) and time out after `handlerTimeoutMs` (5.03).
@@ -163,12 +169,32 @@ export interface CoapServerOptions {
   maxInFlight?: number;
   /** A handler still running after this long is abandoned with 5.03 (default 60 000 ms). */
   handlerTimeoutMs?: number;
+  /** Bounds for requests whose source address is not verified (RFC 7252 §11.3); see {@link UnverifiedLimits}. */
+  unverified?: UnverifiedLimits;
   /** Separate CON responses awaiting an ACK (default 4096); beyond it they are sent once, untracked. */
   maxPendingConfirmable?: number;
   /** RFC 7252 §4.8 transmission parameters for separate responses. */
   transmission?: Partial<TransmissionParameters>;
   /** Random source in [0, 1) for retransmission jitter and Message IDs (default `Math.random`). */
   random?: () => number;
+}
+
+/**
+ * Bounds on what a request from an unverified address (no DTLS session: `peer.sessionKey` unset) can
+ * make the server send (RFC 7252 §11.3 amplification; issue 11 F5).
+ */
+export interface UnverifiedLimits {
+  /**
+   * No response larger than this many times the request datagram (e.g. 3, QUIC's bound for an
+   * unverified address, RFC 9000 §8). Larger successes are sent block-wise with a smaller block, an
+   * error without its diagnostic payload; what still does not fit is dropped. Unset: no bound.
+   */
+  amplificationFactor?: number;
+  /**
+   * Asked once for every request (retransmissions included) before anything else is done with it:
+   * 0 serves it; n > 0 refuses it with 4.29 and Max-Age n (RFC 8516), or silence for a group.
+   */
+  admit?: (peer: Peer, method: CoapMethod | undefined, nowMs: number) => number;
 }
 
 /** RFC 7252 §4.8 transmission parameters. */
@@ -245,6 +271,12 @@ export interface CoapStats {
   handlerTimeouts: number;
   /** Requests refused with 5.03 because `maxInFlight` handlers were running. */
   overloaded: number;
+  /** Requests from unverified addresses refused by `unverified.admit` (4.29, or silence to a group). */
+  rateLimited: number;
+  /** Responses to unverified addresses cut to fit `amplificationFactor` (smaller block, no diagnostic). */
+  amplificationBounded: number;
+  /** Responses to unverified addresses not sent because even the smallest form did not fit. */
+  amplificationDropped: number;
 }
 
 function newStats(): CoapStats {
@@ -264,6 +296,9 @@ function newStats(): CoapStats {
     handlerErrors: 0,
     handlerTimeouts: 0,
     overloaded: 0,
+    rateLimited: 0,
+    amplificationBounded: 0,
+    amplificationDropped: 0,
   };
 }
 
@@ -309,6 +344,19 @@ interface Out {
   nothing?: boolean;
 }
 
+/** The slice of a representation one response carries (RFC 7959 §2.2). */
+interface BlockPlan {
+  start: number;
+  end: number;
+  /** Block2 option value, -1 for none. */
+  block2: number;
+  /** Size2 option value, -1 for none. */
+  size2: number;
+  etag: Buffer | undefined;
+  /** The first block of a block-wise success: keep the whole representation for the next blocks. */
+  cacheable: boolean;
+}
+
 /** One request being answered. */
 class Exchange {
   started = 0;
@@ -331,6 +379,8 @@ class Exchange {
     readonly multicast: boolean,
     readonly block2: number,
     readonly size2: boolean,
+    /** Largest datagram this exchange may send (amplification bound), Infinity when unbounded. */
+    readonly budget: number,
   ) {}
 }
 
@@ -358,6 +408,7 @@ const C_4_05 = (4 << 5) | 5;
 const C_4_06 = (4 << 5) | 6;
 const C_4_13 = (4 << 5) | 13;
 const C_4_15 = (4 << 5) | 15;
+const C_4_29 = (4 << 5) | 29;
 const C_5_00 = 5 << 5;
 const C_5_03 = (5 << 5) | 3;
 const C_5_05 = (5 << 5) | 5;
@@ -406,6 +457,8 @@ export class CoapServer {
   private readonly maxInFlight: number;
   private readonly handlerTimeoutMs: number;
   private readonly maxPending: number;
+  private readonly amplification: number;
+  private readonly admit: UnverifiedLimits['admit'];
 
   private readonly resources = new Map<string, ResourceEntry>();
   private readonly links: LinkDescription[] = [];
@@ -468,6 +521,8 @@ export class CoapServer {
     this.maxInFlight = check('maxInFlight', opts.maxInFlight, 1, 10_000_000) ?? 4096;
     this.handlerTimeoutMs = check('handlerTimeoutMs', opts.handlerTimeoutMs, 1, 86_400_000) ?? 60_000;
     this.maxPending = check('maxPendingConfirmable', opts.maxPendingConfirmable, 0, 10_000_000) ?? 4096;
+    this.amplification = check('unverified.amplificationFactor', opts.unverified?.amplificationFactor, 1, 1000) ?? Infinity;
+    this.admit = opts.unverified?.admit;
     if (problems.length > 0) throw new RangeError(`invalid CoapServer options: ${problems.join('; ')}`);
     this.dedup = new DedupCache({ maxEntries, perPeer });
     this.blocks = new BlockCache(blockLimits);
@@ -659,18 +714,32 @@ export class CoapServer {
     const peerId = this.peerId(ep, peer);
     const key = peerId + '#' + m.messageId;
     const multicast = peer.multicast === true;
+    const unverified = peer.sessionKey === undefined;
+
+    // §11.3: a request from an address nobody verified is admitted first, retransmissions included
+    // (else replays of a cached answer would bypass the limit).
+    let wait = 0;
+    if (unverified && this.admit !== undefined) {
+      try {
+        wait = this.admit(peer, METHOD_BY_CODE[m.code], now);
+      } catch (err) {
+        this.logError({ err }, 'coap: admit threw; request served');
+      }
+    }
 
     // §4.5 deduplication: a handler runs at most once per message.
-    const running = this.inflight.get(key);
+    const running = wait > 0 ? undefined : this.inflight.get(key);
     if (running !== undefined) {
       stats.duplicates++;
       if (running.separate && running.con) ep.t.send(emptyMessage(TYPE_ACK, m.messageId), peer);
       return;
     }
-    const seen = this.dedup.get(key, now);
+    const seen = wait > 0 ? undefined : this.dedup.get(key, now);
     if (seen !== undefined) {
       stats.duplicates++;
-      if (seen.response !== null) ep.t.send(seen.response, peer);
+      // A shorter datagram with the same Message ID must not buy the longer request's answer.
+      if (seen.response !== null && (!unverified || seen.response.length <= this.amplification * data.length)) ep.t.send(seen.response, peer);
+      else if (seen.response !== null) stats.amplificationDropped++;
       return;
     }
 
@@ -688,7 +757,17 @@ export class CoapServer {
       multicast,
       m.block2,
       m.size2,
+      unverified ? this.amplification * data.length : Infinity,
     );
+    if (wait > 0) {
+      // RFC 8516: 4.29 Too Many Requests, Max-Age = when to try again; nothing to a group (§8.2).
+      stats.rateLimited++;
+      if (multicast) {
+        stats.dropped++;
+        return;
+      }
+      return this.deliver(ex, { code: C_4_29, contentFormat: undefined, maxAge: Math.ceil(wait), payload: EMPTY, options: undefined, cache: false }, now);
+    }
 
     // §5.4.1: unrecognised critical options. CON → 4.02; a NON is rejected (RST, never to a group).
     if (m.badCritical !== 0) {
@@ -894,8 +973,9 @@ export class CoapServer {
   }
 
   /**
-   * Send `out` for `ex`: multicast suppression (§8.2), Block2 slicing (RFC 7959), message type
-   * (piggybacked ACK, separate CON, or NON; §5.2), deduplication record (§4.5).
+   * Send `out` for `ex`: multicast suppression (§8.2), Block2 slicing (RFC 7959), the amplification
+   * bound of an unverified address (§11.3), message type (piggybacked ACK, separate CON, or NON;
+   * §5.2), deduplication record (§4.5).
    */
   private deliver(ex: Exchange, out: Out, now: number): void {
     const stats = this.stats;
@@ -906,51 +986,6 @@ export class CoapServer {
       stats.suppressed++;
       this.dedup.set(ex.peerId, ex.key, null, now + lifetime, now);
       return;
-    }
-
-    // RFC 7959 §2.2–§2.4: Block2. The block size is ours or the client's, whichever is smaller.
-    const payload = out.payload;
-    const len = payload.length;
-    const req2 = ex.block2;
-    const reqSzx = req2 >= 0 ? req2 & 7 : 7;
-    const szx = reqSzx < this.szx ? reqSzx : this.szx;
-    const bs = 1 << (szx + 4);
-    // Only a success is served from a later block; an error is sent from its start.
-    const wantNum = cls === 2 && req2 >= 16 ? Math.floor(req2 / 16) : 0;
-    let start = 0;
-    let end = len;
-    let block2 = -1;
-    let size2 = ex.size2 && cls === 2 ? len : -1;
-    let etag: Buffer | undefined;
-    if (len > bs || wantNum > 0) {
-      // The client's block number counts in its own block size; renumber in ours (§2.4).
-      start = wantNum * (1 << (reqSzx + 4));
-      if (start >= len) return this.deliver(ex, diag(C_4_00, 'block number beyond the end of the representation'), now);
-      end = start + bs < len ? start + bs : len;
-      const more = end < len;
-      block2 = (start / bs) * 16 + (more ? 8 : 0) + szx;
-      if (start === 0) size2 = len;
-      if (len > bs) {
-        if (out.handlerEtag !== true) etag = out.etag ?? etagOf(payload);
-        if (start === 0 && out.cache && cls === 2 && ex.method !== undefined) {
-          // Keep the whole representation for the following blocks.
-          this.blocks.set(
-            this.blockKey(ex),
-            {
-              code: out.code,
-              contentFormat: out.contentFormat,
-              maxAge: out.maxAge,
-              etag,
-              handlerEtag: out.handlerEtag === true,
-              payload,
-              options: out.options,
-            },
-            now,
-          );
-        }
-      }
-    } else if (req2 >= 0 && cls === 2) {
-      block2 = szx; // NUM 0, M 0: the whole representation fits in the block the client asked for
     }
 
     let type: number;
@@ -964,15 +999,59 @@ export class CoapServer {
       this.nextMid = (this.nextMid + 1) & 0xffff;
     }
 
+    // RFC 7959 §2.2–§2.4: Block2. The block size is ours or the client's, whichever is smaller, and
+    // smaller still while the datagram exceeds the exchange's amplification budget.
+    const req2 = ex.block2;
+    const reqSzx = req2 >= 0 ? req2 & 7 : 7;
+    let szx = reqSzx < this.szx ? reqSzx : this.szx;
+    let bounded = false;
     let data: Buffer;
-    try {
-      data = this.encode(type, out, mid, ex.token, etag, block2, size2, payload, start, end);
-    } catch (err) {
-      // Only handler-supplied options can make a message too large.
-      if (out.code === C_5_00) throw err;
-      this.stats.handlerErrors++;
-      this.logError({ err, peer: peerKey(ex.peer) }, 'coap: response could not be encoded, answered 5.00');
-      return this.deliver(ex, diag(C_5_00, 'internal server error'), now);
+    let plan: BlockPlan;
+    for (;;) {
+      const p = this.plan(ex, out, cls, reqSzx, szx);
+      if (p === undefined) return this.deliver(ex, diag(C_4_00, 'block number beyond the end of the representation'), now);
+      plan = p;
+      try {
+        data = this.encode(type, out, mid, ex.token, p.etag, p.block2, p.size2, out.payload, p.start, p.end);
+      } catch (err) {
+        // Only handler-supplied options can make a message too large.
+        if (out.code === C_5_00) throw err;
+        this.stats.handlerErrors++;
+        this.logError({ err, peer: peerKey(ex.peer) }, 'coap: response could not be encoded, answered 5.00');
+        return this.deliver(ex, diag(C_5_00, 'internal server error'), now);
+      }
+      if (data.length <= ex.budget) break;
+      bounded = true;
+      const len = out.payload.length;
+      if (cls === 2 && szx > 0 && len > 16) {
+        // The largest block that still splits the representation, if smaller than the current one.
+        szx = Math.min(szx - 1, Math.max(0, Math.ceil(Math.log2(len)) - 5));
+        continue;
+      }
+      if (cls !== 2 && out.payload.length > 0) {
+        out = { ...out, payload: EMPTY }; // the diagnostic payload is optional (§5.5.2)
+        continue;
+      }
+      stats.amplificationDropped++;
+      this.dedup.set(ex.peerId, ex.key, null, now + lifetime, now);
+      return;
+    }
+    if (bounded) stats.amplificationBounded++;
+    if (plan.cacheable) {
+      // Keep the whole representation for the following blocks.
+      this.blocks.set(
+        this.blockKey(ex),
+        {
+          code: out.code,
+          contentFormat: out.contentFormat,
+          maxAge: out.maxAge,
+          etag: plan.etag,
+          handlerEtag: out.handlerEtag === true,
+          payload: out.payload,
+          options: out.options,
+        },
+        now,
+      );
     }
     if (cls === 2 || cls === 4 || cls === 5) stats.responses[cls]++;
 
@@ -982,6 +1061,36 @@ export class CoapServer {
     }
     ex.ep.t.send(data, ex.peer);
     if (type === TYPE_CON) this.trackConfirmable(ex, data, mid);
+  }
+
+  /**
+   * Which part of `out` to send with block size SZX `szx` (the client asked in `reqSzx`, whose block
+   * numbers count in its own size, §2.4). Undefined when the requested block is past the end.
+   */
+  private plan(ex: Exchange, out: Out, cls: number, reqSzx: number, szx: number): BlockPlan | undefined {
+    const payload = out.payload;
+    const len = payload.length;
+    const req2 = ex.block2;
+    const bs = 1 << (szx + 4);
+    // Only a success is served from a later block; an error is sent from its start.
+    const wantNum = cls === 2 && req2 >= 16 ? Math.floor(req2 / 16) : 0;
+    const p: BlockPlan = { start: 0, end: len, block2: -1, size2: ex.size2 && cls === 2 ? len : -1, etag: undefined, cacheable: false };
+    if (len > bs || wantNum > 0) {
+      // The client's block number counts in its own block size; renumber in ours (§2.4).
+      p.start = wantNum * (1 << (reqSzx + 4));
+      if (p.start >= len) return undefined;
+      p.end = p.start + bs < len ? p.start + bs : len;
+      const more = p.end < len;
+      p.block2 = (p.start / bs) * 16 + (more ? 8 : 0) + szx;
+      if (p.start === 0) p.size2 = len;
+      if (len > bs) {
+        if (out.handlerEtag !== true) p.etag = out.etag ?? etagOf(payload);
+        p.cacheable = p.start === 0 && out.cache && cls === 2 && ex.method !== undefined;
+      }
+    } else if (req2 >= 0 && cls === 2) {
+      p.block2 = szx; // NUM 0, M 0: the whole representation fits in the block the client asked for
+    }
+    return p;
   }
 
   private encode(

@@ -13,6 +13,7 @@
 import { createECDH, createHash, sign, type ECDH, type Hash } from 'node:crypto';
 import type { Peer } from '../datagram.ts';
 import type { ServerCertificate } from './cert.ts';
+import type { PskChoice } from './psk.ts';
 import {
   RecordCipher,
   ReplayWindow,
@@ -93,6 +94,8 @@ export interface ConnectionHost {
   readonly suites: readonly number[];
   readonly certificate: ServerCertificate | undefined;
   readonly pskLookup: ((identity: string) => Promise<Buffer | undefined>) | undefined;
+  /** The key of a PSK handshake, by the same computation for known and unknown identities (psk.ts). */
+  selectPsk(identity: Buffer, psk: Buffer | undefined): PskChoice;
   random(n: number): Buffer;
   clock(): number;
   sendDatagram(c: Connection, data: Buffer): void;
@@ -142,6 +145,32 @@ const MAX_QUEUE = 32;
 const MAX_FUTURE_MESSAGES = 4;
 const MAX_SEQ = 2 ** 48 - 1;
 const CCS_BODY = Buffer.from([1]);
+
+/**
+ * The suite for a ClientHello: the first of the server's preference list that the client offers and
+ * the server can do (a certificate for ECDHE, with P-256, uncompressed points and ecdsa_secp256r1_sha256
+ * allowed by the client's extensions; a PSK lookup for PSK). Undefined when none fits.
+ */
+function chooseSuite(ch: ClientHello, host: Pick<ConnectionHost, 'certificate' | 'pskLookup' | 'suites'>): DtlsSuite | undefined {
+  let ecdheOk = host.certificate !== undefined;
+  if (ecdheOk) {
+    // RFC 8422 §5.1: absent extensions mean "anything"; present ones must allow P-256/uncompressed.
+    const groups = ch.extensions.get(EXT.supportedGroups);
+    if (groups !== undefined && !(parseU16List(groups) ?? []).includes(GROUP_P256)) ecdheOk = false;
+    const pf = ch.extensions.get(EXT.ecPointFormats);
+    if (pf !== undefined && !(parseVec8Exact(pf) ?? Buffer.alloc(0)).includes(0)) ecdheOk = false;
+    // RFC 5246 §7.4.1.4.1: with signature_algorithms, ours must be listed.
+    const sa = ch.extensions.get(EXT.signatureAlgorithms);
+    if (sa !== undefined && !(parseU16List(sa) ?? []).includes(SIG_ECDSA_SHA256)) ecdheOk = false;
+  }
+  const pskOk = host.pskLookup !== undefined;
+  for (const id of host.suites) {
+    const s = SUITES.get(id);
+    if (s === undefined || !ch.suites.includes(id)) continue;
+    if ((s.kx === 'psk' && pskOk) || (s.kx === 'ecdhe' && ecdheOk)) return s;
+  }
+  return undefined;
+}
 
 /** A server-side DTLS association (half-open until its handshake completes). */
 export class Connection {
@@ -206,7 +235,7 @@ export class Connection {
     if (emsExt !== undefined && emsExt.length !== 0) return this.fail(ALERT.decodeError, 'bad extended_master_secret');
     const ems = emsExt !== undefined;
     if (!ems && this.host.requireExtendedMasterSecret) return this.fail(ALERT.handshakeFailure, 'extended master secret required');
-    const suite = this.chooseSuite(ch);
+    const suite = chooseSuite(ch, this.host);
     if (suite === undefined) return this.fail(ALERT.handshakeFailure, 'no shared cipher suite');
     let cidExt: Buffer | undefined;
     const cidRaw = ch.extensions.get(EXT.connectionId);
@@ -265,27 +294,6 @@ export class Connection {
     this.sendFlight(hs.flight);
     this.armTimer();
     return true;
-  }
-
-  private chooseSuite(ch: ClientHello): DtlsSuite | undefined {
-    let ecdheOk = this.host.certificate !== undefined;
-    if (ecdheOk) {
-      // RFC 8422 §5.1: absent extensions mean "anything"; present ones must allow P-256/uncompressed.
-      const groups = ch.extensions.get(EXT.supportedGroups);
-      if (groups !== undefined && !(parseU16List(groups) ?? []).includes(GROUP_P256)) ecdheOk = false;
-      const pf = ch.extensions.get(EXT.ecPointFormats);
-      if (pf !== undefined && !(parseVec8Exact(pf) ?? Buffer.alloc(0)).includes(0)) ecdheOk = false;
-      // RFC 5246 §7.4.1.4.1: with signature_algorithms, ours must be listed.
-      const sa = ch.extensions.get(EXT.signatureAlgorithms);
-      if (sa !== undefined && !(parseU16List(sa) ?? []).includes(SIG_ECDSA_SHA256)) ecdheOk = false;
-    }
-    const pskOk = this.host.pskLookup !== undefined;
-    for (const id of this.host.suites) {
-      const s = SUITES.get(id);
-      if (s === undefined || !ch.suites.includes(id)) continue;
-      if ((s.kx === 'psk' && pskOk) || (s.kx === 'ecdhe' && ecdheOk)) return s;
-    }
-    return undefined;
   }
 
   private queueMessage(type: number, body: Buffer, epoch: 0 | 1 = 0): void {
@@ -657,9 +665,13 @@ export class Connection {
         if (this.state !== 'handshake' || this.hs !== hs) return;
         try {
           // RFC 4279 §2 / RFC 7925 §4.2: an unknown identity fails like a wrong key (bad_record_mac
-          // at Finished), so that identities cannot be enumerated.
-          if (psk !== undefined && psk.length > 0) hs.pskIdentity = identity;
-          this.keys(pskPreMaster(psk !== undefined && psk.length > 0 ? Buffer.from(psk) : this.host.random(32)));
+          // at Finished), so that identities cannot be enumerated; and it takes the same work to get
+          // there (psk.ts): a known identity's key or a dummy key derived from the identity.
+          const choice = this.host.selectPsk(v, psk);
+          if (choice.known) hs.pskIdentity = identity;
+          const pre = pskPreMaster(choice.key);
+          choice.key.fill(0);
+          this.keys(pre);
           this.drain();
         } catch (err) {
           this.host.debug({ err: (err as Error).message }, 'dtls: internal error after PSK lookup');

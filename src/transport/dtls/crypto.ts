@@ -5,12 +5,29 @@
  * tls12_cid additional data, the stateless cookie (RFC 6347 §4.2.1) and the 64-entry anti-replay
  * window (RFC 6347 §4.1.2.6).
  */
-import { createCipheriv, createDecipheriv, createHmac, timingSafeEqual, type CipherCCMTypes, type CipherGCMTypes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, createHmac, timingSafeEqual, type CipherCCMTypes, type CipherGCMTypes } from 'node:crypto';
 import { CT } from './wire.ts';
 
-/** P_SHA256 (RFC 5246 §5): PRF(secret, label, seed) truncated to `len` bytes. */
+/** HMAC-SHA256's block size: a longer key is replaced by its hash (RFC 2104 §2). */
+const HMAC_BLOCK = 64;
+
+/**
+ * P_SHA256 (RFC 5246 §5): PRF(secret, label, seed) truncated to `len` bytes.
+ *
+ * The key is hashed once up front in every case, and the hash used when the key is longer than
+ * HMAC's block (RFC 2104 §2 does the same, but inside every one of the PRF's HMACs). The output is
+ * unchanged; the cost no longer depends on whether a PSK premaster exceeds 64 bytes, so a device's
+ * long secret cannot be told from an unknown identity's dummy key by time (issue 11 F11).
+ */
 export function prf(secret: Buffer, label: string, seed: Buffer, len: number): Buffer {
-  const ls = Buffer.concat([Buffer.from(label, 'latin1'), seed]);
+  const hashed = createHash('sha256').update(secret).digest();
+  const key = secret.length > HMAC_BLOCK ? hashed : secret;
+  const out = prfWithKey(key, Buffer.concat([Buffer.from(label, 'latin1'), seed]), len);
+  hashed.fill(0);
+  return out;
+}
+
+function prfWithKey(secret: Buffer, ls: Buffer, len: number): Buffer {
   const out = Buffer.allocUnsafe(len);
   let a = ls;
   let off = 0;

@@ -8,9 +8,14 @@
  * - Nothing is allocated for a peer before it returns a valid cookie: a ClientHello without one is
  *   answered with a HelloVerifyRequest after one HMAC, statelessly; a spoofed flood costs one HMAC
  *   and one small datagram each, and no memory.
- * - Half-open handshakes are capped (`maxHandshakes`, the oldest is dropped for a new one) and time
- *   out (`handshakeTimeoutMs`); established sessions are capped (`maxSessions`, least recently
- *   active evicted with close_notify) and expire when idle (`idleTimeoutMs`).
+ * - Half-open handshakes are capped (`maxHandshakes`) with a fair share per source
+ *   (handshake-slots.ts: `maxHandshakesPerAddress` per address, four times that per IPv6 /64; at a
+ *   full table the source holding the most slots loses its oldest, never another source's only
+ *   one) and time out (`handshakeTimeoutMs`). Each new handshake first asks `admitHandshake` (the
+ *   composition root's per-address rate bucket), so one host cannot keep the server busy with
+ *   ECDHE key generation and signatures. Established sessions are capped (`maxSessions`, least
+ *   recently active evicted with close_notify) and expire when idle (`idleTimeoutMs`).
+ * - A PSK handshake takes the same work for every identity, known or not (psk.ts).
  * - Everything a session holds is bounded: one reassembly budget per handshake, a short record queue
  *   while a PSK lookup runs, the last flight until the client's first application data.
  * - Records that fail authentication, replays and malformed datagrams are dropped silently.
@@ -28,6 +33,9 @@ import { silentLogger, type Logger } from '../../log.ts';
 import type { ServerCertificate } from './cert.ts';
 import { Connection, SUITES, type CloseReason, type ConnectionHost } from './connection.ts';
 import { CookieJar } from './crypto.ts';
+import { HandshakeSlots } from './handshake-slots.ts';
+import { PskSelector } from './psk.ts';
+import { sourceOf, type Source } from '../source.ts';
 import { CT, DTLS10, DTLS12, HT, RECORD_HEADER, parseClientHello, parseHandshakeFragments, parseRecords, vec8, u16, handshakeMessage, handshakeFragment, writeRecord } from './wire.ts';
 
 /** Options of {@link DtlsTransport}. Durations in milliseconds. */
@@ -38,14 +46,28 @@ export interface DtlsOptions {
    * PSK suites.
    */
   pskLookup?: (identity: string) => Promise<Buffer | undefined>;
+  /** Chooses each PSK handshake's key (default: a {@link PskSelector} keyed from `random`; tests spy on it). */
+  pskSelector?: PskSelector;
   /** The P-256 certificate and key for the ECDHE_ECDSA suites; omit to disable them. */
   certificate?: ServerCertificate;
   /** Suite preference, first match wins (default: PSK-CCM_8, PSK-GCM, ECDHE-CCM_8, ECDHE-GCM). */
   suites?: number[];
   /** Established sessions kept at most (default 10,000; the least recently active is evicted). */
   maxSessions?: number;
-  /** Half-open handshakes (after the cookie) at most (default 1,000; the oldest is dropped). */
+  /** Half-open handshakes (after the cookie) at most (default 1,000; see handshake-slots.ts). */
   maxHandshakes?: number;
+  /**
+   * Half-open handshakes one source address may hold (default 32; an IPv6 /64 four times as many);
+   * past it the address's own oldest handshake is dropped for its new one.
+   */
+  maxHandshakesPerAddress?: number;
+  /**
+   * Asked once for every cookie-verified ClientHello that would start a new handshake (not for
+   * retransmissions), with the client's {@link Source}: false drops the ClientHello without a
+   * reply or any state, and the client retries on its retransmission timer. The composition root
+   * puts a per-address token bucket here (the ECDHE flight costs a key generation and a signature).
+   */
+  admitHandshake?: (source: Source, nowMs: number) => boolean;
   /** A session without traffic for this long is closed (default 600,000 = 10 min). */
   idleTimeoutMs?: number;
   /** A handshake not finished in this long is dropped (default 60,000). */
@@ -79,6 +101,10 @@ export interface DtlsStats {
   handshakesCompleted: number;
   handshakesFailed: number;
   evicted: number;
+  /** Cookie-verified ClientHellos dropped because `admitHandshake` said no. */
+  rateLimited: number;
+  /** Cookie-verified ClientHellos dropped because every source held only one slot of a full table. */
+  refused: number;
   migrated: number;
   dropped: number;
   /** Exceptions caught on the receive path (a bug if ever non-zero). */
@@ -92,13 +118,13 @@ export class DtlsTransport implements DatagramTransport {
   private readonly byCid = new Map<string, Connection>();
   /** Open sessions in least-recently-active order (re-inserted on activity). */
   private readonly sessions = new Map<string, Connection>();
-  /** Half-open handshakes in creation order. */
-  private readonly handshakes = new Set<Connection>();
+  /** Half-open handshakes, with their sources' shares. */
+  private readonly handshakes: HandshakeSlots<Connection>;
+  private readonly admitHandshake: ((source: Source, nowMs: number) => boolean) | undefined;
   private readonly cookies: CookieJar;
   private readonly host: ConnectionHost;
   private readonly log: Logger;
   private readonly maxSessions: number;
-  private readonly maxHandshakes: number;
   private readonly idleTimeoutMs: number;
   private readonly cidLength: number;
   private readonly clock: () => number;
@@ -111,6 +137,8 @@ export class DtlsTransport implements DatagramTransport {
     handshakesCompleted: 0,
     handshakesFailed: 0,
     evicted: 0,
+    rateLimited: 0,
+    refused: 0,
     migrated: 0,
     dropped: 0,
     internalErrors: 0,
@@ -124,7 +152,11 @@ export class DtlsTransport implements DatagramTransport {
     this.clock = opts.clock ?? Date.now;
     this.log = opts.log ?? silentLogger;
     this.maxSessions = opts.maxSessions ?? 10_000;
-    this.maxHandshakes = opts.maxHandshakes ?? 1_000;
+    const maxHandshakes = opts.maxHandshakes ?? 1_000;
+    const perAddress = Math.min(opts.maxHandshakesPerAddress ?? 32, maxHandshakes);
+    if (!(maxHandshakes >= 1 && perAddress >= 1)) throw new RangeError('maxHandshakes and maxHandshakesPerAddress must be at least 1');
+    this.handshakes = new HandshakeSlots(maxHandshakes, perAddress, Math.min(4 * perAddress, maxHandshakes));
+    this.admitHandshake = opts.admitHandshake;
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 600_000;
     this.cidLength = opts.cidLength ?? 8;
     if (!(this.cidLength >= 0 && this.cidLength <= 32)) throw new RangeError('cidLength must be 0..32');
@@ -132,6 +164,7 @@ export class DtlsTransport implements DatagramTransport {
     if (suites.length === 0) throw new RangeError('no supported cipher suite configured');
     if (opts.pskLookup === undefined && opts.certificate === undefined) throw new RangeError('DTLS needs a pskLookup, a certificate, or both');
     this.cookies = new CookieJar(random, this.clock, opts.cookieRotateMs ?? 60_000);
+    const psk = opts.pskSelector ?? new PskSelector(random);
     const self = this;
     this.host = {
       mtu: opts.mtu ?? 1200,
@@ -144,6 +177,7 @@ export class DtlsTransport implements DatagramTransport {
       suites,
       certificate: opts.certificate,
       pskLookup: opts.pskLookup,
+      selectPsk: (identity, key) => psk.select(identity, key),
       random,
       clock: this.clock,
       sendDatagram: (c, d) => self.inner.send(d, c.peer),
@@ -199,7 +233,7 @@ export class DtlsTransport implements DatagramTransport {
     if (this.closing === undefined) {
       clearInterval(this.sweepTimer);
       for (const c of [...this.sessions.values()]) c.close('shutdown', true);
-      for (const c of [...this.handshakes]) c.close('shutdown', false);
+      for (const c of [...this.handshakes.values()]) c.close('shutdown', false);
       this.closing = this.inner.close();
     }
     return this.closing;
@@ -266,23 +300,29 @@ export class DtlsTransport implements DatagramTransport {
       this.inner.send(hvr, peer);
       return;
     }
-    if (existing !== undefined) {
-      if (existing.state === 'handshake' && existing.sameHello(ch.random)) return existing.retransmit();
-      // RFC 6347 §4.2.8: a new handshake from the address of an association; the client has proven
-      // reachability with the cookie, so the old association goes.
-      existing.close('replaced', false);
+    if (existing !== undefined && existing.state === 'handshake' && existing.sameHello(ch.random)) return existing.retransmit();
+    // From here on a new handshake: the cookie proved the address, so it is counted per source.
+    const source = sourceOf(peer.address);
+    if (this.admitHandshake !== undefined && !this.admitHandshake(source, this.clock())) {
+      this.counters.rateLimited++;
+      return;
     }
-    if (this.handshakes.size >= this.maxHandshakes) {
-      const oldest = this.handshakes.values().next().value;
-      if (oldest !== undefined) {
-        this.counters.evicted++;
-        oldest.close('evicted', false);
-      }
+    // RFC 6347 §4.2.8: a new handshake from the address of an association; the client has proven
+    // reachability with the cookie, so the old association goes.
+    if (existing !== undefined) existing.close('replaced', false);
+    const room = this.handshakes.admit(source);
+    if (room.refuse) {
+      this.counters.refused++;
+      return;
+    }
+    if (room.evict !== undefined) {
+      this.counters.evicted++;
+      room.evict.close('evicted', false);
     }
     const key = peerKey(peer);
     const conn = new Connection(this.host, { address: peer.address, port: peer.port, family: peer.family, sessionKey: `dtls${(this.next++).toString(36)}` }, key);
     this.byAddr.set(key, conn);
-    this.handshakes.add(conn);
+    this.handshakes.add(conn, source);
     this.counters.handshakesStarted++;
     if (!conn.start(ch, handshakeMessage(HT.clientHello, f.msgSeq, f.body), f.msgSeq, recordSeq)) return;
     if (conn.cidIn !== undefined) this.byCid.set(conn.cidIn.toString('latin1'), conn);
