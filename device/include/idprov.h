@@ -490,6 +490,7 @@ typedef struct {
   uint8_t token[IDPROV_TOKEN_MAX]; size_t token_len;
   uint64_t token_exp, token_ttl;
   uint64_t token_got_ms;        /**< monotonic time the token arrived */
+  int token_got_known;          /**< 0 after a reboot: then exp and the wall clock decide */
 
   /* server */
   idprov_key_t keys[IDPROV_MAX_KEYS]; size_t nkeys;

@@ -105,9 +105,10 @@ static int opt_uint(const uint8_t *v, unsigned len, unsigned max_len, uint32_t *
 }
 
 int idprov_coap_parse(const uint8_t *p, size_t n, idprov_coap_msg_t *m) {
-  const uint8_t *end = p + n;
+  const uint8_t *end;
   unsigned num = 0;
   if (p == NULL || n < 4 || (p[0] >> 6) != 1) return IDPROV_ERR_DECODE;
+  end = p + n;
   memset(m, 0, sizeof *m);
   m->type = (uint8_t)((p[0] >> 4) & 3);
   m->tkl = (uint8_t)(p[0] & 15);

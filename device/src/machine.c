@@ -73,7 +73,7 @@ int idprov_init(idprov_ctx_t *ctx, int create_key) {
       ctx->token_exp = get_be64(meta);
       ctx->token_ttl = get_be64(meta + 8);
     }
-    ctx->token_got_ms = 0; /* unknown: idprov_refresh_in_s() falls back to exp and the wall clock */
+    ctx->token_got_known = 0; /* idprov_refresh_in_s() falls back to exp and the wall clock */
   }
   if (ctx->storage.load(ctx->storage.user, IDPROV_ITEM_SERVER, srv, sizeof srv, &len) == IDPROV_OK &&
       len == sizeof srv) {
@@ -178,6 +178,7 @@ static int accept_token(idprov_ctx_t *ctx, const idprov_response_t *r) {
   ctx->token_exp = (r->has & IDPROV_R_EXP) ? r->exp : cl.exp;
   ctx->token_ttl = (r->has & IDPROV_R_TTL) ? r->ttl : (cl.exp > cl.iat ? cl.exp - cl.iat : 0);
   ctx->token_got_ms = now_ms(ctx);
+  ctx->token_got_known = 1;
   put_be64(meta, ctx->token_exp);
   put_be64(meta + 8, ctx->token_ttl);
   if (ctx->storage.store(ctx->storage.user, IDPROV_ITEM_TOKEN, ctx->token, ctx->token_len) ||
@@ -327,7 +328,7 @@ idprov_next_t idprov_refresh_step(idprov_ctx_t *ctx) {
 uint64_t idprov_refresh_in_s(const idprov_ctx_t *ctx) {
   uint64_t half = ctx->token_ttl / 2, elapsed;
   if (!ctx->token_len) return 0;
-  if (ctx->token_got_ms == 0) { /* loaded from storage: use the wall clock when there is one */
+  if (!ctx->token_got_known) { /* loaded from storage: use the wall clock when there is one */
     uint64_t now = epoch_s(ctx), due = ctx->token_exp - half;
     if (now == 0 || ctx->token_exp < half) return 0;
     return due > now ? due - now : 0;
