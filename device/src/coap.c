@@ -206,7 +206,7 @@ static int transact(idprov_coap_client_t *c, const uint8_t *msg, size_t len, uin
       int n;
       if (now >= deadline) break;
       n = c->dgram.recv(c->dgram.user, c->io, c->io_cap, (uint32_t)(deadline - now));
-      if (n == IDPROV_ERR_TIMEOUT) break;
+      if (n == IDPROV_ERR_TIMEOUT) continue; /* also an ICMP error while the server is down: wait on */
       if (n < 0) return n;
       c->datagrams_in++;
       c->bytes_in += (uint32_t)n;
@@ -251,7 +251,8 @@ int idprov_coap_exchange(void *client, const idprov_coap_req_t *req, idprov_coap
     uint8_t tok[4];
     uint16_t mid = c->next_mid++;
     idprov_coap_msg_t m;
-    int64_t b2 = (num == 0 && szx == 7) ? -1 : (int64_t)((num << 4) | (szx & 7));
+    /* a block size is asked for on GET only (key sets); POST answers are small and never cached */
+    int64_t b2 = (num == 0 && (szx == 7 || req->method != IDPROV_COAP_GET)) ? -1 : (int64_t)((num << 4) | (szx & 7));
     /* the payload goes with the first block only; later blocks come from the server's cache */
     int n, rc;
     if (c->random.fill(c->random.user, tok, 4)) return IDPROV_ERR_CRYPTO;
