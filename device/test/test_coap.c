@@ -3,6 +3,7 @@
 #include "idprov.h"
 #include "fakes.h"
 #include "tiny_test.h"
+#include "mdns.h"
 
 /* A scripted server: `drop` requests are lost, then it answers according to `mode`. */
 enum { PIGGY, SEPARATE, RESET, BLOCKS, WRONG_TOKEN_FIRST, SILENT };
@@ -191,7 +192,58 @@ TEST(block2_responses_are_reassembled_into_the_caller_buffer) {
   CHECK_EQ(idprov_coap_exchange(&cl, &q, &r), IDPROV_ERR_BUFFER);
 }
 
+static size_t put_name(uint8_t *b, const char *n) {
+  size_t o = 0;
+  while (*n) {
+    const char *d = strchr(n, '.');
+    size_t l = d ? (size_t)(d - n) : strlen(n);
+    b[o++] = (uint8_t)l;
+    memcpy(b + o, n, l);
+    o += l;
+    n += l + (d ? 1 : 0);
+  }
+  b[o++] = 0;
+  return o;
+}
+static size_t put_rr(uint8_t *b, const char *name, uint8_t type, const uint8_t *data, size_t n) {
+  size_t o = put_name(b, name);
+  uint8_t h[10] = {0, type, 0x80, 1, 0, 0, 0, 120, 0, (uint8_t)n};
+  memcpy(b + o, h, 10);
+  memcpy(b + o + 10, data, n);
+  return o + 10 + n;
+}
+TEST(an_mdns_answer_gives_instance_port_txt_and_address) {
+  uint8_t m[512], rd[128];
+  size_t o = 12, n, count = 0;
+  idprov_mdns_result_t r[2];
+  static const char txt[] = "\003v=1\024kid=bbc3f7d0c18ed599\006fp=abc\012coaps=5684";
+  memset(m, 0, 12);
+  m[2] = 0x84;
+  m[7] = 4;
+  n = put_name(rd, "idprov-x._idprov._udp.local");
+  o += put_rr(m + o, "_idprov._udp.local", 12, rd, n);
+  rd[0] = rd[1] = rd[2] = rd[3] = 0; rd[4] = 0x16; rd[5] = 0x33;
+  n = 6 + put_name(rd + 6, "h.local");
+  o += put_rr(m + o, "idprov-x._idprov._udp.local", 33, rd, n);
+  o += put_rr(m + o, "idprov-x._idprov._udp.local", 16, (const uint8_t *)txt, sizeof txt - 1);
+  rd[0] = 192; rd[1] = 0; rd[2] = 2; rd[3] = 7;
+  o += put_rr(m + o, "h.local", 1, rd, 4);
+  CHECK_EQ(idprov_mdns_parse(m, o, "10.0.0.1", r, 2, &count), 0);
+  CHECK_EQ(count, 1);
+  CHECK(strcmp(r[0].instance, "idprov-x") == 0);
+  CHECK_EQ(r[0].port, 5683);
+  CHECK_EQ(r[0].coaps_port, 5684);
+  CHECK(strcmp(r[0].kid, "bbc3f7d0c18ed599") == 0);
+  CHECK(strcmp(r[0].fp, "abc") == 0);
+  CHECK(strcmp(r[0].address, "192.0.2.7") == 0);
+  m[o - 1 - 4 - 10 - 3] = 0xc0; /* break the A record's name into a pointer loop: refused, no crash */
+  count = 0;
+  (void)idprov_mdns_parse(m, o, NULL, r, 2, &count);
+  CHECK(count <= 2);
+}
+
 static const tt_test_t TESTS[] = {
+  T(an_mdns_answer_gives_instance_port_txt_and_address),
   T(a_piggybacked_response_ends_the_exchange), T(lost_requests_are_retransmitted_with_doubling_randomised_timeouts),
   T(the_client_gives_up_after_max_retransmit), T(an_empty_ack_then_a_separate_con_response_is_acknowledged),
   T(a_reset_fails_the_exchange), T(responses_with_another_token_or_message_id_are_ignored),
