@@ -154,35 +154,44 @@ static int key_seen(const uint8_t *first, const uint8_t *end, uint64_t count, co
   return 0;
 }
 
+/* Validation without recursion: one small record per open array/map/tag (the depth limit bounds them),
+   so the stack cost is one frame however deep the input nests. */
+typedef struct {
+  const uint8_t *first; /* a map's first key */
+  uint16_t items;       /* items in this container (2 per map entry) */
+  uint16_t pos;         /* items started so far */
+  uint8_t is_map;
+} level_t;
+
 int idprov_cbor_skip(idprov_cbor_dec_t *d, unsigned depth) {
-  idprov_cbor_item_t it;
-  uint64_t i;
-  int rc = idprov_cbor_next(d, &it);
-  if (rc) return rc;
-  switch (it.major) {
-  case IDPROV_CBOR_ARRAY:
-    if (depth >= IDPROV_CBOR_MAX_DEPTH || it.arg > IDPROV_CBOR_MAX_ARRAY) return IDPROV_ERR_DECODE;
-    for (i = 0; i < it.arg; i++)
-      if ((rc = idprov_cbor_skip(d, depth + 1)) != IDPROV_OK) return rc;
-    return IDPROV_OK;
-  case IDPROV_CBOR_MAP: {
-    const uint8_t *first = d->p;
-    if (depth >= IDPROV_CBOR_MAX_DEPTH || it.arg > IDPROV_CBOR_MAX_MAP) return IDPROV_ERR_DECODE;
-    for (i = 0; i < it.arg; i++) {
-      const uint8_t *k = d->p;
-      idprov_cbor_item_t key;
-      if ((rc = idprov_cbor_next(d, &key)) != IDPROV_OK) return rc;
-      if (key.major > IDPROV_CBOR_TEXT) return IDPROV_ERR_DECODE; /* keys: integers and strings */
-      if (key_seen(first, d->end, i, k, d->p)) return IDPROV_ERR_DECODE;
-      if ((rc = idprov_cbor_skip(d, depth + 1)) != IDPROV_OK) return rc;
+  level_t lv[IDPROV_CBOR_MAX_DEPTH];
+  unsigned top = 0;
+  for (;;) {
+    idprov_cbor_item_t it;
+    const uint8_t *start = d->p;
+    level_t *cur = top ? &lv[top - 1] : NULL;
+    int rc = idprov_cbor_next(d, &it);
+    if (rc) return rc;
+    if (cur && cur->is_map && !(cur->pos & 1u)) { /* a map key: an integer or string, not seen before */
+      if (it.major > IDPROV_CBOR_TEXT || key_seen(cur->first, d->end, cur->pos / 2u, start, d->p)) return IDPROV_ERR_DECODE;
     }
-    return IDPROV_OK;
-  }
-  case IDPROV_CBOR_TAG:
-    if (depth >= IDPROV_CBOR_MAX_DEPTH || it.arg != 18) return IDPROV_ERR_DECODE;
-    return idprov_cbor_skip(d, depth + 1);
-  default:
-    return IDPROV_OK;
+    if (cur) cur->pos++;
+    if (it.major == IDPROV_CBOR_ARRAY || it.major == IDPROV_CBOR_MAP || it.major == IDPROV_CBOR_TAG) {
+      uint64_t limit = it.major == IDPROV_CBOR_ARRAY ? IDPROV_CBOR_MAX_ARRAY : it.major == IDPROV_CBOR_MAP ? IDPROV_CBOR_MAX_MAP : 18;
+      if (depth + top >= IDPROV_CBOR_MAX_DEPTH || it.arg > limit || (it.major == IDPROV_CBOR_TAG && it.arg != 18))
+        return IDPROV_ERR_DECODE;
+      if (it.major == IDPROV_CBOR_TAG || it.arg > 0) {
+        lv[top].first = d->p;
+        lv[top].items = (uint16_t)(it.major == IDPROV_CBOR_TAG ? 1u : it.major == IDPROV_CBOR_MAP ? 2u * it.arg : it.arg);
+        lv[top].pos = 0;
+        lv[top].is_map = it.major == IDPROV_CBOR_MAP;
+        top++;
+        continue;
+      }
+    }
+    /* an item is complete: close every container it completes */
+    while (top && lv[top - 1].pos == lv[top - 1].items) top--;
+    if (!top) return IDPROV_OK;
   }
 }
 

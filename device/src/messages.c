@@ -18,62 +18,55 @@ static int nonce_ok(const uint8_t *n, size_t len) {
   return n == NULL || (len >= IDPROV_NONCE_MIN && len <= IDPROV_NONCE_MAX);
 }
 
-int idprov_request_body_build(const idprov_request_body_t *b, uint8_t *buf, size_t cap) {
+/* One optional entry of a body map: key and byte string (absent when p is NULL). */
+typedef struct {
+  uint8_t key;
+  const uint8_t *p;
+  size_t n;
+} entry_t;
+
+/* {1: id, <entries in ascending key order>}: core deterministic encoding. */
+static int build_map(const char *id, const entry_t *en, size_t count, uint8_t *buf, size_t cap) {
   idprov_cbor_enc_t e;
-  size_t n = 2;
-  if (!idprov_id_valid(b->id) || b->pk == NULL || !nonce_ok(b->nonce, b->nonce_len) || b->type > 2 ||
-      (b->mac && b->mac_len != 6 && b->mac_len != 8))
-    return IDPROV_ERR_ARG;
-  n += (b->mac != NULL) + (b->nonce != NULL) + (b->type != 0) + (b->xk != NULL) + (b->oob != NULL);
+  size_t i, n = 1;
+  for (i = 0; i < count; i++) n += en[i].p != NULL;
   idprov_cbor_enc_init(&e, buf, cap);
-  idprov_cbor_put_map(&e, n); /* keys in ascending order: core deterministic encoding */
+  idprov_cbor_put_map(&e, n);
   idprov_cbor_put_uint(&e, 1);
-  idprov_cbor_put_text(&e, b->id, strlen(b->id));
-  idprov_cbor_put_uint(&e, 2);
-  idprov_cbor_put_bytes(&e, b->pk, 32);
-  if (b->mac) {
-    idprov_cbor_put_uint(&e, 3);
-    idprov_cbor_put_bytes(&e, b->mac, b->mac_len);
-  }
-  if (b->nonce) {
-    idprov_cbor_put_uint(&e, 4);
-    idprov_cbor_put_bytes(&e, b->nonce, b->nonce_len);
-  }
-  if (b->type) {
-    idprov_cbor_put_uint(&e, 5);
-    idprov_cbor_put_uint(&e, b->type);
-  }
-  if (b->xk) {
-    idprov_cbor_put_uint(&e, 6);
-    idprov_cbor_put_bytes(&e, b->xk, 32);
-  }
-  if (b->oob) {
-    idprov_cbor_put_uint(&e, 7);
-    idprov_cbor_put_bytes(&e, b->oob, 32);
+  idprov_cbor_put_text(&e, id, strlen(id));
+  for (i = 0; i < count; i++) {
+    if (!en[i].p) continue;
+    idprov_cbor_put_uint(&e, en[i].key);
+    if (en[i].key == 5) idprov_cbor_put_uint(&e, en[i].n); /* type: an integer */
+    else idprov_cbor_put_bytes(&e, en[i].p, en[i].n);
   }
   return e.err ? e.err : (int)e.len;
 }
 
+int idprov_request_body_build(const idprov_request_body_t *b, uint8_t *buf, size_t cap) {
+  static const uint8_t one = 1;
+  entry_t en[6];
+  if (!idprov_id_valid(b->id) || b->pk == NULL || !nonce_ok(b->nonce, b->nonce_len) || b->type > 2 ||
+      (b->mac && b->mac_len != 6 && b->mac_len != 8))
+    return IDPROV_ERR_ARG;
+  en[0].key = 2; en[0].p = b->pk; en[0].n = 32;
+  en[1].key = 3; en[1].p = b->mac; en[1].n = b->mac_len;
+  en[2].key = 4; en[2].p = b->nonce; en[2].n = b->nonce_len;
+  en[3].key = 5; en[3].p = b->type ? &one : NULL; en[3].n = b->type; /* 0 (device) is the default: omitted */
+  en[4].key = 6; en[4].p = b->xk; en[4].n = 32;
+  en[5].key = 7; en[5].p = b->oob; en[5].n = 32;
+  return build_map(b->id, en, 6, buf, cap);
+}
+
 int idprov_refresh_body_build(const idprov_refresh_body_t *b, uint8_t *buf, size_t cap) {
-  idprov_cbor_enc_t e;
+  entry_t en[3];
   if (!idprov_id_valid(b->id) || !nonce_ok(b->nonce, b->nonce_len) || b->token == NULL || b->token_len == 0 ||
       b->token_len > IDPROV_TOKEN_MAX)
     return IDPROV_ERR_ARG;
-  idprov_cbor_enc_init(&e, buf, cap);
-  idprov_cbor_put_map(&e, 2 + (size_t)(b->nonce != NULL) + (size_t)(b->xk != NULL));
-  idprov_cbor_put_uint(&e, 1);
-  idprov_cbor_put_text(&e, b->id, strlen(b->id));
-  if (b->nonce) {
-    idprov_cbor_put_uint(&e, 4);
-    idprov_cbor_put_bytes(&e, b->nonce, b->nonce_len);
-  }
-  if (b->xk) {
-    idprov_cbor_put_uint(&e, 6);
-    idprov_cbor_put_bytes(&e, b->xk, 32);
-  }
-  idprov_cbor_put_uint(&e, 8);
-  idprov_cbor_put_bytes(&e, b->token, b->token_len);
-  return e.err ? e.err : (int)e.len;
+  en[0].key = 4; en[0].p = b->nonce; en[0].n = b->nonce_len;
+  en[1].key = 6; en[1].p = b->xk; en[1].n = 32;
+  en[2].key = 8; en[2].p = b->token; en[2].n = b->token_len;
+  return build_map(b->id, en, 3, buf, cap);
 }
 
 static int rd_uint(idprov_cbor_dec_t *d, uint64_t *v) {
