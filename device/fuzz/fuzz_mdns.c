@@ -11,5 +11,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (n > 4) abort();
   for (i = 0; i < n; i++)
     if (strlen(r[i].instance) >= sizeof r[i].instance || strlen(r[i].address) >= sizeof r[i].address) abort();
+  if (n) {
+    uint8_t kid[8], fp[32];
+    int have = 0;
+    (void)idprov_mdns_kid_fp(&r[0], kid, fp, &have);
+  }
   return 0;
 }

@@ -168,7 +168,34 @@ static uint64_t mono_ms(void) {
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-int idprov_mdns_discover(idprov_mdns_result_t *out, size_t cap, size_t *count, uint32_t timeout_ms) {
+int idprov_mdns_kid_fp(const idprov_mdns_result_t *r, uint8_t kid[8], uint8_t fp[32], int *have_fp) {
+  static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  size_t i;
+  uint32_t acc = 0;
+  int bits = 0, o = 0;
+  if (strlen(r->kid) != 16) return -1;
+  for (i = 0; i < 8; i++) {
+    unsigned v;
+    if (sscanf(r->kid + 2 * i, "%2x", &v) != 1) return -1;
+    kid[i] = (uint8_t)v;
+  }
+  *have_fp = 0;
+  if (strlen(r->fp) != 43) return 0;
+  for (i = 0; i < 43; i++) {
+    const char *c = strchr(B64, r->fp[i]);
+    if (!c || !*c) return 0;
+    acc = (acc << 6) | (uint32_t)(c - B64);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      if (o < 32) fp[o++] = (uint8_t)(acc >> bits);
+    }
+  }
+  *have_fp = o == 32;
+  return 0;
+}
+
+int idprov_mdns_discover(idprov_mdns_result_t *out, size_t cap, size_t *count, uint32_t timeout_ms, const char *iface_addr) {
   uint8_t q[64], buf[1500];
   struct sockaddr_in any, grp;
   struct ip_mreq mr;
@@ -191,7 +218,8 @@ int idprov_mdns_discover(idprov_mdns_result_t *out, size_t cap, size_t *count, u
   grp.sin_port = htons(5353);
   grp.sin_addr.s_addr = inet_addr("224.0.0.251");
   mr.imr_multiaddr = grp.sin_addr;
-  mr.imr_interface.s_addr = htonl(INADDR_ANY);
+  mr.imr_interface.s_addr = iface_addr ? inet_addr(iface_addr) : htonl(INADDR_ANY);
+  if (iface_addr) setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, &mr.imr_interface, sizeof mr.imr_interface);
   if (bind(fd, (struct sockaddr *)&any, sizeof any) != 0 || setsockopt(fd, IPPROTO_IP, IP_ADD_MEMBERSHIP, &mr, sizeof mr) != 0) {
     close(fd);
     return IDPROV_ERR_TRANSPORT;

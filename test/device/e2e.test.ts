@@ -208,6 +208,23 @@ describe('idprov-device (C library) end to end against the real server on loopba
     assert.equal(r.json['error'], 'usage');
   });
 
+  it('provisions over coaps:// with DTLS-PSK through mbedTLS 2.28 (identity = the device ID; no OOB proof in the body)', async () => {
+    const dev = id();
+    const k = await keyFile();
+    await f.allow({ id: dev, secret: 'printed-secret-42x', pk: k.pk });
+    const coaps = ['--server', `coaps://127.0.0.1:${f.server.coapsPort}`];
+    const r = await cli(['provision', ...coaps, '--id', dev, '--key', k.key, '--psk', 'printed-secret-42x', '--seal', '--verify', '--json']);
+    assert.equal(r.code, 0, show(r));
+    assert.equal(r.json['status'], 'approved');
+    assert.equal(r.json['sealed'], true);
+    assert.equal(r.json['verified'], true);
+    const refreshed = await cli(['refresh', ...coaps, '--id', dev, '--key', k.key, '--psk', 'printed-secret-42x', '--json']);
+    assert.equal(refreshed.code, 0, show(refreshed));
+    const wrong = await cli(['provision', ...coaps, '--id', dev, '--key', k.key, '--psk', 'not-the-secret-000', '--timeout', '5000', '--json']);
+    assert.equal(wrong.code, 1, show(wrong));
+    assert.equal(wrong.json['error'], 'transport');
+  });
+
   describe('a rate-limited device', () => {
     let g: AdminFixture;
     before(async () => {

@@ -8,7 +8,8 @@
  *                             [--secret S] [--psk S] [--type device|service|consumer] [--seal] [--verify]
  *                             [--timeout MS] [--ack-timeout MS] [--block-size N] [--json] [-v]
  *   idprov-device refresh     --server URI --id ID --key FILE [...same]
- *   idprov-device discover    [--timeout MS] [--json]            (mDNS _idprov._udp.local)
+ *   idprov-device discover    [--interface IPV4] [--key FILE] [--timeout MS] [--json]   (mDNS _idprov._udp.local;
+ *                             with --key the advertised kid/fp are remembered in FILE.server and a change reported)
  *
  * URI: coap://host[:port] or coaps://host[:port] (DTLS-PSK with --psk; identity = the device ID).
  * Exit status: 0 approved (or done), 2 pending, 3 refused, 1 error.
@@ -29,7 +30,7 @@
 enum { EXIT_OK = 0, EXIT_ERROR = 1, EXIT_PENDING = 2, EXIT_REFUSED = 3 };
 
 typedef struct {
-  const char *verb, *server, *id, *key, *mac, *secret, *psk, *type;
+  const char *verb, *server, *id, *key, *mac, *secret, *psk, *type, *iface;
   int wait, seal, verify, json, verbose;
   long max_wait, timeout_ms, ack_timeout_ms, block_size;
 } flags_t;
@@ -53,7 +54,7 @@ static int parse_flags(int argc, char **argv, flags_t *f) {
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 #define OPT(name, field) if (strcmp(a, name) == 0) { if (!v) return -1; f->field = v; i++; continue; }
 #define NUM(name, field) if (strcmp(a, name) == 0) { char *e; if (!v) return -1; f->field = strtol(v, &e, 10); if (*e || f->field <= 0) return -1; i++; continue; }
-    OPT("--server", server) OPT("--id", id) OPT("--key", key) OPT("--mac", mac) OPT("--secret", secret) OPT("--psk", psk)
+    OPT("--server", server) OPT("--id", id) OPT("--key", key) OPT("--mac", mac) OPT("--secret", secret) OPT("--psk", psk) OPT("--interface", iface)
     OPT("--type", type) NUM("--max-wait", max_wait) NUM("--timeout", timeout_ms) NUM("--ack-timeout", ack_timeout_ms)
     NUM("--block-size", block_size)
     if (strcmp(a, "--wait") == 0) { f->wait = 1; continue; }
@@ -359,20 +360,44 @@ static int device_verb(const flags_t *f, int refresh) {
   return rc == IDPROV_OK ? EXIT_OK : rc == IDPROV_ERR_PENDING ? EXIT_PENDING : EXIT_REFUSED;
 }
 
+/* Remembers the advertised kid/fp next to the key file; reports a change (idprov_server_seen). */
+static uint32_t remember(const flags_t *f, const idprov_mdns_result_t *r) {
+  static idprov_ctx_t ctx;
+  idprov_file_storage_t fs;
+  uint8_t kid[8], fp[32], srv[40];
+  size_t len = 0;
+  int have_fp = 0;
+  if (!f->key || idprov_mdns_kid_fp(r, kid, fp, &have_fp)) return 0;
+  memset(&ctx, 0, sizeof ctx);
+  fs.key_file = f->key;
+  idprov_storage_files(&ctx.storage, &fs);
+  if (ctx.storage.load(ctx.storage.user, IDPROV_ITEM_SERVER, srv, sizeof srv, &len) == 0 && len == sizeof srv) {
+    memcpy(ctx.kid, srv, 8);
+    memcpy(ctx.fp, srv + 8, 32);
+    ctx.have_server = 1;
+  }
+  if (idprov_server_seen(&ctx, kid, have_fp ? fp : NULL)) fprintf(stderr, "warning: cannot write %s.server\n", f->key);
+  return ctx.events;
+}
+
 static int discover(const flags_t *f) {
   idprov_mdns_result_t res[8];
   size_t n = 0, i;
-  int rc = idprov_mdns_discover(res, 8, &n, (uint32_t)(f->timeout_ms > 5000 && !f->wait ? 3000 : f->timeout_ms));
+  int rc = idprov_mdns_discover(res, 8, &n, (uint32_t)(f->timeout_ms == 30000 ? 3000 : f->timeout_ms), f->iface);
   if (rc) return fail(f, "transport", "mDNS query failed (no multicast route?)");
   for (i = 0; i < n; i++) {
+    uint32_t ev = i == 0 ? remember(f, &res[i]) : 0; /* the first answer is the server this device uses */
     if (f->json) {
       printf("{\"instance\":");
       json_str(stdout, (const uint8_t *)res[i].instance, strlen(res[i].instance));
-      printf(",\"host\":\"%s\",\"port\":%u,\"coaps\":%u,\"kid\":\"%s\",\"fp\":\"%s\",\"server\":\"coap://%s:%u\"}\n", res[i].address,
-             res[i].port, res[i].coaps_port, res[i].kid, res[i].fp, res[i].address, res[i].port);
+      printf(",\"host\":\"%s\",\"port\":%u,\"coaps\":%u,\"kid\":\"%s\",\"fp\":\"%s\",\"uri\":\"coap://%s:%u\",\"kidChanged\":%s,\"fpChanged\":%s}\n",
+             res[i].address, res[i].port, res[i].coaps_port, res[i].kid, res[i].fp, res[i].address, res[i].port,
+             (ev & IDPROV_EV_KID_CHANGED) ? "true" : "false", (ev & IDPROV_EV_FP_CHANGED) ? "true" : "false");
     } else {
       printf("%s  coap://%s:%u  coaps %u  kid %s  fp %s\n", res[i].instance, res[i].address, res[i].port, res[i].coaps_port,
              res[i].kid, res[i].fp);
+      if (ev & IDPROV_EV_KID_CHANGED) printf("warning: the server's token key (kid) changed since the last discovery\n");
+      if (ev & IDPROV_EV_FP_CHANGED) printf("warning: the server's DTLS certificate (fp) changed since the last discovery\n");
     }
   }
   if (!n && !f->json) printf("no idprov server answered\n");
