@@ -28,4 +28,10 @@ typedef struct {
   const char *key_file;
 } idprov_file_storage_t;
 void idprov_storage_files(idprov_storage_t *s, idprov_file_storage_t *fs);
+#ifdef ESP_PLATFORM
+/** ESP-IDF (port_esp.c, not built in CI): NVS storage, esp_timer clock, hardware RNG. */
+void idprov_storage_nvs(idprov_storage_t *s);
+void idprov_clock_esp(idprov_clock_t *c);
+void idprov_random_esp(idprov_random_t *r);
+#endif
 #endif
