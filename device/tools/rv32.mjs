@@ -52,6 +52,11 @@ const core = sum(files.filter((r) => !TRANSPORT.includes(r.file)));
 const transport = sum(files.filter((r) => TRANSPORT.includes(r.file)));
 const flashOf = (t) => t.text + t.rodata + t.data;
 
+// caller-owned RAM: the context and the CoAP client structs on this ABI
+writeFileSync(join(OUT, 'sizes.c'), '#include "idprov.h"\nconst unsigned ctx_size = sizeof(idprov_ctx_t);\nconst unsigned coap_size = sizeof(idprov_coap_client_t);\n');
+const asm = sh(CC, [...ARCH, `-I${join(DEVICE, 'include')}`, '-S', '-o', '-', join(OUT, 'sizes.c')]);
+const structs = { ctx: Number(/ctx_size:\s*\.word\s+(\d+)/.exec(asm)[1]), coapClient: Number(/coap_size:\s*\.word\s+(\d+)/.exec(asm)[1]) };
+
 // undefined symbols the core needs from libc/libgcc (no heap: malloc/free must not appear)
 const undefinedSymbols = [...new Set(CORE.flatMap((f) => sh('riscv64-unknown-elf-nm', ['-u', join(OUT, `${f}.o`)]).split('\n').map((l) => l.trim().replace(/^U /, '')).filter(Boolean)))]
   .filter((s) => !s.startsWith('idprov_')).sort();
@@ -122,7 +127,7 @@ if (!process.argv.includes('--no-qemu')) {
 }
 
 const report = { target: 'rv32imc ilp32 -Os, picolibc (riscv64-unknown-elf-gcc 12)', files, total, core, transport,
-  undefinedSymbols, flash: { core: flashOf(core), transport: flashOf(transport), total: flashOf(total) }, ram: total.data + total.bss,
+  undefinedSymbols, structs, flash: { core: flashOf(core), transport: flashOf(transport), total: flashOf(total) }, ram: total.data + total.bss,
   stacks: Object.fromEntries(Object.entries(stacks).map(([k, v]) => [k, { bytes: v.bytes, path: v.path.join(' → ') }])), worstEntry, biggestFrame: { fn: name(biggestFrame[0]), bytes: biggestFrame[1] }, qemu };
 writeFileSync(join(OUT, 'report.json'), JSON.stringify(report, null, 2));
 if (json) {
@@ -133,6 +138,7 @@ if (json) {
   console.log(`| **total** | **${total.text}** | **${total.rodata}** | **${total.data}** | **${total.bss}** |`);
   console.log(`\nflash: core ${report.flash.core} B + CoAP transport ${report.flash.transport} B = ${report.flash.total} B; static RAM ${report.ram} B; heap 0`);
   for (const [k, v] of Object.entries(report.stacks)) console.log(`stack ${k}: ${v.bytes} B  (${v.path})`);
+  console.log(`sizeof(idprov_ctx_t) ${structs.ctx} B, sizeof(idprov_coap_client_t) ${structs.coapClient} B (caller-owned)`);
   console.log(`libc/libgcc symbols used: ${undefinedSymbols.join(', ')}`);
   console.log(`largest frame: ${report.biggestFrame.fn} ${report.biggestFrame.bytes} B`);
   if (!qemu.skipped) console.log(`qemu-system-riscv32: exit ${qemu.status}, ${qemu.passed} passed, ${qemu.failed} failed, ${qemu.ms} ms`);

@@ -258,6 +258,7 @@ static int device_verb(const flags_t *f, int refresh) {
   uint8_t mac[8];
   uint16_t port;
   int secure, rc, n;
+  uint64_t t0;
 #ifdef IDPROV_HAVE_DTLS
   static idprov_dtls_t dtls;
 #endif
@@ -331,6 +332,7 @@ static int device_verb(const flags_t *f, int refresh) {
   ctx.tx_cap = sizeof tx;
   ctx.rx = rx;
   ctx.rx_cap = sizeof rx;
+  t0 = ctx.clock.now_ms(NULL);
   rc = idprov_init(&ctx, 1);
   if (rc) return fail(f, "key-file", rc == IDPROV_ERR_STORAGE ? "cannot read or create the key file" : idprov_err_name(rc));
   idprov_fingerprint(&ctx.crypto, ctx.pk, fp);
@@ -350,8 +352,9 @@ static int device_verb(const flags_t *f, int refresh) {
   }
   report(f, refresh ? "refresh" : "provision", &ctx, rc, fp, trace.round_trips);
   if (f->verbose)
-    fprintf(stderr, "coap: %u datagrams out (%u B), %u in (%u B), %u retransmissions\n", (unsigned)coap.datagrams_out,
-            (unsigned)coap.bytes_out, (unsigned)coap.datagrams_in, (unsigned)coap.bytes_in, (unsigned)coap.retransmissions);
+    fprintf(stderr, "coap: %u datagrams out (%u B), %u in (%u B), %u retransmissions, %llu ms\n", (unsigned)coap.datagrams_out,
+            (unsigned)coap.bytes_out, (unsigned)coap.datagrams_in, (unsigned)coap.bytes_in, (unsigned)coap.retransmissions,
+            (unsigned long long)(ctx.clock.now_ms(NULL) - t0));
 #ifdef IDPROV_HAVE_DTLS
   if (secure) idprov_dtls_close(&dtls);
   else
