@@ -18,6 +18,7 @@ typedef struct {
   mbedtls_timing_delay_context timer;
   int suites[3];
   int open;
+  uint32_t datagrams_out, datagrams_in, bytes_out, bytes_in; /**< on the wire, handshake included */
 } idprov_dtls_t;
 
 /**

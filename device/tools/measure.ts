@@ -2,7 +2,8 @@
  * Bytes on the air and time per flow, measured with the host CLI against the real server on loopback
  * (for docs/device.md):  node --import tsx device/tools/measure.ts [runs]
  * Counts CoAP datagrams and bytes (UDP payloads; IPv4 + UDP headers add 28 B per datagram) as the
- * CLI's -v statistics line reports them, and the time from before the key is loaded to the token stored.
+ * CLI's -v statistics line reports them, and the time from before the key is loaded to the token stored
+ * (over coaps: every DTLS datagram, handshake included, and the wall time of the whole process).
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -27,7 +28,16 @@ async function once(args: string[]): Promise<Sample> {
   return { out: +m[1]!, outB: +m[2]!, inn: +m[3]!, inB: +m[4]!, ms: +m[6]! };
 }
 
-const rows: Record<string, Sample[]> = { provision: [], 'provision --seal': [], 'provision --seal --verify': [], refresh: [] };
+const rows: Record<string, Sample[]> = { provision: [], 'provision --seal': [], 'provision --seal --verify': [], refresh: [], 'provision over coaps (DTLS-PSK, handshake included)': [] };
+/* over coaps: the DTLS counters (every datagram on the wire, handshake included) replace the CoAP ones */
+async function coaps(args: string[]): Promise<Sample> {
+  const t0 = Date.now();
+  const r = await run(CLI, [...args, '-v'], { encoding: 'utf8' });
+  const ms = Date.now() - t0;
+  const m = /dtls: (\d+) datagrams out \((\d+) B\), (\d+) in \((\d+) B\)/.exec(r.stderr);
+  if (!m) throw new Error(r.stderr);
+  return { out: +m[1]!, outB: +m[2]!, inn: +m[3]!, inB: +m[4]!, ms };
+}
 for (let i = 0; i < runs; i++) {
   for (const extra of [[], ['--seal'], ['--seal', '--verify']]) {
     const id = `meas-${i}-${extra.length}`;
@@ -37,6 +47,11 @@ for (let i = 0; i < runs; i++) {
     rows[['provision', ...extra].join(' ')]!.push(await once(['provision', ...server, '--id', id, '--key', key, ...extra]));
     if (extra.length === 0) rows['refresh']!.push(await once(['refresh', ...server, '--id', id, '--key', key]));
   }
+  const pid = `meas-psk-${i}`;
+  await f.allow({ id: pid, secret: 'measure-secret-0042' });
+  rows['provision over coaps (DTLS-PSK, handshake included)']!.push(
+    await coaps(['provision', '--server', `coaps://127.0.0.1:${f.server.coapsPort}`, '--id', pid, '--psk', 'measure-secret-0042']),
+  );
 }
 const med = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
 const max = (a: number[]) => Math.max(...a);

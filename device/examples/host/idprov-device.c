@@ -356,6 +356,9 @@ static int device_verb(const flags_t *f, int refresh) {
             (unsigned)coap.bytes_out, (unsigned)coap.datagrams_in, (unsigned)coap.bytes_in, (unsigned)coap.retransmissions,
             (unsigned long long)(ctx.clock.now_ms(NULL) - t0));
 #ifdef IDPROV_HAVE_DTLS
+  if (secure && f->verbose)
+    fprintf(stderr, "dtls: %u datagrams out (%u B), %u in (%u B), handshake included\n", (unsigned)dtls.datagrams_out,
+            (unsigned)dtls.bytes_out, (unsigned)dtls.datagrams_in, (unsigned)dtls.bytes_in);
   if (secure) idprov_dtls_close(&dtls);
   else
 #endif
