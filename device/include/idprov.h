@@ -33,8 +33,9 @@ extern "C" {
  *
  * 0 is success. Positive values 1..12 are exactly the `err` numbers of the wire contract
  * (response key 15; docs/protocol.md "Errors"), so a server refusal is reported with the
- * number the server sent; 13 and 14 are the two refusals the contract gives no `err` for
- * (4.13, 4.15). Negative values are local failures of the device side.
+ * number the server sent; 13 and 14 are the two refusals the contract gives no `err` of their own
+ * (4.13, 4.15: reported by CoAP code, whatever err their body holds). Negative values are local
+ * failures of the device side.
  */
 typedef enum {
   IDPROV_OK = 0,

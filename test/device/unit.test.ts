@@ -4,8 +4,10 @@
  * (clang) and under valgrind, each run as its own `it`.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { TEST_BINARIES, cmakeBuild, detailsOf, hostBuild, listTests, runTests, sentence, type RunResult } from './support.ts';
+import { ERROR_TABLE } from '../../src/errors.ts';
+import { DEVICE, ROOT, TEST_BINARIES, cmakeBuild, detailsOf, hostBuild, listTests, runTests, sentence, type RunResult } from './support.ts';
 
 const host = hostBuild();
 
@@ -26,6 +28,29 @@ describe('device library (C): unit tests', () => {
       }
     });
   }
+});
+
+describe('device library (C): error codes', () => {
+  const header = readFileSync(join(DEVICE, 'include/idprov.h'), 'utf8');
+  const names = /srv\[\] = \{([^}]*)\}/.exec(readFileSync(join(DEVICE, 'src/errors.c'), 'utf8'))![1]!.match(/"[^"]*"/g)!.map((x) => JSON.parse(x) as string);
+  const values = new Map([...header.matchAll(/\b(IDPROV_E_[A-Z_]+|IDPROV_ERR_[A-Z_]+|IDPROV_OK) = (-?\d+)/g)].map((m) => [m[1]!, Number(m[2])]));
+
+  it('gives every err of the server\'s error table the same number and name in idprov_err_t', () => {
+    for (const [code, info] of Object.entries(ERROR_TABLE)) {
+      // 4.13 and 4.15 may carry err 1 in their body; the library reports them by CoAP code as 13 and 14
+      if (info.err === undefined || info.coap === '4.13' || info.coap === '4.15') continue;
+      assert.equal(names[info.err], code, `err ${info.err}`);
+    }
+    assert.equal(names[13], 'too-large');
+    assert.equal(names[14], 'unsupported-content-format');
+    assert.equal(values.get('IDPROV_E_CONTENT_FORMAT'), 14);
+  });
+
+  it('documents every idprov_err_t value in docs/device.md', () => {
+    const doc = readFileSync(join(ROOT, 'docs/device.md'), 'utf8');
+    assert.ok(values.size >= 27, [...values.keys()].join(' '));
+    for (const [name, v] of values) assert.match(doc, new RegExp(`\\| ${v < 0 ? '−' + -v : v} \\| \`${name}\``), name);
+  });
 });
 
 describe('device library (C): memory checkers', function () {
