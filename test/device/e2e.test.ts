@@ -202,6 +202,18 @@ describe('idprov-device (C library) end to end against the real server on loopba
     assert.equal(p.json['errName'], 'revoked');
   });
 
+  it('provisions (sealed, verified) and refreshes under valgrind without an invalid access or a leak', async () => {
+    const dev = id();
+    const k = await keyFile();
+    await f.allow({ id: dev, pk: k.pk });
+    const vg = ['valgrind', '-q', '--error-exitcode=97', '--leak-check=full', '--errors-for-leak-kinds=all', CLI];
+    const p = await cli(['provision', ...server, '--id', dev, '--key', k.key, '--seal', '--verify', '--json'], { bin: vg });
+    assert.equal(p.code, 0, show(p));
+    assert.equal(p.json['verified'], true);
+    const r = await cli(['refresh', ...server, '--id', dev, '--key', k.key, '--json'], { bin: vg });
+    assert.equal(r.code, 0, show(r));
+  });
+
   it('refuses an ID outside the contract before sending anything (exit 1, usage)', async () => {
     const r = await cli(['provision', ...server, '--id', 'x'.repeat(65), '--json']);
     assert.equal(r.code, 1, show(r));
