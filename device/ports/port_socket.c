@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #ifdef ESP_PLATFORM
 #include "lwip/netdb.h"
 #include "lwip/sockets.h"
@@ -16,7 +17,6 @@
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/time.h>
-#include <unistd.h>
 #endif
 
 static int udp_send(void *user, const uint8_t *buf, size_t len) {

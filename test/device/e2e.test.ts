@@ -154,10 +154,13 @@ describe('idprov-device (C library) end to end against the real server on loopba
     const dev = id();
     const k = await keyFile();
     await f.allow({ id: dev, pk: k.pk });
-    const r = await cli(['provision', ...server, '--id', dev, '--key', k.key, '--seal', '--verify', '--block-size', '16', '--json']);
+    const r = await cli(['provision', ...server, '--id', dev, '--key', k.key, '--seal', '--verify', '--block-size', '16', '--json', '-v']);
     assert.equal(r.code, 0, show(r));
     assert.equal(r.json['sealed'], true);
     assert.equal(r.json['verified'], true);
+    // the 52-byte key set came in 16-byte Block2 blocks: 2 POSTs + 4 GETs
+    const dgrams = Number(/coap: (\d+) datagrams out/.exec(r.stderr)?.[1]);
+    assert.equal(dgrams, 6, r.stderr);
     // the kid the C library verified with is the server's: read /idprov/keys with the server's own decoder
     const keys = decodeKeySet((await coapRequest({ port: f.server.coapPort, method: 'GET', path: '/idprov/keys' })).payload);
     assert.ok(keys.some((x) => Buffer.from(x.kid).toString('hex') === r.json['kid']), JSON.stringify(r.json));
