@@ -440,9 +440,9 @@ const FLOWS: FlowSpec[] = [
   {
     name: 'rate-limited',
     title: 'Rate limited',
-    about: 'A device that polls faster than told runs out of its source address\'s budget: 4.29 with retry (key 10), err 9 and Max-Age, nothing else. Here the per-address limit is 1 request/s with a burst of 2 (defaults: 50/s, burst 500).',
-    setup: ['a fresh server with rateLimitAddress 1, rateBurstAddress 2'],
-    rig: { monitor: { addressRate: 1, addressBurst: 2 } },
+    about: 'A device that polls faster than told runs out of its own budget (its claim: the device ID with its key, spent only by requests that key signed): 4.29 with retry (key 10), err 9 and Max-Age, nothing else, and its nonce is not spent. Here the per-device limit is 1 request/s with a burst of 1 (defaults: 2/s, burst 10).',
+    setup: ['a fresh server with rateLimitDevice 1, rateBurstDevice 1'],
+    rig: { monitor: { deviceRate: 1, deviceBurst: 1 } },
     async run(r) {
       const a = await r.provision({}, ['no nonce yet', 'with the nonce: pending, retry 60']);
       await r.request('at once again, ignoring the retry hint', { nonce: a.nonce });
