@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine: the real peers the tests talk to
-# (libcoap's coap-client, OpenSSL, avahi, mbedTLS headers, iproute2 for network namespaces), OpenSSL's
+# (libcoap's coap-client, OpenSSL, avahi, mbedTLS headers, iproute2 for network namespaces,
+# systemd for `systemd-analyze verify` of deploy/idprov.service), OpenSSL's
 # headers for the benchmark's DTLS load generator, then the npm dependencies (npm ci builds sqlite3
 # from source, ~90 s). Needs root (or sudo) for apt-get.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PKGS=(libcoap3-bin openssl libssl-dev avahi-utils avahi-daemon dbus libmbedtls-dev iproute2 build-essential chromium util-linux mount)
+PKGS=(libcoap3-bin openssl libssl-dev avahi-utils avahi-daemon dbus libmbedtls-dev iproute2 build-essential chromium util-linux mount systemd)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
