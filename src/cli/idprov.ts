@@ -213,7 +213,8 @@ try {
   await program.parseAsync(process.argv);
 } catch (e) {
   if (e instanceof ConfigError || isProvError(e)) {
-    const known = isProvError(e) && lastConfig ? describeStartupError(e, lastConfig) : undefined;
+    // Store errors (code internal) may be a full disk or a damaged file: say so; others say it already.
+    const known = isProvError(e) && e.code === 'internal' && lastConfig ? describeStartupError(e, lastConfig) : undefined;
     console.error(`idprov: ${known?.message ?? e.message}`);
     process.exit(known?.exitCode ?? EXIT_CODES.config);
   }
