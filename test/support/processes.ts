@@ -2,12 +2,13 @@
 import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 
 /** Run a command to its end (bounded by `timeoutMs`), output as text. */
-export function run(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number; uid?: number; gid?: number } = {}): SpawnSyncReturns<string> {
+export function run(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number; uid?: number; gid?: number; input?: string } = {}): SpawnSyncReturns<string> {
   return spawnSync(cmd, args, {
     encoding: 'utf8',
     cwd: opts.cwd,
     env: opts.env ?? process.env,
     timeout: opts.timeoutMs ?? 60_000,
+    ...(opts.input !== undefined ? { input: opts.input } : {}),
     ...(opts.uid !== undefined ? { uid: opts.uid, gid: opts.gid ?? opts.uid } : {}),
   });
 }
