@@ -11,14 +11,20 @@ import { AdminAuth } from '../admin/auth.ts';
 import { createLogger } from '../log.ts';
 import { parseAllowlist } from '../protocol/allowlist.ts';
 import { AdminService, ensureTokenKey } from '../service/admin.ts';
-import { importAllowlistFile, openStore, startServer } from '../server.ts';
-import { backupDatabase, checkDatabase, restoreDatabase } from '../store/backup.ts';
 import { TokenKeyring } from '../tokens/keyring.ts';
 import { removePidFile, runningServer, writePidFile } from './pidfile.ts';
 import { EXIT_CODES, describeStartupError, preflight } from './startup.ts';
 import { VERSION } from '../version.ts';
 
 const nowS = (): number => Math.floor(Date.now() / 1000);
+// The server (fastify, sqlite3, discovery …) loads only for the commands that use it: `--help`,
+// `--version` and `config` start in a fraction of the time.
+const openStore: typeof import('../server.ts').openStore = async (...a) => (await import('../server.ts')).openStore(...a);
+const startServer: typeof import('../server.ts').startServer = async (...a) => (await import('../server.ts')).startServer(...a);
+const importAllowlistFile: typeof import('../server.ts').importAllowlistFile = async (...a) => (await import('../server.ts')).importAllowlistFile(...a);
+const backupDatabase: typeof import('../store/backup.ts').backupDatabase = async (...a) => (await import('../store/backup.ts')).backupDatabase(...a);
+const checkDatabase: typeof import('../store/backup.ts').checkDatabase = async (...a) => (await import('../store/backup.ts')).checkDatabase(...a);
+const restoreDatabase: typeof import('../store/backup.ts').restoreDatabase = async (...a) => (await import('../store/backup.ts')).restoreDatabase(...a);
 const program = new Command('idprov')
   .description('Provisioning server for constrained IoT devices (CoAP, CWT)')
   .version(VERSION, '-V, --version', 'print the idprov version')
