@@ -3,9 +3,11 @@
  * Builds dist/: the TypeScript of src/, tools/device-sim and tools/oob compiled by `tsc -p
  * tsconfig.build.json`, plus the files the server reads at run time (src/admin/page.html).
  *
- *   node tools/build.mjs             clean build (npm run build, prepare, prepack)
- *   node tools/build.mjs --if-stale  incremental build, only when a source is newer than the last build
- *                                    (the mocha hook test/build-dist.mjs: tests spawn the bins)
+ *   node tools/build.mjs             clean build (npm run build; prepack, so a tarball holds no stale file)
+ *   node tools/build.mjs --if-stale  incremental build, only when a source is newer than the last build:
+ *                                    `prepare` (npm ci in a clone; also every first `npx idprov` in a
+ *                                    clone, which installs the folder into npx's cache) and the mocha
+ *                                    hook test/build-dist.mjs (tests spawn the bins)
  */
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
