@@ -1,6 +1,11 @@
 #!/usr/bin/env node
-// Entry point of `npx idprov`: loads the TypeScript sources through tsx (no build step).
-import { register } from 'tsx/esm/api';
+// Entry point of `npx idprov`: the compiled JavaScript in dist/ (`npm run build`; `npm ci` and
+// `npm pack` build it through the "prepare" script).
+import { existsSync } from 'node:fs';
 
-register();
-await import('../src/cli/idprov.ts');
+const main = new URL('../dist/src/cli/idprov.js', import.meta.url);
+if (!existsSync(main)) {
+  console.error('idprov: dist/ is missing: run `npm run build` (npm ci does it through "prepare")');
+  process.exit(1);
+}
+await import(main.href);

@@ -1,6 +1,11 @@
 #!/usr/bin/env node
-// Entry point of `npx oob`: loads the TypeScript sources through tsx (no build step).
-import { register } from 'tsx/esm/api';
+// Entry point of `npx oob`: the compiled JavaScript in dist/ (`npm run build`; `npm ci` and
+// `npm pack` build it through the "prepare" script).
+import { existsSync } from 'node:fs';
 
-register();
-await import('../tools/oob/main.ts');
+const main = new URL('../dist/tools/oob/main.js', import.meta.url);
+if (!existsSync(main)) {
+  console.error('oob: dist/ is missing: run `npm run build` (npm ci does it through "prepare")');
+  process.exit(1);
+}
+await import(main.href);

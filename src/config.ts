@@ -33,6 +33,7 @@ export interface Config {
   allowlist: string;
   mdns: boolean;
   logLevel: string;
+  logFormat: string;
   issuer: string;
   audience: string;
   hubUri: string;
@@ -99,6 +100,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'allowlist', kind: 'string', def: '', env: 'IDPROV_ALLOWLIST', flag: 'allowlist', doc: 'Allowlist file (JSON or CSV) imported (upsert) at start; all or nothing.' },
   { key: 'mdns', kind: 'bool', def: true, env: 'IDPROV_MDNS', doc: 'Advertise `_idprov._udp` by mDNS and watch for rogue servers (`--no-mdns` turns both off); see docs/discovery.md.' },
   { key: 'logLevel', kind: 'string', def: 'info', env: 'IDPROV_LOG_LEVEL', flag: 'log-level', doc: 'pino level: fatal, error, warn, info, debug, trace, silent.' },
+  { key: 'logFormat', kind: 'string', def: 'auto', env: 'IDPROV_LOG_FORMAT', flag: 'log-format', doc: 'Log lines: `json` (one JSON object per line), `pretty` (for people), or `auto` = pretty when stdout is a terminal, JSON otherwise.' },
   { key: 'issuer', kind: 'string', def: 'idprov', env: 'IDPROV_ISSUER', doc: 'Token `iss` claim.' },
   { key: 'audience', kind: 'string', def: '', env: 'IDPROV_AUDIENCE', doc: 'Token `aud` claim (omitted when empty).' },
   { key: 'hubUri', kind: 'string', def: '', env: 'IDPROV_HUB_URI', doc: 'Hub URI sent to approved devices (response key 14).' },
@@ -159,6 +161,7 @@ export class ConfigError extends Error {
 }
 
 const LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+const LOG_FORMATS = ['auto', 'json', 'pretty'];
 
 function coerce(s: Setting, raw: unknown, from: string, problems: string[]): unknown {
   const bad = (why: string): undefined => {
@@ -249,6 +252,7 @@ export function loadConfig(src: ConfigSources = {}): Readonly<Config> {
   if (isIP(cfg.bind) === 0) problems.push(`bind: "${cfg.bind}" is not an IP address`);
   if (isIP(cfg.adminBind) === 0) problems.push(`adminBind: "${cfg.adminBind}" is not an IP address`);
   if (!LEVELS.has(cfg.logLevel)) problems.push(`logLevel: must be one of ${[...LEVELS].join(', ')}`);
+  if (!LOG_FORMATS.includes(cfg.logFormat)) problems.push(`logFormat: must be one of ${LOG_FORMATS.join(', ')}`);
   if (cfg.pendingRetryMax < cfg.pendingRetryInitial) problems.push('pendingRetryMax: must be at least pendingRetryInitial');
   if (cfg.dataDir === '') problems.push('dataDir: must not be empty');
   if (cfg.coapPort !== 0 && cfg.coapPort === cfg.coapsPort) problems.push('coapsPort: must differ from coapPort');

@@ -24,6 +24,7 @@ import type { Store } from './store/store.ts';
 import { TokenKeyring } from './tokens/keyring.ts';
 import { pooledRandom } from './tokens/random.ts';
 import { SourceLimit } from './policy/source-limit.ts';
+import { VERSION } from './version.ts';
 import { CoapServer, type CoapRequest, type CoapResponse, type UnverifiedLimits } from './transport/coap/engine.ts';
 import { sourceOf, type Source } from './transport/source.ts';
 import { UdpTransport } from './transport/coap/udp.ts';
@@ -217,7 +218,7 @@ export async function openStore(cfg: Readonly<Config>, log: Logger): Promise<Sql
 }
 
 /** The package version (for health and logs). */
-export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+export { VERSION };
 
 /** Write `<data>/admin.token` (mode 0600) with an admin token, if it does not exist yet. */
 async function ensureAdminTokenFile(cfg: Readonly<Config>, auth: AdminAuth, now: number, log: Logger): Promise<string> {

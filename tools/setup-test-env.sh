@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine: the real peers the tests talk to
-# (libcoap's coap-client, OpenSSL, avahi, mbedTLS headers, iproute2 for network namespaces), OpenSSL's
+# (libcoap's coap-client, OpenSSL, avahi, mbedTLS headers, iproute2 for network namespaces,
+# systemd for `systemd-analyze verify` of deploy/idprov.service), OpenSSL's
 # headers for the benchmark's DTLS load generator, then the npm dependencies (npm ci builds sqlite3
 # from source, ~90 s). Needs root (or sudo) for apt-get.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # device/ (the C library): libsodium, CMake, clang + compiler-rt (sanitizers, libFuzzer), valgrind, the
 # rv32 cross compiler with picolibc and QEMU for its footprint and emulated tests
-PKGS=(libcoap3-bin openssl libssl-dev avahi-utils avahi-daemon dbus libmbedtls-dev iproute2 build-essential chromium util-linux mount
+PKGS=(libcoap3-bin openssl libssl-dev avahi-utils avahi-daemon dbus libmbedtls-dev iproute2 build-essential chromium util-linux mount systemd
   libsodium-dev cmake clang libclang-rt-14-dev valgrind gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc)
 missing=()
 for p in "${PKGS[@]}"; do

@@ -3,18 +3,32 @@
  * directly (safe while the server runs: SQLite WAL, and the server picks up rotated keys).
  */
 import { Command, Option } from 'commander';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { ConfigError, loadConfig, settingsTable, type Config } from '../config.ts';
 import { ProvError, isProvError } from '../errors.ts';
 import { AdminAuth } from '../admin/auth.ts';
 import { createLogger } from '../log.ts';
 import { parseAllowlist } from '../protocol/allowlist.ts';
 import { AdminService, ensureTokenKey } from '../service/admin.ts';
-import { importAllowlistFile, openStore, startServer } from '../server.ts';
 import { TokenKeyring } from '../tokens/keyring.ts';
+import { removePidFile, runningServer, writePidFile } from './pidfile.ts';
+import { EXIT_CODES, describeStartupError, preflight } from './startup.ts';
+import { VERSION } from '../version.ts';
 
 const nowS = (): number => Math.floor(Date.now() / 1000);
-const program = new Command('idprov').description('Provisioning server for constrained IoT devices (CoAP, CWT)').showHelpAfterError();
+// The server (fastify, sqlite3, discovery …) loads only for the commands that use it: `--help`,
+// `--version` and `config` start in a fraction of the time.
+const openStore: typeof import('../server.ts').openStore = async (...a) => (await import('../server.ts')).openStore(...a);
+const startServer: typeof import('../server.ts').startServer = async (...a) => (await import('../server.ts')).startServer(...a);
+const importAllowlistFile: typeof import('../server.ts').importAllowlistFile = async (...a) => (await import('../server.ts')).importAllowlistFile(...a);
+const backupDatabase: typeof import('../store/backup.ts').backupDatabase = async (...a) => (await import('../store/backup.ts')).backupDatabase(...a);
+const checkDatabase: typeof import('../store/backup.ts').checkDatabase = async (...a) => (await import('../store/backup.ts')).checkDatabase(...a);
+const restoreDatabase: typeof import('../store/backup.ts').restoreDatabase = async (...a) => (await import('../store/backup.ts')).restoreDatabase(...a);
+const program = new Command('idprov')
+  .description('Provisioning server for constrained IoT devices (CoAP, CWT)')
+  .version(VERSION, '-V, --version', 'print the idprov version')
+  .showHelpAfterError();
 
 function configFrom(opts: Record<string, unknown>): Readonly<Config> {
   const flags: Partial<Record<keyof Config, unknown>> = {
@@ -25,16 +39,21 @@ function configFrom(opts: Record<string, unknown>): Readonly<Config> {
     adminPort: opts['adminPort'],
     allowlist: opts['allowlist'],
     logLevel: opts['logLevel'],
+    logFormat: opts['logFormat'],
     mdns: opts['mdns'] === false ? false : undefined,
   };
-  return loadConfig({ ...(opts['config'] ? { file: String(opts['config']) } : {}), env: process.env, flags });
+  lastConfig = loadConfig({ ...(opts['config'] ? { file: String(opts['config']) } : {}), env: process.env, flags });
+  return lastConfig;
 }
+/** The configuration of the command being run, for describing its errors. */
+let lastConfig: Readonly<Config> | undefined;
 
 const common = (c: Command): Command =>
   c
     .option('-c, --config <file>', 'JSON config file (see README "Configuration")')
     .option('-d, --data <dir>', 'data directory (default ./data)')
-    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent');
+    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent')
+    .option('--log-format <format>', 'auto (pretty on a terminal, else JSON) | json | pretty');
 
 common(program.command('serve').description('run the provisioning server'))
   .option('--coap-port <n>', 'CoAP/UDP port (default 5683)')
@@ -45,8 +64,15 @@ common(program.command('serve').description('run the provisioning server'))
   .addOption(new Option('--no-mdns', 'do not advertise by mDNS'))
   .action(async (opts: Record<string, unknown>) => {
     const cfg = configFrom(opts);
-    const log = createLogger(cfg.logLevel);
-    const server = await startServer(cfg, log);
+    // Ports bindable, data directory writable with room, database intact: before anything is created.
+    await preflight(cfg);
+    const log = createLogger(cfg.logLevel, 1, cfg.logFormat);
+    const server = await startServer(cfg, log).catch((e: unknown) => {
+      log.flush();
+      throw e;
+    });
+    const dataDir = resolve(cfg.dataDir);
+    writePidFile(dataDir);
     let closing = false;
     const stop = (sig: string) => {
       if (closing) return;
@@ -54,6 +80,7 @@ common(program.command('serve').description('run the provisioning server'))
       log.info({ sig }, 'shutting down');
       server.close().then(
         () => {
+          removePidFile(dataDir);
           log.info('stopped');
           log.flush();
           process.exit(0);
@@ -148,6 +175,32 @@ function parseDuration(s: string): number {
   return Number(m[1]) * { '': 1, s: 1, m: 60, h: 3600, d: 86400 }[m[2] as '' | 's' | 'm' | 'h' | 'd'];
 }
 
+common(program.command('backup <file>').description('write a consistent copy of the database to FILE (safe while the server runs)')).action(
+  async (file: string, opts: Record<string, unknown>) => {
+    const cfg = configFrom(opts);
+    const db = join(resolve(cfg.dataDir), 'idprov.db');
+    const r = await backupDatabase(db, file).catch((e: unknown) => Promise.reject(new ProvError('not-found', `backup: ${(e as Error).message}`)));
+    console.log(`backed up ${db} to ${file} (${r.pages} pages, schema version ${r.schemaVersion})`);
+  },
+);
+common(program.command('restore <file>').description('replace the database with the backup FILE (the server must be stopped)')).action(
+  async (file: string, opts: Record<string, unknown>) => {
+    const cfg = configFrom(opts);
+    const dir = resolve(cfg.dataDir);
+    const pid = runningServer(dir);
+    if (pid !== undefined) throw new ProvError('conflict', `restore: a server (pid ${pid}) is using ${dir}; stop it first (systemctl stop idprov)`);
+    await checkDatabase(file).catch((e: unknown) => Promise.reject(new ProvError('malformed', `restore: ${(e as Error).message}`)));
+    await preflight({ ...cfg, coapPort: 0, coapsPort: 0, adminPort: 0 });
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const r = await restoreDatabase(file, join(dir, 'idprov.db')).catch((e: unknown) => Promise.reject(new ProvError('malformed', `restore: ${(e as Error).message}`)));
+    // Open it as the server would: applies newer schema migrations to an older backup.
+    const store = await openStore(cfg, createLogger('warn', 2, cfg.logFormat));
+    const migrated = store.stats.migrationsApplied;
+    await store.close();
+    console.log(`restored ${file} into ${join(dir, 'idprov.db')} (${r.pages} pages, schema version ${r.schemaVersion}${migrated ? `, upgraded by ${migrated} migration(s)` : ''})`);
+  },
+);
+
 program
   .command('config')
   .description('print the settings table (markdown)')
@@ -166,8 +219,15 @@ try {
   await program.parseAsync(process.argv);
 } catch (e) {
   if (e instanceof ConfigError || isProvError(e)) {
-    console.error(`idprov: ${e.message}`);
-    process.exit(2);
+    // Store errors (code internal) may be a full disk or a damaged file: say so; others say it already.
+    const known = isProvError(e) && e.code === 'internal' && lastConfig ? describeStartupError(e, lastConfig) : undefined;
+    console.error(`idprov: ${known?.message ?? e.message}`);
+    process.exit(known?.exitCode ?? EXIT_CODES.config);
+  }
+  const known = lastConfig ? describeStartupError(e, lastConfig) : undefined;
+  if (known) {
+    console.error(`idprov: ${known.message}`);
+    process.exit(known.exitCode);
   }
   throw e;
 }

@@ -161,7 +161,7 @@ describe('DTLS interop with real peers on loopback', function () {
   describe('node-dtls-client', () => {
     for (const cipher of ['TLS_PSK_WITH_AES_128_CCM_8', 'TLS_PSK_WITH_AES_128_GCM_SHA256'] as const) {
       it(`gets /hello over ${cipher}`, async () => {
-        const sock = dtls.createSocket({ type: 'udp4', address: '127.0.0.1', port: s.port, psk: { [PSK_ID]: PSK }, timeout: 10_000, ciphers: [cipher] });
+        const sock = dtls.createSocket({ type: 'udp4', address: '127.0.0.1', port: s.port, psk: { [PSK_ID]: PSK.toString('utf8') }, timeout: 10_000, ciphers: [cipher] });
         try {
           const reply = await new Promise<Buffer>((resolve, reject) => {
             sock.on('connected', () => sock.send(coapGet('/hello')));

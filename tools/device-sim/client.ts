@@ -290,6 +290,8 @@ export interface ProvisionOptions {
   maxWaitS?: number;
   /** How to wait `retry` seconds; tests inject one that returns at once. */
   sleep?: (seconds: number) => Promise<void>;
+  /** Called before each wait with the answer that asked to wait and the seconds it will wait. */
+  onWait?: (r: ProvisionResult, retryS: number) => void;
 }
 
 /** A raw response, for tests that drive the protocol by hand. */
@@ -585,6 +587,7 @@ export class DeviceClient {
       const retry = r.retry ?? FALLBACK_RETRY_S;
       if (waited + retry > maxWait) return r;
       this.trace(`  waiting ${retry} s as told (§4 retry)`);
+      opts.onWait?.(r, retry);
       await sleep(retry);
       waited += retry;
     }

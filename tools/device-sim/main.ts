@@ -26,6 +26,7 @@ import {
 import { createKeyFile, readKeyFile, tokenFileOf } from './keyfile.ts';
 import { registerDiscover } from './discover.ts';
 import { keyFingerprint } from '../../src/tokens/ed25519.ts';
+import { VERSION } from '../../src/version.ts';
 
 /** Exit status per outcome. */
 const EXIT = { ok: 0, error: 1, pending: 2, refused: 3 } as const;
@@ -137,6 +138,13 @@ function report(op: string, c: DeviceClient, r: ProvisionResult, f: Pick<DeviceF
   }
 }
 
+/** One line per poll of `provision --wait`: the answer that asked to wait, and how long it waits. */
+function waiting(c: DeviceClient, r: ProvisionResult, retryS: number, f: Pick<DeviceFlags, 'json'>): void {
+  if (f.json) out(JSON.stringify({ op: 'provision', id: c.id, status: r.status, code: r.code, attempts: r.attempts, waiting: retryS }));
+  else if (r.status === 'pending') out(`provision  pending, retry in ${retryS} s (${r.code}; an admin must approve ${c.id} with key ${c.fingerprint})`);
+  else out(`provision  ${r.code}, retry in ${retryS} s`);
+}
+
 const exitOf = (r: ProvisionResult): number => (r.status === 'approved' ? EXIT.ok : r.status === 'pending' ? EXIT.pending : EXIT.refused);
 
 /** Run `fn` with a client, closing it afterwards; DeviceSimErrors become a message and exit 1. */
@@ -218,6 +226,7 @@ async function runForever(c: DeviceClient, f: DeviceFlags, signal: AbortSignal):
 function program(): Command {
   const p = new Command('device-sim')
     .description('A simulated idprov device: the reference client of PROTOCOL.md (idprov/coap v1)')
+    .version(VERSION, '-V, --version', 'print the idprov version')
     .showHelpAfterError();
 
   deviceCommand(p, 'provision', 'ask to be provisioned (POST /idprov/request)')
@@ -225,7 +234,11 @@ function program(): Command {
     .option('--max-wait <s>', 'with --wait: stop waiting after this many seconds', positiveInt)
     .action(async (f: DeviceFlags) => {
       await withClient(f, async (c) => {
-        const r = await c.provision({ waitPending: f.wait ?? false, ...(f.maxWait !== undefined ? { maxWaitS: f.maxWait } : {}) });
+        const r = await c.provision({
+          waitPending: f.wait ?? false,
+          ...(f.maxWait !== undefined ? { maxWaitS: f.maxWait } : {}),
+          onWait: (w, retryS) => waiting(c, w, retryS, f),
+        });
         report('provision', c, r, f);
         return exitOf(r);
       });
@@ -299,8 +312,8 @@ function printKey(file: string, k: { publicKey: Uint8Array; x25519Public: Uint8A
   if (json) out(JSON.stringify({ keyFile: file, created, fingerprint: fp, pk, xk }));
   else {
     out(`fingerprint ${fp}`);
-    out(`pk          ${pk}`);
-    out(`xk          ${xk}`);
+    out(`pk          ${pk}  <- the allowlist's pk column`);
+    out(`xk          ${xk}  (X25519 sealing key; not for the allowlist)`);
     if (created) out(`created     ${file} (mode 0600)`);
   }
 }

@@ -13,6 +13,7 @@ import { basename } from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import { AdminClient, EXIT, OobError, readJson, resolveConnection, type ConnectionOptions } from './client.ts';
+import { VERSION } from '../../src/version.ts';
 import { ProgressBar, bytes, eventLine, shortTime, table, type Column, type EventView } from './format.ts';
 
 // ------------------------------------------------------------------------------------------------
@@ -154,6 +155,7 @@ const program = new Command('oob')
   .option('--token-file <file>', 'read the bearer token from a file')
   .option('-d, --data <dir>', 'server data directory: the token is read from <dir>/admin.token [env IDPROV_DATA, default ./data]')
   .option('--json', 'machine-readable JSON on stdout')
+  .version(VERSION, '-V, --version', 'print the idprov version')
   .showHelpAfterError('(oob --help lists the commands and options)')
   .addHelpText(
     'after',
