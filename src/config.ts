@@ -105,7 +105,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'pendingRetryMax', kind: 'int', def: 600, min: 1, max: DAY, env: 'IDPROV_PENDING_RETRY_MAX', doc: 'Largest pending retry hint (s).' },
   { key: 'rejectedRetry', kind: 'int', def: 3600, min: 1, max: 7 * DAY, env: 'IDPROV_REJECTED_RETRY', doc: 'Retry hint for refused devices (s).' },
   { key: 'disabledRetry', kind: 'int', def: 300, min: 1, max: DAY, env: 'IDPROV_DISABLED_RETRY', doc: 'Retry hint while provisioning is disabled (s).' },
-  { key: 'minSecretLength', kind: 'int', def: 12, min: 8, max: 256, env: 'IDPROV_MIN_SECRET_LENGTH', doc: 'Shortest out-of-band secret accepted at import.' },
+  { key: 'minSecretLength', kind: 'int', def: 12, min: 8, max: 64, env: 'IDPROV_MIN_SECRET_LENGTH', doc: 'Shortest out-of-band secret accepted at import (characters; a secret is at most 64 UTF-8 bytes).' },
   { key: 'maxPayload', kind: 'int', def: 1024, min: 256, max: 1024, env: 'IDPROV_MAX_PAYLOAD', doc: 'Largest request payload (bytes); larger gets 4.13.' },
   { key: 'instanceName', kind: 'string', def: '', env: 'IDPROV_INSTANCE_NAME', doc: 'mDNS instance name (default `idprov-<hostname>`).' },
   { key: 'dtlsCert', kind: 'string', def: '', env: 'IDPROV_DTLS_CERT', doc: 'PEM certificate (P-256) for the ECDHE_ECDSA suites; empty = `<dataDir>/dtls-cert.pem`, created with its key at first start.' },

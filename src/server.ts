@@ -16,7 +16,7 @@ import type { Config } from './config.ts';
 import { ProvError } from './errors.ts';
 import type { Logger } from './log.ts';
 import { DEFAULT_POLICY } from './policy/decide.ts';
-import { parseAllowlist } from './protocol/allowlist.ts';
+import { parseAllowlist, pskOf } from './protocol/allowlist.ts';
 import { AdminService, ensureTokenKey } from './service/admin.ts';
 import { ProvisioningService, type Outcome } from './service/provisioning.ts';
 import { SqliteStore } from './store/sqlite.ts';
@@ -127,8 +127,9 @@ async function bindDtls(cfg: Readonly<Config>, store: Store, nowS: () => number,
     certificate: cert,
     pskLookup: async (id: string): Promise<Buffer | undefined> => {
       const e = await store.getAllow(id);
-      if (e?.secret === undefined || e.secret === '' || (e.expires !== undefined && e.expires <= nowS())) return undefined;
-      return Buffer.from(e.secret, 'utf8');
+      if (e === undefined || (e.expires !== undefined && e.expires <= nowS())) return undefined;
+      // An over-long secret (only an old database can hold one) is no key: F8 of the security review.
+      return pskOf(e.secret);
     },
     maxSessions: cfg.dtlsMaxSessions,
     maxHandshakes: cfg.dtlsMaxHandshakes,

@@ -18,7 +18,7 @@ import type { Page, Store } from '../store/store.ts';
 import { keyFingerprint } from '../tokens/ed25519.ts';
 import type { TokenKeyring } from '../tokens/keyring.ts';
 import { roleAllows, type AdminAuth, type Principal, type Role } from './auth.ts';
-import type { AllowlistImporter } from './import.ts';
+import { MAX_UPLOAD_BYTES, type AllowlistImporter } from './import.ts';
 import type { Metrics } from './metrics.ts';
 
 /** Everything the sidecar needs, built by the composition root. */
@@ -241,7 +241,7 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
   await app.register(async (upload) => {
     upload.removeAllContentTypeParsers();
     upload.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
-    upload.post(`${v1}/allowlist`, { config: { role: 'admin' }, bodyLimit: 1024 * 1024 * 1024 }, async (req, reply) => {
+    upload.post(`${v1}/allowlist`, { config: { role: 'admin' }, bodyLimit: MAX_UPLOAD_BYTES }, async (req, reply) => {
       const mode = (req.query as Record<string, string>)['mode'] ?? 'all';
       if (mode !== 'all' && mode !== 'valid') throw new ProvError('malformed', 'mode must be "all" (all or nothing) or "valid" (import the valid rows)');
       const ct = String(req.headers['content-type'] ?? '');
