@@ -53,6 +53,20 @@ declare module 'fastify' {
   }
 }
 
+/**
+ * Headers of every sidecar response (security review F12): no framing by any other page (clickjacking
+ * of the approval buttons), no MIME sniffing, no Referer leaving the sidecar, and for everything but
+ * the page a CSP that allows nothing at all.
+ */
+export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
+  'x-frame-options': 'DENY',
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+};
+const API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+/** The approval page's CSP: its own script and style files only, no inline code, no framing. */
+export const PAGE_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
 const hex = (b: Uint8Array | undefined): string | undefined => (b ? Buffer.from(b).toString('hex') : undefined);
 const iso = (t: number | undefined): string | undefined => (t === undefined ? undefined : new Date(t * 1000).toISOString());
 const TYPE_NAMES = ['device', 'service', 'consumer'] as const;
@@ -128,6 +142,20 @@ function bodyObject(req: FastifyRequest): Record<string, unknown> {
   return b as Record<string, unknown>;
 }
 
+/**
+ * The record ID a route names: its `:id` path segment, or, when that segment is `~`, the `id` query
+ * parameter. Browsers and fetch collapse the dot segments `.` and `..` (even percent-encoded), so
+ * those IDs — no longer valid, but an older database may hold them — travel in the query
+ * (`/devices/~/revoke?id=..`). `~` is no valid ID, so the two forms never clash.
+ */
+export function routeId(req: FastifyRequest): string {
+  const id = (req.params as { id: string }).id;
+  if (id !== '~') return id;
+  const q = (req.query as Record<string, unknown>)['id'];
+  if (typeof q !== 'string' || q === '' || q.length > 256) throw new ProvError('malformed', 'with ~ in the path, give the ID as the id query parameter');
+  return q;
+}
+
 function optString(o: Record<string, unknown>, k: string, max = 500): string | undefined {
   const v = o[k];
   if (v === undefined || v === null) return undefined;
@@ -168,7 +196,8 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
     // same JSON body as every other error instead of fastify's own shape.
     frameworkErrors: (err, _req, reply) => {
       const message = err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'a path parameter is too long' : 'the URL does not decode';
-      void (reply as unknown as FastifyReply).status(400).send({ error: { code: 'malformed', message } });
+      // No hooks run for these: the security headers are set here.
+      void (reply as unknown as FastifyReply).status(400).headers({ ...SECURITY_HEADERS, 'content-security-policy': API_CSP }).send({ error: { code: 'malformed', message } });
     },
   });
   const maxWaitS = d.maxWaitS ?? 30;
@@ -190,6 +219,11 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
     const status = ERROR_TABLE[code].http;
     if (status >= 400 && status < 500) d.log.info({ evt: 'admin-refused', code, url: req.url, by: req.principal?.name, src: req.ip }, message);
     void reply.status(status).send({ error: { code, message } });
+  });
+  app.addHook('onSend', async (_req, reply, payload) => {
+    void reply.headers(SECURITY_HEADERS);
+    if (!reply.hasHeader('content-security-policy')) void reply.header('content-security-policy', API_CSP);
+    return payload;
   });
   app.setNotFoundHandler((_req, reply) => {
     void reply.status(404).send({ error: { code: 'not-found', message: 'no such route' } });
@@ -265,12 +299,12 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
     return pageOut(await d.store.listAllow(opts), views.allow);
   });
   app.get(`${v1}/allowlist/:id`, { config: { role: 'admin' } }, async (req) => {
-    const e = await d.store.getAllow((req.params as { id: string }).id);
+    const e = await d.store.getAllow(routeId(req));
     if (!e) throw new ProvError('not-found', 'no such allowlist entry');
     return views.allow(e);
   });
   app.delete(`${v1}/allowlist/:id`, { config: { role: 'admin' } }, async (req, reply) => {
-    await d.admin.deleteAllow((req.params as { id: string }).id, actor(req));
+    await d.admin.deleteAllow(routeId(req), actor(req));
     return reply.status(204).send();
   });
 
@@ -284,7 +318,7 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
     return pageOut(await d.store.listPending({ ...opts, status: status as PendingRecord['status'] }), views.pending);
   });
   app.get(`${v1}/pending/:id`, { config: { role: 'hub' } }, async (req) => {
-    const p = await d.store.getPending((req.params as { id: string }).id);
+    const p = await d.store.getPending(routeId(req));
     if (!p) throw new ProvError('not-found', 'no pending request for this id');
     return views.pending(p);
   });
@@ -292,15 +326,15 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
     const b = bodyObject(req);
     const fingerprint = optString(b, 'fingerprint', 40);
     const pkHex = optString(b, 'pk', 64);
-    const p = await d.admin.approve((req.params as { id: string }).id, { ...(fingerprint ? { fingerprint } : {}), ...(pkHex ? { pkHex } : {}) }, actor(req));
+    const p = await d.admin.approve(routeId(req), { ...(fingerprint ? { fingerprint } : {}), ...(pkHex ? { pkHex } : {}) }, actor(req));
     return views.pending(p);
   });
   app.post(`${v1}/pending/:id/reject`, { config: { role: 'admin' } }, async (req, reply) => {
-    await d.admin.reject((req.params as { id: string }).id, optString(bodyObject(req), 'reason'), actor(req));
+    await d.admin.reject(routeId(req), optString(bodyObject(req), 'reason'), actor(req));
     return reply.status(204).send();
   });
   app.post(`${v1}/pending/:id/unreject`, { config: { role: 'admin' } }, async (req, reply) => {
-    await d.admin.unreject((req.params as { id: string }).id, actor(req));
+    await d.admin.unreject(routeId(req), actor(req));
     return reply.status(204).send();
   });
 
@@ -313,17 +347,17 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
     return pageOut({ items: page.items.map((x, i) => [x, revs[i]] as const), ...(page.next ? { next: page.next } : {}) }, ([x, r]) => views.device(x, r));
   });
   app.get(`${v1}/devices/:id`, { config: { role: 'hub' } }, async (req) => {
-    const id = (req.params as { id: string }).id;
+    const id = routeId(req);
     const dev = await d.store.getDevice(id);
     if (!dev) throw new ProvError('not-found', 'no such device');
     return views.device(dev, await d.store.getRevocation(id));
   });
   app.post(`${v1}/devices/:id/revoke`, { config: { role: 'admin' } }, async (req, reply) => {
-    await d.admin.revoke((req.params as { id: string }).id, optString(bodyObject(req), 'reason'), actor(req));
+    await d.admin.revoke(routeId(req), optString(bodyObject(req), 'reason'), actor(req));
     return reply.status(204).send();
   });
   app.post(`${v1}/devices/:id/enable`, { config: { role: 'admin' } }, async (req, reply) => {
-    await d.admin.reenable((req.params as { id: string }).id, actor(req));
+    await d.admin.reenable(routeId(req), actor(req));
     return reply.status(204).send();
   });
 
@@ -337,7 +371,7 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
     return pageOut(await d.store.listFlags(status === 'all' ? opts : { ...opts, status: status as 'open' | 'cleared' }), views.flag);
   });
   app.post(`${v1}/flags/:id/clear`, { config: { role: 'admin' } }, async (req) => {
-    const f = await d.admin.clearFlag((req.params as { id: string }).id, optString(bodyObject(req), 'note'), actor(req));
+    const f = await d.admin.clearFlag(routeId(req), optString(bodyObject(req), 'note'), actor(req));
     return views.flag(f);
   });
 
@@ -458,7 +492,7 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
     watchers++;
     reply.hijack();
     const res = reply.raw;
-    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
+    res.writeHead(200, { ...SECURITY_HEADERS, 'content-security-policy': API_CSP, 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
     // Send the headers now: a client waits for them, and there may be no event for a long time.
     res.flushHeaders();
     let busy = false;
@@ -515,9 +549,17 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
     return reply.type(d.metrics.contentType).send(text);
   });
 
-  // ---- approval web page (static; its API calls carry the admin token the user pastes)
-  const page = readFileSync(new URL('./page.html', import.meta.url), 'utf8');
-  app.get('/', async (_req, reply) => reply.type('text/html; charset=utf-8').header('content-security-policy', "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:").send(page));
+  // ---- approval web page (static; its API calls carry the admin token the user pastes). Script and
+  // styles are files of their own, so the page's CSP needs no 'unsafe-inline'.
+  const asset = (name: string) => readFileSync(new URL(`./${name}`, import.meta.url), 'utf8');
+  for (const [path, file, type] of [
+    ['/', 'page.html', 'text/html; charset=utf-8'],
+    ['/page.js', 'page.js', 'text/javascript; charset=utf-8'],
+    ['/page.css', 'page.css', 'text/css; charset=utf-8'],
+  ] as const) {
+    const body = asset(file);
+    app.get(path, async (_req, reply) => reply.type(type).header('cache-control', 'no-cache').header('content-security-policy', PAGE_CSP).send(body));
+  }
 
   return app;
 }

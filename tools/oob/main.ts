@@ -12,7 +12,7 @@ import { createReadStream, statSync, writeFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { setTimeout as delay } from 'node:timers/promises';
-import { AdminClient, EXIT, OobError, readJson, resolveConnection, type ConnectionOptions } from './client.ts';
+import { AdminClient, EXIT, OobError, readJson, recordPath, resolveConnection, type ConnectionOptions } from './client.ts';
 import { ProgressBar, bytes, eventLine, shortTime, table, type Column, type EventView } from './format.ts';
 
 // ------------------------------------------------------------------------------------------------
@@ -107,12 +107,11 @@ function client(cmd: Command): AdminClient {
   return new AdminClient(resolveConnection(globals(cmd)));
 }
 
-const enc = encodeURIComponent;
 
 /** The request record of `id` (any status), or undefined when the server has none. */
 async function findRequest(c: AdminClient, id: string): Promise<PendingView | undefined> {
   try {
-    return await c.json<PendingView>(`/api/v1/pending/${enc(id)}`);
+    return await c.json<PendingView>(recordPath('pending', id));
   } catch (e) {
     if (e instanceof OobError && e.status === 404) return undefined;
     throw e;
@@ -334,7 +333,7 @@ program
   .argument('<id>', 'device ID')
   .description('show one provisioned device')
   .action(async (id: string, _o: unknown, cmd: Command) => {
-    const d = await client(cmd).json<DeviceView>(`/api/v1/devices/${enc(id)}`);
+    const d = await client(cmd).json<DeviceView>(recordPath('devices', id));
     if (globals(cmd).json) return printJson(d);
     const rows: Array<[string, unknown]> = [
       ['id', d.id],
@@ -387,7 +386,7 @@ program
         throw new OobError(EXIT.failed, 'not approved');
       }
     }
-    const r = await c.json<PendingView>(`/api/v1/pending/${enc(id)}/approve`, { method: 'POST', json: { fingerprint } });
+    const r = await c.json<PendingView>(recordPath('pending', id, 'approve'), { method: 'POST', json: { fingerprint } });
     if (g.json) return printJson(r);
     out(`approved ${id} (key ${fingerprint}); it gets its token at its next poll`);
   });
@@ -398,7 +397,7 @@ program
   .description('reject a device ID: its requests are refused (4.03), even with an allowlist entry')
   .option('--reason <text>', 'why (kept in the event log)')
   .action(async (id: string, o: { reason?: string }, cmd: Command) => {
-    await client(cmd).request(`/api/v1/pending/${enc(id)}/reject`, { method: 'POST', ...reasonBody(o.reason) });
+    await client(cmd).request(recordPath('pending', id, 'reject'), { method: 'POST', ...reasonBody(o.reason) });
     if (globals(cmd).json) return printJson({ id, status: 'rejected' });
     out(`rejected ${id}`);
   });
@@ -408,7 +407,7 @@ program
   .argument('<id>', 'device ID')
   .description('undo a rejection: the next request of the ID waits for approval again')
   .action(async (id: string, _o: unknown, cmd: Command) => {
-    await client(cmd).request(`/api/v1/pending/${enc(id)}/unreject`, { method: 'POST' });
+    await client(cmd).request(recordPath('pending', id, 'unreject'), { method: 'POST' });
     if (globals(cmd).json) return printJson({ id, status: 'unknown' });
     out(`${id} is no longer rejected; its next request waits for approval`);
   });
@@ -419,7 +418,7 @@ program
   .description('revoke a provisioned device: its refreshes fail at once')
   .option('--reason <text>', 'why (kept with the revocation)')
   .action(async (id: string, o: { reason?: string }, cmd: Command) => {
-    await client(cmd).request(`/api/v1/devices/${enc(id)}/revoke`, { method: 'POST', ...reasonBody(o.reason) });
+    await client(cmd).request(recordPath('devices', id, 'revoke'), { method: 'POST', ...reasonBody(o.reason) });
     if (globals(cmd).json) return printJson({ id, revoked: true });
     out(`revoked ${id}; its refreshes are refused from now on`);
   });
@@ -429,7 +428,7 @@ program
   .argument('<id>', 'device ID')
   .description('lift the revocation of a device')
   .action(async (id: string, _o: unknown, cmd: Command) => {
-    await client(cmd).request(`/api/v1/devices/${enc(id)}/enable`, { method: 'POST' });
+    await client(cmd).request(recordPath('devices', id, 'enable'), { method: 'POST' });
     if (globals(cmd).json) return printJson({ id, revoked: false });
     out(`${id} is enabled again`);
   });
@@ -439,7 +438,7 @@ program
   .argument('<id>', 'device ID')
   .description('delete an allowlist entry')
   .action(async (id: string, _o: unknown, cmd: Command) => {
-    await client(cmd).request(`/api/v1/allowlist/${enc(id)}`, { method: 'DELETE' });
+    await client(cmd).request(recordPath('allowlist', id), { method: 'DELETE' });
     if (globals(cmd).json) return printJson({ id, deleted: true });
     out(`deleted the allowlist entry ${id}`);
   });
@@ -465,7 +464,7 @@ program
     const c = client(cmd);
     if (action === 'clear') {
       if (!id) throw new OobError(EXIT.usage, 'which flag? `oob flags clear ID` (`oob flags` lists them)');
-      const f = await c.json<FlagView>(`/api/v1/flags/${enc(id)}/clear`, { method: 'POST', ...(o.note ? { json: { note: o.note } } : {}) });
+      const f = await c.json<FlagView>(recordPath('flags', id, 'clear'), { method: 'POST', ...(o.note ? { json: { note: o.note } } : {}) });
       if (g.json) return printJson(f);
       out(`cleared flag ${f.id} (${f.kind}: ${f.deviceIds.join(', ')}, seen ${f.count ?? 1} time(s))`);
       return;
