@@ -30,6 +30,9 @@ export interface Config {
   adminBind: string;
   adminCert: string;
   adminKey: string;
+  adminMaxWatchers: number;
+  adminWatchersPerToken: number;
+  adminStreamLifetime: number;
   allowlist: string;
   mdns: boolean;
   logLevel: string;
@@ -89,6 +92,9 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'adminBind', kind: 'string', def: '127.0.0.1', env: 'IDPROV_ADMIN_BIND', doc: 'Admin sidecar bind address (loopback by default; set adminCert/adminKey before exposing it).' },
   { key: 'adminCert', kind: 'string', def: '', env: 'IDPROV_ADMIN_CERT', doc: 'PEM certificate file: the sidecar speaks HTTPS when set (with adminKey).' },
   { key: 'adminKey', kind: 'string', def: '', env: 'IDPROV_ADMIN_KEY', doc: 'PEM private key file of adminCert.' },
+  { key: 'adminMaxWatchers', kind: 'int', def: 256, min: 2, max: 100_000, env: 'IDPROV_ADMIN_MAX_WATCHERS', doc: 'Event feed watchers (long polls and event streams) open at once at most; a quarter is kept for admin tokens, so hub tokens cannot take them all. Over it: 429.' },
+  { key: 'adminWatchersPerToken', kind: 'int', def: 16, min: 1, max: 100_000, env: 'IDPROV_ADMIN_WATCHERS_PER_TOKEN', doc: 'Event feed watchers one bearer token may hold at once.' },
+  { key: 'adminStreamLifetime', kind: 'int', def: 300, min: 1, max: DAY, env: 'IDPROV_ADMIN_STREAM_LIFETIME', doc: 'An event stream (`/api/v1/events/stream`) is ended after this long (s); clients reconnect with `Last-Event-ID` (EventSource does it by itself). Idle streams get a heartbeat comment every 15 s (a third of this when shorter).' },
   { key: 'allowlist', kind: 'string', def: '', env: 'IDPROV_ALLOWLIST', flag: 'allowlist', doc: 'Allowlist file (JSON or CSV) imported (upsert) at start; all or nothing.' },
   { key: 'mdns', kind: 'bool', def: true, env: 'IDPROV_MDNS', doc: 'Advertise `_idprov._udp` by mDNS and watch for rogue servers (`--no-mdns` turns both off); see docs/discovery.md.' },
   { key: 'logLevel', kind: 'string', def: 'info', env: 'IDPROV_LOG_LEVEL', flag: 'log-level', doc: 'pino level: fatal, error, warn, info, debug, trace, silent.' },

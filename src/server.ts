@@ -285,6 +285,9 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
       log: log.child({ c: 'sidecar' }),
       now: nowS,
       version: VERSION,
+      maxWatchers: cfg.adminMaxWatchers,
+      watchersPerToken: cfg.adminWatchersPerToken,
+      streamLifetimeS: cfg.adminStreamLifetime,
       ...(cfg.adminCert ? { https: { cert: readFileSync(cfg.adminCert), key: readFileSync(cfg.adminKey) } } : {}),
     });
     await sidecar.listen({ host: cfg.adminBind, port: cfg.adminPort });

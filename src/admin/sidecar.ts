@@ -20,6 +20,7 @@ import type { TokenKeyring } from '../tokens/keyring.ts';
 import { roleAllows, type AdminAuth, type Principal, type Role } from './auth.ts';
 import { MAX_UPLOAD_BYTES, type AllowlistImporter } from './import.ts';
 import type { Metrics } from './metrics.ts';
+import { WatcherSlots, refusalMessage } from './watchers.ts';
 
 /** Everything the sidecar needs, built by the composition root. */
 export interface SidecarDeps {
@@ -37,8 +38,12 @@ export interface SidecarDeps {
   version: string;
   /** Longest long-poll wait (s). Default 30. */
   maxWaitS?: number;
-  /** Cap of concurrent event streams (SSE + long polls). Default 256. */
+  /** Cap of concurrent event watchers (SSE + long polls). Default 256; a quarter is kept for admin tokens. */
   maxWatchers?: number;
+  /** Watchers one token may hold. Default 16. */
+  watchersPerToken?: number;
+  /** Lifetime of one event stream (s); the client reconnects. Default 300. */
+  streamLifetimeS?: number;
   /** Serve HTTPS with this certificate and key (PEM). */
   https?: { cert: Buffer; key: Buffer };
 }
@@ -66,6 +71,9 @@ export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
 const API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 /** The approval page's CSP: its own script and style files only, no inline code, no framing. */
 export const PAGE_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+/** Reconnection delay an event stream asks its client for (ms). */
+const RETRY_MS = 2000;
 
 const hex = (b: Uint8Array | undefined): string | undefined => (b ? Buffer.from(b).toString('hex') : undefined);
 const iso = (t: number | undefined): string | undefined => (t === undefined ? undefined : new Date(t * 1000).toISOString());
@@ -201,8 +209,16 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
     },
   });
   const maxWaitS = d.maxWaitS ?? 30;
-  const maxWatchers = d.maxWatchers ?? 256;
-  let watchers = 0;
+  const watcherLimits = { max: d.maxWatchers ?? 256, perToken: d.watchersPerToken ?? 16 };
+  const watchers = new WatcherSlots(watcherLimits);
+  /** A watcher slot for the request's token, or 429 naming the cap that refused it. */
+  const watcherSlot = (req: FastifyRequest): (() => void) => {
+    const r = watchers.acquire(req.principal!);
+    if (typeof r === 'string') throw new ProvError('rate-limited', refusalMessage(r, watcherLimits));
+    return r;
+  };
+  const streamLifetimeMs = (d.streamLifetimeS ?? 300) * 1000;
+  const heartbeatMs = Math.min(15_000, Math.max(100, Math.floor(streamLifetimeMs / 3)));
 
   app.setErrorHandler((err: unknown, req, reply) => {
     let code: keyof typeof ERROR_TABLE = 'internal';
@@ -467,12 +483,11 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
     const seen = d.changes.versionOf('events');
     let events = await d.store.listEvents(after, limit);
     if (events.length === 0 && wait > 0 && !closing) {
-      if (watchers >= maxWatchers) throw new ProvError('rate-limited', 'too many watchers');
-      watchers++;
+      const release = watcherSlot(req);
       try {
         await waitForEvents(seen, wait, req);
       } finally {
-        watchers--;
+        release();
       }
       events = await d.store.listEvents(after, limit);
     }
@@ -482,19 +497,32 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
   });
 
   app.get(`${v1}/events/stream`, { config: { role: 'hub' } }, async (req, reply) => {
-    if (watchers >= maxWatchers) throw new ProvError('rate-limited', 'too many watchers');
     if (closing) throw new ProvError('disabled', 'the server is shutting down');
     const q = req.query as Record<string, unknown>;
     const from = req.headers['last-event-id'] ?? q['after'] ?? '0';
     let cursor = typeof from === 'string' && from !== '' ? Number(from) : NaN;
     if (!Number.isInteger(cursor) || cursor < 0) throw new ProvError('malformed', 'after / Last-Event-ID must be an event seq');
     if (req.method === 'HEAD') return reply.header('content-type', 'text/event-stream').header('cache-control', 'no-store').send();
-    watchers++;
+    const release = watcherSlot(req);
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, { ...SECURITY_HEADERS, 'content-security-policy': API_CSP, 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
     // Send the headers now: a client waits for them, and there may be no event for a long time.
     res.flushHeaders();
+    let wrote = false;
+    /** Write, and wait while the client does not read (one batch is all a stream ever buffers). */
+    const send = async (text: string): Promise<void> => {
+      wrote = true;
+      if (!res.write(text) && !closed) await new Promise<void>((r) => {
+        const done = () => {
+          res.off('drain', done);
+          res.off('close', done);
+          r();
+        };
+        res.once('drain', done);
+        res.once('close', done);
+      });
+    };
     let busy = false;
     let again = false;
     let closed = false;
@@ -510,7 +538,9 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
           for (;;) {
             const batch = await d.store.listEvents(cursor, 500);
             if (closed || batch.length === 0) break;
-            for (const e of batch) res.write(`id: ${e.seq}\nevent: ${e.kind}\ndata: ${JSON.stringify(views.event(e))}\n\n`);
+            let text = '';
+            for (const e of batch) text += `id: ${e.seq}\nevent: ${e.kind}\ndata: ${JSON.stringify(views.event(e))}\n\n`;
+            await send(text);
             cursor = batch[batch.length - 1]!.seq!;
           }
         } while (again && !closed);
@@ -523,13 +553,19 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
     const unsub = d.changes.subscribe((muts) => {
       if (muts.some((m) => m.kind === 'event')) void pump();
     });
-    const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
+    // A comment line when nothing was written for a heartbeat period: proxies and clients see the
+    // stream is alive, and a dead peer is noticed by the failed write.
+    const heartbeat = setInterval(() => {
+      if (!wrote && !res.writableNeedDrain) res.write(': keep-alive\n\n');
+      wrote = false;
+    }, heartbeatMs);
     const finish = () => {
       if (closed) return;
       closed = true;
-      watchers--;
+      release();
       unsub();
       clearInterval(heartbeat);
+      clearTimeout(lifetime);
       openFeeds.delete(end);
     };
     /** Server side end (the sidecar is closing): finish the stream and drop the connection. */
@@ -538,6 +574,15 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
       res.end();
       res.socket?.destroySoon();
     };
+    // A stream lives at most streamLifetimeMs: then it ends and the client reconnects (after `retry`,
+    // with Last-Event-ID), so no stream holds its slot forever. A client that stopped reading is cut off.
+    const lifetime = setTimeout(() => {
+      const stuck = res.writableNeedDrain;
+      finish();
+      // The last message sets the delay before the client reconnects.
+      if (stuck) res.destroy();
+      else res.end(`retry: ${RETRY_MS}\n\n`);
+    }, streamLifetimeMs);
     openFeeds.add(end);
     req.raw.once('close', finish);
     await pump();

@@ -548,8 +548,9 @@ program
         b = await c.json<Batch>(`/api/v1/events?after=${cursor}&wait=${o.wait}&limit=1000`);
         backoff = 1;
       } catch (e) {
-        // A restart of the server is normal while watching: keep trying; a refused token is not.
-        if (!(e instanceof OobError) || (e.exitCode !== EXIT.unreachable && e.exitCode !== EXIT.server)) throw e;
+        // A restart of the server is normal while watching, and so is 429 when every watcher slot
+        // is taken: keep trying; a refused token is not.
+        if (!(e instanceof OobError) || (e.exitCode !== EXIT.unreachable && e.exitCode !== EXIT.server && e.status !== 429)) throw e;
         err(`${e.message}; retrying in ${backoff} s`);
         await delay(backoff * 1000);
         backoff = Math.min(backoff * 2, 30);
