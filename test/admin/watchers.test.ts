@@ -16,6 +16,33 @@ async function openStream(base: string, token: string): Promise<{ status: number
 }
 
 describe('event feed watchers (F13)', () => {
+  describe('with the default settings', () => {
+    let f: AdminFixture;
+    before(async () => {
+      f = await startAdminServer('wcd');
+    });
+    after(async () => f?.close());
+
+    it('leaves the admin page its feed after one hub token opened every stream it could', async () => {
+      const hub = await f.server.auth.mint({ name: 'greedy-hub', role: 'hub', ttlS: 600 }, nowS());
+      const open: { close(): void }[] = [];
+      try {
+        let refused = 0;
+        for (let i = 0; i < 260 && !refused; i++) {
+          const s = await openStream(f.base, hub);
+          if (s.status === 200) open.push(s);
+          else refused = s.status;
+        }
+        assert.equal(refused, 429);
+        assert.ok(open.length <= 16, `one hub token holds ${open.length} streams`);
+        const poll = await call(f.base, 'GET', '/api/v1/events?wait=1&after=999999', { token: f.adminToken });
+        assert.equal(poll.status, 200, poll.text);
+      } finally {
+        for (const s of open) s.close();
+      }
+    });
+  });
+
   describe('with 8 slots', () => {
     let f: AdminFixture;
     before(async () => {
