@@ -30,6 +30,9 @@ export interface Config {
   adminBind: string;
   adminCert: string;
   adminKey: string;
+  adminMaxWatchers: number;
+  adminWatchersPerToken: number;
+  adminStreamLifetime: number;
   allowlist: string;
   mdns: boolean;
   logLevel: string;
@@ -97,6 +100,9 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'adminBind', kind: 'string', def: '127.0.0.1', env: 'IDPROV_ADMIN_BIND', doc: 'Admin sidecar bind address (loopback by default; set adminCert/adminKey before exposing it).' },
   { key: 'adminCert', kind: 'string', def: '', env: 'IDPROV_ADMIN_CERT', doc: 'PEM certificate file: the sidecar speaks HTTPS when set (with adminKey).' },
   { key: 'adminKey', kind: 'string', def: '', env: 'IDPROV_ADMIN_KEY', doc: 'PEM private key file of adminCert.' },
+  { key: 'adminMaxWatchers', kind: 'int', def: 256, min: 2, max: 100_000, env: 'IDPROV_ADMIN_MAX_WATCHERS', doc: 'Event feed watchers (long polls and event streams) open at once at most; a quarter is kept for admin tokens, so hub tokens cannot take them all. Over it: 429.' },
+  { key: 'adminWatchersPerToken', kind: 'int', def: 16, min: 1, max: 100_000, env: 'IDPROV_ADMIN_WATCHERS_PER_TOKEN', doc: 'Event feed watchers one bearer token may hold at once.' },
+  { key: 'adminStreamLifetime', kind: 'int', def: 300, min: 1, max: DAY, env: 'IDPROV_ADMIN_STREAM_LIFETIME', doc: 'An event stream (`/api/v1/events/stream`) is ended after this long (s); clients reconnect with `Last-Event-ID` (EventSource does it by itself). Idle streams get a heartbeat comment every 15 s (a third of this when shorter).' },
   { key: 'allowlist', kind: 'string', def: '', env: 'IDPROV_ALLOWLIST', flag: 'allowlist', doc: 'Allowlist file (JSON or CSV) imported (upsert) at start; all or nothing.' },
   { key: 'mdns', kind: 'bool', def: true, env: 'IDPROV_MDNS', doc: 'Advertise `_idprov._udp` by mDNS and watch for rogue servers (`--no-mdns` turns both off); see docs/discovery.md.' },
   { key: 'logLevel', kind: 'string', def: 'info', env: 'IDPROV_LOG_LEVEL', flag: 'log-level', doc: 'pino level: fatal, error, warn, info, debug, trace, silent.' },
@@ -115,7 +121,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'pendingRetryMax', kind: 'int', def: 600, min: 1, max: DAY, env: 'IDPROV_PENDING_RETRY_MAX', doc: 'Largest pending retry hint (s).' },
   { key: 'rejectedRetry', kind: 'int', def: 3600, min: 1, max: 7 * DAY, env: 'IDPROV_REJECTED_RETRY', doc: 'Retry hint for refused devices (s).' },
   { key: 'disabledRetry', kind: 'int', def: 300, min: 1, max: DAY, env: 'IDPROV_DISABLED_RETRY', doc: 'Retry hint while provisioning is disabled (s).' },
-  { key: 'minSecretLength', kind: 'int', def: 12, min: 8, max: 256, env: 'IDPROV_MIN_SECRET_LENGTH', doc: 'Shortest out-of-band secret accepted at import.' },
+  { key: 'minSecretLength', kind: 'int', def: 12, min: 8, max: 64, env: 'IDPROV_MIN_SECRET_LENGTH', doc: 'Shortest out-of-band secret accepted at import (characters; a secret is at most 64 UTF-8 bytes).' },
   { key: 'maxPayload', kind: 'int', def: 1024, min: 256, max: 1024, env: 'IDPROV_MAX_PAYLOAD', doc: 'Largest request payload (bytes); larger gets 4.13.' },
   { key: 'coapAmplificationFactor', kind: 'int', def: 3, min: 0, max: 100, env: 'IDPROV_COAP_AMPLIFICATION_FACTOR', doc: 'No CoAP/UDP answer is larger than this many times its request (RFC 7252 §11.3; 0 = no bound): larger ones go block-wise (Block2) in smaller blocks. CoAP over DTLS is not bounded.' },
   { key: 'rateLimitGet', kind: 'int', def: 20, min: 0, max: 1_000_000, env: 'IDPROV_RATE_LIMIT_GET', doc: 'CoAP/UDP GETs (`/.well-known/core`, `/idprov/keys`, each block counts) per second per source address (an IPv6 /64: four times as many; 0 = no limit); over it: 4.29, and no answer to a multicast request. CoAP over DTLS is not limited.' },

@@ -16,7 +16,7 @@ import type { Config } from './config.ts';
 import { ProvError } from './errors.ts';
 import type { Logger } from './log.ts';
 import { DEFAULT_POLICY } from './policy/decide.ts';
-import { parseAllowlist } from './protocol/allowlist.ts';
+import { parseAllowlist, pskOf as pskOfSecret } from './protocol/allowlist.ts';
 import { AdminService, ensureTokenKey } from './service/admin.ts';
 import { ProvisioningService, type Outcome } from './service/provisioning.ts';
 import { SqliteStore } from './store/sqlite.ts';
@@ -150,8 +150,9 @@ async function bindUdp(address: string, port: number, log: Logger, reuseAddr = f
 export function allowlistPsk(store: Pick<Store, 'pskOf'>, nowS: () => number): (id: string) => Promise<Buffer | undefined> {
   return async (id) => {
     const e = await store.pskOf(id);
-    const secret = Buffer.from(e.secret ?? '', 'utf8');
-    const live = secret.length > 0 && !(e.expires !== undefined && e.expires <= nowS());
+    // An over-long secret (only an old database can hold one) is no key: F8 of the security review.
+    const secret = pskOfSecret(e.secret);
+    const live = secret !== undefined && secret.length > 0 && !(e.expires !== undefined && e.expires <= nowS());
     return live ? secret : undefined;
   };
 }
@@ -335,6 +336,9 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
       log: log.child({ c: 'sidecar' }),
       now: nowS,
       version: VERSION,
+      maxWatchers: cfg.adminMaxWatchers,
+      watchersPerToken: cfg.adminWatchersPerToken,
+      streamLifetimeS: cfg.adminStreamLifetime,
       ...(cfg.adminCert ? { https: { cert: readFileSync(cfg.adminCert), key: readFileSync(cfg.adminKey) } } : {}),
     });
     await sidecar.listen({ host: cfg.adminBind, port: cfg.adminPort });

@@ -5,6 +5,12 @@
  * secrets) and then written in ONE transaction — all or nothing by default; `mode: 'valid'` imports
  * the valid rows and reports the rest. Staging keeps a slow upload from holding the write
  * transaction (and so every device's commit) open for its whole duration.
+ *
+ * The device path never waits for the parser: the reader costs linear time with a bounded buffer
+ * (src/protocol/allowlist.ts), the body is parsed in pieces of at most {@link PIECE} characters, and
+ * the importer yields to the event loop after each piece, so CoAP and DTLS datagrams queued meanwhile
+ * are served between two pieces. An upload has at most {@link MAX_UPLOAD_ROWS} rows and
+ * {@link MAX_UPLOAD_BYTES} bytes (the sidecar's body limit).
  */
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -13,6 +19,7 @@ import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import { once } from 'node:events';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { AllowEntry, EventRecord } from '../domain.ts';
 import { ProvError } from '../errors.ts';
 import { AllowlistReader, type RowProblem } from '../protocol/allowlist.ts';
@@ -45,6 +52,12 @@ export interface ImportResult {
 
 const MAX_LISTED = 1000;
 const BATCH = 5000;
+/** Characters parsed between two yields to the event loop. */
+export const PIECE = 64 * 1024;
+/** Rows of one upload at most: the design target, a million entries. */
+export const MAX_UPLOAD_ROWS = 1_000_000;
+/** Bytes of one upload at most: a million rows of 256 bytes (id, hex key, MAC, secret, type, expiry fit in ~230). */
+export const MAX_UPLOAD_BYTES = 256 * 1024 * 1024;
 
 export class AllowlistImporter {
   constructor(
@@ -55,9 +68,10 @@ export class AllowlistImporter {
     private readonly stagingDir: string,
   ) {}
 
-  async import(source: Readable | string, opts: ImportOptions): Promise<ImportResult> {
+  /** Read, validate and stage `source` (a request body, any async iterable of pieces, or a string), then write it. */
+  async import(source: Readable | AsyncIterable<Buffer | string> | string, opts: ImportOptions): Promise<ImportResult> {
     const now = this.now();
-    const reader = new AllowlistReader({ now, minSecretLength: this.minSecretLength }, MAX_LISTED);
+    const reader = new AllowlistReader({ now, minSecretLength: this.minSecretLength }, MAX_LISTED, MAX_UPLOAD_ROWS);
     const dir = await mkdtemp(join(this.stagingDir, '.import-'));
     const file = join(dir, 'rows.ndjson');
     try {
@@ -75,15 +89,21 @@ export class AllowlistImporter {
       let first = true;
       const chunks: AsyncIterable<Buffer | string> | string[] = typeof source === 'string' ? [source] : source;
       for await (const c of chunks) {
+        // After a fatal error the rest of the body is only drained, not decoded or parsed.
+        if (reader.fatal) continue;
         const text = typeof c === 'string' ? c : decoder.write(c);
         if (first && text.trim()) {
           first = false;
           if (opts.format === 'json' && !text.trimStart().startsWith('[')) throw new ProvError('malformed', 'a JSON allowlist must be an array');
         }
-        await stage(reader.push(text));
+        for (let i = 0; i < text.length && !reader.fatal; i += PIECE) {
+          await stage(reader.push(text.length <= PIECE ? text : text.slice(i, i + PIECE)));
+          // Let the device path (and every other request) run between two pieces.
+          await nextTurn();
+        }
         opts.onProgress?.(reader.rows);
       }
-      await stage(reader.push(decoder.end()));
+      if (!reader.fatal) await stage(reader.push(decoder.end()));
       await stage(reader.end());
       out.end();
       await once(out, 'finish');
@@ -98,7 +118,9 @@ export class AllowlistImporter {
         warningCount: reader.warningCount,
         warnings: reader.warnings,
       };
-      if ((reader.errorCount > 0 && opts.mode === 'all') || staged === 0) return result;
+      // A fatal error (over-long row, broken JSON, bad header, too many rows) left the file unread past
+      // it: nothing is imported whatever the mode.
+      if (reader.fatal || (reader.errorCount > 0 && opts.mode === 'all') || staged === 0) return result;
 
       // Pass 2: one transaction from the staging file.
       const event: EventRecord = {

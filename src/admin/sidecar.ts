@@ -18,8 +18,9 @@ import type { Page, Store } from '../store/store.ts';
 import { keyFingerprint } from '../tokens/ed25519.ts';
 import type { TokenKeyring } from '../tokens/keyring.ts';
 import { roleAllows, type AdminAuth, type Principal, type Role } from './auth.ts';
-import type { AllowlistImporter } from './import.ts';
+import { MAX_UPLOAD_BYTES, type AllowlistImporter } from './import.ts';
 import type { Metrics } from './metrics.ts';
+import { WatcherSlots, refusalMessage } from './watchers.ts';
 
 /** Everything the sidecar needs, built by the composition root. */
 export interface SidecarDeps {
@@ -37,8 +38,12 @@ export interface SidecarDeps {
   version: string;
   /** Longest long-poll wait (s). Default 30. */
   maxWaitS?: number;
-  /** Cap of concurrent event streams (SSE + long polls). Default 256. */
+  /** Cap of concurrent event watchers (SSE + long polls). Default 256; a quarter is kept for admin tokens. */
   maxWatchers?: number;
+  /** Watchers one token may hold. Default 16. */
+  watchersPerToken?: number;
+  /** Lifetime of one event stream (s); the client reconnects. Default 300. */
+  streamLifetimeS?: number;
   /** Serve HTTPS with this certificate and key (PEM). */
   https?: { cert: Buffer; key: Buffer };
 }
@@ -52,6 +57,23 @@ declare module 'fastify' {
     role?: Role;
   }
 }
+
+/**
+ * Headers of every sidecar response (security review F12): no framing by any other page (clickjacking
+ * of the approval buttons), no MIME sniffing, no Referer leaving the sidecar, and for everything but
+ * the page a CSP that allows nothing at all.
+ */
+export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
+  'x-frame-options': 'DENY',
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+};
+const API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+/** The approval page's CSP: its own script and style files only, no inline code, no framing. */
+export const PAGE_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+/** Reconnection delay an event stream asks its client for (ms). */
+const RETRY_MS = 2000;
 
 const hex = (b: Uint8Array | undefined): string | undefined => (b ? Buffer.from(b).toString('hex') : undefined);
 const iso = (t: number | undefined): string | undefined => (t === undefined ? undefined : new Date(t * 1000).toISOString());
@@ -128,6 +150,20 @@ function bodyObject(req: FastifyRequest): Record<string, unknown> {
   return b as Record<string, unknown>;
 }
 
+/**
+ * The record ID a route names: its `:id` path segment, or, when that segment is `~`, the `id` query
+ * parameter. Browsers and fetch collapse the dot segments `.` and `..` (even percent-encoded), so
+ * those IDs — no longer valid, but an older database may hold them — travel in the query
+ * (`/devices/~/revoke?id=..`). `~` is no valid ID, so the two forms never clash.
+ */
+export function routeId(req: FastifyRequest): string {
+  const id = (req.params as { id: string }).id;
+  if (id !== '~') return id;
+  const q = (req.query as Record<string, unknown>)['id'];
+  if (typeof q !== 'string' || q === '' || q.length > 256) throw new ProvError('malformed', 'with ~ in the path, give the ID as the id query parameter');
+  return q;
+}
+
 function optString(o: Record<string, unknown>, k: string, max = 500): string | undefined {
   const v = o[k];
   if (v === undefined || v === null) return undefined;
@@ -168,12 +204,21 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
     // same JSON body as every other error instead of fastify's own shape.
     frameworkErrors: (err, _req, reply) => {
       const message = err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'a path parameter is too long' : 'the URL does not decode';
-      void (reply as unknown as FastifyReply).status(400).send({ error: { code: 'malformed', message } });
+      // No hooks run for these: the security headers are set here.
+      void (reply as unknown as FastifyReply).status(400).headers({ ...SECURITY_HEADERS, 'content-security-policy': API_CSP }).send({ error: { code: 'malformed', message } });
     },
   });
   const maxWaitS = d.maxWaitS ?? 30;
-  const maxWatchers = d.maxWatchers ?? 256;
-  let watchers = 0;
+  const watcherLimits = { max: d.maxWatchers ?? 256, perToken: d.watchersPerToken ?? 16 };
+  const watchers = new WatcherSlots(watcherLimits);
+  /** A watcher slot for the request's token, or 429 naming the cap that refused it. */
+  const watcherSlot = (req: FastifyRequest): (() => void) => {
+    const r = watchers.acquire(req.principal!);
+    if (typeof r === 'string') throw new ProvError('rate-limited', refusalMessage(r, watcherLimits));
+    return r;
+  };
+  const streamLifetimeMs = (d.streamLifetimeS ?? 300) * 1000;
+  const heartbeatMs = Math.min(15_000, Math.max(100, Math.floor(streamLifetimeMs / 3)));
 
   app.setErrorHandler((err: unknown, req, reply) => {
     let code: keyof typeof ERROR_TABLE = 'internal';
@@ -190,6 +235,11 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
     const status = ERROR_TABLE[code].http;
     if (status >= 400 && status < 500) d.log.info({ evt: 'admin-refused', code, url: req.url, by: req.principal?.name, src: req.ip }, message);
     void reply.status(status).send({ error: { code, message } });
+  });
+  app.addHook('onSend', async (_req, reply, payload) => {
+    void reply.headers(SECURITY_HEADERS);
+    if (!reply.hasHeader('content-security-policy')) void reply.header('content-security-policy', API_CSP);
+    return payload;
   });
   app.setNotFoundHandler((_req, reply) => {
     void reply.status(404).send({ error: { code: 'not-found', message: 'no such route' } });
@@ -241,7 +291,7 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
   await app.register(async (upload) => {
     upload.removeAllContentTypeParsers();
     upload.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
-    upload.post(`${v1}/allowlist`, { config: { role: 'admin' }, bodyLimit: 1024 * 1024 * 1024 }, async (req, reply) => {
+    upload.post(`${v1}/allowlist`, { config: { role: 'admin' }, bodyLimit: MAX_UPLOAD_BYTES }, async (req, reply) => {
       const mode = (req.query as Record<string, string>)['mode'] ?? 'all';
       if (mode !== 'all' && mode !== 'valid') throw new ProvError('malformed', 'mode must be "all" (all or nothing) or "valid" (import the valid rows)');
       const ct = String(req.headers['content-type'] ?? '');
@@ -265,12 +315,12 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
     return pageOut(await d.store.listAllow(opts), views.allow);
   });
   app.get(`${v1}/allowlist/:id`, { config: { role: 'admin' } }, async (req) => {
-    const e = await d.store.getAllow((req.params as { id: string }).id);
+    const e = await d.store.getAllow(routeId(req));
     if (!e) throw new ProvError('not-found', 'no such allowlist entry');
     return views.allow(e);
   });
   app.delete(`${v1}/allowlist/:id`, { config: { role: 'admin' } }, async (req, reply) => {
-    await d.admin.deleteAllow((req.params as { id: string }).id, actor(req));
+    await d.admin.deleteAllow(routeId(req), actor(req));
     return reply.status(204).send();
   });
 
@@ -284,7 +334,7 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
     return pageOut(await d.store.listPending({ ...opts, status: status as PendingRecord['status'] }), views.pending);
   });
   app.get(`${v1}/pending/:id`, { config: { role: 'hub' } }, async (req) => {
-    const p = await d.store.getPending((req.params as { id: string }).id);
+    const p = await d.store.getPending(routeId(req));
     if (!p) throw new ProvError('not-found', 'no pending request for this id');
     return views.pending(p);
   });
@@ -292,15 +342,15 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
     const b = bodyObject(req);
     const fingerprint = optString(b, 'fingerprint', 40);
     const pkHex = optString(b, 'pk', 64);
-    const p = await d.admin.approve((req.params as { id: string }).id, { ...(fingerprint ? { fingerprint } : {}), ...(pkHex ? { pkHex } : {}) }, actor(req));
+    const p = await d.admin.approve(routeId(req), { ...(fingerprint ? { fingerprint } : {}), ...(pkHex ? { pkHex } : {}) }, actor(req));
     return views.pending(p);
   });
   app.post(`${v1}/pending/:id/reject`, { config: { role: 'admin' } }, async (req, reply) => {
-    await d.admin.reject((req.params as { id: string }).id, optString(bodyObject(req), 'reason'), actor(req));
+    await d.admin.reject(routeId(req), optString(bodyObject(req), 'reason'), actor(req));
     return reply.status(204).send();
   });
   app.post(`${v1}/pending/:id/unreject`, { config: { role: 'admin' } }, async (req, reply) => {
-    await d.admin.unreject((req.params as { id: string }).id, actor(req));
+    await d.admin.unreject(routeId(req), actor(req));
     return reply.status(204).send();
   });
 
@@ -313,17 +363,17 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
     return pageOut({ items: page.items.map((x, i) => [x, revs[i]] as const), ...(page.next ? { next: page.next } : {}) }, ([x, r]) => views.device(x, r));
   });
   app.get(`${v1}/devices/:id`, { config: { role: 'hub' } }, async (req) => {
-    const id = (req.params as { id: string }).id;
+    const id = routeId(req);
     const dev = await d.store.getDevice(id);
     if (!dev) throw new ProvError('not-found', 'no such device');
     return views.device(dev, await d.store.getRevocation(id));
   });
   app.post(`${v1}/devices/:id/revoke`, { config: { role: 'admin' } }, async (req, reply) => {
-    await d.admin.revoke((req.params as { id: string }).id, optString(bodyObject(req), 'reason'), actor(req));
+    await d.admin.revoke(routeId(req), optString(bodyObject(req), 'reason'), actor(req));
     return reply.status(204).send();
   });
   app.post(`${v1}/devices/:id/enable`, { config: { role: 'admin' } }, async (req, reply) => {
-    await d.admin.reenable((req.params as { id: string }).id, actor(req));
+    await d.admin.reenable(routeId(req), actor(req));
     return reply.status(204).send();
   });
 
@@ -337,7 +387,7 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
     return pageOut(await d.store.listFlags(status === 'all' ? opts : { ...opts, status: status as 'open' | 'cleared' }), views.flag);
   });
   app.post(`${v1}/flags/:id/clear`, { config: { role: 'admin' } }, async (req) => {
-    const f = await d.admin.clearFlag((req.params as { id: string }).id, optString(bodyObject(req), 'note'), actor(req));
+    const f = await d.admin.clearFlag(routeId(req), optString(bodyObject(req), 'note'), actor(req));
     return views.flag(f);
   });
 
@@ -433,12 +483,11 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
     const seen = d.changes.versionOf('events');
     let events = await d.store.listEvents(after, limit);
     if (events.length === 0 && wait > 0 && !closing) {
-      if (watchers >= maxWatchers) throw new ProvError('rate-limited', 'too many watchers');
-      watchers++;
+      const release = watcherSlot(req);
       try {
         await waitForEvents(seen, wait, req);
       } finally {
-        watchers--;
+        release();
       }
       events = await d.store.listEvents(after, limit);
     }
@@ -448,19 +497,32 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
   });
 
   app.get(`${v1}/events/stream`, { config: { role: 'hub' } }, async (req, reply) => {
-    if (watchers >= maxWatchers) throw new ProvError('rate-limited', 'too many watchers');
     if (closing) throw new ProvError('disabled', 'the server is shutting down');
     const q = req.query as Record<string, unknown>;
     const from = req.headers['last-event-id'] ?? q['after'] ?? '0';
     let cursor = typeof from === 'string' && from !== '' ? Number(from) : NaN;
     if (!Number.isInteger(cursor) || cursor < 0) throw new ProvError('malformed', 'after / Last-Event-ID must be an event seq');
     if (req.method === 'HEAD') return reply.header('content-type', 'text/event-stream').header('cache-control', 'no-store').send();
-    watchers++;
+    const release = watcherSlot(req);
     reply.hijack();
     const res = reply.raw;
-    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
+    res.writeHead(200, { ...SECURITY_HEADERS, 'content-security-policy': API_CSP, 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
     // Send the headers now: a client waits for them, and there may be no event for a long time.
     res.flushHeaders();
+    let wrote = false;
+    /** Write, and wait while the client does not read (one batch is all a stream ever buffers). */
+    const send = async (text: string): Promise<void> => {
+      wrote = true;
+      if (!res.write(text) && !closed) await new Promise<void>((r) => {
+        const done = () => {
+          res.off('drain', done);
+          res.off('close', done);
+          r();
+        };
+        res.once('drain', done);
+        res.once('close', done);
+      });
+    };
     let busy = false;
     let again = false;
     let closed = false;
@@ -476,7 +538,9 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
           for (;;) {
             const batch = await d.store.listEvents(cursor, 500);
             if (closed || batch.length === 0) break;
-            for (const e of batch) res.write(`id: ${e.seq}\nevent: ${e.kind}\ndata: ${JSON.stringify(views.event(e))}\n\n`);
+            let text = '';
+            for (const e of batch) text += `id: ${e.seq}\nevent: ${e.kind}\ndata: ${JSON.stringify(views.event(e))}\n\n`;
+            await send(text);
             cursor = batch[batch.length - 1]!.seq!;
           }
         } while (again && !closed);
@@ -489,13 +553,19 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
     const unsub = d.changes.subscribe((muts) => {
       if (muts.some((m) => m.kind === 'event')) void pump();
     });
-    const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
+    // A comment line when nothing was written for a heartbeat period: proxies and clients see the
+    // stream is alive, and a dead peer is noticed by the failed write.
+    const heartbeat = setInterval(() => {
+      if (!wrote && !res.writableNeedDrain) res.write(': keep-alive\n\n');
+      wrote = false;
+    }, heartbeatMs);
     const finish = () => {
       if (closed) return;
       closed = true;
-      watchers--;
+      release();
       unsub();
       clearInterval(heartbeat);
+      clearTimeout(lifetime);
       openFeeds.delete(end);
     };
     /** Server side end (the sidecar is closing): finish the stream and drop the connection. */
@@ -504,6 +574,15 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
       res.end();
       res.socket?.destroySoon();
     };
+    // A stream lives at most streamLifetimeMs: then it ends and the client reconnects (after `retry`,
+    // with Last-Event-ID), so no stream holds its slot forever. A client that stopped reading is cut off.
+    const lifetime = setTimeout(() => {
+      const stuck = res.writableNeedDrain;
+      finish();
+      // The last message sets the delay before the client reconnects.
+      if (stuck) res.destroy();
+      else res.end(`retry: ${RETRY_MS}\n\n`);
+    }, streamLifetimeMs);
     openFeeds.add(end);
     req.raw.once('close', finish);
     await pump();
@@ -515,9 +594,17 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
     return reply.type(d.metrics.contentType).send(text);
   });
 
-  // ---- approval web page (static; its API calls carry the admin token the user pastes)
-  const page = readFileSync(new URL('./page.html', import.meta.url), 'utf8');
-  app.get('/', async (_req, reply) => reply.type('text/html; charset=utf-8').header('content-security-policy', "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:").send(page));
+  // ---- approval web page (static; its API calls carry the admin token the user pastes). Script and
+  // styles are files of their own, so the page's CSP needs no 'unsafe-inline'.
+  const asset = (name: string) => readFileSync(new URL(`./${name}`, import.meta.url), 'utf8');
+  for (const [path, file, type] of [
+    ['/', 'page.html', 'text/html; charset=utf-8'],
+    ['/page.js', 'page.js', 'text/javascript; charset=utf-8'],
+    ['/page.css', 'page.css', 'text/css; charset=utf-8'],
+  ] as const) {
+    const body = asset(file);
+    app.get(path, async (_req, reply) => reply.type(type).header('cache-control', 'no-cache').header('content-security-policy', PAGE_CSP).send(body));
+  }
 
   return app;
 }

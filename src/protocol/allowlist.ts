@@ -6,7 +6,9 @@
  */
 import { createPublicKey } from 'node:crypto';
 import type { AllowEntry, ClientType } from '../domain.ts';
-import { isValidDeviceId } from './messages.ts';
+import { CsvRowSplitter } from './csv-rows.ts';
+import { JsonArraySplitter } from './json-elements.ts';
+import { DEVICE_ID_RULE, isValidDeviceId } from './messages.ts';
 
 export interface RowProblem {
   /** 1-based line number in the file where the row starts. */
@@ -35,6 +37,7 @@ const FIELDS = new Set(['id', 'pk', 'mac', 'secret', 'type', 'expires']);
 
 /** Parse a hex or PEM (SPKI) Ed25519 public key to its 32 raw bytes. */
 export function parsePublicKey(text: string): Uint8Array {
+  if (text.length > ALLOWLIST_LIMITS.pkChars) throw new Error(`pk: longer than ${ALLOWLIST_LIMITS.pkChars} characters; must be 64 hex digits (32 bytes) or a PEM public key`);
   const t = text.trim();
   if (t.startsWith('-----BEGIN')) {
     // createPublicKey would also take a PRIVATE KEY block and derive its public key; the format is SPKI.
@@ -55,7 +58,9 @@ export function parsePublicKey(text: string): Uint8Array {
 
 /** Parse `aa:bb:cc:dd:ee:ff` (or `-` / no separators; 6 or 8 bytes). */
 export function parseMac(text: string): Uint8Array {
-  const h = text.trim().replace(/[:-]/g, '');
+  const t = text.trim();
+  if (t.length > ALLOWLIST_LIMITS.macChars) throw new Error(`mac: longer than ${ALLOWLIST_LIMITS.macChars} characters; must be 6 or 8 bytes like aa:bb:cc:dd:ee:ff`);
+  const h = t.replace(/[:-]/g, '');
   if (!/^([0-9a-fA-F]{12}|[0-9a-fA-F]{16})$/.test(h)) throw new Error('mac: must be 6 or 8 bytes like aa:bb:cc:dd:ee:ff');
   return Buffer.from(h, 'hex');
 }
@@ -72,6 +77,7 @@ function parseExpires(v: unknown): number {
   if (typeof v === 'number' && Number.isInteger(v) && v > 0) return v;
   if (typeof v === 'string') {
     const s = v.trim();
+    if (s.length > ALLOWLIST_LIMITS.expiresChars) throw new Error(`expires: longer than ${ALLOWLIST_LIMITS.expiresChars} characters`);
     if (/^\d+$/.test(s)) return Number(s);
     // Only ISO 8601 with a zone: Date.parse alone would read "2030-01-01T00:00" and "Jan 1 2030" in the
     // server's local time zone and roll "2030-02-31" over into March.
@@ -88,6 +94,25 @@ function parseExpires(v: unknown): number {
   throw new Error('expires: must be an ISO 8601 date (2030-01-01, 2030-01-01T12:00:00Z) or epoch seconds');
 }
 
+/**
+ * What is wrong with an entry made elsewhere than from a file (an API caller, an old database), or
+ * undefined: the bounds a parsed row obeys.
+ */
+export function entryProblem(e: AllowEntry): string | undefined {
+  if (!isValidDeviceId(e.id)) return `id: ${DEVICE_ID_RULE}`;
+  if (e.pk !== undefined && e.pk.length !== 32) return 'pk: must be 32 bytes';
+  if (e.mac !== undefined && e.mac.length !== 6 && e.mac.length !== 8) return 'mac: must be 6 or 8 bytes';
+  if (e.secret !== undefined && Buffer.byteLength(e.secret, 'utf8') > ALLOWLIST_LIMITS.secretBytes) return `secret: longer than ${ALLOWLIST_LIMITS.secretBytes} bytes (UTF-8)`;
+  return undefined;
+}
+
+/** The DTLS pre-shared key of an entry's secret, or undefined when it has none or one over the bound. */
+export function pskOf(secret: string | undefined): Buffer | undefined {
+  if (secret === undefined || secret === '') return undefined;
+  const psk = Buffer.from(secret, 'utf8');
+  return psk.length <= ALLOWLIST_LIMITS.secretBytes ? psk : undefined;
+}
+
 /** Validate one row (fields as strings or JSON values) into an entry. Throws with a message. */
 function toEntry(row: Record<string, unknown>, opts: Required<AllowlistOptions>, warn: (m: string) => void): AllowEntry {
   const str = (k: string): string | undefined => {
@@ -99,7 +124,7 @@ function toEntry(row: Record<string, unknown>, opts: Required<AllowlistOptions>,
   };
   const id = str('id')?.trim();
   if (!id) throw new Error('id: missing');
-  if (!isValidDeviceId(id)) throw new Error('id: must be 1..64 characters of [A-Za-z0-9._:-]');
+  if (!isValidDeviceId(id)) throw new Error(`id: ${DEVICE_ID_RULE}`);
   const e: AllowEntry = { id, type: 0, createdAt: opts.now };
   const pk = str('pk');
   if (pk) e.pk = parsePublicKey(pk);
@@ -107,6 +132,8 @@ function toEntry(row: Record<string, unknown>, opts: Required<AllowlistOptions>,
   if (mac) e.mac = parseMac(mac);
   const secret = str('secret');
   if (secret !== undefined) {
+    const bytes = Buffer.byteLength(secret, 'utf8');
+    if (bytes > ALLOWLIST_LIMITS.secretBytes) throw new Error(`secret: longer than ${ALLOWLIST_LIMITS.secretBytes} bytes (UTF-8), the longest DTLS pre-shared key`);
     const n = [...secret].length;
     if (n < opts.minSecretLength) throw new Error(`secret: shorter than ${opts.minSecretLength} characters`);
     if (n < opts.warnSecretLength) warn(`secret: shorter than ${opts.warnSecretLength} characters is guessable offline from a captured proof; give the entry an expiry`);
@@ -114,6 +141,7 @@ function toEntry(row: Record<string, unknown>, opts: Required<AllowlistOptions>,
   }
   const type = str('type');
   if (type !== undefined) {
+    if (type.length > ALLOWLIST_LIMITS.typeChars) throw new Error('type: must be 0/1/2 or device/service/consumer');
     const t = TYPES[type.trim().toLowerCase()];
     if (t === undefined) throw new Error('type: must be 0/1/2 or device/service/consumer');
     e.type = t;
@@ -125,113 +153,30 @@ function toEntry(row: Record<string, unknown>, opts: Required<AllowlistOptions>,
   return e;
 }
 
-type RowScan = { cells: string[] | undefined; next: number; lines: number } | 'incomplete' | { error: string; lines: number };
+/** Upper bounds of allowlist files and fields (README "Allowlist files"). */
+export const ALLOWLIST_LIMITS = {
+  /** Characters of one CSV row (all its lines) or one JSON array element. */
+  rowChars: 16_384,
+  /** Characters of `pk`: 64 hex digits, or a PEM SPKI block (113 characters) with some slack. */
+  pkChars: 256,
+  /** Characters of `mac`: 8 bytes with separators. */
+  macChars: 23,
+  /** UTF-8 bytes of `secret`: the longest DTLS PSK every stack must take (RFC 4279 §5.3). */
+  secretBytes: 64,
+  /** Characters of `type` and of `expires`. */
+  typeChars: 16,
+  expiresChars: 40,
+} as const;
 
 /**
- * RFC 4180 CSV: scan one row of `text` from offset `i`. Quoted fields may hold commas, quotes ("")
- * and newlines. Returns the row's cells (undefined for a comment line), the offset after it and the
- * number of line breaks it spans; 'incomplete' when the row may continue past the end of `text` and
- * more input may follow (`final` false).
- */
-function scanCsvRow(text: string, i: number, final: boolean): RowScan {
-  const n = text.length;
-  // Fast path: a row with no quote and no comment ends at the next line break; split it directly.
-  const nl = text.indexOf('\n', i);
-  if (nl >= 0 && text.charCodeAt(i) !== 35 /* # */) {
-    const end = nl > i && text.charCodeAt(nl - 1) === 13 /* \r */ ? nl - 1 : nl;
-    const raw = text.slice(i, end);
-    if (!raw.includes('"') && !raw.includes('\r')) {
-      {
-        const cells = raw.split(',');
-        for (let k = 0; k < cells.length; k++) cells[k] = cells[k]!.trim();
-        if (cells[0]!.trimStart().startsWith('#')) return { cells: undefined, next: nl + 1, lines: 1 };
-        return { cells, next: nl + 1, lines: 1 };
-      }
-    }
-  }
-  // A comment line is skipped before quotes are looked at, so a `"` in a comment opens no field.
-  let j = i;
-  while (text[j] === ' ' || text[j] === '\t') j++;
-  if (text[j] === '#') {
-    while (j < n && text[j] !== '\n' && text[j] !== '\r') j++;
-    if (j >= n && !final) return 'incomplete';
-    if (text[j] === '\r' && j + 1 >= n && !final) return 'incomplete';
-    return { cells: undefined, next: text[j] === '\r' && text[j + 1] === '\n' ? j + 2 : j + 1, lines: 1 };
-  }
-  const cells: string[] = [];
-  let cell = '';
-  let quoted = false;
-  let inQuotes = false;
-  let lines = 0;
-  for (; i < n; i++) {
-    const c = text[i]!;
-    if (inQuotes) {
-      if (c === '"') {
-        if (i + 1 >= n && !final) return 'incomplete';
-        if (text[i + 1] === '"') {
-          cell += '"';
-          i++;
-        } else inQuotes = false;
-      } else {
-        if (c === '\n') lines++;
-        cell += c;
-      }
-    } else if (c === '"' && cell === '' && !quoted) {
-      inQuotes = quoted = true;
-    } else if (c === ',') {
-      cells.push(quoted ? cell : cell.trim());
-      cell = '';
-      quoted = false;
-    } else if (c === '\n' || c === '\r') {
-      if (c === '\r') {
-        if (i + 1 >= n && !final) return 'incomplete';
-        if (text[i + 1] === '\n') i++;
-      }
-      cells.push(quoted ? cell : cell.trim());
-      return { cells, next: i + 1, lines: lines + 1 };
-    } else cell += c;
-  }
-  if (!final) return 'incomplete';
-  if (inQuotes) return { error: 'unterminated quoted field', lines };
-  cells.push(quoted ? cell : cell.trim());
-  return { cells, next: n, lines };
-}
-
-/** Start lines of the top-level elements of a JSON array (for error messages). */
-function jsonElementLines(text: string): number[] {
-  const lines: number[] = [];
-  let depth = 0;
-  let line = 1;
-  let inStr = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i];
-    if (c === '\n') line++;
-    if (inStr) {
-      if (c === '\\') i++;
-      else if (c === '"') inStr = false;
-      continue;
-    }
-    if (c === '"') {
-      if (depth === 1) lines.push(line);
-      inStr = true;
-    } else if (c === '{' || c === '[') {
-      if (depth === 1) lines.push(line);
-      depth++;
-    } else if (c === '}' || c === ']') depth--;
-    else if (depth === 1 && /[-0-9tfn]/.test(c!)) {
-      lines.push(line);
-      while (i + 1 < text.length && /[^,\]\s]/.test(text[i + 1]!)) i++;
-    }
-  }
-  return lines;
-}
-
-/**
- * Incremental allowlist reader: feed text with {@link AllowlistReader.push} as it arrives (CSV rows
- * are validated and returned as soon as they are complete, so a million-row upload never sits in
- * memory), then call {@link AllowlistReader.end}. JSON arrays are buffered and parsed at the end.
- * Errors and warnings carry the 1-based line where the row starts; only the first `maxListed` are
- * kept, all are counted.
+ * Incremental allowlist reader: feed text with {@link AllowlistReader.push} as it arrives, then call
+ * {@link AllowlistReader.end}. CSV rows and JSON array elements are validated and returned as soon as
+ * they are complete; each character is looked at a bounded number of times whatever the chunking, and
+ * only the row in progress is held (at most {@link ALLOWLIST_LIMITS}.rowChars), so neither a
+ * million-row upload nor a 10 MB line sits in memory or costs more than linear time. Errors and
+ * warnings carry the 1-based line where the row starts; only the first `maxListed` are kept, all are
+ * counted. A structural error (an over-long row, broken JSON, a bad CSV header, too many rows) stops
+ * the reading: {@link AllowlistReader.fatal} is set and nothing of the file may be imported.
  */
 export class AllowlistReader {
   readonly errors: RowProblem[] = [];
@@ -240,20 +185,36 @@ export class AllowlistReader {
   warningCount = 0;
   /** Rows read so far (valid and invalid). */
   rows = 0;
+  /** True once a structural error stopped the reading: import nothing. */
+  fatal = false;
   private readonly opts: Required<AllowlistOptions>;
   private readonly seen = new Map<string, number>();
   private format: 'csv' | 'json' | undefined;
-  private buf = '';
-  private line = 1;
+  private csv: CsvRowSplitter | undefined;
+  private json: JsonArraySplitter | undefined;
   private header: string[] | undefined;
-  private headerBad = false;
   private started = false;
+  private out: AllowEntry[] = [];
 
   constructor(
     options: AllowlistOptions,
     private readonly maxListed = Number.POSITIVE_INFINITY,
+    /** Rows (valid and invalid) at most; one more is a fatal error. */
+    private readonly maxRows = Number.POSITIVE_INFINITY,
   ) {
     this.opts = { minSecretLength: 12, warnSecretLength: 16, ...options };
+    this.csv = new CsvRowSplitter(ALLOWLIST_LIMITS.rowChars);
+    this.json = new JsonArraySplitter(ALLOWLIST_LIMITS.rowChars);
+  }
+
+  /** Characters consumed so far (each character of the input once, until a fatal error). */
+  get scanned(): number {
+    return Math.max(this.csv?.scanned ?? 0, this.json?.scanned ?? 0);
+  }
+
+  /** Most characters of one unfinished row held between two pieces of input. */
+  get maxBuffered(): number {
+    return Math.max(this.csv?.maxBuffered ?? 0, this.json?.maxBuffered ?? 0);
   }
 
   private problem(list: 'errors' | 'warnings', p: RowProblem): void {
@@ -262,112 +223,109 @@ export class AllowlistReader {
     if (this[list].length < this.maxListed) this[list].push(p);
   }
 
-  private add(line: number, row: Record<string, unknown>, out: AllowEntry[]): void {
-    this.rows++;
-    const id = typeof row['id'] === 'string' ? row['id'].trim() : undefined;
+  private stop(p: RowProblem): void {
+    this.problem('errors', p);
+    this.fatal = true;
+  }
+
+  private add(line: number, row: Record<string, unknown>): void {
+    if (++this.rows > this.maxRows) {
+      this.stop({ line, message: `more than ${this.maxRows} rows; split the file (imports are upserts)` });
+      return;
+    }
+    const id = typeof row['id'] === 'string' ? row['id'].trim().slice(0, 80) : undefined;
     try {
       const e = toEntry(row, this.opts, (message) => this.problem('warnings', { line, ...(id ? { id } : {}), message }));
       const prev = this.seen.get(e.id);
       if (prev !== undefined) throw new Error(`id: duplicate of line ${prev}`);
       // A fresh copy of the id: a substring would keep its whole upload chunk alive (V8 sliced strings).
       this.seen.set(Buffer.from(e.id, 'utf8').toString('utf8'), line);
-      out.push(e);
+      this.out.push(e);
     } catch (err) {
       this.problem('errors', { line, ...(id ? { id } : {}), message: (err as Error).message });
     }
   }
 
+  private readonly csvRow = (cells: string[] | undefined, line: number): void => {
+    if (this.fatal || !cells || cells.every((c) => c === '')) return; // comment, blank line, or an empty spreadsheet row (",,,,,")
+    if (!this.header) {
+      const header = cells.map((c) => c.trim().toLowerCase());
+      if (!header.includes('id')) this.stop({ line, message: 'CSV header must name the columns (id, pk, mac, secret, type, expires)' });
+      else this.header = header;
+      return;
+    }
+    if (cells.length > this.header.length) {
+      if (++this.rows > this.maxRows) this.stop({ line, message: `more than ${this.maxRows} rows; split the file (imports are upserts)` });
+      else this.problem('errors', { line, message: `row has ${cells.length} fields, header has ${this.header.length}` });
+      return;
+    }
+    const row: Record<string, unknown> = {};
+    this.header.forEach((h, k) => {
+      if (cells[k] !== undefined && cells[k] !== '') row[h] = cells[k];
+    });
+    this.add(line, row);
+  };
+
+  private readonly jsonElement = (text: string, line: number): void => {
+    if (this.fatal) return;
+    let row: unknown;
+    try {
+      row = JSON.parse(text);
+    } catch (e) {
+      this.stop({ line, message: `JSON: ${(e as Error).message}` });
+      return;
+    }
+    if (row === null || typeof row !== 'object' || Array.isArray(row)) {
+      if (++this.rows > this.maxRows) this.stop({ line, message: `more than ${this.maxRows} rows; split the file (imports are upserts)` });
+      else this.problem('errors', { line, message: 'entry must be an object' });
+    } else this.add(line, row as Record<string, unknown>);
+  };
+
+  private take(): AllowEntry[] {
+    const out = this.out;
+    this.out = [];
+    return out;
+  }
+
   /** Feed the next piece of the file; returns the entries completed by it. */
   push(chunk: string): AllowEntry[] {
+    if (this.fatal) return [];
     if (!this.started) {
       chunk = chunk.replace(/^\uFEFF/, '');
       this.started = chunk.length > 0;
     }
-    this.buf += chunk;
     if (this.format === undefined) {
-      const first = /\S/.exec(this.buf);
-      if (!first) return [];
-      this.format = first[0] === '[' ? 'json' : 'csv';
+      // Until the first character that is not white space, feed both splitters (white space costs
+      // them nothing); then keep the one that fits.
+      const first = /\S/.exec(chunk);
+      if (first) {
+        this.format = first[0] === '[' ? 'json' : 'csv';
+        if (this.format === 'json') this.csv = undefined;
+        else this.json = undefined;
+      } else this.json!.feed(chunk, this.jsonElement);
     }
-    return this.format === 'csv' ? this.scan(false) : [];
+    if (this.format !== 'json') {
+      this.csv!.feed(chunk, this.csvRow);
+      if (this.csv!.failure) this.stop(this.csv!.failure);
+    } else {
+      this.json!.feed(chunk, this.jsonElement);
+      if (this.json!.failure) this.stop(this.json!.failure);
+    }
+    return this.take();
   }
 
   /** End of the file; returns the last entries. */
   end(): AllowEntry[] {
-    const out: AllowEntry[] = [];
-    if (this.format === 'json') this.parseJson(out);
-    else {
-      out.push(...this.scan(true));
-      if (!this.header && !this.headerBad) this.problem('errors', { line: 1, message: 'empty file' });
+    if (this.fatal) return this.take();
+    if (this.format === 'json') {
+      const f = this.json!.finish();
+      if (f) this.stop(f);
+    } else {
+      const f = this.csv!.finish(this.csvRow);
+      if (f) this.problem('errors', f);
+      if (!this.header && !this.fatal) this.problem('errors', { line: 1, message: 'empty file' });
     }
-    this.buf = '';
-    return out;
-  }
-
-  private scan(final: boolean): AllowEntry[] {
-    const out: AllowEntry[] = [];
-    const text = this.buf;
-    let i = 0;
-    while (i < text.length && !this.headerBad) {
-      const r = scanCsvRow(text, i, final);
-      if (r === 'incomplete') break;
-      const line = this.line;
-      this.line += r.lines;
-      if ('error' in r) {
-        this.problem('errors', { line, message: r.error });
-        i = text.length;
-        break;
-      }
-      i = r.next;
-      const cells = r.cells;
-      if (!cells || cells.every((c) => c === '')) continue; // comment, blank line, or an empty spreadsheet row (",,,,,")
-      if (cells[0]!.startsWith('#')) continue; // comment line
-      if (!this.header) {
-        const header = cells.map((c) => c.trim().toLowerCase());
-        if (!header.includes('id')) {
-          this.problem('errors', { line, message: 'CSV header must name the columns (id, pk, mac, secret, type, expires)' });
-          this.headerBad = true;
-          break;
-        }
-        this.header = header;
-        continue;
-      }
-      if (cells.length > this.header.length) {
-        this.rows++;
-        this.problem('errors', { line, message: `row has ${cells.length} fields, header has ${this.header.length}` });
-        continue;
-      }
-      const row: Record<string, unknown> = {};
-      this.header.forEach((h, k) => {
-        if (cells[k] !== undefined && cells[k] !== '') row[h] = cells[k];
-      });
-      this.add(line, row, out);
-    }
-    this.buf = this.headerBad ? '' : text.slice(i);
-    return out;
-  }
-
-  private parseJson(out: AllowEntry[]): void {
-    const body = this.buf;
-    let arr: unknown;
-    try {
-      arr = JSON.parse(body);
-    } catch (e) {
-      this.problem('errors', { line: 1, message: `JSON: ${(e as Error).message}` });
-      return;
-    }
-    if (!Array.isArray(arr)) {
-      this.problem('errors', { line: 1, message: 'JSON: must be an array of objects' });
-      return;
-    }
-    const lines = jsonElementLines(body);
-    arr.forEach((row: unknown, k) => {
-      const line = lines[k] ?? 1;
-      if (row === null || typeof row !== 'object' || Array.isArray(row)) {
-        this.rows++;
-        this.problem('errors', { line, message: 'entry must be an object' });
-      } else this.add(line, row as Record<string, unknown>, out);
-    });
+    return this.take();
   }
 }
 
@@ -376,5 +334,6 @@ export function parseAllowlist(text: string, options: AllowlistOptions): Allowli
   const r = new AllowlistReader(options);
   const entries = r.push(text);
   entries.push(...r.end());
-  return { entries, errors: r.errors, warnings: r.warnings };
+  // A structural error leaves the file unread past it: nothing of it counts.
+  return { entries: r.fatal ? [] : entries, errors: r.errors, warnings: r.warnings };
 }

@@ -47,10 +47,15 @@ export interface ResponseBody {
 /** Largest token a refresh may present. */
 export const MAX_TOKEN_BYTES = 512;
 const ID_RE = /^[A-Za-z0-9._:-]{1,64}$/;
+/** The device ID rule, as error messages state it. */
+export const DEVICE_ID_RULE = 'must be 1..64 characters of [A-Za-z0-9._:-], and not "." or ".."';
 
-/** True when `id` is a valid device ID (1..64 bytes of `[A-Za-z0-9._:-]`). */
+/**
+ * True when `id` is a valid device ID: 1..64 bytes of `[A-Za-z0-9._:-]`, but not `.` or `..`, which
+ * URLs treat as dot segments (a browser or fetch turns `/devices/../revoke` into `/revoke`).
+ */
 export function isValidDeviceId(id: string): boolean {
-  return ID_RE.test(id);
+  return ID_RE.test(id) && id !== '.' && id !== '..';
 }
 
 function bodyMap(bytes: Uint8Array, what: string): Map<unknown, unknown> {
@@ -78,7 +83,7 @@ function deviceId(m: Map<unknown, unknown>): string {
   const id = m.get(1);
   if (id === undefined) throw new ProvError('malformed', 'key 1 (id) is required');
   if (typeof id !== 'string') throw new ProvError('malformed', 'key 1 (id) must be a text string');
-  if (!ID_RE.test(id)) throw new ProvError('malformed', 'key 1 (id) must be 1..64 characters of [A-Za-z0-9._:-]');
+  if (!isValidDeviceId(id)) throw new ProvError('malformed', `key 1 (id) ${DEVICE_ID_RULE}`);
   return id;
 }
 

@@ -6,6 +6,7 @@
 import type { AllowEntry, EventRecord, FlagRecord, PendingRecord } from '../domain.ts';
 import { ProvError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { entryProblem } from '../protocol/allowlist.ts';
 import type { Mutation, Store } from '../store/store.ts';
 import { keyFingerprint } from '../tokens/ed25519.ts';
 import { newTokenKey, type TokenKeyring } from '../tokens/keyring.ts';
@@ -149,8 +150,12 @@ export class AdminService {
     return cleared;
   }
 
-  /** Upsert allowlist entries in one transaction (all or nothing). */
+  /** Upsert allowlist entries in one transaction (all or nothing). @throws ProvError `malformed` for an entry over the bounds of an allowlist row. */
   async importAllowlist(entries: readonly AllowEntry[], actor: Actor, source = 'upload'): Promise<{ upserted: number }> {
+    for (const e of entries) {
+      const problem = entryProblem(e);
+      if (problem) throw new ProvError('malformed', `allowlist entry ${JSON.stringify(e.id.slice(0, 80))}: ${problem}`);
+    }
     const muts: Mutation[] = entries.map((entry) => ({ kind: 'allow.upsert', entry }));
     muts.push(this.event('admin.allowlist.import', actor, undefined, { count: entries.length, source }));
     await this.store.apply(muts);

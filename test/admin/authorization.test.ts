@@ -24,6 +24,8 @@ interface Row {
 
 const ROWS: Row[] = [
   { method: 'GET', route: '/', need: 'public', ok: 200 },
+  { method: 'GET', route: '/page.js', need: 'public', ok: 200 },
+  { method: 'GET', route: '/page.css', need: 'public', ok: 200 },
   { method: 'GET', route: '/api/v1/health', need: 'public', ok: 200 },
   {
     method: 'POST',

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { ERROR_TABLE } from '../../src/errors.ts';
 import { startAdminServer, type AdminFixture } from './support.ts';
@@ -95,6 +96,23 @@ describe('approval web page in headless Chromium', function () {
     assert.deepEqual([r.status, r.err], ['refused', ERROR_TABLE.revoked.err]);
   });
 
+  it('revokes and re-enables a device whose ID is ".." (possible in an older database) with its buttons', async () => {
+    await ensureLoggedIn();
+    const now = Math.floor(Date.now() / 1000);
+    // Written to the store directly, as an older database holds it; a provisioning through the
+    // service then moves the devices list's ETag on, so the page's cached list is not reused.
+    await f.server.store.apply([{ kind: 'device.upsert', device: { id: '..', pk: new Uint8Array(32).fill(7), type: 0, via: 'admin', provisionedAt: now, lastSeen: now } }]);
+    await f.provisionedDevice();
+    await page.click('#save-token');
+    await row('devices', '..').waitFor();
+    await page.click('#devices tr[data-id=".."] button.revoke');
+    await page.locator('#devices tr[data-id=".."] td', { hasText: 'revoked by admin:admin' }).waitFor();
+    assert.equal((await f.server.store.getRevocation('..'))?.by, 'admin:admin');
+    await page.click('#devices tr[data-id=".."] button.enable');
+    await page.locator('#devices tr[data-id=".."] td', { hasText: 'active' }).waitFor();
+    assert.equal(await f.server.store.getRevocation('..'), undefined);
+  });
+
   it('rejects a pending device with its Reject button, and the device is refused', async () => {
     await ensureLoggedIn();
     const c = await f.pendingDevice();
@@ -117,6 +135,26 @@ describe('approval web page in headless Chromium', function () {
     await page.click('#prov-toggle');
     await page.locator('#prov-state', { hasText: 'accepted' }).waitFor();
     assert.equal((await c.provision()).status, 'approved');
+  });
+
+  it('refuses to load inside a frame of another origin (frame-ancestors, X-Frame-Options)', async () => {
+    // A page of another origin (another loopback port) that frames the approval page.
+    const foreign: Server = createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/html' }).end(`<!doctype html><iframe id="victim" src="${f.base}/"></iframe>`));
+    await new Promise<void>((r) => foreign.listen(0, '127.0.0.1', r));
+    const other = await browser.newPage();
+    try {
+      const port = (foreign.address() as { port: number }).port;
+      const framed = other.waitForEvent('framenavigated', (fr) => fr !== other.mainFrame());
+      await other.goto(`http://127.0.0.1:${port}/`);
+      const frame = await framed;
+      await frame.waitForLoadState('load');
+      // A blocked frame shows the browser's error page: none of the page's elements, none of its script.
+      assert.equal(await frame.locator('#token').count(), 0, `the page rendered in the frame (${frame.url()})`);
+      assert.equal(await frame.locator('#save-token').count(), 0);
+    } finally {
+      await other.close();
+      await new Promise<void>((r) => foreign.close(() => r()));
+    }
   });
 
   it('is readable: a screenshot is written to /tmp/idprov-page.png and the page logged no errors', async () => {

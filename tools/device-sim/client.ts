@@ -24,6 +24,7 @@ import {
   STATUS,
   encodeRefreshBody,
   encodeRequestBody,
+  DEVICE_ID_RULE,
   isValidDeviceId,
   parseResponse,
   type RequestBody,
@@ -335,7 +336,7 @@ export class DeviceClient {
   private currentToken: Buffer | undefined;
 
   constructor(o: DeviceClientOptions) {
-    if (!isValidDeviceId(o.id)) throw new DeviceSimError('usage', `device ID must be 1..64 characters of [A-Za-z0-9._:-], got ${JSON.stringify(o.id)}`);
+    if (!isValidDeviceId(o.id)) throw new DeviceSimError('usage', `device ID ${DEVICE_ID_RULE}, got ${JSON.stringify(o.id)}`);
     this.id = o.id;
     if (o.keyFile !== undefined && o.seed !== undefined) throw new DeviceSimError('usage', 'give a key file or a seed, not both');
     if (o.keyFile !== undefined) {

@@ -130,6 +130,17 @@ export interface RequestOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * The API path of record `id` in `collection`, with an optional action: `/api/v1/devices/sensor-7/revoke`.
+ * The ID is percent-encoded as a path segment; `.` and `..`, which URL parsers collapse even when
+ * percent-encoded, go in the query instead (`/api/v1/devices/~/revoke?id=..`, docs/admin-api.md).
+ */
+export function recordPath(collection: 'allowlist' | 'pending' | 'devices' | 'flags', id: string, action?: string): string {
+  const tail = action ? `/${action}` : '';
+  if (id === '.' || id === '..') return `/api/v1/${collection}/~${tail}?id=${encodeURIComponent(id)}`;
+  return `/api/v1/${collection}/${encodeURIComponent(id)}${tail}`;
+}
+
 /** A thin client of the sidecar's `/api/v1`. */
 export class AdminClient {
   constructor(readonly conn: Connection) {}

@@ -12,7 +12,7 @@ import { createReadStream, statSync, writeFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { setTimeout as delay } from 'node:timers/promises';
-import { AdminClient, EXIT, OobError, readJson, resolveConnection, type ConnectionOptions } from './client.ts';
+import { AdminClient, EXIT, OobError, readJson, recordPath, resolveConnection, type ConnectionOptions } from './client.ts';
 import { VERSION } from '../../src/version.ts';
 import { ProgressBar, bytes, eventLine, shortTime, table, type Column, type EventView } from './format.ts';
 
@@ -108,12 +108,11 @@ function client(cmd: Command): AdminClient {
   return new AdminClient(resolveConnection(globals(cmd)));
 }
 
-const enc = encodeURIComponent;
 
 /** The request record of `id` (any status), or undefined when the server has none. */
 async function findRequest(c: AdminClient, id: string): Promise<PendingView | undefined> {
   try {
-    return await c.json<PendingView>(`/api/v1/pending/${enc(id)}`);
+    return await c.json<PendingView>(recordPath('pending', id));
   } catch (e) {
     if (e instanceof OobError && e.status === 404) return undefined;
     throw e;
@@ -336,7 +335,7 @@ program
   .argument('<id>', 'device ID')
   .description('show one provisioned device')
   .action(async (id: string, _o: unknown, cmd: Command) => {
-    const d = await client(cmd).json<DeviceView>(`/api/v1/devices/${enc(id)}`);
+    const d = await client(cmd).json<DeviceView>(recordPath('devices', id));
     if (globals(cmd).json) return printJson(d);
     const rows: Array<[string, unknown]> = [
       ['id', d.id],
@@ -389,7 +388,7 @@ program
         throw new OobError(EXIT.failed, 'not approved');
       }
     }
-    const r = await c.json<PendingView>(`/api/v1/pending/${enc(id)}/approve`, { method: 'POST', json: { fingerprint } });
+    const r = await c.json<PendingView>(recordPath('pending', id, 'approve'), { method: 'POST', json: { fingerprint } });
     if (g.json) return printJson(r);
     out(`approved ${id} (key ${fingerprint}); it gets its token at its next poll`);
   });
@@ -400,7 +399,7 @@ program
   .description('reject a device ID: its requests are refused (4.03), even with an allowlist entry')
   .option('--reason <text>', 'why (kept in the event log)')
   .action(async (id: string, o: { reason?: string }, cmd: Command) => {
-    await client(cmd).request(`/api/v1/pending/${enc(id)}/reject`, { method: 'POST', ...reasonBody(o.reason) });
+    await client(cmd).request(recordPath('pending', id, 'reject'), { method: 'POST', ...reasonBody(o.reason) });
     if (globals(cmd).json) return printJson({ id, status: 'rejected' });
     out(`rejected ${id}`);
   });
@@ -410,7 +409,7 @@ program
   .argument('<id>', 'device ID')
   .description('undo a rejection: the next request of the ID waits for approval again')
   .action(async (id: string, _o: unknown, cmd: Command) => {
-    await client(cmd).request(`/api/v1/pending/${enc(id)}/unreject`, { method: 'POST' });
+    await client(cmd).request(recordPath('pending', id, 'unreject'), { method: 'POST' });
     if (globals(cmd).json) return printJson({ id, status: 'unknown' });
     out(`${id} is no longer rejected; its next request waits for approval`);
   });
@@ -421,7 +420,7 @@ program
   .description('revoke a provisioned device: its refreshes fail at once')
   .option('--reason <text>', 'why (kept with the revocation)')
   .action(async (id: string, o: { reason?: string }, cmd: Command) => {
-    await client(cmd).request(`/api/v1/devices/${enc(id)}/revoke`, { method: 'POST', ...reasonBody(o.reason) });
+    await client(cmd).request(recordPath('devices', id, 'revoke'), { method: 'POST', ...reasonBody(o.reason) });
     if (globals(cmd).json) return printJson({ id, revoked: true });
     out(`revoked ${id}; its refreshes are refused from now on`);
   });
@@ -431,7 +430,7 @@ program
   .argument('<id>', 'device ID')
   .description('lift the revocation of a device')
   .action(async (id: string, _o: unknown, cmd: Command) => {
-    await client(cmd).request(`/api/v1/devices/${enc(id)}/enable`, { method: 'POST' });
+    await client(cmd).request(recordPath('devices', id, 'enable'), { method: 'POST' });
     if (globals(cmd).json) return printJson({ id, revoked: false });
     out(`${id} is enabled again`);
   });
@@ -441,7 +440,7 @@ program
   .argument('<id>', 'device ID')
   .description('delete an allowlist entry')
   .action(async (id: string, _o: unknown, cmd: Command) => {
-    await client(cmd).request(`/api/v1/allowlist/${enc(id)}`, { method: 'DELETE' });
+    await client(cmd).request(recordPath('allowlist', id), { method: 'DELETE' });
     if (globals(cmd).json) return printJson({ id, deleted: true });
     out(`deleted the allowlist entry ${id}`);
   });
@@ -467,7 +466,7 @@ program
     const c = client(cmd);
     if (action === 'clear') {
       if (!id) throw new OobError(EXIT.usage, 'which flag? `oob flags clear ID` (`oob flags` lists them)');
-      const f = await c.json<FlagView>(`/api/v1/flags/${enc(id)}/clear`, { method: 'POST', ...(o.note ? { json: { note: o.note } } : {}) });
+      const f = await c.json<FlagView>(recordPath('flags', id, 'clear'), { method: 'POST', ...(o.note ? { json: { note: o.note } } : {}) });
       if (g.json) return printJson(f);
       out(`cleared flag ${f.id} (${f.kind}: ${f.deviceIds.join(', ')}, seen ${f.count ?? 1} time(s))`);
       return;
@@ -551,8 +550,9 @@ program
         b = await c.json<Batch>(`/api/v1/events?after=${cursor}&wait=${o.wait}&limit=1000`);
         backoff = 1;
       } catch (e) {
-        // A restart of the server is normal while watching: keep trying; a refused token is not.
-        if (!(e instanceof OobError) || (e.exitCode !== EXIT.unreachable && e.exitCode !== EXIT.server)) throw e;
+        // A restart of the server is normal while watching, and so is 429 when every watcher slot
+        // is taken: keep trying; a refused token is not.
+        if (!(e instanceof OobError) || (e.exitCode !== EXIT.unreachable && e.exitCode !== EXIT.server && e.status !== 429)) throw e;
         err(`${e.message}; retrying in ${backoff} s`);
         await delay(backoff * 1000);
         backoff = Math.min(backoff * 2, 30);
