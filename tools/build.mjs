@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * Builds dist/: the TypeScript of src/, tools/device-sim and tools/oob compiled by `tsc -p
- * tsconfig.build.json`, plus the files the server reads at run time (src/admin/page.html).
+ * tsconfig.build.json`, plus the files the server reads at run time (the admin page: src/admin/page.html, page.js, page.css).
  *
  *   node tools/build.mjs             clean build (npm run build; prepack, so a tarball holds no stale file)
  *   node tools/build.mjs --if-stale  incremental build, only when a source is newer than the last build:
@@ -20,7 +20,7 @@ const stamp = join(dist, '.build-stamp');
 /** What the build reads: a change to any of these makes dist/ stale. */
 const inputs = ['src', 'tools/device-sim', 'tools/oob', 'tsconfig.json', 'tsconfig.build.json', 'package.json'];
 /** Non-TypeScript files copied next to their compiled modules. */
-const ASSET = /\.(html)$/;
+const ASSET = /\.(html|css|js)$/;
 
 function* walk(p) {
   const st = statSync(p);

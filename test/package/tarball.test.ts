@@ -66,7 +66,7 @@ describe('the npm package (npm pack, installed with production dependencies only
   it('holds no test, fixture, key or database file, and everything the bins need at run time', () => {
     const paths = pack.files.map((f) => f.path);
     for (const p of paths) for (const [re, what] of FORBIDDEN) assert.ok(!re.test(p), `${p} is ${what}`);
-    for (const need of ['bin/idprov.js', 'bin/oob.js', 'bin/device-sim.js', 'dist/src/cli/idprov.js', 'dist/tools/oob/main.js', 'dist/tools/device-sim/main.js', 'dist/src/admin/page.html', 'package.json', 'README.md', 'LICENSE', 'deploy/idprov.service', 'deploy/idprov.example.json']) {
+    for (const need of ['bin/idprov.js', 'bin/oob.js', 'bin/device-sim.js', 'dist/src/cli/idprov.js', 'dist/tools/oob/main.js', 'dist/tools/device-sim/main.js', 'dist/src/admin/page.html', 'dist/src/admin/page.js', 'dist/src/admin/page.css', 'package.json', 'README.md', 'LICENSE', 'deploy/idprov.service', 'deploy/idprov.example.json']) {
       assert.ok(paths.includes(need), `${need} is in the tarball`);
     }
     console.log(`      tarball ${pack.filename}: ${pack.size} bytes, ${pack.entryCount} files, ${pack.unpackedSize} bytes unpacked`);
