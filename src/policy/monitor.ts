@@ -80,8 +80,8 @@ export interface ManyIds {
 export class AddressTracker {
   /** Sources in order of last activity, least recent first. */
   private readonly bySource = new Map<string, SourceWindow>();
-  /** `buckets[n]`: the sources with `n` distinct IDs (capped at the threshold), least recently active first. */
-  private readonly buckets: Set<string>[];
+  /** Sources by their count of distinct IDs (capped at the threshold), least recently active first; no empty sets. */
+  private readonly buckets = new Map<number, Set<string>>();
   private readonly dropped: EvictedCounts;
   private readonly pairs: RecentPairs;
   /** Sources dropped to make room since creation. */
@@ -89,7 +89,6 @@ export class AddressTracker {
 
   constructor(readonly s: TrackerSettings) {
     const t = Math.max(0, s.threshold);
-    this.buckets = Array.from({ length: t + 1 }, () => new Set<string>());
     this.dropped = new EvictedCounts(t > 0 ? s.maxAddresses : 0);
     this.pairs = new RecentPairs(t > 0 ? s.maxAddresses * t : 0, s.windowS);
   }
@@ -111,10 +110,18 @@ export class AddressTracker {
     return this.dropped.bytes + this.pairs.bytes;
   }
 
+  private unfile(src: string, w: SourceWindow): void {
+    const b = this.buckets.get(w.bucket);
+    b?.delete(src);
+    if (b?.size === 0) this.buckets.delete(w.bucket);
+  }
+
   private file(src: string, w: SourceWindow): void {
-    this.buckets[w.bucket]!.delete(src);
+    this.unfile(src, w);
     w.bucket = Math.min(this.s.threshold, w.carried + w.seen.size);
-    this.buckets[w.bucket]!.add(src);
+    let b = this.buckets.get(w.bucket);
+    if (!b) this.buckets.set(w.bucket, (b = new Set()));
+    b.add(src);
   }
 
   /** Make room for one more source. */
@@ -124,19 +131,16 @@ export class AddressTracker {
     const [oldest, ow] = this.bySource.entries().next().value ?? [];
     if (oldest !== undefined && ow && ow.last <= nowS - windowS) victim = oldest;
     else {
-      for (const b of this.buckets) {
-        if (b.size > 0) {
-          victim = b.values().next().value;
-          break;
-        }
-      }
+      let min = Infinity;
+      for (const n of this.buckets.keys()) if (n < min) min = n;
+      victim = this.buckets.get(min)?.values().next().value;
     }
     if (victim === undefined) return;
     const w = this.bySource.get(victim)!;
     this.expire(w, nowS);
     const count = w.carried + w.seen.size;
     if (count > 0) this.dropped.record(victim, count, Math.max(w.carriedUntil, w.last + windowS), nowS);
-    this.buckets[w.bucket]!.delete(victim);
+    this.unfile(victim, w);
     this.bySource.delete(victim);
     this.evicted++;
   }
@@ -163,8 +167,7 @@ export class AddressTracker {
     else {
       if (this.bySource.size >= maxAddresses) this.evict(nowS);
       const back = this.dropped.estimate(src, nowS);
-      w = { seen: new Map(), sample: [], carried: Math.min(back.count, threshold), carriedUntil: back.untilS, last: nowS, bucket: 0 };
-      this.buckets[0]!.add(src);
+      w = { seen: new Map(), sample: [], carried: Math.min(back.count, threshold), carriedUntil: back.untilS, last: nowS, bucket: -1 };
     }
     this.bySource.set(src, w);
     w.last = nowS;
