@@ -10,6 +10,7 @@
  * order to the caller — both break "equal content gives equal bytes" (measured: `2**32` encodes as
  * `fb41f0000000000000`).
  */
+import { isUtf8 } from 'node:buffer';
 import { Decoder } from 'cbor-x';
 import { ProvError } from '../errors.ts';
 
@@ -42,16 +43,19 @@ export const MAX_CBOR_DEPTH = 32;
 
 /**
  * Decode exactly one CBOR item. Maps come back as `Map`, byte strings as `Uint8Array` (Buffer),
- * tag 18 as a cbor-x `Tag` object (`{tag, value}`), integers with an 8-byte head (≥ 2^32) as `bigint`.
+ * tag 18 as a cbor-x `Tag` object (`{tag, value}`). Integers are read by value: from -2^32 to 2^32 - 1 as
+ * `number`, beyond as `bigint`, whatever head length they were written with (PROTOCOL.md §2: a
+ * longer-than-shortest form equals the shortest one).
  * @throws ProvError `malformed` on empty, oversized, truncated or trailing input, and on anything
  *   outside the idprov subset (see `checkSubset`: floats, undefined, simple values, tags other than 18).
  */
 export function decodeCbor(bytes: Uint8Array, what = 'CBOR item'): unknown {
   if (bytes.length === 0) throw new ProvError('malformed', `${what}: empty`);
   if (bytes.length > MAX_CBOR_BYTES) throw new ProvError('malformed', `${what}: longer than ${MAX_CBOR_BYTES} bytes`);
-  checkSubset(bytes, what);
+  const normalise = checkSubset(bytes, what);
   try {
-    return decoder.decode(bytes);
+    const v: unknown = decoder.decode(bytes);
+    return normalise ? normaliseIntegers(v) : v;
   } catch (e) {
     throw new ProvError('malformed', `${what}: ${(e as Error).message}`);
   }
@@ -64,81 +68,141 @@ export function decodeCbor(bytes: Uint8Array, what = 'CBOR item'): unknown {
  * decimal fractions (`4([0, 1])` → 1), self-describe / shareable / set-as-map tags (`55799(1)`, `28(1)`
  * → 1), typed arrays (`64(h'…')` → a byte string) and `undefined` (a known key that reads as absent).
  * Without this a known key with the wrong type would pass (PROTOCOL.md §2: it is 4.00).
- * Maps with duplicate keys are refused too. Walks the heads only; no values are built. Nesting is
- * limited to {@link MAX_CBOR_DEPTH}.
+ * Text strings must be valid UTF-8 (RFC 8949 §3.1): cbor-x would turn every invalid sequence into U+FFFD,
+ * so two different keys could read as one.
+ * Maps with two keys of equal value are refused (PROTOCOL.md §2, RFC 8949 §5.6), whatever their
+ * encodings: an integer written with a longer-than-shortest head equals its shortest form, an
+ * indefinite-length array equals the definite one, maps compare as sets of entries.
+ * Walks the heads only; no values are built. Nesting is limited to {@link MAX_CBOR_DEPTH}.
+ * @returns true when an integer below 2^32 was written with an 8-byte head (cbor-x reads it as a
+ *   `bigint`; {@link decodeCbor} then normalises it to a number).
  */
-function checkSubset(b: Uint8Array, what: string): void {
+function checkSubset(b: Uint8Array, what: string): boolean {
   const fail = (why: string): never => {
     throw new ProvError('malformed', `${what}: ${why}`);
   };
-  // RFC 8949 §5.6: a map with duplicate keys is not valid; refusing it removes any doubt about which
-  // value the server (or a signer) saw. Keys are compared by their encoded bytes.
-  const uniqueKey = (keys: Set<string>, start: number, end: number): void => {
-    const k = Buffer.from(b.buffer, b.byteOffset + start, end - start).toString('latin1');
+  let longSmallInt = false;
+  /** Position after the item, and (when asked for) the item's value as a string: equal values, equal strings. */
+  let id = '';
+  const uniqueKey = (keys: Set<string>, k: string): void => {
     if (keys.has(k)) fail('duplicate map key');
     keys.add(k);
   };
-  const item = (pos: number, depth: number): number => {
+  /** A map's value string: its entries sorted, so that key order does not matter. */
+  const mapId = (entries: string[]): string => {
+    entries.sort();
+    return `m${entries.length}:${entries.join('')}`;
+  };
+  const item = (pos: number, depth: number, wantId: boolean): number => {
     if (pos >= b.length) fail('truncated');
     const ib = b[pos++]!;
     const major = ib >> 5;
     const ai = ib & 0x1f;
     if (major >= 4 && major <= 6 && depth >= MAX_CBOR_DEPTH) fail(`arrays, maps and tags nested deeper than ${MAX_CBOR_DEPTH}`);
     if (major === 7) {
-      if (ai >= 20 && ai <= 22) return pos;
+      if (ai >= 20 && ai <= 22) {
+        if (wantId) id = `s${ai}`;
+        return pos;
+      }
       return fail(ai >= 25 && ai <= 27 ? 'floating-point values are not used by idprov' : `simple value or break (0x${ib.toString(16)}) is not used by idprov`);
     }
     if (ai === 31) {
       if (major !== 4 && major !== 5) fail('indefinite length is only accepted for arrays and maps');
-      const keys = major === 5 ? new Set<string>() : undefined;
-      for (;;) {
-        if (pos >= b.length) fail('truncated');
-        if (b[pos] === 0xff) return pos + 1;
-        const start = pos;
-        pos = item(pos, depth + 1);
-        if (keys) {
-          uniqueKey(keys, start, pos);
-          pos = item(pos, depth + 1);
-        }
-      }
+      return major === 4 ? array(pos, -1, depth, wantId) : map(pos, -1, depth, wantId);
     }
     let n = ai;
+    /** The argument as a decimal string (exact for 8-byte heads too). */
+    let arg: string | undefined;
     if (ai >= 24) {
       if (ai > 27) fail(`reserved additional information ${ai}`);
       const len = 1 << (ai - 24);
       if (pos + len > b.length) fail('truncated');
       n = 0;
       for (let i = 0; i < len; i++) n = n * 256 + b[pos + i]!;
+      if (ai === 27) {
+        const big = Buffer.from(b.buffer, b.byteOffset + pos, 8).readBigUInt64BE(0);
+        arg = big.toString();
+        if (big < 0x100000000n && major <= 1) longSmallInt = true;
+      }
       pos += len;
     }
     switch (major) {
+      case 0:
+      case 1:
+        if (wantId) id = `${major === 0 ? 'u' : 'n'}${arg ?? n};`;
+        return pos;
       case 2:
-      case 3:
+      case 3: {
         if (n > b.length - pos) fail('truncated');
+        if (major === 3 && !isUtf8(b.subarray(pos, pos + n))) fail('text string is not valid UTF-8');
+        // Valid UTF-8 has one encoding per string, so equal bytes are equal values for both kinds.
+        if (wantId) id = `${major === 2 ? 'b' : 't'}${n}:${Buffer.from(b.buffer, b.byteOffset + pos, n).toString('latin1')}`;
         return pos + n;
+      }
       case 4:
         if (n > b.length - pos) fail('truncated');
-        for (let i = 0; i < n; i++) pos = item(pos, depth + 1);
-        return pos;
-      case 5: {
+        return array(pos, n, depth, wantId);
+      case 5:
         if (n > b.length - pos) fail('truncated');
-        const keys = new Set<string>();
-        for (let i = 0; i < n; i++) {
-          const start = pos;
-          pos = item(pos, depth + 1);
-          uniqueKey(keys, start, pos);
-          pos = item(pos, depth + 1);
-        }
-        return pos;
+        return map(pos, n, depth, wantId);
+      default: {
+        // major 6
+        if (n !== 18) fail(`tag ${arg ?? n} is not used by idprov`);
+        const end = item(pos, depth + 1, wantId);
+        if (wantId) id = `g18:${id}`;
+        return end;
       }
-      case 6:
-        if (n !== 18) fail(`tag ${n} is not used by idprov`);
-        return item(pos, depth + 1);
-      default:
-        return pos;
     }
   };
-  if (item(0, 0) !== b.length) fail('trailing bytes after the item');
+  /** `n` items, or up to a break when `n` is -1. */
+  const array = (pos: number, n: number, depth: number, wantId: boolean): number => {
+    const parts: string[] | undefined = wantId ? [] : undefined;
+    for (let i = 0; n < 0 || i < n; i++) {
+      if (n < 0) {
+        if (pos >= b.length) fail('truncated');
+        if (b[pos] === 0xff) {
+          pos++;
+          break;
+        }
+      }
+      pos = item(pos, depth + 1, wantId);
+      parts?.push(id);
+    }
+    if (parts) id = `a${parts.length}:${parts.join('')}`;
+    return pos;
+  };
+  const map = (pos: number, n: number, depth: number, wantId: boolean): number => {
+    const keys = new Set<string>();
+    const entries: string[] | undefined = wantId ? [] : undefined;
+    for (let i = 0; n < 0 || i < n; i++) {
+      if (n < 0) {
+        if (pos >= b.length) fail('truncated');
+        if (b[pos] === 0xff) {
+          pos++;
+          break;
+        }
+      }
+      pos = item(pos, depth + 1, true);
+      const k = id;
+      uniqueKey(keys, k);
+      pos = item(pos, depth + 1, wantId);
+      entries?.push(`${k.length}:${k}${id}`);
+    }
+    if (entries) id = mapId(entries);
+    return pos;
+  };
+  if (item(0, 0, false) !== b.length) fail('trailing bytes after the item');
+  return longSmallInt;
+}
+
+/** Integers below 2^32 in magnitude as numbers, whatever head they were written with (see {@link decodeCbor}). */
+function normaliseIntegers(v: unknown): unknown {
+  if (typeof v === 'bigint') return v >= -0x100000000n && v < 0x100000000n ? Number(v) : v;
+  if (Array.isArray(v)) return v.map(normaliseIntegers);
+  if (v instanceof Map) return new Map([...v].map(([k, x]) => [normaliseIntegers(k), normaliseIntegers(x)]));
+  const t = asTag(v);
+  if (t) (v as { value: unknown }).value = normaliseIntegers(t.value);
+  return v;
 }
 
 /** A cbor-x Tag as decoded: `{ tag, value }`. */
