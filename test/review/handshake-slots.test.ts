@@ -1,0 +1,23 @@
+/**
+ * Review of the issue #11 F6 fix (src/transport/dtls/handshake-slots.ts): a full half-open table in
+ * which every source holds one slot refuses every newcomer. A source is an IPv4 address or an IPv6
+ * /64, and anyone can hold 65,536 /64s (a /48 from a free tunnel broker), so one host that keeps
+ * `dtlsMaxHandshakes` (1,000) cookie-valid ClientHellos open from 1,000 /64s of its /48 — about 17 a
+ * second with the 60 s handshake timeout, each well within the per-address handshake rate — locks
+ * every genuine DTLS client out of new handshakes. Before the fix the same attacker needed thousands
+ * of hellos a second to starve a slow client.
+ */
+import assert from 'node:assert/strict';
+import { HandshakeSlots } from '../../src/transport/dtls/handshake-slots.ts';
+import { sourceOf } from '../../src/transport/source.ts';
+
+describe('the half-open handshake table against one /48 (review of F6)', () => {
+  it('admits a genuine newcomer when the /64s of one /48 hold every slot, one each', () => {
+    const t = new HandshakeSlots<string>(1000, 32, 128);
+    for (let i = 0; i < 1000; i++) t.add(`attacker-${i}`, sourceOf(`2001:db8:42:${i.toString(16)}::1`));
+    const a = t.admit(sourceOf('192.0.2.50'));
+    assert.equal(a.refuse, false, 'a genuine IPv4 client gets a slot');
+    const b = t.admit(sourceOf('2001:db8:77:1::5'));
+    assert.equal(b.refuse, false, 'so does a genuine IPv6 client of another /48');
+  });
+});
