@@ -21,3 +21,15 @@ describe('the half-open handshake table against one /48 (review of F6)', () => {
     assert.equal(b.refuse, false, 'so does a genuine IPv6 client of another /48');
   });
 });
+
+describe('the half-open handshake table and a site behind one NAT address (review of F6)', () => {
+  it('lets a 33rd device behind one IPv4 address start its handshake without dropping the first, while the table is nearly empty', () => {
+    // dtlsMaxHandshakes 1000, dtlsMaxHandshakesPerAddress 32 (the defaults). Before the fix the
+    // oldest half-open handshake was dropped only when the whole table was full; now a site of slow
+    // devices behind one address (CGNAT, a factory NAT after a power cut) evicts its own oldest —
+    // the one closest to finishing — as soon as 33 are in flight, whatever room the table has.
+    const t = new HandshakeSlots<string>(1000, 32, 128);
+    for (let i = 0; i < 32; i++) t.add(`device-${i}`, sourceOf('198.51.100.1'));
+    assert.deepEqual(t.admit(sourceOf('198.51.100.1')), { refuse: false, evict: undefined });
+  });
+});
