@@ -9,7 +9,7 @@ import { ROLE_OF_TYPE } from '../domain.ts';
 import { ERROR_TABLE, ProvError, isProvError, type ProvErrorCode } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { bytesEqual, decide, decideRefresh, type Decision, type PolicySettings } from '../policy/decide.ts';
-import { addressScope, scopeKeys, type AddressScope } from '../policy/address.ts';
+import { addressScope, scopeKeys, type AddressScope } from '../net/address.ts';
 import { AddressTracker, MAX_MAC_PEERS, duplicateMacNote, holdFlagged, manyIdsNote, raiserOf } from '../policy/monitor.ts';
 import { BucketTable, addressOf } from '../policy/ratelimit.ts';
 import { claimKey, isVouched, keyStanding, type KeyStanding } from '../policy/standing.ts';
