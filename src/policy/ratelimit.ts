@@ -84,6 +84,16 @@ export class BucketTable {
     return t;
   }
 
+  /** Whether `key` has a token at `nowMs`, without taking it or touching its place in the table. */
+  peek(key: string, nowMs: number): Take {
+    if (this.limit.rate <= 0) return { ok: true, bucket: fullBucket(this.limit, nowMs), retryS: 0 };
+    const b = this.buckets.get(key);
+    if (!b) return { ok: true, bucket: fullBucket(this.limit, nowMs), retryS: 0 };
+    const r = refill(b, this.limit, nowMs);
+    if (r.tokens >= 1) return { ok: true, bucket: r, retryS: 0 };
+    return { ok: false, bucket: r, retryS: Math.max(1, Math.ceil(((1 - r.tokens) * 1000) / this.limit.rate / 1000)) };
+  }
+
   /**
    * Take one token from every key of `keys` at `nowMs`, or from none: when any of them is empty,
    * nothing is spent and the answer is the longest wait among them (an IPv6 source is charged to its

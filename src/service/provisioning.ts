@@ -12,7 +12,7 @@ import { bytesEqual, decide, decideRefresh, type Decision, type PolicySettings }
 import { addressScope, scopeKeys, type AddressScope } from '../net/address.ts';
 import { AddressTracker, MAX_MAC_PEERS, duplicateMacNote, holdFlagged, manyIdsNote, raiserOf } from '../policy/monitor.ts';
 import { BucketTable, addressOf } from '../policy/ratelimit.ts';
-import { claimKey, isVouched, keyStanding, type KeyStanding } from '../policy/standing.ts';
+import { claimKey, isVouched, keyStanding, oobAttempt, type KeyStanding } from '../policy/standing.ts';
 import { parseSign1, sigStructure } from '../protocol/cose.ts';
 import { STATUS, parseRefreshBody, parseRequestBody, type ResponseBody } from '../protocol/messages.ts';
 import { checkNonce, makeNonce, nonceExpiry } from '../protocol/nonce.ts';
@@ -176,6 +176,12 @@ export class ProvisioningService {
   readonly junkLimits: BucketTable;
   readonly deviceLimits: BucketTable;
   readonly claimLimits: BucketTable;
+  /**
+   * Wrong out-of-band proofs per device ID, whatever key signed them (review of F1): the bound on
+   * online guessing of an entry's secret. Only wrong proofs spend it, so a guesser cannot make the
+   * genuine device's right proof fail; over it, right and wrong proofs get the same held answer.
+   */
+  readonly oobGuessLimits: BucketTable;
   /** Distinct IDs per source address (the `many-ids` flag). */
   readonly tracker: AddressTracker;
   /** The open flags. */
@@ -189,6 +195,7 @@ export class ProvisioningService {
     this.junkLimits = new BucketTable({ rate: m.addressRate, burst: m.addressBurst }, m.maxTracked);
     this.deviceLimits = new BucketTable({ rate: m.deviceRate, burst: m.deviceBurst }, m.maxTracked);
     this.claimLimits = new BucketTable({ rate: m.deviceRate, burst: m.deviceBurst }, m.maxTracked);
+    this.oobGuessLimits = new BucketTable({ rate: m.deviceRate, burst: m.deviceBurst }, m.maxTracked);
     this.tracker = new AddressTracker({ threshold: m.manyIds, windowS: m.manyIdsWindowS, maxAddresses: m.maxAddresses });
     this.flags = new FlagBook(m.maxFlags, d.random);
   }
@@ -363,6 +370,8 @@ export class ProvisioningService {
     ]);
     const stop = this.spend(req.id, req.pk, keyStanding(req, rec, now), req.nonce, peer, now, t0);
     if (stop) return stop;
+    const guessed = this.guessGate(req, rec, peer, now, t0);
+    if (guessed) return guessed;
     let decision = decide(req, rec, this.d.settings.policy, now);
     const notes = [...decision.flags];
     const dup = duplicateMacNote(req, macPeers);
@@ -405,6 +414,30 @@ export class ProvisioningService {
         return this.errorOutcome(decision.code, decision.reason, decision.retryS);
       }
     }
+  }
+
+  /**
+   * The per-ID bound on guesses at an entry's out-of-band secret (review of F1). A wrong proof spends
+   * the ID's guess bucket, whatever key signed it; while that bucket is empty no proof for the ID is
+   * judged in the answer: right and wrong proofs alike get 2.05 "pending" with a fresh nonce and the
+   * first pending retry, nothing is recorded, and no token is issued — so guesses beyond the bucket
+   * learn nothing, a lucky one is never issued a token, and the genuine device is held (polling at
+   * its pending retry), never refused, until the guessing stops. A right proof held this way is
+   * logged with its key, for an admin who may bind that key to the entry.
+   */
+  private guessGate(req: Parameters<typeof decide>[0], rec: SubjectRecords, peer: string, now: number, nowMs: number): Outcome | undefined {
+    const attempt = oobAttempt(req, rec, now);
+    if (attempt === undefined) return undefined;
+    const t = attempt === 'wrong' ? this.oobGuessLimits.take(req.id, nowMs) : this.oobGuessLimits.peek(req.id, nowMs);
+    if (t.ok) return undefined;
+    if (attempt === 'right') {
+      this.d.log.warn(
+        { evt: 'oob-guessing', id: req.id, pk: Buffer.from(req.pk).toString('hex'), src: req.source },
+        'a right out-of-band proof held: wrong proofs for this ID are over their limit',
+      );
+    }
+    const retry = this.d.settings.policy.pendingInitialS;
+    return { code: '2.05', body: { status: STATUS.pending, nonce: this.nonce(req.id, retry + this.d.settings.nonceTtl, now, peer), retry }, maxAge: retry };
   }
 
   private async approve(d: Extract<Decision, { kind: 'approve' }>, xk: Uint8Array | undefined, now: number, extra: Mutation[]): Promise<Outcome> {
