@@ -329,12 +329,16 @@ export class ProvisioningService {
   /** `POST /idprov/request` (PROTOCOL.md §2, §3, §5). Never throws. */
   request(payload: Uint8Array, ctx: RequestContext): Promise<Outcome> {
     return this.handle('request', ctx, async (now, t0, setId, scope) => {
-      // The admin's reason (which may name a rogue server's address) stays on the admin side. The
-      // answer is larger than the smallest POST, so it spends the bucket of unproven answers.
+      // The admin's reason (which may name a rogue server's address) stays on the admin side. With
+      // its diagnostic the answer is larger than the smallest POST, so it spends the bucket of
+      // unproven answers; past that bucket the 5.03 keeps its retry and Max-Age but drops the
+      // diagnostic (smaller than any request): a spoofer must not turn a device's long back-off into
+      // a 4.29 it retries within seconds (review finding 10).
       if (!this.switchState.enabled) {
+        const retry = this.d.settings.disabledRetryS;
         const t = this.junkLimits.takeAll(scopeKeys(scope), t0);
-        if (!t.ok) return this.rateLimited(t.retryS);
-        return this.errorOutcome('disabled', 'provisioning is disabled; retry later', this.d.settings.disabledRetryS);
+        if (!t.ok) return { code: ERROR_TABLE.disabled.coap, body: { err: ERROR_TABLE.disabled.err!, retry }, maxAge: retry };
+        return this.errorOutcome('disabled', 'provisioning is disabled; retry later', retry);
       }
       const got = this.decode(scope, t0, () => {
         const env = parseSign1(payload, 'request');

@@ -195,6 +195,30 @@ describe('spoofed datagrams with a victim\'s source address (F4)', () => {
     }
   });
 
+  it('keeps answering 5.03 with the disabled retry, never 4.29, to an address a spoofer floods while provisioning is off', async () => {
+    const r = await rig({}, { addressBurst: 10, addressRate: 1 });
+    try {
+      await r.admin.setProvisioning(false, 'rogue server at 192.0.2.66', { by: 'admin:alice' });
+      const spoofed = new TestDevice('whatever').request();
+      for (let i = 0; i < 50; i++) await r.svc.request(spoofed, { source: `${VICTIM}:${1024 + i}` });
+      const dev = new TestDevice('behind-off');
+      const req = dev.request();
+      const out = await r.svc.request(req, { source: `${VICTIM}:5683` });
+      assert.equal(out.code, '5.03', `the device backs off for disabledRetry, not for a rate limit: ${show(out)}`);
+      assert.equal(out.body.err, ERROR_TABLE.disabled.err);
+      assert.equal(out.body.retry, 300);
+      assert.equal(out.maxAge, 300);
+      assert.equal(out.body.diag, undefined, 'over the bucket of unproven answers: no diagnostic');
+      assert.ok(encodeResponse(out.body).length < req.length, 'no larger than the request');
+      const fresh = await r.svc.request(req, { source: '192.0.2.99:5683' });
+      assert.equal(fresh.code, '5.03');
+      assert.ok(fresh.body.diag, 'an address with room in its bucket still gets the diagnostic');
+      assert.ok(!JSON.stringify(fresh.body).includes('192.0.2.66'), 'the admin\'s reason stays on the admin side');
+    } finally {
+      await r.close();
+    }
+  });
+
   it('does not let nonces fetched at another address spend the victim address\'s signature budget', async () => {
     const r = await rig({}, { addressBurst: 10, addressRate: 1 });
     try {
