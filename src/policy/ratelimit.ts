@@ -116,6 +116,23 @@ export class BucketTable {
   }
 }
 
+/**
+ * Take one token for every charge (a table and a key) at `nowMs`, or for none: when any bucket is
+ * empty nothing is spent and the answer is the longest wait among them. For budgets kept in tables
+ * of their own limits, e.g. an IPv6 source's address and /64, /56 and /48.
+ */
+export function takeEvery(charges: ReadonlyArray<readonly [BucketTable, string]>, nowMs: number): Take {
+  let retryS = 0;
+  for (const [table, key] of charges) {
+    const p = table.peek(key, nowMs);
+    if (!p.ok) retryS = Math.max(retryS, p.retryS);
+  }
+  if (retryS > 0) return { ok: false, bucket: { tokens: 0, at: nowMs }, retryS };
+  let last: Take = { ok: true, bucket: { tokens: 0, at: nowMs }, retryS: 0 };
+  for (const [table, key] of charges) last = table.take(key, nowMs);
+  return last;
+}
+
 /** The address part of `addr:port` or `[v6]:port` (rate limits and the monitor count per address). */
 export function addressOf(source: string): string {
   if (source.startsWith('[')) {

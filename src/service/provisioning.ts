@@ -11,7 +11,7 @@ import type { Logger } from '../log.ts';
 import { bytesEqual, decide, decideRefresh, type Decision, type PolicySettings } from '../policy/decide.ts';
 import { addressScope, scopeKeys, type AddressScope } from '../net/address.ts';
 import { AddressTracker, MAX_MAC_PEERS, duplicateMacNote, holdFlagged, manyIdsNote, raiserOf } from '../policy/monitor.ts';
-import { BucketTable, addressOf } from '../policy/ratelimit.ts';
+import { BucketTable, addressOf, takeEvery } from '../policy/ratelimit.ts';
 import { claimKey, isVouched, keyStanding, oobAttempt, type KeyStanding } from '../policy/standing.ts';
 import { parseSign1, sigStructure } from '../protocol/cose.ts';
 import { STATUS, parseRefreshBody, parseRequestBody, type ResponseBody } from '../protocol/messages.ts';
@@ -59,7 +59,8 @@ export interface MonitorSettings {
   /**
    * Per source address (and per IPv6 /64), refill per second and burst, of each of its two buckets:
    * signature checks (requests with a valid nonce sent to that address), and requests that do not
-   * decode. Nonce challenges spend neither (issue #11 F4).
+   * decode. Nonce challenges spend neither (issue #11 F4). An IPv6 /56 and /48 get
+   * {@link PREFIX56_FACTOR} and {@link PREFIX48_FACTOR} times the signature budget.
    */
   addressRate: number;
   addressBurst: number;
@@ -86,6 +87,15 @@ export interface MonitorSettings {
   /** Events kept at most; the sweep deletes the oldest beyond. */
   maxEvents: number;
 }
+
+/**
+ * How many times the per-address signature budget an IPv6 /56 and /48 get (review finding 5): a /56
+ * is what a home or small site is given (256 /64s), a /48 what a site or an attacker's hosting
+ * account can get (65,536 /64s). Growing factors bound the signature checks one allocation can buy
+ * — per /48 at most 16 × `addressRate` a second — while a site's many /64s still get more than one.
+ */
+export const PREFIX56_FACTOR = 4;
+export const PREFIX48_FACTOR = 16;
 
 export const DEFAULT_MONITOR: Readonly<MonitorSettings> = Object.freeze({
   addressRate: 50,
@@ -168,11 +178,14 @@ export class ProvisioningService {
   readonly monitor: Readonly<MonitorSettings>;
   /**
    * Rate-limit buckets, shared by request and refresh (README "Rate limits", docs/security.md):
-   * signature checks per source address and IPv6 /64 (spent only by requests whose nonce was sent to
-   * that address); undecodable requests per address and /64; authenticated requests per device ID
+   * signature checks per source address and IPv6 /64, and (larger) per /56 and /48 (spent only by
+   * requests whose nonce was sent to that address); undecodable requests per address and /64; authenticated requests per device ID
    * for its vouched key, and per device ID + key for all other keys, in a table of their own.
    */
   readonly addressLimits: BucketTable;
+  /** The signature budgets of IPv6 /56s and /48s ({@link PREFIX56_FACTOR}, {@link PREFIX48_FACTOR} times the address's). */
+  readonly prefix56Limits: BucketTable;
+  readonly prefix48Limits: BucketTable;
   readonly junkLimits: BucketTable;
   readonly deviceLimits: BucketTable;
   readonly claimLimits: BucketTable;
@@ -192,6 +205,8 @@ export class ProvisioningService {
     const m: MonitorSettings = { ...DEFAULT_MONITOR, ...d.settings.monitor };
     this.monitor = Object.freeze(m);
     this.addressLimits = new BucketTable({ rate: m.addressRate, burst: m.addressBurst }, m.maxTracked);
+    this.prefix56Limits = new BucketTable({ rate: m.addressRate * PREFIX56_FACTOR, burst: m.addressBurst * PREFIX56_FACTOR }, m.maxTracked);
+    this.prefix48Limits = new BucketTable({ rate: m.addressRate * PREFIX48_FACTOR, burst: m.addressBurst * PREFIX48_FACTOR }, m.maxTracked);
     this.junkLimits = new BucketTable({ rate: m.addressRate, burst: m.addressBurst }, m.maxTracked);
     this.deviceLimits = new BucketTable({ rate: m.deviceRate, burst: m.deviceBurst }, m.maxTracked);
     this.claimLimits = new BucketTable({ rate: m.deviceRate, burst: m.deviceBurst }, m.maxTracked);
@@ -251,8 +266,16 @@ export class ProvisioningService {
     const fault = checkNonce(this.d.nonceSecret, id, nonce, now, scope.address);
     if (fault) return this.challenge(id, 'nonce', fault === 'missing' ? 'a server nonce is required (key 4)' : `nonce ${fault}`, now, scope.address);
     if (this.used.has(nonce!, nonceExpiry(nonce!))) return this.challenge(id, 'nonce', 'nonce already used', now, scope.address);
-    const t = this.addressLimits.takeAll(scopeKeys(scope), nowMs);
+    const t = takeEvery(this.signatureCharges(scope), nowMs);
     return t.ok ? undefined : this.rateLimited(t.retryS);
+  }
+
+  /** The signature budgets a source is charged to: its address and /64, and its /56 and /48 (review finding 5). */
+  private signatureCharges(scope: AddressScope): Array<readonly [BucketTable, string]> {
+    const c: Array<readonly [BucketTable, string]> = scopeKeys(scope).map((k) => [this.addressLimits, k] as const);
+    if (scope.prefix56) c.push([this.prefix56Limits, scope.prefix56]);
+    if (scope.prefix48) c.push([this.prefix48Limits, scope.prefix48]);
+    return c;
   }
 
   /**

@@ -6,7 +6,6 @@
 import assert from 'node:assert/strict';
 import { addressScope, scopeKeys } from '../../src/net/address.ts';
 import { sourceOf } from '../../src/transport/source.ts';
-import { BucketTable } from '../../src/policy/ratelimit.ts';
 
 describe('address scopes of the rate limits', () => {
   it('counts an IPv4 peer per address, whatever its port', () => {
@@ -68,17 +67,5 @@ describe('address scopes of the rate limits', () => {
       assert.equal(s.prefix, undefined, t);
       assert.ok(s.address.length > 0, t);
     }
-  });
-});
-
-describe('a charge to several buckets at once (takeAll)', () => {
-  it('takes from every key or from none, and reports the longest wait', () => {
-    const t = new BucketTable({ rate: 1, burst: 2 }, 100);
-    assert.ok(t.takeAll(['a', 'p'], 0).ok);
-    assert.ok(t.takeAll(['b', 'p'], 0).ok);
-    const no = t.takeAll(['c', 'p'], 0);
-    assert.equal(no.ok, false, 'the shared prefix is empty');
-    assert.equal(no.retryS, 1);
-    assert.ok(t.takeAll(['c'], 0).ok && t.takeAll(['c'], 0).ok, 'nothing was taken from c by the refused charge');
   });
 });

@@ -256,6 +256,27 @@ describe('spoofed datagrams with a victim\'s source address (F4)', () => {
     }
   });
 
+  it('bounds signature checks per IPv6 /56 and /48 too, with budgets that grow by allocation', async () => {
+    const r = await rig({}, { addressBurst: 10, addressRate: 1 });
+    try {
+      let k = 0;
+      const count = async (n: number, source: (i: number) => string): Promise<number> => {
+        let checked = 0;
+        for (let i = 0; i < n; i++) if ((await ask(r, new TestDevice(`p-${k++}`), source(i))).code !== '4.29') checked++;
+        return checked;
+      };
+      // One request from each of 60 /64s of one /56: the /56 holds 4 × 10.
+      assert.equal(await count(60, (i) => `[2001:db8:7:${(0x100 + i).toString(16)}::1]:5683`), 40, 'the /64s of one /56 share its 40');
+      // One /64 from each of 200 further /56s of the same /48: the /48 holds 16 × 10, 40 already spent.
+      assert.equal(await count(200, (i) => `[2001:db8:7:${((i + 2) << 8).toString(16)}::1]:5683`), 120, 'the /56s of one /48 share its 160');
+      assert.equal((await ask(r, new TestDevice('p-next'), '[2001:db8:8:100::1]:5683')).code, '2.05', 'the next /48 has its own');
+      r.tick(1);
+      assert.equal((await ask(r, new TestDevice('p-later'), '[2001:db8:7:ff00::1]:5683')).code, '2.05', 'the /48 refills at 16 a second');
+    } finally {
+      await r.close();
+    }
+  });
+
   it('burns a nonce whose signature did not verify, so each signature check costs a nonce', async () => {
     const r = await rig();
     try {
