@@ -84,6 +84,16 @@ export class BucketTable {
     return t;
   }
 
+  /** Whether `key` has a token at `nowMs`, without taking it or touching its place in the table. */
+  peek(key: string, nowMs: number): Take {
+    if (this.limit.rate <= 0) return { ok: true, bucket: fullBucket(this.limit, nowMs), retryS: 0 };
+    const b = this.buckets.get(key);
+    if (!b) return { ok: true, bucket: fullBucket(this.limit, nowMs), retryS: 0 };
+    const r = refill(b, this.limit, nowMs);
+    if (r.tokens >= 1) return { ok: true, bucket: r, retryS: 0 };
+    return { ok: false, bucket: r, retryS: Math.max(1, Math.ceil(((1 - r.tokens) * 1000) / this.limit.rate / 1000)) };
+  }
+
   /**
    * Take one token from every key of `keys` at `nowMs`, or from none: when any of them is empty,
    * nothing is spent and the answer is the longest wait among them (an IPv6 source is charged to its
@@ -104,6 +114,23 @@ export class BucketTable {
     for (const k of keys) last = this.take(k, nowMs).bucket;
     return { ok: true, bucket: last, retryS: 0 };
   }
+}
+
+/**
+ * Take one token for every charge (a table and a key) at `nowMs`, or for none: when any bucket is
+ * empty nothing is spent and the answer is the longest wait among them. For budgets kept in tables
+ * of their own limits, e.g. an IPv6 source's address and /64, /56 and /48.
+ */
+export function takeEvery(charges: ReadonlyArray<readonly [BucketTable, string]>, nowMs: number): Take {
+  let retryS = 0;
+  for (const [table, key] of charges) {
+    const p = table.peek(key, nowMs);
+    if (!p.ok) retryS = Math.max(retryS, p.retryS);
+  }
+  if (retryS > 0) return { ok: false, bucket: { tokens: 0, at: nowMs }, retryS };
+  let last: Take = { ok: true, bucket: { tokens: 0, at: nowMs }, retryS: 0 };
+  for (const [table, key] of charges) last = table.take(key, nowMs);
+  return last;
 }
 
 /** The address part of `addr:port` or `[v6]:port` (rate limits and the monitor count per address). */

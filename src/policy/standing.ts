@@ -39,13 +39,26 @@ export function keyStanding(c: KeyClaim, rec: SubjectRecords, now: number): KeyS
   if (allow?.pk) return bytesEqual(allow.pk, c.pk) ? 'allowlisted' : 'unknown';
   if (allow?.secret !== undefined) {
     const viaPsk = c.pskIdentity !== undefined && c.pskIdentity === c.id;
-    const viaProof = c.oob !== undefined && c.nonce !== undefined && verifyOobProof(allow.secret, c.nonce, c.pk, c.oob);
-    if (viaPsk || viaProof) return 'oob-proven';
+    if (viaPsk || oobAttempt(c, rec, now) === 'right') return 'oob-proven';
   }
   if (rec.device && bytesEqual(rec.device.pk, c.pk)) return 'provisioned';
   const p = rec.pending;
   if (p && bytesEqual(p.pk, c.pk)) return p.status === 'approved' ? 'approved' : 'waiting';
   return 'unknown';
+}
+
+/**
+ * Whether `c` is a guess at the out-of-band secret of its ID's entry (review of F1): `right` or `wrong`
+ * when the ID's active entry holds a secret and no key, the request carries a proof (key 7) and no
+ * DTLS-PSK session proves the secret for it; undefined otherwise (no proof sent is no guess). Wrong
+ * proofs spend the ID's guess budget, whatever key signed them.
+ */
+export function oobAttempt(c: KeyClaim, rec: SubjectRecords, now: number): 'right' | 'wrong' | undefined {
+  if (rec.revocation || rec.pending?.status === 'rejected') return undefined;
+  const allow = activeAllowEntry(rec.allow, now);
+  if (!allow || allow.pk || allow.secret === undefined || c.oob === undefined || c.nonce === undefined) return undefined;
+  if (c.pskIdentity !== undefined && c.pskIdentity === c.id) return undefined;
+  return verifyOobProof(allow.secret, c.nonce, c.pk, c.oob) ? 'right' : 'wrong';
 }
 
 /** True for the standings an admin vouched for (through the allowlist, an approval or a provisioning). */

@@ -9,10 +9,10 @@ import { ROLE_OF_TYPE } from '../domain.ts';
 import { ERROR_TABLE, ProvError, isProvError, type ProvErrorCode } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { bytesEqual, decide, decideRefresh, type Decision, type PolicySettings } from '../policy/decide.ts';
-import { addressScope, scopeKeys, type AddressScope } from '../policy/address.ts';
+import { addressScope, scopeKeys, type AddressScope } from '../net/address.ts';
 import { AddressTracker, MAX_MAC_PEERS, duplicateMacNote, holdFlagged, manyIdsNote, raiserOf } from '../policy/monitor.ts';
-import { BucketTable, addressOf } from '../policy/ratelimit.ts';
-import { claimKey, isVouched, keyStanding, type KeyStanding } from '../policy/standing.ts';
+import { BucketTable, addressOf, takeEvery } from '../policy/ratelimit.ts';
+import { claimKey, isVouched, keyStanding, oobAttempt, type KeyStanding } from '../policy/standing.ts';
 import { parseSign1, sigStructure } from '../protocol/cose.ts';
 import { STATUS, parseRefreshBody, parseRequestBody, type ResponseBody } from '../protocol/messages.ts';
 import { checkNonce, makeNonce, nonceExpiry } from '../protocol/nonce.ts';
@@ -59,7 +59,8 @@ export interface MonitorSettings {
   /**
    * Per source address (and per IPv6 /64), refill per second and burst, of each of its two buckets:
    * signature checks (requests with a valid nonce sent to that address), and requests that do not
-   * decode. Nonce challenges spend neither (issue #11 F4).
+   * decode. Nonce challenges spend neither (issue #11 F4). An IPv6 /56 and /48 get
+   * {@link PREFIX56_FACTOR} and {@link PREFIX48_FACTOR} times the signature budget.
    */
   addressRate: number;
   addressBurst: number;
@@ -86,6 +87,15 @@ export interface MonitorSettings {
   /** Events kept at most; the sweep deletes the oldest beyond. */
   maxEvents: number;
 }
+
+/**
+ * How many times the per-address signature budget an IPv6 /56 and /48 get (review finding 5): a /56
+ * is what a home or small site is given (256 /64s), a /48 what a site or an attacker's hosting
+ * account can get (65,536 /64s). Growing factors bound the signature checks one allocation can buy
+ * — per /48 at most 16 × `addressRate` a second — while a site's many /64s still get more than one.
+ */
+export const PREFIX56_FACTOR = 4;
+export const PREFIX48_FACTOR = 16;
 
 export const DEFAULT_MONITOR: Readonly<MonitorSettings> = Object.freeze({
   addressRate: 50,
@@ -168,14 +178,23 @@ export class ProvisioningService {
   readonly monitor: Readonly<MonitorSettings>;
   /**
    * Rate-limit buckets, shared by request and refresh (README "Rate limits", docs/security.md):
-   * signature checks per source address and IPv6 /64 (spent only by requests whose nonce was sent to
-   * that address); undecodable requests per address and /64; authenticated requests per device ID
+   * signature checks per source address and IPv6 /64, and (larger) per /56 and /48 (spent only by
+   * requests whose nonce was sent to that address); undecodable requests per address and /64; authenticated requests per device ID
    * for its vouched key, and per device ID + key for all other keys, in a table of their own.
    */
   readonly addressLimits: BucketTable;
+  /** The signature budgets of IPv6 /56s and /48s ({@link PREFIX56_FACTOR}, {@link PREFIX48_FACTOR} times the address's). */
+  readonly prefix56Limits: BucketTable;
+  readonly prefix48Limits: BucketTable;
   readonly junkLimits: BucketTable;
   readonly deviceLimits: BucketTable;
   readonly claimLimits: BucketTable;
+  /**
+   * Wrong out-of-band proofs per device ID, whatever key signed them (review of F1): the bound on
+   * online guessing of an entry's secret. Only wrong proofs spend it, so a guesser cannot make the
+   * genuine device's right proof fail; over it, right and wrong proofs get the same held answer.
+   */
+  readonly oobGuessLimits: BucketTable;
   /** Distinct IDs per source address (the `many-ids` flag). */
   readonly tracker: AddressTracker;
   /** The open flags. */
@@ -186,9 +205,12 @@ export class ProvisioningService {
     const m: MonitorSettings = { ...DEFAULT_MONITOR, ...d.settings.monitor };
     this.monitor = Object.freeze(m);
     this.addressLimits = new BucketTable({ rate: m.addressRate, burst: m.addressBurst }, m.maxTracked);
+    this.prefix56Limits = new BucketTable({ rate: m.addressRate * PREFIX56_FACTOR, burst: m.addressBurst * PREFIX56_FACTOR }, m.maxTracked);
+    this.prefix48Limits = new BucketTable({ rate: m.addressRate * PREFIX48_FACTOR, burst: m.addressBurst * PREFIX48_FACTOR }, m.maxTracked);
     this.junkLimits = new BucketTable({ rate: m.addressRate, burst: m.addressBurst }, m.maxTracked);
     this.deviceLimits = new BucketTable({ rate: m.deviceRate, burst: m.deviceBurst }, m.maxTracked);
     this.claimLimits = new BucketTable({ rate: m.deviceRate, burst: m.deviceBurst }, m.maxTracked);
+    this.oobGuessLimits = new BucketTable({ rate: m.deviceRate, burst: m.deviceBurst }, m.maxTracked);
     this.tracker = new AddressTracker({ threshold: m.manyIds, windowS: m.manyIdsWindowS, maxAddresses: m.maxAddresses });
     this.flags = new FlagBook(m.maxFlags, d.random);
   }
@@ -244,8 +266,16 @@ export class ProvisioningService {
     const fault = checkNonce(this.d.nonceSecret, id, nonce, now, scope.address);
     if (fault) return this.challenge(id, 'nonce', fault === 'missing' ? 'a server nonce is required (key 4)' : `nonce ${fault}`, now, scope.address);
     if (this.used.has(nonce!, nonceExpiry(nonce!))) return this.challenge(id, 'nonce', 'nonce already used', now, scope.address);
-    const t = this.addressLimits.takeAll(scopeKeys(scope), nowMs);
+    const t = takeEvery(this.signatureCharges(scope), nowMs);
     return t.ok ? undefined : this.rateLimited(t.retryS);
+  }
+
+  /** The signature budgets a source is charged to: its address and /64, and its /56 and /48 (review finding 5). */
+  private signatureCharges(scope: AddressScope): Array<readonly [BucketTable, string]> {
+    const c: Array<readonly [BucketTable, string]> = scopeKeys(scope).map((k) => [this.addressLimits, k] as const);
+    if (scope.prefix56) c.push([this.prefix56Limits, scope.prefix56]);
+    if (scope.prefix48) c.push([this.prefix48Limits, scope.prefix48]);
+    return c;
   }
 
   /**
@@ -322,12 +352,16 @@ export class ProvisioningService {
   /** `POST /idprov/request` (PROTOCOL.md §2, §3, §5). Never throws. */
   request(payload: Uint8Array, ctx: RequestContext): Promise<Outcome> {
     return this.handle('request', ctx, async (now, t0, setId, scope) => {
-      // The admin's reason (which may name a rogue server's address) stays on the admin side. The
-      // answer is larger than the smallest POST, so it spends the bucket of unproven answers.
+      // The admin's reason (which may name a rogue server's address) stays on the admin side. With
+      // its diagnostic the answer is larger than the smallest POST, so it spends the bucket of
+      // unproven answers; past that bucket the 5.03 keeps its retry and Max-Age but drops the
+      // diagnostic (smaller than any request): a spoofer must not turn a device's long back-off into
+      // a 4.29 it retries within seconds (review finding 10).
       if (!this.switchState.enabled) {
+        const retry = this.d.settings.disabledRetryS;
         const t = this.junkLimits.takeAll(scopeKeys(scope), t0);
-        if (!t.ok) return this.rateLimited(t.retryS);
-        return this.errorOutcome('disabled', 'provisioning is disabled; retry later', this.d.settings.disabledRetryS);
+        if (!t.ok) return { code: ERROR_TABLE.disabled.coap, body: { err: ERROR_TABLE.disabled.err!, retry }, maxAge: retry };
+        return this.errorOutcome('disabled', 'provisioning is disabled; retry later', retry);
       }
       const got = this.decode(scope, t0, () => {
         const env = parseSign1(payload, 'request');
@@ -363,6 +397,8 @@ export class ProvisioningService {
     ]);
     const stop = this.spend(req.id, req.pk, keyStanding(req, rec, now), req.nonce, peer, now, t0);
     if (stop) return stop;
+    const guessed = this.guessGate(req, rec, peer, now, t0);
+    if (guessed) return guessed;
     let decision = decide(req, rec, this.d.settings.policy, now);
     const notes = [...decision.flags];
     const dup = duplicateMacNote(req, macPeers);
@@ -405,6 +441,30 @@ export class ProvisioningService {
         return this.errorOutcome(decision.code, decision.reason, decision.retryS);
       }
     }
+  }
+
+  /**
+   * The per-ID bound on guesses at an entry's out-of-band secret (review of F1). A wrong proof spends
+   * the ID's guess bucket, whatever key signed it; while that bucket is empty no proof for the ID is
+   * judged in the answer: right and wrong proofs alike get 2.05 "pending" with a fresh nonce and the
+   * first pending retry, nothing is recorded, and no token is issued — so guesses beyond the bucket
+   * learn nothing, a lucky one is never issued a token, and the genuine device is held (polling at
+   * its pending retry), never refused, until the guessing stops. A right proof held this way is
+   * logged with its key, for an admin who may bind that key to the entry.
+   */
+  private guessGate(req: Parameters<typeof decide>[0], rec: SubjectRecords, peer: string, now: number, nowMs: number): Outcome | undefined {
+    const attempt = oobAttempt(req, rec, now);
+    if (attempt === undefined) return undefined;
+    const t = attempt === 'wrong' ? this.oobGuessLimits.take(req.id, nowMs) : this.oobGuessLimits.peek(req.id, nowMs);
+    if (t.ok) return undefined;
+    if (attempt === 'right') {
+      this.d.log.warn(
+        { evt: 'oob-guessing', id: req.id, pk: Buffer.from(req.pk).toString('hex'), src: req.source },
+        'a right out-of-band proof held: wrong proofs for this ID are over their limit',
+      );
+    }
+    const retry = this.d.settings.policy.pendingInitialS;
+    return { code: '2.05', body: { status: STATUS.pending, nonce: this.nonce(req.id, retry + this.d.settings.nonceTtl, now, peer), retry }, maxAge: retry };
   }
 
   private async approve(d: Extract<Decision, { kind: 'approve' }>, xk: Uint8Array | undefined, now: number, extra: Mutation[]): Promise<Outcome> {

@@ -195,6 +195,30 @@ describe('spoofed datagrams with a victim\'s source address (F4)', () => {
     }
   });
 
+  it('keeps answering 5.03 with the disabled retry, never 4.29, to an address a spoofer floods while provisioning is off', async () => {
+    const r = await rig({}, { addressBurst: 10, addressRate: 1 });
+    try {
+      await r.admin.setProvisioning(false, 'rogue server at 192.0.2.66', { by: 'admin:alice' });
+      const spoofed = new TestDevice('whatever').request();
+      for (let i = 0; i < 50; i++) await r.svc.request(spoofed, { source: `${VICTIM}:${1024 + i}` });
+      const dev = new TestDevice('behind-off');
+      const req = dev.request();
+      const out = await r.svc.request(req, { source: `${VICTIM}:5683` });
+      assert.equal(out.code, '5.03', `the device backs off for disabledRetry, not for a rate limit: ${show(out)}`);
+      assert.equal(out.body.err, ERROR_TABLE.disabled.err);
+      assert.equal(out.body.retry, 300);
+      assert.equal(out.maxAge, 300);
+      assert.equal(out.body.diag, undefined, 'over the bucket of unproven answers: no diagnostic');
+      assert.ok(encodeResponse(out.body).length < req.length, 'no larger than the request');
+      const fresh = await r.svc.request(req, { source: '192.0.2.99:5683' });
+      assert.equal(fresh.code, '5.03');
+      assert.ok(fresh.body.diag, 'an address with room in its bucket still gets the diagnostic');
+      assert.ok(!JSON.stringify(fresh.body).includes('192.0.2.66'), 'the admin\'s reason stays on the admin side');
+    } finally {
+      await r.close();
+    }
+  });
+
   it('does not let nonces fetched at another address spend the victim address\'s signature budget', async () => {
     const r = await rig({}, { addressBurst: 10, addressRate: 1 });
     try {
@@ -227,6 +251,27 @@ describe('spoofed datagrams with a victim\'s source address (F4)', () => {
       const one: string[] = [];
       for (let i = 1; i <= 11; i++) one.push((await ask(r, new TestDevice(`one-${i}`), `10.2.0.1:${5000 + i}`)).code);
       assert.deepEqual(one, [...new Array(10).fill('2.05'), '4.29'], 'an IPv4 address, all ports together');
+    } finally {
+      await r.close();
+    }
+  });
+
+  it('bounds signature checks per IPv6 /56 and /48 too, with budgets that grow by allocation', async () => {
+    const r = await rig({}, { addressBurst: 10, addressRate: 1 });
+    try {
+      let k = 0;
+      const count = async (n: number, source: (i: number) => string): Promise<number> => {
+        let checked = 0;
+        for (let i = 0; i < n; i++) if ((await ask(r, new TestDevice(`p-${k++}`), source(i))).code !== '4.29') checked++;
+        return checked;
+      };
+      // One request from each of 60 /64s of one /56: the /56 holds 4 × 10.
+      assert.equal(await count(60, (i) => `[2001:db8:7:${(0x100 + i).toString(16)}::1]:5683`), 40, 'the /64s of one /56 share its 40');
+      // One /64 from each of 200 further /56s of the same /48: the /48 holds 16 × 10, 40 already spent.
+      assert.equal(await count(200, (i) => `[2001:db8:7:${((i + 2) << 8).toString(16)}::1]:5683`), 120, 'the /56s of one /48 share its 160');
+      assert.equal((await ask(r, new TestDevice('p-next'), '[2001:db8:8:100::1]:5683')).code, '2.05', 'the next /48 has its own');
+      r.tick(1);
+      assert.equal((await ask(r, new TestDevice('p-later'), '[2001:db8:7:ff00::1]:5683')).code, '2.05', 'the /48 refills at 16 a second');
     } finally {
       await r.close();
     }

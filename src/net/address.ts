@@ -1,17 +1,28 @@
 /**
- * Source addresses as the rate limits and the nonce binding see them (issue #11, F4). Pure: text in,
- * text out, no socket API. An IPv4 peer is one address; an IPv6 peer is its address and its /64
- * prefix, because a host can use any of the 2^64 addresses of the prefix it was given (SLAAC, privacy
- * addresses): a limit per IPv6 address alone would be 2^64 limits for one host.
+ * The one normaliser of source addresses (issue #11 F4, review finding 7): what the nonce binding,
+ * the service's budgets, the CoAP GET limit and the DTLS handshake table all count by. Pure: text in,
+ * text out, no socket API, no imports — a leaf that every layer may use. An IPv4 peer is one address;
+ * an IPv6 peer is its address and its /64 prefix, because a host can use any of the 2^64 addresses of
+ * the prefix it was given (SLAAC, privacy addresses): a limit per IPv6 address alone would be 2^64
+ * limits for one host. Its /56 and /48 are given too: the allocations a home or a site gets (RFC 6177),
+ * for budgets that grow by level. IPv4-mapped and NAT64 (`64:ff9b::/96`) addresses are the IPv4
+ * address they carry, decided here once.
  */
 
 /** Where a request came from, for the limits: the keys of every bucket it is charged to. */
 export interface AddressScope {
-  /** The canonical address: dotted IPv4 (also for `::ffff:a.b.c.d`), or the full lowercase IPv6. */
+  /** The canonical address: dotted IPv4 (also for `::ffff:a.b.c.d` and `64:ff9b::a.b.c.d`), or the full lowercase IPv6. */
   address: string;
   /** `<first four groups>::/64` for IPv6 (zone kept), absent for IPv4 and unparsable text. */
   prefix?: string;
+  /** The /56 of an IPv6 address (`2001:0db8:0001:0200::/56`, zone kept), absent with `prefix`. */
+  prefix56?: string;
+  /** The /48 of an IPv6 address (`2001:0db8:0001::/48`, zone kept), absent with `prefix`. */
+  prefix48?: string;
 }
+
+/** A source as the transports name it (the shape `src/transport/source.ts` has always exported). */
+export type Source = AddressScope;
 
 /** The address part of `addr:port`, `[v6]:port` or a bare address. */
 function hostOf(source: string): string {
@@ -81,10 +92,21 @@ export function addressScope(source: string): AddressScope {
   const nat64 = g[0] === 0x64 && g[1] === 0xff9b && g.slice(2, 6).every((x) => x === 0);
   if (mapped || nat64) return { address: `${g[6]! >> 8}.${g[6]! & 0xff}.${g[7]! >> 8}.${g[7]! & 0xff}` };
   const full = g.map(hex4).join(':') + zone;
-  return { address: full, prefix: `${g.slice(0, 4).map(hex4).join(':')}::/64${zone}` };
+  return {
+    address: full,
+    prefix: `${g.slice(0, 4).map(hex4).join(':')}::/64${zone}`,
+    prefix56: `${[g[0]!, g[1]!, g[2]!, g[3]! & 0xff00].map(hex4).join(':')}::/56${zone}`,
+    prefix48: `${g.slice(0, 3).map(hex4).join(':')}::/48${zone}`,
+  };
 }
 
-/** The bucket keys of a scope: its address, then its /64 when it has one. */
+/**
+ * The {@link Source} of an address as `node:dgram` reports it (or `addr:port`): the same function
+ * as {@link addressScope}, under the name the transports use. Never throws.
+ */
+export const sourceOf: (address: string) => Source = addressScope;
+
+/** The bucket keys of a scope's address and /64 (the per-address budgets): its address, then its /64 when it has one. */
 export function scopeKeys(s: AddressScope): string[] {
   return s.prefix ? [s.address, s.prefix] : [s.address];
 }
