@@ -1,5 +1,5 @@
 /**
- * Server configuration: one table of settings (STYLE.md §5) read from defaults < config file (JSON) <
+ * Server configuration: one table of settings read from defaults < config file (JSON) <
  * environment (IDPROV_*) < command-line flags, validated with every error reported at once, then
  * frozen. The README's settings table is generated from {@link SETTINGS} (`npm run docs:config`).
  */

@@ -3,7 +3,7 @@
  * keys and MACs are raw bytes. Nothing here does I/O.
  */
 
-/** Client type of PROTOCOL.md §2 key 5. */
+/** Client type of docs/spec/idprov-coap-v1.md §2 key 5. */
 export type ClientType = 0 | 1 | 2;
 /** Token role claim for a client type (`undefined` for devices: the claim is absent). */
 export const ROLE_OF_TYPE: Readonly<Record<ClientType, string | undefined>> = { 0: undefined, 1: 'service', 2: 'consumer' };

@@ -1,11 +1,11 @@
 /**
- * Typed errors with stable codes (STYLE.md §1). Every failure the server can report carries a
+ * Typed errors with stable codes. Every failure the server can report carries a
  * {@link ProvErrorCode}; {@link ERROR_TABLE} maps each code to its CoAP response code, the wire `err`
- * number of PROTOCOL.md §4 and the HTTP status the admin sidecar uses. Tests assert on `code`, never on
+ * number of docs/spec/idprov-coap-v1.md §4 and the HTTP status the admin sidecar uses. Tests assert on `code`, never on
  * message text, and a test fails when a code is missing from the table or from docs/protocol.md.
  */
 
-/** Stable error codes. The first twelve are the `err` values of PROTOCOL.md §4. */
+/** Stable error codes. The first twelve are the `err` values of docs/spec/idprov-coap-v1.md §4. */
 export type ProvErrorCode =
   | 'malformed'
   | 'bad-signature'

@@ -1,5 +1,5 @@
 /**
- * The composition root (DESIGN.md `main.ts`): configuration in, concrete adapters built (SQLite store,
+ * The composition root (docs/architecture.md "Composition root"): configuration in, concrete adapters built (SQLite store,
  * UDP sockets, the CoAP engine), servers started. Nothing below this file picks an adapter.
  */
 import { randomBytes } from 'node:crypto';
@@ -42,7 +42,7 @@ export const SWEEP_INTERVAL_MS = 60_000;
  */
 export const COAP_MAX_KEYS = 8;
 
-/** Content-Formats of PROTOCOL.md §1. */
+/** Content-Formats of docs/spec/idprov-coap-v1.md §1. */
 export const CF = { linkFormat: 40, coseSign1: 18, cbor: 60, coseKeySet: 102 } as const;
 
 /** A running server. */
@@ -57,10 +57,10 @@ export interface RunningServer {
   sidecar: FastifyInstance;
   /** The bound CoAP/UDP port (useful with port 0). */
   coapPort: number;
-  /** The CoAP-over-DTLS transport (PROTOCOL.md §6) and its bound port. */
+  /** The CoAP-over-DTLS transport (docs/spec/idprov-coap-v1.md §6) and its bound port. */
   dtls: DtlsTransport;
   coapsPort: number;
-  /** base64url SHA-256 of the DTLS certificate's SubjectPublicKeyInfo (discovery's `fp`, PROTOCOL.md §7). */
+  /** base64url SHA-256 of the DTLS certificate's SubjectPublicKeyInfo (discovery's `fp`, docs/spec/idprov-coap-v1.md §7). */
   dtlsFingerprint: string;
   /** The bound admin sidecar port. */
   adminPort: number;
@@ -80,7 +80,7 @@ export function toCoap(o: Outcome): CoapResponse {
 }
 
 /**
- * Register the resources of PROTOCOL.md §1 on a CoAP engine. `keySet` answers `/idprov/keys`
+ * Register the resources of docs/spec/idprov-coap-v1.md §1 on a CoAP engine. `keySet` answers `/idprov/keys`
  * (default: the service's full key set).
  */
 export function registerResources(coap: CoapServer, service: ProvisioningService, keySet: () => Buffer = () => service.keySet()): void {
@@ -158,7 +158,7 @@ export function allowlistPsk(store: Pick<Store, 'pskOf'>, nowS: () => number): (
 }
 
 /**
- * The CoAP-over-DTLS transport (PROTOCOL.md §6): the P-256 certificate from the configured paths or
+ * The CoAP-over-DTLS transport (docs/spec/idprov-coap-v1.md §6): the P-256 certificate from the configured paths or
  * created in the data directory at first start, and PSK identity = device ID → PSK = that device's
  * out-of-band secret from its (unexpired) allowlist entry.
  */
@@ -378,7 +378,7 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
     const sweepTimer = setInterval(runSweep, SWEEP_INTERVAL_MS);
     sweepTimer.unref();
 
-    // Discovery (PROTOCOL.md §7, docs/discovery.md): mDNS advertiser, rogue monitor, CoAP multicast.
+    // Discovery (docs/spec/idprov-coap-v1.md §7, docs/discovery.md): mDNS advertiser, rogue monitor, CoAP multicast.
     discovery = await startDiscovery({
       mdns: cfg.mdns,
       rogueMonitor: cfg.rogueMonitor,

@@ -1,16 +1,16 @@
 /**
- * The error registry (STYLE.md §1): one row per ProvErrorCode, and the wire `err` numbers exactly as
- * PROTOCOL.md §4 lists them.
+ * The error registry: one row per ProvErrorCode, and the wire `err` numbers exactly as
+ * docs/spec/idprov-coap-v1.md §4 lists them.
  */
 import assert from 'node:assert/strict';
 import { ERROR_TABLE, ProvError, isProvError, type ProvErrorCode } from '../src/errors.ts';
 
-/** PROTOCOL.md §4, verbatim. */
+/** docs/spec/idprov-coap-v1.md §4, verbatim. */
 const PROTOCOL_ERR_LINE =
   '`err` codes: 1 malformed, 2 bad-signature, 3 nonce, 4 key-mismatch, 5 mac-mismatch, 6 rejected, ' +
   '7 revoked, 8 token-expired, 9 rate-limited, 10 disabled, 11 oob-mismatch, 12 unknown-token-key.';
 
-/** PROTOCOL.md §4 outcome table: the CoAP code of each outcome. */
+/** docs/spec/idprov-coap-v1.md §4 outcome table: the CoAP code of each outcome. */
 const PROTOCOL_COAP: Partial<Record<ProvErrorCode, string>> = {
   malformed: '4.00',
   nonce: '4.01',
@@ -69,7 +69,7 @@ describe('error registry', () => {
     }
   });
 
-  it('numbers the wire err codes 1..12 exactly as PROTOCOL.md §4 lists them', () => {
+  it('numbers the wire err codes 1..12 exactly as docs/spec/idprov-coap-v1.md §4 lists them', () => {
     const listed = [...PROTOCOL_ERR_LINE.matchAll(/(\d+) ([a-z-]+)/g)].map((m) => [Number(m[1]), m[2]] as const);
     assert.equal(listed.length, 12);
     assert.deepEqual(listed.map(([n]) => n), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
@@ -87,7 +87,7 @@ describe('error registry', () => {
     for (let n = 2; n <= 12; n++) assert.equal(byNumber.get(n)!.length, 1, `err ${n}`);
   });
 
-  it('maps each protocol outcome to the CoAP code of PROTOCOL.md §1 and §4', () => {
+  it('maps each protocol outcome to the CoAP code of docs/spec/idprov-coap-v1.md §1 and §4', () => {
     for (const [code, coap] of Object.entries(PROTOCOL_COAP)) assert.equal(ERROR_TABLE[code as ProvErrorCode].coap, coap, code);
   });
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Boundary check (STYLE.md §9, DESIGN.md "Layers"): the pure layers import no I/O and read no clock,
+// Boundary check (docs/architecture.md "Layers"): the pure layers import no I/O and read no clock,
 // and no layer below the composition root picks a concrete adapter. Exits 1 listing every violation.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';

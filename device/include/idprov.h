@@ -198,7 +198,7 @@ int idprov_keyset_parse(const uint8_t *p, size_t n, idprov_key_t *keys, size_t c
 /* Messages (messages.c)                                                                        */
 /* ------------------------------------------------------------------------------------------ */
 
-/** What goes into a request body (/idprov/request, PROTOCOL.md §2). NULL / 0 = absent. */
+/** What goes into a request body (/idprov/request, docs/spec/idprov-coap-v1.md §2). NULL / 0 = absent. */
 typedef struct {
   const char *id;               /**< NUL-terminated device ID */
   const uint8_t *pk;            /**< 32 bytes */
@@ -231,7 +231,7 @@ enum {
   IDPROV_R_HUB = 1u << 14, IDPROV_R_ERR = 1u << 15
 };
 
-/** A parsed response body (PROTOCOL.md §4); ranges point into the input. */
+/** A parsed response body (docs/spec/idprov-coap-v1.md §4); ranges point into the input. */
 typedef struct {
   uint32_t has;            /**< IDPROV_R_* bits */
   unsigned status;         /**< 0 approved, 1 pending, 2 rejected */
@@ -245,7 +245,7 @@ typedef struct {
 /** Parses a response body; unknown keys are skipped (inside the subset). */
 int idprov_response_parse(const uint8_t *p, size_t n, idprov_response_t *out);
 
-/** A parsed CWT claim set (PROTOCOL.md §5). */
+/** A parsed CWT claim set (docs/spec/idprov-coap-v1.md §5). */
 typedef struct {
   idprov_bytes_t iss, sub, aud, role, cti;
   uint64_t exp, iat;

@@ -1,5 +1,5 @@
 /*
- * The provisioning state machine (PROTOCOL.md §3–§5, docs/device.md "State machine"):
+ * The provisioning state machine (docs/spec/idprov-coap-v1.md §3–§5, docs/device.md "State machine"):
  *
  *   START ──POST──▶ 4.01 + nonce ──▶ CHALLENGED ──POST (signed with the nonce)──▶
  *        2.01 ──▶ PROVISIONED (token opened if sealed, checked, optionally verified, stored)

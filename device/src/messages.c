@@ -1,4 +1,4 @@
-/* idprov v1 messages: request/refresh bodies (PROTOCOL.md §2), responses (§4), CWT claims (§5). */
+/* idprov v1 messages: request/refresh bodies (docs/spec/idprov-coap-v1.md §2), responses (§4), CWT claims (§5). */
 #include "internal.h"
 #include <string.h>
 

@@ -1,4 +1,4 @@
-/* Tokens (PROTOCOL.md §5): key fingerprint and kid, sealed-token open, token verification. */
+/* Tokens (docs/spec/idprov-coap-v1.md §5): key fingerprint and kid, sealed-token open, token verification. */
 #include "internal.h"
 #include <string.h>
 

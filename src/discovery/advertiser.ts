@@ -1,5 +1,5 @@
 /**
- * The mDNS/DNS-SD advertiser of PROTOCOL.md §7: probes the instance name (RFC 6762 §8.1, renaming to
+ * The mDNS/DNS-SD advertiser of docs/spec/idprov-coap-v1.md §7: probes the instance name (RFC 6762 §8.1, renaming to
  * `name (2)`, `(3)`, … on conflict, §8.2 tiebreaking), announces (§8.3: twice, one second apart),
  * answers queries (§6, QU bit §5.4, legacy unicast §6.7, known answers §7.1), re-announces when the
  * TXT changes (§8.4: key rotation), defends its name and re-probes after a conflict (§9), and sends
@@ -53,7 +53,7 @@ export const realSleep: Sleep = (ms, signal) =>
 /** Options of {@link MdnsAdvertiser}. */
 export interface AdvertiserOptions {
   endpoint: MdnsEndpoint;
-  /** The wanted instance label (PROTOCOL.md §7 default `idprov-<hostname>`). */
+  /** The wanted instance label (docs/spec/idprov-coap-v1.md §7 default `idprov-<hostname>`). */
   instance: string;
   /** SRV target, e.g. `gateway.local`. */
   host: string;

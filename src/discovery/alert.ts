@@ -1,5 +1,5 @@
 /**
- * What happens when a rogue provisioning server is seen (PROTOCOL.md §7, issue #5): a log line, an
+ * What happens when a rogue provisioning server is seen (docs/spec/idprov-coap-v1.md §7, issue #5): a log line, an
  * `alert.rogue-server` event in the event log (and so in the sidecar's feed), provisioning disabled
  * (`/idprov/request` answers 5.03 `err` 10 until an admin enables it; `/idprov/refresh` keeps
  * working), and an optional webhook POST.

@@ -1,5 +1,5 @@
 /**
- * CoAP multicast discovery (PROTOCOL.md §7, RFC 7252 §8, RFC 6690 §4): the server listens on the
+ * CoAP multicast discovery (docs/spec/idprov-coap-v1.md §7, RFC 7252 §8, RFC 6690 §4): the server listens on the
  * All-CoAP-Nodes groups 224.0.0.187 and ff02::fd at its CoAP port, so that
  * `GET /.well-known/core?rt=idprov*` sent to a group is answered with its links — and, because the
  * engine marks these requests `multicast`, a query that matches nothing gets no answer at all.

@@ -1,5 +1,5 @@
 /**
- * Discovery (DESIGN.md `discovery`, PROTOCOL.md §7): the mDNS/DNS-SD advertiser, the rogue-server
+ * Discovery (docs/architecture.md "discovery", docs/spec/idprov-coap-v1.md §7): the mDNS/DNS-SD advertiser, the rogue-server
  * monitor and CoAP multicast discovery, started together by the composition root with
  * {@link startDiscovery}. See docs/discovery.md.
  */

@@ -2,7 +2,7 @@
  * The mDNS socket (multicast-dns on UDP 5353) behind a narrow seam, {@link MdnsEndpoint}, that the
  * advertiser and the rogue monitor share; tests use an in-memory endpoint instead.
  *
- * One IPv4 socket bound to `0.0.0.0:5353` (DESIGN.md: multicast-dns must be given `bind: '0.0.0.0'`)
+ * One IPv4 socket bound to `0.0.0.0:5353` (docs/architecture.md "Multicast": multicast-dns must be given `bind: '0.0.0.0'`)
  * joins 224.0.0.251 on every selected interface. Multicast packets are sent once per interface
  * (IP_MULTICAST_IF set before each, sends serialised so that the setting cannot race), TTL 255
  * (RFC 6762 §11), with loopback on so that other mDNS stacks on the same host see them. AAAA records

@@ -1,5 +1,5 @@
 /**
- * The rogue monitor (PROTOCOL.md §7): browses `_idprov._udp.local` continuously — a PTR query at
+ * The rogue monitor (docs/spec/idprov-coap-v1.md §7): browses `_idprov._udp.local` continuously — a PTR query at
  * start, then at doubling intervals up to `maxQueryIntervalMs` (RFC 6762 §5.2) — and listens to every
  * mDNS response on the link, so an announcement is noticed the moment it is sent. The decisions are
  * {@link RogueTracker}'s; this class only moves packets, timers and callbacks.

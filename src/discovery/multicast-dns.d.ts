@@ -66,7 +66,7 @@ declare module 'multicast-dns' {
       host?: string;
       /** Interface address(es) for memberships and IP_MULTICAST_IF. */
       interface?: string | string[];
-      /** Address to bind; DESIGN.md: pass '0.0.0.0'. */
+      /** Address to bind; docs/architecture.md "Multicast": pass '0.0.0.0'. */
       bind?: string | false;
       /** false: no memberships, TTL or loopback settings (the caller manages them). */
       multicast?: boolean;

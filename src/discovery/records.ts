@@ -1,5 +1,5 @@
 /**
- * DNS-SD records of PROTOCOL.md §7 and the mDNS answering rules (RFC 6762, RFC 6763), as pure
+ * DNS-SD records of docs/spec/idprov-coap-v1.md §7 and the mDNS answering rules (RFC 6762, RFC 6763), as pure
  * functions: a {@link ServiceInfo} in, dns-packet records out; a received query in, an
  * {@link AnswerPlan} (what to send, and to whom) out. No sockets, no clock.
  */
@@ -8,7 +8,7 @@ import type mdns from 'multicast-dns';
 export type Answer = mdns.Answer;
 export type Question = mdns.Question;
 
-/** The DNS-SD service type of PROTOCOL.md §7. */
+/** The DNS-SD service type of docs/spec/idprov-coap-v1.md §7. */
 export const SERVICE_TYPE = '_idprov._udp.local';
 /** RFC 6763 §9: service type enumeration. */
 export const SERVICE_ENUMERATION = '_services._dns-sd._udp.local';
@@ -40,7 +40,7 @@ export interface ServiceInfo {
   ipv6: readonly string[];
 }
 
-/** The TXT inputs of PROTOCOL.md §7. */
+/** The TXT inputs of docs/spec/idprov-coap-v1.md §7. */
 export interface TxtInput {
   /** Hex kid of the current token key. */
   kid: string;
@@ -52,7 +52,7 @@ export interface TxtInput {
   path?: string;
 }
 
-/** TXT pairs in the order of PROTOCOL.md §7: `v`, `path`, `coaps`, `kid`, `fp` (absent ones left out). */
+/** TXT pairs in the order of docs/spec/idprov-coap-v1.md §7: `v`, `path`, `coaps`, `kid`, `fp` (absent ones left out). */
 export function txtPairs(t: TxtInput): [string, string][] {
   const out: [string, string][] = [
     ['v', '1'],
@@ -104,7 +104,7 @@ export function instanceOf(fqdn: string): string | undefined {
   return label === '' ? undefined : label;
 }
 
-/** The default instance name of PROTOCOL.md §7: `idprov-<hostname>` (first label of the host name). */
+/** The default instance name of docs/spec/idprov-coap-v1.md §7: `idprov-<hostname>` (first label of the host name). */
 export function defaultInstanceName(hostname: string): string {
   return truncateLabel(`idprov-${hostLabel(hostname)}`);
 }
@@ -161,7 +161,7 @@ export interface RecordSet {
   addresses: Answer[];
 }
 
-/** Build the records of PROTOCOL.md §7 for `info`. `ttlScale` 0 gives the goodbye records (TTL 0). */
+/** Build the records of docs/spec/idprov-coap-v1.md §7 for `info`. `ttlScale` 0 gives the goodbye records (TTL 0). */
 export function buildRecords(info: ServiceInfo, ttlScale: 0 | 1 = 1): RecordSet {
   const fqdn = instanceFqdn(info.instance);
   const host = TTL_HOST * ttlScale;

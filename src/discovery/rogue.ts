@@ -1,5 +1,5 @@
 /**
- * Rogue-server classification (PROTOCOL.md §7): any `_idprov._udp` instance on the link that is not
+ * Rogue-server classification (docs/spec/idprov-coap-v1.md §7): any `_idprov._udp` instance on the link that is not
  * this server and not listed as trusted is a rogue. {@link RogueTracker} is a pure state machine: mDNS
  * packets and the time (ms) go in, actions come out (query to resolve an instance, raise an alert,
  * note that a rogue left). It does no I/O and reads no clock.

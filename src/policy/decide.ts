@@ -1,5 +1,5 @@
 /**
- * Provisioning decisions as values (PROTOCOL.md §5; STYLE.md §2). `decide` and `decideRefresh` look at
+ * Provisioning decisions as values (docs/spec/idprov-coap-v1.md §5). `decide` and `decideRefresh` look at
  * an authenticated request and the records about its device ID, and return what should happen. They do
  * no I/O and take the clock as an argument; the service records and answers.
  */
@@ -48,7 +48,7 @@ export interface FlagNote {
   subject?: string;
 }
 
-/** Retry and backoff settings (PROTOCOL.md §4 "Retry guidance"). */
+/** Retry and backoff settings (docs/spec/idprov-coap-v1.md §4 "Retry guidance"). */
 export interface PolicySettings {
   /** First pending retry hint (s). Default 60. */
   pendingInitialS: number;
@@ -135,7 +135,7 @@ function refuse(
 }
 
 /**
- * Decide an authenticated `/idprov/request` (PROTOCOL.md §5).
+ * Decide an authenticated `/idprov/request` (docs/spec/idprov-coap-v1.md §5).
  * Order: revoked → rejected (a reject always overrides an approval, rule 5) → allowlist entry (rule 1)
  * → provisioned device (rule 2) → admin-approved or waiting request (rule 3) → new pending request.
  */
@@ -258,7 +258,7 @@ export type RefreshDecision =
   | { kind: 'refuse'; code: Extract<ProvErrorCode, 'revoked' | 'rejected' | 'key-mismatch'>; retryS: number; reason: string };
 
 /**
- * Decide an authenticated `/idprov/refresh` (PROTOCOL.md §5): the device must still be provisioned,
+ * Decide an authenticated `/idprov/refresh` (docs/spec/idprov-coap-v1.md §5): the device must still be provisioned,
  * unrevoked, with the key its token is bound to.
  */
 export function decideRefresh(req: RefreshFacts, rec: SubjectRecords, s: PolicySettings, now: number): RefreshDecision {

@@ -2,7 +2,7 @@
  * Token-bucket rate limits (issue #6), as pure math plus a bounded table of buckets. No I/O, no clock:
  * every call takes `nowMs`. The provisioning service keeps one {@link BucketTable} per scope (source
  * address, device ID) and answers 4.29 with Max-Age = {@link Take.retryS} when a bucket is empty
- * (PROTOCOL.md §4, `err` 9).
+ * (docs/spec/idprov-coap-v1.md §4, `err` 9).
  */
 
 /** A bucket's limit: `rate` tokens per second refill, at most `burst` tokens held. `rate` 0 = no limit. */

@@ -26,7 +26,7 @@ export interface AllowlistParse {
 export interface AllowlistOptions {
   /** `createdAt` of the entries. */
   now: number;
-  /** Shortest accepted OOB secret (PROTOCOL.md §5 rule 4; default 12). */
+  /** Shortest accepted OOB secret (docs/spec/idprov-coap-v1.md §5 rule 4; default 12). */
   minSecretLength?: number;
   /** Secrets shorter than this get a warning (default 16). */
   warnSecretLength?: number;

@@ -1,12 +1,12 @@
 /**
- * CBOR for the wire contract (PROTOCOL.md §2, RFC 8949).
+ * CBOR for the wire contract (docs/spec/idprov-coap-v1.md §2, RFC 8949).
  *
- * Decoding uses one configured cbor-x Decoder (DESIGN.md) behind {@link decodeCbor}, which turns every
+ * Decoding uses one configured cbor-x Decoder (docs/architecture.md "cbor-x configuration") behind {@link decodeCbor}, which turns every
  * failure (truncation, trailing bytes, bad headers) into `ProvError('malformed')`.
  *
  * Encoding uses {@link encodeCanonical}, a small core-deterministic encoder (RFC 8949 §4.2.1: shortest
  * heads, definite lengths, map keys sorted bytewise by their encoding). It is ours rather than cbor-x's
- * because cbor-x, even configured as DESIGN.md says, writes integers ≥ 2^32 as float64 and leaves map
+ * because cbor-x, even configured as docs/architecture.md "cbor-x configuration" says, writes integers ≥ 2^32 as float64 and leaves map
  * order to the caller — both break "equal content gives equal bytes" (measured: `2**32` encodes as
  * `fb41f0000000000000`).
  */
@@ -44,7 +44,7 @@ export const MAX_CBOR_DEPTH = 32;
 /**
  * Decode exactly one CBOR item. Maps come back as `Map`, byte strings as `Uint8Array` (Buffer),
  * tag 18 as a cbor-x `Tag` object (`{tag, value}`). Integers are read by value: from -2^32 to 2^32 - 1 as
- * `number`, beyond as `bigint`, whatever head length they were written with (PROTOCOL.md §2: a
+ * `number`, beyond as `bigint`, whatever head length they were written with (docs/spec/idprov-coap-v1.md §2: a
  * longer-than-shortest form equals the shortest one).
  * @throws ProvError `malformed` on empty, oversized, truncated or trailing input, and on anything
  *   outside the idprov subset (see `checkSubset`: floats, undefined, simple values, tags other than 18).
@@ -67,10 +67,10 @@ export function decodeCbor(bytes: Uint8Array, what = 'CBOR item'): unknown {
  * that cannot be told apart from the types the protocol expects: floats (`1.0` → 1, also as a map key),
  * decimal fractions (`4([0, 1])` → 1), self-describe / shareable / set-as-map tags (`55799(1)`, `28(1)`
  * → 1), typed arrays (`64(h'…')` → a byte string) and `undefined` (a known key that reads as absent).
- * Without this a known key with the wrong type would pass (PROTOCOL.md §2: it is 4.00).
+ * Without this a known key with the wrong type would pass (docs/spec/idprov-coap-v1.md §2: it is 4.00).
  * Text strings must be valid UTF-8 (RFC 8949 §3.1): cbor-x would turn every invalid sequence into U+FFFD,
  * so two different keys could read as one.
- * Maps with two keys of equal value are refused (PROTOCOL.md §2, RFC 8949 §5.6), whatever their
+ * Maps with two keys of equal value are refused (docs/spec/idprov-coap-v1.md §2, RFC 8949 §5.6), whatever their
  * encodings: an integer written with a longer-than-shortest head equals its shortest form, an
  * indefinite-length array equals the definite one, maps compare as sets of entries.
  * Walks the heads only; no values are built. Nesting is limited to {@link MAX_CBOR_DEPTH}.

@@ -1,5 +1,5 @@
 /**
- * COSE_Sign1 (RFC 9052 §4.2) as PROTOCOL.md §2 and §5 use it: EdDSA (alg -8) only, attached payload,
+ * COSE_Sign1 (RFC 9052 §4.2) as docs/spec/idprov-coap-v1.md §2 and §5 use it: EdDSA (alg -8) only, attached payload,
  * CBOR tag 18 optional. The signed bytes are always the bytes as received — nothing is re-encoded.
  */
 import { ProvError } from '../errors.ts';

@@ -1,5 +1,5 @@
 /**
- * CWT claims (RFC 8392) with the `cnf` proof-of-possession key (RFC 8747), PROTOCOL.md §5, and the
+ * CWT claims (RFC 8392) with the `cnf` proof-of-possession key (RFC 8747), docs/spec/idprov-coap-v1.md §5, and the
  * COSE_KeySet of `/idprov/keys`. Encoding is core deterministic; decoding validates every claim type.
  */
 import { ProvError } from '../errors.ts';

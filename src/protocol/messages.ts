@@ -1,5 +1,5 @@
 /**
- * Request and response bodies of PROTOCOL.md §2 and §4. Bytes in, typed values out; every failure is
+ * Request and response bodies of docs/spec/idprov-coap-v1.md §2 and §4. Bytes in, typed values out; every failure is
  * `ProvError('malformed')` (4.00). Unknown keys are ignored (forward compatibility); a known key with
  * the wrong type is malformed.
  */
@@ -7,7 +7,7 @@ import type { ClientType } from '../domain.ts';
 import { ProvError } from '../errors.ts';
 import { cborMap, decodeCbor, encodeCanonical, type CborValue } from './cbor.ts';
 
-/** Body of `/idprov/request` (PROTOCOL.md §2). */
+/** Body of `/idprov/request` (docs/spec/idprov-coap-v1.md §2). */
 export interface RequestBody {
   id: string;
   pk: Uint8Array;
@@ -18,7 +18,7 @@ export interface RequestBody {
   oob?: Uint8Array;
 }
 
-/** Body of `/idprov/refresh` (PROTOCOL.md §2). */
+/** Body of `/idprov/refresh` (docs/spec/idprov-coap-v1.md §2). */
 export interface RefreshBody {
   id: string;
   nonce?: Uint8Array;
@@ -30,7 +30,7 @@ export interface RefreshBody {
 export type ResponseStatus = 0 | 1 | 2;
 export const STATUS = { approved: 0, pending: 1, rejected: 2 } as const;
 
-/** A response body (PROTOCOL.md §4). */
+/** A response body (docs/spec/idprov-coap-v1.md §4). */
 export interface ResponseBody {
   status?: ResponseStatus;
   nonce?: Uint8Array;

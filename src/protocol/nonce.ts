@@ -1,5 +1,5 @@
 /**
- * Stateless freshness nonces (PROTOCOL.md §3).
+ * Stateless freshness nonces (docs/spec/idprov-coap-v1.md §3).
  *
  * Layout (24 bytes): `expiry (uint32 BE, epoch s) ‖ random (8) ‖ MAC (12)` where
  * MAC = first 12 bytes of HMAC-SHA256(secret, "idprov-nonce-v1" ‖ expiry ‖ random ‖ id).

@@ -1,5 +1,5 @@
 /**
- * The out-of-band secret proof of PROTOCOL.md §2 key 7:
+ * The out-of-band secret proof of docs/spec/idprov-coap-v1.md §2 key 7:
  * HMAC-SHA256(key = secret, msg = "idprov-oob-v1" ‖ nonce ‖ pk). Compared in constant time.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';

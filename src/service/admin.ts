@@ -74,7 +74,7 @@ export class AdminService {
   }
 
   /**
-   * Record an alert the server raised itself (e.g. `alert.rogue-server`, PROTOCOL.md §7) in the event
+   * Record an alert the server raised itself (e.g. `alert.rogue-server`, docs/spec/idprov-coap-v1.md §7) in the event
    * log, so that it shows in the event feed. Does not change the provisioning switch.
    */
   async recordAlert(kind: `alert.${string}`, detail: Record<string, unknown>, actor: Actor = { by: 'system' }): Promise<void> {

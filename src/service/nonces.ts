@@ -1,5 +1,5 @@
 /**
- * The used-once set of PROTOCOL.md §3. Nonces are verified statelessly (MAC + expiry); this set only
+ * The used-once set of docs/spec/idprov-coap-v1.md §3. Nonces are verified statelessly (MAC + expiry); this set only
  * remembers the ones already accepted, until they expire. Memory is bounded twice: entries drop out
  * with their expiry (whole time buckets at once, no per-entry timers), and a hard cap refuses new
  * entries when full — a refused nonce makes the device fetch a fresh one (4.01), never a replay.

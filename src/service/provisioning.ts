@@ -1,5 +1,5 @@
 /**
- * The provisioning use cases (PROTOCOL.md §3–§5): authenticate → load → decide → record → issue.
+ * The provisioning use cases (docs/spec/idprov-coap-v1.md §3–§5): authenticate → load → decide → record → issue.
  * This is the one place that sequences side effects: a token leaves only after the store has
  * committed the record behind it. Transport-neutral: callers hand in payload bytes and get back an
  * {@link Outcome} (CoAP code, response body, Max-Age).
@@ -255,7 +255,7 @@ export class ProvisioningService {
   }
 
   /**
-   * The gate before any signature check (issue #11 F4; PROTOCOL.md §3). A request without a valid
+   * The gate before any signature check (issue #11 F4; docs/spec/idprov-coap-v1.md §3). A request without a valid
    * nonce for its ID and source address, or with one already used, gets a 4.01 challenge: one HMAC,
    * no state, an answer smaller than the request, so it is never rate-limited and a spoofer cannot
    * starve a device of nonces. A valid, unused nonce shows that the sender receives at the source
@@ -349,7 +349,7 @@ export class ProvisioningService {
     }
   }
 
-  /** `POST /idprov/request` (PROTOCOL.md §2, §3, §5). Never throws. */
+  /** `POST /idprov/request` (docs/spec/idprov-coap-v1.md §2, §3, §5). Never throws. */
   request(payload: Uint8Array, ctx: RequestContext): Promise<Outcome> {
     return this.handle('request', ctx, async (now, t0, setId, scope) => {
       // The admin's reason (which may name a rogue server's address) stays on the admin side. With
@@ -382,7 +382,7 @@ export class ProvisioningService {
     });
   }
 
-  /** 4.29: `retry` (key 10, also Max-Age) and `err` 9 (key 15), as PROTOCOL.md §4 lists for it. */
+  /** 4.29: `retry` (key 10, also Max-Age) and `err` 9 (key 15), as docs/spec/idprov-coap-v1.md §4 lists for it. */
   private rateLimited(retryS: number): Outcome {
     return { code: ERROR_TABLE['rate-limited'].coap, body: { retry: retryS, err: ERROR_TABLE['rate-limited'].err! }, maxAge: retryS };
   }
@@ -475,7 +475,7 @@ export class ProvisioningService {
     if (d.consumeAllow) muts.push({ kind: 'allow.consume', id: device.id, at: now });
     if (d.clearPending) muts.push({ kind: 'pending.delete', id: device.id });
     muts.push(this.event(now, 'provision.approved', device.id, 'device', device.source, { via: d.via, cti, exp }));
-    // Durability (DESIGN.md): the token leaves only after this commit.
+    // Durability (docs/architecture.md "Durability"): the token leaves only after this commit.
     await this.d.store.apply(muts);
     return this.issued(token, exp, ttl, xk);
   }
@@ -506,7 +506,7 @@ export class ProvisioningService {
   }
 
   /**
-   * `POST /idprov/refresh` (PROTOCOL.md §2, §5). Works while provisioning is disabled. Never throws.
+   * `POST /idprov/refresh` (docs/spec/idprov-coap-v1.md §2, §5). Works while provisioning is disabled. Never throws.
    * The nonce gate comes before the token's signature, so a request without a valid nonce for its
    * address costs no verify (§3); a token or request signature that fails burns the nonce.
    */
@@ -561,7 +561,7 @@ export class ProvisioningService {
     return this.d.keyring.keySet(this.now());
   }
 
-  /** Outcome for an error code: 4.03 bodies carry status 2 and retry (PROTOCOL.md §4). */
+  /** Outcome for an error code: 4.03 bodies carry status 2 and retry (docs/spec/idprov-coap-v1.md §4). */
   errorOutcome(code: ProvErrorCode, diag: string, retry?: number): Outcome {
     const info = ERROR_TABLE[code];
     const body: ResponseBody = { diag };

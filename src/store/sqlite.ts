@@ -1,5 +1,5 @@
 /**
- * The SQLite implementation of the {@link Store} seam (DESIGN.md `store`), on the `sqlite3` npm
+ * The SQLite implementation of the {@link Store} seam (docs/architecture.md "store"), on the `sqlite3` npm
  * package (callback API, wrapped in small promise helpers below).
  *
  * Connections: one **writer** connection owns every write transaction; file databases also get

@@ -1,5 +1,5 @@
 /**
- * The Store seam (DESIGN.md `store`): what the service needs from persistence, nothing more.
+ * The Store seam (docs/architecture.md "store"): what the service needs from persistence, nothing more.
  * Writes are expressed as {@link Mutation} values and applied atomically by {@link Store.apply}:
  * when the returned promise resolves, the mutations are committed (durable) — the service sends a
  * token only after that. Implementations may group several concurrent `apply` calls into one

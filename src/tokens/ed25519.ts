@@ -1,5 +1,5 @@
 /**
- * Ed25519 on node:crypto (DESIGN.md: ~80× faster than tweetnacl). Public KeyObjects are cached in a
+ * Ed25519 on node:crypto (docs/architecture.md "Ed25519 on node:crypto": ~80× faster than tweetnacl). Public KeyObjects are cached in a
  * bounded LRU because importing a key per call halves the verify rate.
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
@@ -76,7 +76,7 @@ export function ed25519Verify(cache: PublicKeyCache, raw: Uint8Array, msg: Uint8
   }
 }
 
-/** kid: the first 8 bytes of SHA-256 over the raw 32-byte public key (PROTOCOL.md §5). */
+/** kid: the first 8 bytes of SHA-256 over the raw 32-byte public key (docs/spec/idprov-coap-v1.md §5). */
 export function kidOf(publicRaw: Uint8Array): Buffer {
   return createHash('sha256').update(publicRaw).digest().subarray(0, 8);
 }

@@ -1,5 +1,5 @@
 /**
- * Token keys and CWTs (PROTOCOL.md §5): issue with the current key, verify with any key that can still
+ * Token keys and CWTs (docs/spec/idprov-coap-v1.md §5): issue with the current key, verify with any key that can still
  * verify an unexpired token, export the COSE_KeySet and a JWKS. Pure computation: keys come in as
  * records, the clock comes in as an argument.
  */

@@ -1,5 +1,5 @@
 /**
- * Sealing a token to the device's X25519 key (PROTOCOL.md §5): NaCl `crypto_box` with an ephemeral
+ * Sealing a token to the device's X25519 key (docs/spec/idprov-coap-v1.md §5): NaCl `crypto_box` with an ephemeral
  * key pair and a random 24-byte nonce — libsodium's `crypto_box_easy`, tweetnacl's `nacl.box`.
  */
 import nacl from 'tweetnacl';

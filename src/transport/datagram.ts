@@ -1,5 +1,5 @@
 /**
- * The narrow transport seam (STYLE.md §4): the CoAP engine talks to this, and UDP sockets, DTLS
+ * The narrow transport seam: the CoAP engine talks to this, and UDP sockets, DTLS
  * sessions and in-memory test pairs all implement it.
  */
 

@@ -1,5 +1,5 @@
 /**
- * Configuration (STYLE.md §5): defaults < config file (JSON) < environment (IDPROV_*) < flags, every
+ * Configuration: defaults < config file (JSON) < environment (IDPROV_*) < flags, every
  * problem reported at once, the result frozen, and one settings table that documents everything.
  */
 import assert from 'node:assert/strict';

@@ -1,5 +1,5 @@
 /**
- * The client's protocol steps (PROTOCOL.md §3–§5) against a scripted server: what it sends after each
+ * The client's protocol steps (docs/spec/idprov-coap-v1.md §3–§5) against a scripted server: what it sends after each
  * answer, and how it reads answers a real server would only give when broken.
  */
 import assert from 'node:assert/strict';

@@ -27,7 +27,7 @@ const vectorRequest = {
   secret: V.device.oob_secret_utf8 as string,
 };
 
-describe('device-sim request building (PROTOCOL.md §2, shared vectors)', () => {
+describe('device-sim request building (docs/spec/idprov-coap-v1.md §2, shared vectors)', () => {
   it('builds the vector request byte for byte from the vector seed, nonce, MAC, xk and OOB secret', () => {
     assert.equal(toHex(buildRequest(vectorRequest)), V.request.cose_sign1_untagged);
   });

@@ -19,7 +19,7 @@ describe('the simulator transport over node-coap', () => {
       const off = await x.request({ method: 'POST', path: '/idprov/request', payload: Buffer.from('a0', 'hex'), contentFormat: 18 });
       assert.equal(off.code, '5.03');
       assert.equal(off.contentFormat, 60);
-      assert.equal(off.maxAge, 300, 'the retry hint is repeated as Max-Age (PROTOCOL.md §4)');
+      assert.equal(off.maxAge, 300, 'the retry hint is repeated as Max-Age (docs/spec/idprov-coap-v1.md §4)');
     } finally {
       await x.close();
     }

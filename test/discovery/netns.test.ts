@@ -19,7 +19,7 @@ const DEVICE_SIM = join(ROOT, 'bin/device-sim.js');
 const SERVER_CHILD = join(ROOT, 'test/discovery/server-child.ts');
 const COAP_PROBE = join(ROOT, 'test/discovery/coap-probe.ts');
 
-describe('discovery in network namespaces (PROTOCOL.md §7)', function () {
+describe('discovery in network namespaces (docs/spec/idprov-coap-v1.md §7)', function () {
   this.timeout(60_000);
   let lab: Lab;
   let server: Proc;

@@ -1,5 +1,5 @@
 /**
- * A two-namespace network lab for the discovery tests (DESIGN.md "Multicast": the default namespace's
+ * A two-namespace network lab for the discovery tests (docs/architecture.md "Multicast": the default namespace's
  * `lo` has no MULTICAST flag). Creates `idpv<pid>s` (server) and `idpv<pid>c` (client) joined by a
  * veth pair with 10.213.7.1/24 + fd13:213::1/64 and 10.213.7.2/24 + fd13:213::2/64 — addresses that
  * exist only inside these namespaces — and, on request, a private D-Bus and an avahi-daemon in the

@@ -1,4 +1,4 @@
-/** Record building and query answering of PROTOCOL.md §7 (src/discovery/records.ts), pure. */
+/** Record building and query answering of docs/spec/idprov-coap-v1.md §7 (src/discovery/records.ts), pure. */
 import assert from 'node:assert/strict';
 import { selectInterfaces } from '../../src/discovery/interfaces.ts';
 import {
@@ -25,7 +25,7 @@ const info: ServiceInfo = {
 };
 const from = { address: '10.213.7.2', port: 5353 };
 
-describe('discovery records (PROTOCOL.md §7)', () => {
+describe('discovery records (docs/spec/idprov-coap-v1.md §7)', () => {
   describe('building', () => {
     it('publishes a PTR from _idprov._udp.local to the instance, shared and without the cache-flush bit', () => {
       const r = buildRecords(info);

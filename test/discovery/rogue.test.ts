@@ -34,7 +34,7 @@ function announcement(instance: string, o: { port?: number; txt?: string[]; ttl?
 }
 const T0 = 1_800_000_000_000;
 
-describe('rogue servers (PROTOCOL.md §7)', () => {
+describe('rogue servers (docs/spec/idprov-coap-v1.md §7)', () => {
   describe('classification', () => {
     it('classifies our own records as self, a listed name as trusted and anything else as rogue', () => {
       assert.equal(classifyInstance('idprov-gw', [ours.srv, ours.txt], self, []), 'self');

@@ -1,5 +1,5 @@
 /**
- * Interop of the DTLS server with real peers on loopback (PROTOCOL.md §6, issue #4): OpenSSL
+ * Interop of the DTLS server with real peers on loopback (docs/spec/idprov-coap-v1.md §6, issue #4): OpenSSL
  * s_client, libcoap's coap-client on OpenSSL and GnuTLS (PSK and anonymous certificate mode), an
  * mbedTLS 2.28 client compiled here from Debian libmbedtls-dev, and node-dtls-client; and a full
  * provisioning over DTLS-PSK where the PSK session alone proves the out-of-band secret.
@@ -178,7 +178,7 @@ describe('DTLS interop with real peers on loopback', function () {
   });
 });
 
-describe('provisioning over coaps with DTLS-PSK (PROTOCOL.md §5 rule 1, §6)', function () {
+describe('provisioning over coaps with DTLS-PSK (docs/spec/idprov-coap-v1.md §5 rule 1, §6)', function () {
   this.timeout(60_000);
   let server: RunningServer;
   const t = tempDir();

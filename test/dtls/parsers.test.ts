@@ -1,5 +1,5 @@
 /**
- * Property and mutation tests of every DTLS parser (STYLE.md §6): each takes network bytes and
+ * Property and mutation tests of every DTLS parser: each takes network bytes and
  * returns a value or undefined, never throws; every prefix of a valid input and seeded random
  * mutations are tried. Then the same at the transport: mutated datagrams of a real handshake and
  * session, injected from the client's address and from others, never throw out of the transport,

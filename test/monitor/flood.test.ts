@@ -36,7 +36,7 @@ describe('a flood of distinct fake IDs', function () {
   it(`keeps pending requests, flags, trackers and events within their caps after ${IDS.toLocaleString('en')} unknown IDs`, async () => {
     const svc = f.server.service;
     const keys = [generateKeyPairSync('ed25519').privateKey, generateKeyPairSync('ed25519').privateKey];
-    /** Challenge, then the signed request with the nonce: the device side of PROTOCOL.md §3. */
+    /** Challenge, then the signed request with the nonce: the device side of docs/spec/idprov-coap-v1.md §3. */
     const ask = async (id: string, key: (typeof keys)[number], source: string): Promise<string> => {
       const first = await svc.request(buildRequest({ id, key }), { source });
       assert.equal(first.code, '4.01');

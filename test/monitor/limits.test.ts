@@ -1,6 +1,6 @@
 /**
  * Rate limits and bounded growth end to end (issue #6): token buckets per source address and per
- * device ID answering 4.29 with Max-Age and `err` 9 (PROTOCOL.md §4), the cap on waiting requests,
+ * device ID answering 4.29 with Max-Age and `err` 9 (docs/spec/idprov-coap-v1.md §4), the cap on waiting requests,
  * the expiry of stale ones and the event retention — the real server on loopback, devices over UDP.
  */
 import assert from 'node:assert/strict';

@@ -1,5 +1,5 @@
 /**
- * The decision rules of PROTOCOL.md §5 as pure functions (STYLE.md §2, §3): records and the clock in,
+ * The decision rules of docs/spec/idprov-coap-v1.md §5 as pure functions: records and the clock in,
  * a decision value out, nothing stored, nothing read from the system clock.
  */
 import assert from 'node:assert/strict';
@@ -81,7 +81,7 @@ function frozen<T>(v: T): T {
   return v;
 }
 
-describe('provisioning decisions (PROTOCOL.md §5)', () => {
+describe('provisioning decisions (docs/spec/idprov-coap-v1.md §5)', () => {
   describe('rule 1: an allowlist entry', () => {
     it('approves a matching pk entry, consumes it and records the device', () => {
       const d = approved(decide(facts(), { allow: allow({ pk: PK }) }, S, NOW));
@@ -380,7 +380,7 @@ describe('provisioning decisions (PROTOCOL.md §5)', () => {
     });
   });
 
-  describe('refresh (PROTOCOL.md §5: valid, unexpired, unrevoked token)', () => {
+  describe('refresh (docs/spec/idprov-coap-v1.md §5: valid, unexpired, unrevoked token)', () => {
     const rf = { id: ID, cnf: PK, source: SRC };
 
     it('issues a new token to a provisioned device whose key made the request', () => {

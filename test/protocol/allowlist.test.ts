@@ -1,5 +1,5 @@
 /**
- * Allowlist files (PROTOCOL.md §5 rules 1 and 4; README "Allowlist files"): JSON arrays and CSV with a
+ * Allowlist files (docs/spec/idprov-coap-v1.md §5 rules 1 and 4; README "Allowlist files"): JSON arrays and CSV with a
  * header row. Every problem is reported with the line number of the row it is on; one bad row means
  * the caller imports nothing. Sample files live in fixtures/allowlists/ (see its README.md).
  */
@@ -353,7 +353,7 @@ describe('allowlist files', () => {
     });
   });
 
-  describe('out-of-band secrets (PROTOCOL.md §5 rule 4)', () => {
+  describe('out-of-band secrets (docs/spec/idprov-coap-v1.md §5 rule 4)', () => {
     const one = (secret: string, extra = {}) => parse(JSON.stringify([{ id: 'dev-1', secret }]), extra);
 
     it('refuses secrets shorter than 12 characters at import', () => {

@@ -1,5 +1,5 @@
 /**
- * encodeCanonical is core deterministic CBOR (RFC 8949 §4.2.1, PROTOCOL.md §2): the shortest head for
+ * encodeCanonical is core deterministic CBOR (RFC 8949 §4.2.1, docs/spec/idprov-coap-v1.md §2): the shortest head for
  * every integer and length, definite lengths, map keys sorted by the bytewise order of their encodings,
  * so that equal content gives equal bytes.
  */

@@ -1,5 +1,5 @@
 /**
- * Every decoder of the wire contract (PROTOCOL.md §2, §4, §5) against golden vectors in
+ * Every decoder of the wire contract (docs/spec/idprov-coap-v1.md §2, §4, §5) against golden vectors in
  * fixtures/protocol/*.json, every strict prefix of every valid input, seeded random mutations, a wrong
  * type under every known key, and the size limits. A decoder either returns a well-typed value or throws
  * `ProvError('malformed')` (4.00) — never another error, never a half-checked value.
@@ -353,7 +353,7 @@ const KNOWN_FIELDS: Record<Exclude<DecoderName, 'decodeCbor'>, Field[]> = {
 
 // ---------------------------------------------------------------------------------------------
 
-describe('wire decoders (PROTOCOL.md §2, §4, §5)', () => {
+describe('wire decoders (docs/spec/idprov-coap-v1.md §2, §4, §5)', () => {
   it('has a golden fixture file for every decoder', () => {
     const covered = new Set(FIXTURES.map(({ f }) => f.decoder));
     assert.deepEqual([...covered].sort(), Object.keys(DECODERS).sort());
@@ -437,7 +437,7 @@ describe('wire decoders (PROTOCOL.md §2, §4, §5)', () => {
     });
   });
 
-  describe('a known key with the wrong type is malformed (PROTOCOL.md §2)', () => {
+  describe('a known key with the wrong type is malformed (docs/spec/idprov-coap-v1.md §2)', () => {
     for (const [name, fields] of Object.entries(KNOWN_FIELDS) as Array<[Exclude<DecoderName, 'decodeCbor'>, Field[]]>) {
       const decode = DECODERS[name].decode;
       for (const field of fields) {

@@ -1,5 +1,5 @@
 /**
- * Stateless freshness nonces (PROTOCOL.md §3): expiry ‖ random ‖ MAC over both and the device ID, so any
+ * Stateless freshness nonces (docs/spec/idprov-coap-v1.md §3): expiry ‖ random ‖ MAC over both and the device ID, so any
  * instance holding the secret verifies them without per-request state. The clock is an argument.
  */
 import assert from 'node:assert/strict';
@@ -12,7 +12,7 @@ const OTHER_SECRET = Buffer.alloc(32, 0x5f);
 const NOW = 1_767_225_600;
 const RANDOM = Buffer.from('0001020304050607', 'hex');
 
-describe('freshness nonces (PROTOCOL.md §3)', () => {
+describe('freshness nonces (docs/spec/idprov-coap-v1.md §3)', () => {
   const nonce = makeNonce(SECRET, 'dev-1', NOW + 300, RANDOM);
 
   it(`is ${NONCE_BYTES} bytes long: expiry, random and MAC, within the 8..32 bytes key 4 allows`, () => {

@@ -8,7 +8,7 @@ import { ed25519Sign, kidOf, privateKeyFromSeed, rawPublicKey } from '../../src/
 import { openSealed, sealToken } from '../../src/tokens/seal.ts';
 import { TokenKeyring } from '../../src/tokens/keyring.ts';
 
-describe('protocol vectors from the independent implementation (PROTOCOL.md §2, §5)', () => {
+describe('protocol vectors from the independent implementation (docs/spec/idprov-coap-v1.md §2, §5)', () => {
   const devKey = privateKeyFromSeed(hex(V.device.ed25519_seed));
   const srvKey = privateKeyFromSeed(hex(V.server.ed25519_seed));
 

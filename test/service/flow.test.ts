@@ -77,7 +77,7 @@ async function provision(r: Rig, dev: TestDevice, opts: Parameters<TestDevice['r
 const allow = (r: Rig, dev: TestDevice, type: 0 | 1 | 2 = 0) =>
   r.admin.importAllowlist([{ id: dev.id, pk: dev.pk, type, createdAt: T0 }], { by: 'test' });
 
-describe('provisioning service end to end on a real SQLite store (PROTOCOL.md §3–§5)', () => {
+describe('provisioning service end to end on a real SQLite store (docs/spec/idprov-coap-v1.md §3–§5)', () => {
   let r: Rig;
   beforeEach(async () => {
     r = await rig();

@@ -1,5 +1,5 @@
 /**
- * The used-once nonce set (PROTOCOL.md §3: "accepted once"; "only the used-once set is kept, bounded by
+ * The used-once nonce set (docs/spec/idprov-coap-v1.md §3: "accepted once"; "only the used-once set is kept, bounded by
  * the validity window") and the per-device mutex of the provisioning service. Time is passed in.
  */
 import assert from 'node:assert/strict';
@@ -26,7 +26,7 @@ function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => void; r
 /** Let every pending promise callback run. */
 const settle = (): Promise<void> => new Promise((r) => setImmediate(r));
 
-describe('used-once nonce set (PROTOCOL.md §3)', () => {
+describe('used-once nonce set (docs/spec/idprov-coap-v1.md §3)', () => {
   it('accepts a nonce once and refuses its second use', () => {
     const used = new UsedNonces();
     assert.equal(used.has(nonce(1), NOW + 300), false);

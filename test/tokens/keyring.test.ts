@@ -1,5 +1,5 @@
 /**
- * Token keys and CWTs (PROTOCOL.md §5): issue, verify, expiry, unknown keys, rotation, the COSE_KeySet
+ * Token keys and CWTs (docs/spec/idprov-coap-v1.md §5): issue, verify, expiry, unknown keys, rotation, the COSE_KeySet
  * of /idprov/keys and the JWKS of the admin sidecar. The clock is an argument.
  */
 import assert from 'node:assert/strict';
@@ -46,7 +46,7 @@ function code(fn: () => unknown): string {
   assert.fail('did not throw');
 }
 
-describe('token keyring (PROTOCOL.md §5)', () => {
+describe('token keyring (docs/spec/idprov-coap-v1.md §5)', () => {
   describe('issue and verify', () => {
     const ring = new TokenKeyring([vectorKey()], MAX_TTL);
 
@@ -82,7 +82,7 @@ describe('token keyring (PROTOCOL.md §5)', () => {
       });
     }
 
-    it('maps client types to roles as PROTOCOL.md §5 says: absent, "service", "consumer"', () => {
+    it('maps client types to roles as docs/spec/idprov-coap-v1.md §5 says: absent, "service", "consumer"', () => {
       assert.deepEqual([ROLE_OF_TYPE[0], ROLE_OF_TYPE[1], ROLE_OF_TYPE[2]], [undefined, 'service', 'consumer']);
     });
 

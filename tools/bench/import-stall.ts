@@ -1,5 +1,5 @@
 /**
- * Measurement: does an allowlist upload stall the device path? (DESIGN.md: "without stalling the
+ * Measurement: does an allowlist upload stall the device path? (docs/architecture.md "Performance targets": "without stalling the
  * device path"; security review F7.) Starts `idprov serve` as a child process on a fresh data
  * directory, then uploads (1) a single-line CSV of `--line-mb` MB and (2) a JSON array of `--json-mb`
  * MB (valid rows), while a CoAP GET /.well-known/core is sent to the server every 10 ms. Prints per

@@ -1,5 +1,5 @@
 /**
- * Benchmark: allowlist bulk import through the admin sidecar (DESIGN.md target: 1,000,000 entries in
+ * Benchmark: allowlist bulk import through the admin sidecar (docs/architecture.md "Performance targets": 1,000,000 entries in
  * ≤ 15 s, server RSS ≤ 300 MB). Starts `idprov serve` as a child process on a fresh data directory,
  * streams a generated CSV to POST /api/v1/allowlist, and reads the server's peak RSS (VmHWM).
  *

@@ -1,5 +1,5 @@
 /**
- * The benchmark scenarios of issue #7 (targets in DESIGN.md "Performance targets"). Each returns a
+ * The benchmark scenarios of issue #7 (targets in docs/architecture.md "Performance targets"). Each returns a
  * plain JSON-able result; tools/bench/index.ts runs them in order and tools/bench/report.ts renders
  * them. Every server runs pinned to the server core and the load generator to another core when
  * `taskset` and two CPUs are available.
@@ -434,7 +434,7 @@ export async function scenario4(ctx: Ctx, srv: IdprovServer): Promise<S4> {
   const m = ctx.mode;
   const missing = await dtlsAvailable();
   if (missing) return { landed: false, reason: `DTLS not landed yet (${missing})` };
-  // A PSK identity: an allowlist entry with an out-of-band secret (PROTOCOL.md §6).
+  // A PSK identity: an allowlist entry with an out-of-band secret (docs/spec/idprov-coap-v1.md §6).
   const secret = 'bench-dtls-secret-0123456789';
   const identity = 'bench-dtls-psk';
   await importCsv(srv, 'id,secret', [`${identity},${secret}`]);
@@ -687,7 +687,7 @@ export async function scenario8(ctx: Ctx, engineRate: number, refreshRate: numbe
   const m = ctx.mode;
   const ms = m.soakMinutes * 60_000;
   const out: SoakRun[] = [];
-  // 8a: the bare engine (the DESIGN.md memory target is stated for it).
+  // 8a: the bare engine (the memory target of docs/architecture.md "Performance targets" is stated for it).
   if (engineRate > 0) {
     const probe = { payload: Buffer.from('soak'), maxAge: undefined };
     const eng = await startEngineServer(ctx.cpu.server, probe.payload, probe.maxAge);

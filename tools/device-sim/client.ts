@@ -1,5 +1,5 @@
 /**
- * The reference device client of idprov/coap v1 (PROTOCOL.md). Firmware authors: read this file top to
+ * The reference device client of idprov/coap v1 (docs/spec/idprov-coap-v1.md). Firmware authors: read this file top to
  * bottom; each step names the section of the wire contract it implements. The codecs are the
  * project's own (`src/protocol`, `src/tokens`) — the same bytes the server parses, checked against the
  * independent test vectors.
@@ -185,7 +185,7 @@ export function parseServerUri(uri: string): { host: string; port: number } {
   } catch {
     throw new DeviceSimError('usage', `not a server URI: ${uri} (expected coap://host:port)`);
   }
-  if (url.protocol === 'coaps:') throw new DeviceSimError('usage', 'coaps:// (DTLS, PROTOCOL.md §6) is not supported by the simulator; use coap://');
+  if (url.protocol === 'coaps:') throw new DeviceSimError('usage', 'coaps:// (DTLS, docs/spec/idprov-coap-v1.md §6) is not supported by the simulator; use coap://');
   if (url.protocol !== 'coap:') throw new DeviceSimError('usage', `unsupported scheme ${url.protocol} (expected coap://)`);
   if (!url.hostname) throw new DeviceSimError('usage', `no host in ${uri}`);
   return { host: url.hostname.replace(/^\[(.*)\]$/, '$1'), port: url.port ? Number(url.port) : COAP_PORT };
@@ -313,7 +313,7 @@ export interface PostOptions {
   contentFormat?: number | null;
 }
 
-/** A simulated device: its keys, its token, and the protocol steps of PROTOCOL.md. */
+/** A simulated device: its keys, its token, and the protocol steps of docs/spec/idprov-coap-v1.md. */
 export class DeviceClient {
   /** Body key 1. */
   readonly id: string;

@@ -1,5 +1,5 @@
 /**
- * What a device remembers between discoveries (PROTOCOL.md §7): the `kid` and `fp` a server
+ * What a device remembers between discoveries (docs/spec/idprov-coap-v1.md §7): the `kid` and `fp` a server
  * published in its TXT record, so that a later discovery that shows different ones is noticed — a
  * token key rotation changes `kid`, but a different `fp` (the DTLS certificate) or an unknown server
  * answering instead of the remembered one may be an impostor. {@link compareWithState} is pure; the

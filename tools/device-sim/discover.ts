@@ -1,5 +1,5 @@
 /**
- * `device-sim discover`: find the provisioning server with no configuration (PROTOCOL.md §7), as a
+ * `device-sim discover`: find the provisioning server with no configuration (docs/spec/idprov-coap-v1.md §7), as a
  * device would at first boot:
  *
  * 1. mDNS/DNS-SD: query `_idprov._udp.local` PTR on 224.0.0.251:5353 (RFC 6763 §4), collect the

@@ -9,7 +9,7 @@ export type DeviceSimErrorCode =
   | 'timeout'
   /** The socket failed (e.g. the host name does not resolve). */
   | 'transport'
-  /** The server's response breaks PROTOCOL.md (undecodable body, approved without a token, …). */
+  /** The server's response breaks docs/spec/idprov-coap-v1.md (undecodable body, approved without a token, …). */
   | 'bad-response'
   /** A sealed token (§5 key 13) did not open with the device's X25519 key. */
   | 'seal'

@@ -1,7 +1,7 @@
 /**
  * The device's long-term secrets, kept across runs the way firmware keeps them in flash:
  *
- * - an Ed25519 key (its 32-byte seed): the identity. Its public key is Body key 2 (PROTOCOL.md §2)
+ * - an Ed25519 key (its 32-byte seed): the identity. Its public key is Body key 2 (docs/spec/idprov-coap-v1.md §2)
  *   and the `cnf` key of every token (§5); the admin approves exactly this key (§5 rule 3), so it
  *   must not change between runs;
  * - an X25519 secret key: the `xk` of sealed requests (§5 "Sealing").

@@ -64,7 +64,7 @@ function deviceCommand(program: Command, name: string, summary: string): Command
   return program
     .command(name)
     .description(summary)
-    .option('--server <uri>', 'server URI, coap://host[:port] (PROTOCOL.md §1)', 'coap://127.0.0.1:5683')
+    .option('--server <uri>', 'server URI, coap://host[:port] (docs/spec/idprov-coap-v1.md §1)', 'coap://127.0.0.1:5683')
     .requiredOption('--id <id>', 'device ID, Body key 1 (1..64 of [A-Za-z0-9._:-])')
     .option('--key <file>', 'key file, created (mode 0600) when missing; the token is kept in <file>.token')
     .option('--mac <mac>', 'MAC address, Body key 3 (aa:bb:cc:dd:ee:ff)')
@@ -225,7 +225,7 @@ async function runForever(c: DeviceClient, f: DeviceFlags, signal: AbortSignal):
 /** The command-line program. */
 function program(): Command {
   const p = new Command('device-sim')
-    .description('A simulated idprov device: the reference client of PROTOCOL.md (idprov/coap v1)')
+    .description('A simulated idprov device: the reference client of docs/spec/idprov-coap-v1.md (idprov/coap v1)')
     .version(VERSION, '-V, --version', 'print the idprov version')
     .showHelpAfterError();
 

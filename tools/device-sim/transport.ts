@@ -1,6 +1,6 @@
 /**
- * The device simulator's CoAP client (PROTOCOL.md §1), on node-coap's client — a real, independent
- * CoAP implementation, unlike the server's own engine (DESIGN.md).
+ * The device simulator's CoAP client (docs/spec/idprov-coap-v1.md §1), on node-coap's client — a real, independent
+ * CoAP implementation, unlike the server's own engine (docs/architecture.md "The CoAP engine: node-coap's server is not fit").
  *
  * {@link Exchange} is the narrow seam the {@link DeviceClient} talks to: one request in, one response
  * out. {@link CoapUdpExchange} sends it as a confirmable CoAP message over UDP (retransmitted by
@@ -53,7 +53,7 @@ export interface CoapUdpOptions {
   timeoutMs?: number;
 }
 
-/** Default CoAP/UDP port (PROTOCOL.md §1). */
+/** Default CoAP/UDP port (docs/spec/idprov-coap-v1.md §1). */
 export const COAP_PORT = 5683;
 /** Default request timeout in ms. */
 export const DEFAULT_TIMEOUT_MS = 30_000;
@@ -65,7 +65,7 @@ const OPT_MAX_AGE = 14;
 type Agent = InstanceType<typeof coap.Agent>;
 type RawOption = { name: string | number; value: Buffer | number | string };
 
-/** Content-Formats node-coap reports by name (PROTOCOL.md §1 and RFC 7252 §12.3). */
+/** Content-Formats node-coap reports by name (docs/spec/idprov-coap-v1.md §1 and RFC 7252 §12.3). */
 const FORMAT_NUMBERS: Readonly<Record<string, number>> = {
   'text/plain': 0,
   'text/plain; charset=utf-8': 0,

@@ -24,7 +24,7 @@
  *   NON is rejected with RST (§5.4.1); a recognised option with an invalid value (Block2 SZX 7,
  *   non-UTF-8 Uri-Path/Uri-Query) → 4.00; Proxy-Uri/Proxy-Scheme → 5.05 (§5.10.2).
  * - Block1 on a request → 4.13 with Size1 = `maxPayload`: this server does not reassemble request
- *   bodies (RFC 7959 §2.9.3); its requests fit in one datagram by contract (PROTOCOL.md §1).
+ *   bodies (RFC 7959 §2.9.3); its requests fit in one datagram by contract (docs/spec/idprov-coap-v1.md §1).
  * - Payload over `maxPayload` → 4.13 with Size1 (RFC 7959 §4). Content-Format present and not in
  *   the resource's `accepts` → 4.15 (§5.10.3). Accept present and different from the resource's
  *   declared `ct` → 4.06 (§5.10.4), checked before the handler runs.

@@ -1,8 +1,8 @@
 /**
- * The server's ECDSA P-256 identity for the ECDHE_ECDSA suites (PROTOCOL.md §6): a self-signed X.509
+ * The server's ECDSA P-256 identity for the ECDHE_ECDSA suites (docs/spec/idprov-coap-v1.md §6): a self-signed X.509
  * v3 certificate made with `node:crypto` and a small DER writer (RFC 5280 §4.1), created at first
  * start in the data directory or loaded from configured paths; and its fingerprint, the base64url
- * SHA-256 of the SubjectPublicKeyInfo (the `fp` of PROTOCOL.md §7).
+ * SHA-256 of the SubjectPublicKeyInfo (the `fp` of docs/spec/idprov-coap-v1.md §7).
  */
 import { X509Certificate, createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';

@@ -62,7 +62,7 @@ export interface DtlsSuite {
   aead: AeadKind;
 }
 
-/** The four suites of PROTOCOL.md §6 (RFC 7925 §4.2, §4.4; RFC 6655; RFC 7251; RFC 5487; RFC 5289). */
+/** The four suites of docs/spec/idprov-coap-v1.md §6 (RFC 7925 §4.2, §4.4; RFC 6655; RFC 7251; RFC 5487; RFC 5289). */
 export const SUITES: ReadonlyMap<number, DtlsSuite> = new Map([
   [0xc0a8, { id: 0xc0a8, name: 'TLS_PSK_WITH_AES_128_CCM_8', kx: 'psk', aead: 'ccm8' }],
   [0x00a8, { id: 0x00a8, name: 'TLS_PSK_WITH_AES_128_GCM_SHA256', kx: 'psk', aead: 'gcm' }],

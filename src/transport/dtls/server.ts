@@ -1,5 +1,5 @@
 /**
- * A DTLS 1.2 server as a {@link DatagramTransport} (DESIGN.md "transport/dtls", PROTOCOL.md §6): it
+ * A DTLS 1.2 server as a {@link DatagramTransport} (docs/architecture.md "transport/dtls", docs/spec/idprov-coap-v1.md §6): it
  * runs over an inner datagram transport (a UDP socket), terminates DTLS, and hands decrypted
  * application data to its receive callback with a {@link Peer} carrying the session's `sessionKey`
  * and, for PSK sessions, the authenticated `pskIdentity`. `CoapServer.attach()` serves CoAP over it.
