@@ -36,7 +36,8 @@
  *   group), and no answer is larger than `amplificationFactor` times the request datagram: a larger
  *   success goes block-wise with a block small enough (RFC 7959 §2.2: the server may pick a smaller
  *   block than asked), an error loses its diagnostic payload, and what still does not fit is not
- *   sent. A DTLS session's address is proven by its handshake, so its answers are not bounded.
+ *   sent. A DTLS session's address is proven by its handshake, so its answers are not bounded — unless
+ *   a Connection ID record moved it to an address it has not proven (`peer.addressUnproven`).
  * - Handler exceptions or invalid handler results → 5.00 and a (rate-limited) log line. Handlers in
  *   flight are capped (`maxInFlight`, beyond it 5.03 with Max-Age 1, not cached so that the client's
  *   retransmission can succeed) and time out after `handlerTimeoutMs` (5.03).
@@ -180,7 +181,8 @@ export interface CoapServerOptions {
 }
 
 /**
- * Bounds on what a request from an unverified address (no DTLS session: `peer.sessionKey` unset) can
+ * Bounds on what a request from an unverified address (no DTLS session: `peer.sessionKey` unset, or a
+ * session at an address it has not proven: `peer.addressUnproven`) can
  * make the server send (RFC 7252 §11.3 amplification; issue 11 F5).
  */
 export interface UnverifiedLimits {
@@ -714,7 +716,7 @@ export class CoapServer {
     const peerId = this.peerId(ep, peer);
     const key = peerId + '#' + m.messageId;
     const multicast = peer.multicast === true;
-    const unverified = peer.sessionKey === undefined;
+    const unverified = peer.sessionKey === undefined || peer.addressUnproven === true;
 
     // §11.3: a request from an address nobody verified is admitted first, retransmissions included
     // (else replays of a cached answer would bypass the limit).

@@ -79,6 +79,13 @@ export interface DtlsOptions {
   mtu?: number;
   /** Length of the Connection IDs handed out (RFC 9146); 0 disables CID (default 8). */
   cidLength?: number;
+  /**
+   * A session that a CID record moved to an address it has not proven sends there at most this many
+   * times the bytes it received from there (default 3, QUIC's bound, RFC 9000 §8.1), and its requests
+   * reach the CoAP engine with `peer.addressUnproven` (treated as unverified). The bound lasts until
+   * the session returns to a proven address or the client makes a new handshake from there.
+   */
+  unprovenAmplificationFactor?: number;
   /** Refuse clients without the extended master secret extension (RFC 7627; default false). */
   requireExtendedMasterSecret?: boolean;
   /** Cookie secret rotation period (default 60,000; a cookie lives at most twice this). */
@@ -106,6 +113,8 @@ export interface DtlsStats {
   /** Cookie-verified ClientHellos dropped because every source held only one slot of a full table. */
   refused: number;
   migrated: number;
+  /** Datagrams not sent to a session's unproven address (over 3× what came from there). */
+  unprovenDropped: number;
   dropped: number;
   /** Exceptions caught on the receive path (a bug if ever non-zero). */
   internalErrors: number;
@@ -140,6 +149,7 @@ export class DtlsTransport implements DatagramTransport {
     rateLimited: 0,
     refused: 0,
     migrated: 0,
+    unprovenDropped: 0,
     dropped: 0,
     internalErrors: 0,
   };
@@ -186,6 +196,8 @@ export class DtlsTransport implements DatagramTransport {
       closed: (c, r) => self.onClosed(c, r),
       restart: (c, d, p) => self.stateless(d, p, c),
       migrate: (c, p) => self.onMigrate(c, p),
+      unprovenAmplificationFactor: opts.unprovenAmplificationFactor ?? 3,
+      unprovenDropped: () => void self.counters.unprovenDropped++,
       debug: (o, m) => self.log.debug(o, m),
     };
     const sweepMs = Math.max(50, Math.min(5_000, Math.floor(this.idleTimeoutMs / 4)));
@@ -385,8 +397,9 @@ export class DtlsTransport implements DatagramTransport {
     c.peer.family = to.family;
     c.addrKey = key;
     this.byAddr.set(key, c);
+    c.moved(key);
     this.counters.migrated++;
-    this.log.debug({ peer: key }, 'dtls: session moved to a new address (CID)');
+    this.log.debug({ peer: key, proven: !c.addressUnproven }, 'dtls: session moved to a new address (CID)');
   }
 
   private sweep(): void {

@@ -1,19 +1,20 @@
 /**
- * Review of the issue #11 F5 fix: "a DTLS session's address is proven by its handshake, so its answers
- * are not bounded" (src/transport/coap/engine.ts, src/server.ts unverifiedLimits, docs/security.md).
- * With a Connection ID (RFC 9146) the server moves a session to the source address of any newer
+ * Issue 11 review, finding 2: a session moved by a Connection ID record is unverified at its new
+ * address. Before the fix, with a Connection ID (RFC 9146) the server moves a session to the source address of any newer
  * authenticated CID record, with no return-routability check (RFC 9146 §6). Anyone can hold a
  * session (anonymous ECDHE, or its own PSK), so it can send its own records with a victim's source
  * address: the server moves the session there and sends every answer — unbounded in size, and not
- * counted against the GET limit — to the victim. The address was never proven.
+ * counted against the GET limit — to the victim. The address was never proven. Now the session's
+ * datagrams to an address it has not proven are bounded to 3× the authenticated bytes received from
+ * there, and its requests reach the CoAP engine as unverified (`peer.addressUnproven`).
  */
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
 import { CT } from '../../src/transport/dtls/wire.ts';
 import { DtlsClient } from '../../tools/dtls-peers/client.ts';
-import { coapGet, startDtls, until, type TestServer } from '../dtls/support.ts';
+import { coapGet, startDtls, until, type TestServer } from './support.ts';
 
-describe('DTLS Connection ID and an address nobody proved (review of F5)', function () {
+describe('a DTLS session moved by a Connection ID to an address it has not proven', function () {
   this.timeout(30_000);
   let s: TestServer;
   before(async () => {
