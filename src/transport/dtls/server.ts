@@ -9,9 +9,10 @@
  *   answered with a HelloVerifyRequest after one HMAC, statelessly; a spoofed flood costs one HMAC
  *   and one small datagram each, and no memory.
  * - Half-open handshakes are capped (`maxHandshakes`) with a fair share per source
- *   (handshake-slots.ts: `maxHandshakesPerAddress` per address, four times that per IPv6 /64; at a
- *   full table the source holding the most slots loses its oldest, never another source's only
- *   one) and time out (`handshakeTimeoutMs`). Each new handshake first asks `admitHandshake` (the
+ *   (handshake-slots.ts: once the table is half full, `maxHandshakesPerAddress` per address and four
+ *   times that per IPv6 /64; at a full table the largest source — IPv4 address or IPv6 /48, then
+ *   /56, /64, address — loses its oldest, and another source's only slot only once it is older
+ *   than `handshakeFloorMs`) and time out (`handshakeTimeoutMs`). Each new handshake first asks `admitHandshake` (the
  *   composition root's per-address rate bucket), so one host cannot keep the server busy with
  *   ECDHE key generation and signatures. Established sessions are capped (`maxSessions`, least
  *   recently active evicted with close_notify) and expire when idle (`idleTimeoutMs`).
@@ -57,10 +58,17 @@ export interface DtlsOptions {
   /** Half-open handshakes (after the cookie) at most (default 1,000; see handshake-slots.ts). */
   maxHandshakes?: number;
   /**
-   * Half-open handshakes one source address may hold (default 32; an IPv6 /64 four times as many);
-   * past it the address's own oldest handshake is dropped for its new one.
+   * Half-open handshakes one source address may hold while the table is at least half full (default
+   * 32; an IPv6 /64 four times as many); past it the address's own oldest handshake is dropped for
+   * its new one. With room to spare there is no per-source cap (many devices behind one NAT).
    */
   maxHandshakesPerAddress?: number;
+  /**
+   * At a full table where every source (IPv4 address, IPv6 /48) holds one slot, the oldest
+   * handshake is dropped for a newcomer only when older than this (default 5,000 ms); else the
+   * newcomer is refused (handshake-slots.ts).
+   */
+  handshakeFloorMs?: number;
   /**
    * Asked once for every cookie-verified ClientHello that would start a new handshake (not for
    * retransmissions), with the client's {@link Source}: false drops the ClientHello without a
@@ -110,7 +118,7 @@ export interface DtlsStats {
   evicted: number;
   /** Cookie-verified ClientHellos dropped because `admitHandshake` said no. */
   rateLimited: number;
-  /** Cookie-verified ClientHellos dropped because every source held only one slot of a full table. */
+  /** Cookie-verified ClientHellos dropped: every source held one slot of a full table, none older than the floor. */
   refused: number;
   migrated: number;
   /** Datagrams not sent to a session's unproven address (over 3× what came from there). */
@@ -165,7 +173,7 @@ export class DtlsTransport implements DatagramTransport {
     const maxHandshakes = opts.maxHandshakes ?? 1_000;
     const perAddress = Math.min(opts.maxHandshakesPerAddress ?? 32, maxHandshakes);
     if (!(maxHandshakes >= 1 && perAddress >= 1)) throw new RangeError('maxHandshakes and maxHandshakesPerAddress must be at least 1');
-    this.handshakes = new HandshakeSlots(maxHandshakes, perAddress, Math.min(4 * perAddress, maxHandshakes));
+    this.handshakes = new HandshakeSlots(maxHandshakes, perAddress, Math.min(4 * perAddress, maxHandshakes), { clock: this.clock, floorMs: opts.handshakeFloorMs ?? 5_000 });
     this.admitHandshake = opts.admitHandshake;
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 600_000;
     this.cidLength = opts.cidLength ?? 8;
