@@ -113,4 +113,12 @@ describe('CoAP answers to unverified addresses (RFC 7252 §11.3, issue 11 F5)', 
     assert.equal(calls, 0);
     server.close();
   });
+
+  it('bounds and admits a DTLS session that a Connection ID moved to an address it has not proven, like a plain CoAP source', () => {
+    let calls = 0;
+    const { server, ask } = rig({ amplificationFactor: 3, admit: () => (++calls, 5) });
+    assert.equal(parse(ask(get16(21), { ...CLIENT, sessionKey: 'dtls3', addressUnproven: true })[0]!).code, '4.29');
+    assert.equal(calls, 1);
+    server.close();
+  });
 });
