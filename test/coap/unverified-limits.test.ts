@@ -114,3 +114,16 @@ describe('unauthenticated answers other than GET', () => {
     server.close();
   });
 });
+
+describe('unauthenticated requests the engine refuses itself', () => {
+  it('counts a POST to an idprov resource that the engine refuses (a bad critical option) against the limit', () => {
+    const { server, serverT, out } = rig();
+    for (let i = 0; i < 300; i++) {
+      const q = encodeRequest({ uri: '/idprov/request', method: 'POST', messageId: i, token: Buffer.alloc(0), options: [{ name: '9', value: Buffer.from([1]) }] });
+      serverT.injectSync(q, { ...VICTIM, port: 1000 + i });
+    }
+    assert.ok(out.length <= 200, `${out.length} answers`);
+    assert.ok(out.length >= 100, 'the burst is answered');
+    server.close();
+  });
+});

@@ -194,7 +194,8 @@ export interface UnverifiedLimits {
   amplificationFactor?: number;
   /**
    * Asked once for every request (retransmissions included) before anything else is done with it,
-   * with its Uri-Path (`/a/b`, '' when it does not decode): 0 serves it; n > 0 refuses it with 4.29
+   * with its Uri-Path (`/a/b`; '' when the engine refuses the request itself: a bad or unsupported
+   * critical option, Proxy-Uri, Block1, a path that does not decode): 0 serves it; n > 0 refuses it with 4.29
    * and Max-Age n (RFC 8516), or silence for a group; `'smallest'` serves it with its answer in the
    * smallest form (see {@link SMALLEST_EXTRA}); `'drop'` sends nothing at all.
    */
@@ -742,7 +743,9 @@ export class CoapServer {
     if (unverified && this.admit !== undefined) {
       let a: Admission = 0;
       try {
-        a = this.admit(peer, METHOD_BY_CODE[m.code], now, m.pathOverflow ? '' : pathOf(data, m));
+        // The path only of a request the engine would hand to a resource ('' for one it refuses itself).
+        const refused = m.badCritical !== 0 || m.badRequest !== '' || m.proxy || m.block1 >= 0 || m.pathOverflow;
+        a = this.admit(peer, METHOD_BY_CODE[m.code], now, refused ? '' : pathOf(data, m));
       } catch (err) {
         this.logError({ err }, 'coap: admit threw; request served');
       }
