@@ -12,6 +12,12 @@ export interface Peer {
   pskIdentity?: string;
   /** Set by the DTLS transport: a stable key for the session (survives address changes with CID). */
   sessionKey?: string;
+  /**
+   * Set by the DTLS transport while a session sits at an address it has not proven (it moved there
+   * with a Connection ID record, RFC 9146 §6): its source may be forged like a plain UDP one's, so
+   * the CoAP engine treats its requests as from an unverified address (RFC 7252 §11.3).
+   */
+  addressUnproven?: boolean;
   /** True when the datagram was received on a multicast group address. */
   multicast?: boolean;
 }

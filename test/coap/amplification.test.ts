@@ -113,4 +113,17 @@ describe('CoAP answers to unverified addresses (RFC 7252 §11.3, issue 11 F5)', 
     assert.equal(calls, 0);
     server.close();
   });
+
+  it('bounds and admits a DTLS session that a Connection ID moved to an address it has not proven, like a plain CoAP source', () => {
+    let calls = 0;
+    const { server, ask } = rig({ amplificationFactor: 3, admit: () => (++calls > 1 ? 5 : 0) });
+    const moved = { ...CLIENT, sessionKey: 'dtls3', addressUnproven: true };
+    const req = get16(21);
+    const res = ask(req, moved)[0]!;
+    assert.equal(parse(res).code, '2.05');
+    assert.ok(res.length <= 3 * req.length, `${res.length} bytes for a ${req.length}-byte request`);
+    assert.equal(parse(ask(get16(22), moved)[0]!).code, '4.29');
+    assert.equal(calls, 2);
+    server.close();
+  });
 });

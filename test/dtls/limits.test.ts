@@ -65,8 +65,8 @@ describe('DTLS handshake limits per source (issue 11 F6)', function () {
     }
   });
 
-  it('caps the half-open handshakes of one address, dropping its own oldest', async () => {
-    const s = await startDtls({ maxHandshakes: 100, maxHandshakesPerAddress: 5 });
+  it('caps the half-open handshakes of one address once the table is half full, dropping its own oldest', async () => {
+    const s = await startDtls({ maxHandshakes: 10, maxHandshakesPerAddress: 5 });
     const socks: Socket[] = [];
     try {
       await churn(s.port, 12, socks);
@@ -112,19 +112,34 @@ describe('DTLS handshake limits per source (issue 11 F6)', function () {
       assert.deepEqual(t.admit(src('192.0.2.2')), { refuse: false, evict: 'a1' });
     });
 
-    it('never takes the only slot of another source: a newcomer is refused when every source holds one', () => {
-      const t = new HandshakeSlots<string>(3, 4, 16);
+    it('never takes the only slot of another source younger than the floor: a newcomer is refused when every source holds one', () => {
+      let now = 1_000_000;
+      const t = new HandshakeSlots<string>(3, 4, 16, { floorMs: 5_000, clock: () => now });
       t.add('a', src('192.0.2.1'));
       t.add('b', src('192.0.2.2'));
       t.add('c', src('192.0.2.3'));
+      now += 4_999;
       assert.deepEqual(t.admit(src('192.0.2.4')), { refuse: true });
       assert.deepEqual(t.admit(src('192.0.2.1')), { refuse: false, evict: 'a' }, 'a source may replace its own');
       t.delete('b');
       assert.deepEqual(t.admit(src('192.0.2.4')), { refuse: false, evict: undefined });
     });
 
-    it('counts an IPv6 /64 as one source, and caps it at perPrefix', () => {
-      const t = new HandshakeSlots<string>(100, 2, 3);
+    it('takes the oldest slot of a full table for a newcomer once it is older than the floor, so nobody can keep the table shut', () => {
+      let now = 1_000_000;
+      const t = new HandshakeSlots<string>(3, 4, 16, { floorMs: 5_000, clock: () => now });
+      t.add('a', src('192.0.2.1'));
+      now += 1_000;
+      t.add('b', src('192.0.2.2'));
+      t.add('c', src('2001:db8:5::1'));
+      now += 4_000;
+      assert.deepEqual(t.admit(src('192.0.2.4')), { refuse: false, evict: 'a' });
+      now -= 1;
+      assert.deepEqual(t.admit(src('192.0.2.4')), { refuse: true });
+    });
+
+    it('counts an IPv6 /64 as one source, and caps it at perPrefix once the table is half full', () => {
+      const t = new HandshakeSlots<string>(6, 2, 3);
       t.add('x1', src('2001:db8:1:2::1'));
       t.add('x2', src('2001:db8:1:2::2'));
       t.add('x3', src('2001:db8:1:2:ffff::3'));

@@ -36,7 +36,8 @@
  *   group), and no answer is larger than `amplificationFactor` times the request datagram: a larger
  *   success goes block-wise with a block small enough (RFC 7959 §2.2: the server may pick a smaller
  *   block than asked), an error loses its diagnostic payload, and what still does not fit is not
- *   sent. A DTLS session's address is proven by its handshake, so its answers are not bounded.
+ *   sent. A DTLS session's address is proven by its handshake, so its answers are not bounded — unless
+ *   a Connection ID record moved it to an address it has not proven (`peer.addressUnproven`).
  * - Handler exceptions or invalid handler results → 5.00 and a (rate-limited) log line. Handlers in
  *   flight are capped (`maxInFlight`, beyond it 5.03 with Max-Age 1, not cached so that the client's
  *   retransmission can succeed) and time out after `handlerTimeoutMs` (5.03).
@@ -180,7 +181,8 @@ export interface CoapServerOptions {
 }
 
 /**
- * Bounds on what a request from an unverified address (no DTLS session: `peer.sessionKey` unset) can
+ * Bounds on what a request from an unverified address (no DTLS session: `peer.sessionKey` unset, or a
+ * session at an address it has not proven: `peer.addressUnproven`) can
  * make the server send (RFC 7252 §11.3 amplification; issue 11 F5).
  */
 export interface UnverifiedLimits {
@@ -191,11 +193,27 @@ export interface UnverifiedLimits {
    */
   amplificationFactor?: number;
   /**
-   * Asked once for every request (retransmissions included) before anything else is done with it:
-   * 0 serves it; n > 0 refuses it with 4.29 and Max-Age n (RFC 8516), or silence for a group.
+   * Asked once for every request (retransmissions included) before anything else is done with it,
+   * with its Uri-Path (`/a/b`; '' when the engine refuses the request itself: a bad or unsupported
+   * critical option, Proxy-Uri, Block1, a path that does not decode): 0 serves it; n > 0 refuses it with 4.29
+   * and Max-Age n (RFC 8516), or silence for a group; `'smallest'` serves it with its answer in the
+   * smallest form (see {@link SMALLEST_EXTRA}); `'drop'` sends nothing at all.
    */
-  admit?: (peer: Peer, method: CoapMethod | undefined, nowMs: number) => number;
+  admit?: (peer: Peer, method: CoapMethod | undefined, nowMs: number, path: string) => Admission;
 }
+
+/** What {@link UnverifiedLimits.admit} decides for a request. */
+export type Admission = number | 'smallest' | 'drop';
+
+/**
+ * An answer in the smallest form (`admit` said `'smallest'`: the source is over its rate limit) is
+ * sent only when it is at most this many bytes longer than its request: a 2.05 goes in 16-byte
+ * blocks (RFC 7959 §2.2: the server picks the block size) without Size2, an error without its
+ * diagnostic. A spoofer so gains at most this many bytes per datagram it sends, while a genuine
+ * client at the spoofed address still gets its answer, a block at a time (issue 11 review
+ * finding 3).
+ */
+export const SMALLEST_EXTRA = 24;
 
 /** RFC 7252 §4.8 transmission parameters. */
 export interface TransmissionParameters {
@@ -381,6 +399,8 @@ class Exchange {
     readonly size2: boolean,
     /** Largest datagram this exchange may send (amplification bound), Infinity when unbounded. */
     readonly budget: number,
+    /** Answer in the smallest form (16-byte blocks, no Size2, no diagnostic): the source is over its limit. */
+    readonly smallest = false,
   ) {}
 }
 
@@ -714,17 +734,28 @@ export class CoapServer {
     const peerId = this.peerId(ep, peer);
     const key = peerId + '#' + m.messageId;
     const multicast = peer.multicast === true;
-    const unverified = peer.sessionKey === undefined;
+    const unverified = peer.sessionKey === undefined || peer.addressUnproven === true;
 
     // §11.3: a request from an address nobody verified is admitted first, retransmissions included
     // (else replays of a cached answer would bypass the limit).
     let wait = 0;
+    let smallest = false;
     if (unverified && this.admit !== undefined) {
+      let a: Admission = 0;
       try {
-        wait = this.admit(peer, METHOD_BY_CODE[m.code], now);
+        // The path only of a request the engine would hand to a resource ('' for one it refuses itself).
+        const refused = m.badCritical !== 0 || m.badRequest !== '' || m.proxy || m.block1 >= 0 || m.pathOverflow;
+        a = this.admit(peer, METHOD_BY_CODE[m.code], now, refused ? '' : pathOf(data, m));
       } catch (err) {
         this.logError({ err }, 'coap: admit threw; request served');
       }
+      if (a === 'drop') {
+        stats.rateLimited++;
+        stats.dropped++;
+        return;
+      }
+      if (a === 'smallest') smallest = true;
+      else wait = a;
     }
 
     // §4.5 deduplication: a handler runs at most once per message.
@@ -738,7 +769,8 @@ export class CoapServer {
     if (seen !== undefined) {
       stats.duplicates++;
       // A shorter datagram with the same Message ID must not buy the longer request's answer.
-      if (seen.response !== null && (!unverified || seen.response.length <= this.amplification * data.length)) ep.t.send(seen.response, peer);
+      const bound = smallest ? Math.min(this.amplification * data.length, data.length + SMALLEST_EXTRA) : this.amplification * data.length;
+      if (seen.response !== null && (!unverified || seen.response.length <= bound)) ep.t.send(seen.response, peer);
       else if (seen.response !== null) stats.amplificationDropped++;
       return;
     }
@@ -757,7 +789,8 @@ export class CoapServer {
       multicast,
       m.block2,
       m.size2,
-      unverified ? this.amplification * data.length : Infinity,
+      unverified ? Math.min(this.amplification * data.length, smallest ? data.length + SMALLEST_EXTRA : Infinity) : Infinity,
+      smallest,
     );
     if (wait > 0) {
       // RFC 8516: 4.29 Too Many Requests, Max-Age = when to try again; nothing to a group (§8.2).
@@ -1005,6 +1038,12 @@ export class CoapServer {
     const reqSzx = req2 >= 0 ? req2 & 7 : 7;
     let szx = reqSzx < this.szx ? reqSzx : this.szx;
     let bounded = false;
+    if (ex.smallest) {
+      // Over the source's limit: the smallest form from the start (RFC 7959 §2.2, RFC 7252 §5.5.2).
+      bounded = true;
+      if (cls === 2) szx = 0;
+      else if (out.payload.length > 0) out = { ...out, payload: EMPTY };
+    }
     let data: Buffer;
     let plan: BlockPlan;
     for (;;) {
@@ -1074,7 +1113,7 @@ export class CoapServer {
     const bs = 1 << (szx + 4);
     // Only a success is served from a later block; an error is sent from its start.
     const wantNum = cls === 2 && req2 >= 16 ? Math.floor(req2 / 16) : 0;
-    const p: BlockPlan = { start: 0, end: len, block2: -1, size2: ex.size2 && cls === 2 ? len : -1, etag: undefined, cacheable: false };
+    const p: BlockPlan = { start: 0, end: len, block2: -1, size2: ex.size2 && cls === 2 && !ex.smallest ? len : -1, etag: undefined, cacheable: false };
     if (len > bs || wantNum > 0) {
       // The client's block number counts in its own block size; renumber in ours (§2.4).
       p.start = wantNum * (1 << (reqSzx + 4));
@@ -1082,7 +1121,7 @@ export class CoapServer {
       p.end = p.start + bs < len ? p.start + bs : len;
       const more = p.end < len;
       p.block2 = (p.start / bs) * 16 + (more ? 8 : 0) + szx;
-      if (p.start === 0) p.size2 = len;
+      if (p.start === 0 && !ex.smallest) p.size2 = len;
       if (len > bs) {
         if (out.handlerEtag !== true) p.etag = out.etag ?? etagOf(payload);
         p.cacheable = p.start === 0 && out.cache && cls === 2 && ex.method !== undefined;

@@ -106,6 +106,13 @@ export interface ConnectionHost {
   restart(c: Connection, datagram: Buffer, peer: Peer): void;
   /** An authenticated, newer CID record came from another address (RFC 9146 §6). */
   migrate(c: Connection, peer: Peer): void;
+  /**
+   * A session at an address it has not proven sends at most this many times the bytes of the
+   * authenticated records received from there (issue 11 review finding 2; RFC 9146 §6).
+   */
+  readonly unprovenAmplificationFactor: number;
+  /** A datagram to an unproven address was not sent: it would have exceeded the bound above. */
+  unprovenDropped(c: Connection): void;
   debug(obj: object, msg: string): void;
 }
 
@@ -195,6 +202,14 @@ export class Connection {
   private clientRandom: Buffer = Buffer.alloc(0);
   /** Bytes this association holds for reassembly (for the transport's stats). */
   suite: DtlsSuite | undefined;
+  /**
+   * Address keys this session has proven it receives at: the handshake's (the cookie exchange proved
+   * it). A CID record can move the session anywhere; only these are trusted without a bound.
+   */
+  private readonly proven = new Set<string>(); // one entry today; a return-routability check would add more
+  /** At an unproven address: bytes of authenticated records received from it, and bytes sent to it. */
+  private unprovenRx = 0;
+  private unprovenTx = 0;
 
   constructor(
     private readonly host: ConnectionHost,
@@ -203,6 +218,40 @@ export class Connection {
     public addrKey: string,
   ) {
     this.lastActive = host.clock();
+    this.proven.add(addrKey);
+  }
+
+  /**
+   * True while the session sits at an address it has not proven (it moved there with a CID record,
+   * which anyone who holds a session can send with any source address). Its datagrams are then
+   * bounded (see {@link ConnectionHost.unprovenAmplificationFactor}) and `peer.addressUnproven` tells
+   * the CoAP engine to treat its requests as from an unverified source.
+   */
+  get addressUnproven(): boolean {
+    return this.peer.addressUnproven === true;
+  }
+
+  /** The session moved to `addrKey` (the transport updated `peer`): proven again, or bounded. */
+  moved(addrKey: string): void {
+    if (this.proven.has(addrKey)) {
+      delete this.peer.addressUnproven;
+      return;
+    }
+    this.peer.addressUnproven = true;
+    this.unprovenRx = 0;
+    this.unprovenTx = 0;
+  }
+
+  /** Send one datagram to the peer, within the bound of an unproven address. */
+  private emit(d: Buffer): void {
+    if (this.peer.addressUnproven === true) {
+      if (this.unprovenTx + d.length > this.host.unprovenAmplificationFactor * this.unprovenRx) {
+        this.host.unprovenDropped(this);
+        return;
+      }
+      this.unprovenTx += d.length;
+    }
+    this.host.sendDatagram(this, d);
   }
 
   /** True when this handshake is for the ClientHello with this random (a retransmission). */
@@ -396,13 +445,13 @@ export class Connection {
       } while (off < m.body.length);
     }
     flush();
-    for (const d of out) this.host.sendDatagram(this, d);
+    for (const d of out) this.emit(d);
   }
 
   /** Send an alert at the current write epoch. */
   private sendAlert(level: number, description: number): void {
     const epoch = this.wrCipher !== undefined && this.state === 'open' ? 1 : 0;
-    this.host.sendDatagram(this, this.record(CT.alert, epoch, Buffer.from([level, description])));
+    this.emit(this.record(CT.alert, epoch, Buffer.from([level, description])));
   }
 
   /** Protect and send application data (CoAP) over an open association. */
@@ -412,7 +461,7 @@ export class Connection {
       this.close('seq_exhausted', true);
       return;
     }
-    this.host.sendDatagram(this, this.record(CT.appData, 1, data));
+    this.emit(this.record(CT.appData, 1, data));
   }
 
   /** End the association; with `notify`, send close_notify first (RFC 5246 §7.2.1). */
@@ -495,6 +544,10 @@ export class Connection {
     this.lastActive = this.host.clock();
     if (r.type === CT.tls12Cid && newer && this.state === 'open' && (from.address !== this.peer.address || from.port !== this.peer.port)) {
       this.host.migrate(this, from);
+    }
+    // What came from an unproven address buys the answers sent there (3×, like QUIC, RFC 9000 §8).
+    if (this.peer.addressUnproven === true && from.address === this.peer.address && from.port === this.peer.port) {
+      this.unprovenRx += RECORD_HEADER + (r.cid?.length ?? 0) + r.fragment.length;
     }
     switch (type) {
       case CT.appData:

@@ -9,9 +9,10 @@
  *   answered with a HelloVerifyRequest after one HMAC, statelessly; a spoofed flood costs one HMAC
  *   and one small datagram each, and no memory.
  * - Half-open handshakes are capped (`maxHandshakes`) with a fair share per source
- *   (handshake-slots.ts: `maxHandshakesPerAddress` per address, four times that per IPv6 /64; at a
- *   full table the source holding the most slots loses its oldest, never another source's only
- *   one) and time out (`handshakeTimeoutMs`). Each new handshake first asks `admitHandshake` (the
+ *   (handshake-slots.ts: once the table is half full, `maxHandshakesPerAddress` per address and four
+ *   times that per IPv6 /64; at a full table the largest source — IPv4 address or IPv6 /48, then
+ *   /56, /64, address — loses its oldest, and another source's only slot only once it is older
+ *   than `handshakeFloorMs`) and time out (`handshakeTimeoutMs`). Each new handshake first asks `admitHandshake` (the
  *   composition root's per-address rate bucket), so one host cannot keep the server busy with
  *   ECDHE key generation and signatures. Established sessions are capped (`maxSessions`, least
  *   recently active evicted with close_notify) and expire when idle (`idleTimeoutMs`).
@@ -57,10 +58,17 @@ export interface DtlsOptions {
   /** Half-open handshakes (after the cookie) at most (default 1,000; see handshake-slots.ts). */
   maxHandshakes?: number;
   /**
-   * Half-open handshakes one source address may hold (default 32; an IPv6 /64 four times as many);
-   * past it the address's own oldest handshake is dropped for its new one.
+   * Half-open handshakes one source address may hold while the table is at least half full (default
+   * 32; an IPv6 /64 four times as many); past it the address's own oldest handshake is dropped for
+   * its new one. With room to spare there is no per-source cap (many devices behind one NAT).
    */
   maxHandshakesPerAddress?: number;
+  /**
+   * At a full table where every source (IPv4 address, IPv6 /48) holds one slot, the oldest
+   * handshake is dropped for a newcomer only when older than this (default 5,000 ms); else the
+   * newcomer is refused (handshake-slots.ts).
+   */
+  handshakeFloorMs?: number;
   /**
    * Asked once for every cookie-verified ClientHello that would start a new handshake (not for
    * retransmissions), with the client's {@link Source}: false drops the ClientHello without a
@@ -79,6 +87,13 @@ export interface DtlsOptions {
   mtu?: number;
   /** Length of the Connection IDs handed out (RFC 9146); 0 disables CID (default 8). */
   cidLength?: number;
+  /**
+   * A session that a CID record moved to an address it has not proven sends there at most this many
+   * times the bytes it received from there (default 3, QUIC's bound, RFC 9000 §8.1), and its requests
+   * reach the CoAP engine with `peer.addressUnproven` (treated as unverified). The bound lasts until
+   * the session returns to a proven address or the client makes a new handshake from there.
+   */
+  unprovenAmplificationFactor?: number;
   /** Refuse clients without the extended master secret extension (RFC 7627; default false). */
   requireExtendedMasterSecret?: boolean;
   /** Cookie secret rotation period (default 60,000; a cookie lives at most twice this). */
@@ -103,9 +118,11 @@ export interface DtlsStats {
   evicted: number;
   /** Cookie-verified ClientHellos dropped because `admitHandshake` said no. */
   rateLimited: number;
-  /** Cookie-verified ClientHellos dropped because every source held only one slot of a full table. */
+  /** Cookie-verified ClientHellos dropped: every source held one slot of a full table, none older than the floor. */
   refused: number;
   migrated: number;
+  /** Datagrams not sent to a session's unproven address (over 3× what came from there). */
+  unprovenDropped: number;
   dropped: number;
   /** Exceptions caught on the receive path (a bug if ever non-zero). */
   internalErrors: number;
@@ -140,6 +157,7 @@ export class DtlsTransport implements DatagramTransport {
     rateLimited: 0,
     refused: 0,
     migrated: 0,
+    unprovenDropped: 0,
     dropped: 0,
     internalErrors: 0,
   };
@@ -155,7 +173,7 @@ export class DtlsTransport implements DatagramTransport {
     const maxHandshakes = opts.maxHandshakes ?? 1_000;
     const perAddress = Math.min(opts.maxHandshakesPerAddress ?? 32, maxHandshakes);
     if (!(maxHandshakes >= 1 && perAddress >= 1)) throw new RangeError('maxHandshakes and maxHandshakesPerAddress must be at least 1');
-    this.handshakes = new HandshakeSlots(maxHandshakes, perAddress, Math.min(4 * perAddress, maxHandshakes));
+    this.handshakes = new HandshakeSlots(maxHandshakes, perAddress, Math.min(4 * perAddress, maxHandshakes), { clock: this.clock, floorMs: opts.handshakeFloorMs ?? 5_000 });
     this.admitHandshake = opts.admitHandshake;
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 600_000;
     this.cidLength = opts.cidLength ?? 8;
@@ -186,6 +204,8 @@ export class DtlsTransport implements DatagramTransport {
       closed: (c, r) => self.onClosed(c, r),
       restart: (c, d, p) => self.stateless(d, p, c),
       migrate: (c, p) => self.onMigrate(c, p),
+      unprovenAmplificationFactor: opts.unprovenAmplificationFactor ?? 3,
+      unprovenDropped: () => void self.counters.unprovenDropped++,
       debug: (o, m) => self.log.debug(o, m),
     };
     const sweepMs = Math.max(50, Math.min(5_000, Math.floor(this.idleTimeoutMs / 4)));
@@ -385,8 +405,9 @@ export class DtlsTransport implements DatagramTransport {
     c.peer.family = to.family;
     c.addrKey = key;
     this.byAddr.set(key, c);
+    c.moved(key);
     this.counters.migrated++;
-    this.log.debug({ peer: key }, 'dtls: session moved to a new address (CID)');
+    this.log.debug({ peer: key, proven: !c.addressUnproven }, 'dtls: session moved to a new address (CID)');
   }
 
   private sweep(): void {
