@@ -12,7 +12,6 @@
 import assert from 'node:assert/strict';
 import { HandshakeSlots } from '../../src/transport/dtls/handshake-slots.ts';
 import { sourceOf } from '../../src/transport/source.ts';
-import { widerPrefixesOf } from '../../src/transport/wider-prefixes.ts';
 
 describe('the half-open handshake table against the /64s of one /48', () => {
   it('admits a genuine newcomer when the /64s of one /48 hold every slot, one each', () => {
@@ -57,9 +56,12 @@ describe('the half-open handshake table under pressure', () => {
 });
 
 describe('the /56 and /48 of a source', () => {
-  it('reads them from the /64, keeps the zone, and has none for IPv4', () => {
-    assert.deepEqual(widerPrefixesOf(sourceOf('2001:db8:42:3e7::1')), { p48: '2001:db8:42::/48', p56: '2001:db8:42:300::/56' });
-    assert.deepEqual(widerPrefixesOf(sourceOf('fe80::1%eth0')), { p48: 'fe80:0:0::/48%eth0', p56: 'fe80:0:0:0::/56%eth0' });
-    assert.equal(widerPrefixesOf(sourceOf('192.0.2.1')), undefined);
+  it('reads them from the address, keeps the zone, and has none for IPv4', () => {
+    const s = sourceOf('2001:db8:42:3e7::1');
+    assert.deepEqual([s.prefix48, s.prefix56], ['2001:0db8:0042::/48', '2001:0db8:0042:0300::/56']);
+    const l = sourceOf('fe80::1%eth0');
+    assert.deepEqual([l.prefix48, l.prefix56], ['fe80:0000:0000::/48%eth0', 'fe80:0000:0000:0000::/56%eth0']);
+    const v4 = sourceOf('192.0.2.1');
+    assert.deepEqual([v4.prefix48, v4.prefix56], [undefined, undefined]);
   });
 });

@@ -23,7 +23,6 @@
  * top-level sources and then the children along one path (each at most `max`).
  */
 import type { Source } from '../source.ts';
-import { widerPrefixesOf } from '../wider-prefixes.ts';
 
 /** A node of the source tree: a /48, /56, /64 or an address (a leaf, with its handshakes). */
 interface Group {
@@ -51,9 +50,8 @@ export interface HandshakeSlotsOptions {
 
 /** The keys of a source from the top of the tree down to its address. */
 function pathOf(s: Source): string[] {
-  const w = widerPrefixesOf(s);
-  if (w === undefined || s.prefix === undefined) return [`a ${s.address}`];
-  return [`48 ${w.p48}`, `56 ${w.p56}`, `64 ${s.prefix}`, `a ${s.address}`];
+  if (s.prefix === undefined || s.prefix56 === undefined || s.prefix48 === undefined) return [`a ${s.address}`];
+  return [`48 ${s.prefix48}`, `56 ${s.prefix56}`, `64 ${s.prefix}`, `a ${s.address}`];
 }
 
 function group(): Group {
