@@ -223,7 +223,9 @@ export class AllowlistReader {
     if (this[list].length < this.maxListed) this[list].push(p);
   }
 
+  /** The first structural error stops the reading; nothing after it is reported, however the text was split. */
   private stop(p: RowProblem): void {
+    if (this.fatal) return;
     this.problem('errors', p);
     this.fatal = true;
   }
