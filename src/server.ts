@@ -19,6 +19,7 @@ import { DEFAULT_POLICY } from './policy/decide.ts';
 import { parseAllowlist } from './protocol/allowlist.ts';
 import { AdminService, ensureTokenKey } from './service/admin.ts';
 import { ProvisioningService, type Outcome } from './service/provisioning.ts';
+import { PostgresStore } from './store/postgres/store.ts';
 import { SqliteStore } from './store/sqlite.ts';
 import type { Store } from './store/store.ts';
 import { TokenKeyring } from './tokens/keyring.ts';
@@ -49,7 +50,7 @@ export interface RunningServer {
   config: Readonly<Config>;
   service: ProvisioningService;
   admin: AdminService;
-  store: SqliteStore;
+  store: SqliteStore | PostgresStore;
   keyring: TokenKeyring;
   coap: CoapServer;
   auth: AdminAuth;
@@ -208,11 +209,15 @@ export async function importAllowlistFile(admin: AdminService, path: string, cfg
   return parsed.entries.length;
 }
 
-/** Open the data directory's store (creating the directory with mode 0700). */
-export async function openStore(cfg: Readonly<Config>, log: Logger): Promise<SqliteStore> {
+/**
+ * Open the configured store: the data directory's SQLite database (creating the directory with mode
+ * 0700), or with `store: 'postgres'` the PostgreSQL database at `databaseUrl` (docs/scale-out.md).
+ */
+export async function openStore(cfg: Readonly<Config>, log: Logger): Promise<SqliteStore | PostgresStore> {
   const dir = resolve(cfg.dataDir);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   chmodSync(dir, 0o700);
+  if (cfg.store === 'postgres') return PostgresStore.open(cfg.databaseUrl, { log: log.child({ c: 'store' }) });
   return SqliteStore.open(join(dir, 'idprov.db'), { log: log.child({ c: 'store' }) });
 }
 
