@@ -237,8 +237,8 @@ async function ensureAdminTokenFile(cfg: Readonly<Config>, auth: AdminAuth, now:
 
 /** Start the server on its configuration. `clock` (ms) is injectable for tests. */
 export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () => number = Date.now): Promise<RunningServer> {
-  const sqlite = await openStore(cfg, log);
-  const changes = new ObservedStore(sqlite);
+  const opened = await openStore(cfg, log);
+  const changes = new ObservedStore(opened);
   const store = changes.store;
   const transports: DatagramTransport[] = [];
   let sidecar: FastifyInstance | undefined;
@@ -351,7 +351,10 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
     const reloadKeys = async (): Promise<void> => {
       try {
         const ks = await store.listKeys();
-        if (ks[0] && ks[0].kid !== lastKid) {
+        // The signer is the newest *unretired* key: a rotation within the same second as the previous
+        // key's creation sorts the new key by kid, not necessarily first.
+        const signer = ks.find((k) => k.retiredAt === undefined) ?? ks[0];
+        if (signer && signer.kid !== lastKid) {
           keyring.load(ks);
           lastKid = keyring.current.kid;
           log.info({ kid: lastKid }, 'token key rotated');
@@ -398,9 +401,14 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
     });
     // TXT `kid` follows rotations made through the admin service (the key watch covers the CLI).
     const disc = discovery;
-    const unwatchKeys = changes.subscribe((muts) => {
+    const unwatchKeys = changes.subscribe((muts, _v, foreign) => {
       for (const m of muts) if (m.kind === 'key.put' && m.key.retiredAt === undefined) disc.setTxt({ kid: m.key.kid });
+      // A rotation by another instance on the shared database: load it now, not at the next poll.
+      if (foreign?.has('key.put')) void reloadKeys();
     });
+    // Instances sharing a PostgreSQL database (docs/scale-out.md): another instance's commit wakes this
+    // one's long polls and SSE streams and changes its ETags (LISTEN/NOTIFY).
+    const unlisten = opened instanceof PostgresStore ? opened.onForeignChange((kinds) => changes.foreign(kinds)) : () => undefined;
 
     log.info(
       { coap: coapPort, coaps: dtls.port, fp: dtls.fingerprint, bind: cfg.bind, admin: `${cfg.adminCert ? 'https' : 'http'}://${cfg.adminBind.includes(':') ? `[${cfg.adminBind}]` : cfg.adminBind}:${adminPort}`, data: resolve(cfg.dataDir), kid: keyring.current.kid, provisioning: service.provisioning.enabled },
@@ -411,7 +419,7 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
       config: cfg,
       service,
       admin,
-      store: sqlite,
+      store: opened,
       keyring,
       coap,
       auth,
@@ -428,18 +436,19 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
         clearInterval(sweepTimer);
         await sweeping;
         unwatchKeys();
+        unlisten();
         await disc.close();
         await sc.close();
         await coap.close();
         await Promise.all(transports.map((t) => t.close()));
-        await sqlite.close();
+        await opened.close();
       },
     };
   } catch (e) {
     await discovery?.close().catch(() => undefined);
     await sidecar?.close().catch(() => undefined);
     await Promise.all(transports.map((t) => t.close().catch(() => undefined)));
-    await sqlite.close().catch(() => undefined);
+    await opened.close().catch(() => undefined);
     throw e;
   }
 }

@@ -413,8 +413,8 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
         resolve();
       };
       const timer = setTimeout(done, waitS * 1000);
-      const unsub = d.changes.subscribe((muts) => {
-        if (muts.some((m) => m.kind === 'event')) done();
+      const unsub = d.changes.subscribe((muts, _v, foreign) => {
+        if (muts.some((m) => m.kind === 'event') || foreign?.has('event')) done();
       });
       openFeeds.add(done);
       req.raw.once('close', done);
@@ -486,8 +486,8 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
         busy = false;
       }
     };
-    const unsub = d.changes.subscribe((muts) => {
-      if (muts.some((m) => m.kind === 'event')) void pump();
+    const unsub = d.changes.subscribe((muts, _v, foreign) => {
+      if (muts.some((m) => m.kind === 'event') || foreign?.has('event')) void pump();
     });
     const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
     const finish = () => {

@@ -375,7 +375,7 @@ export class ProvisioningService {
     decision = holdFlagged(decision, req.id, this.flags.openFor(req.id), { holdFlagged: m.holdFlagged, retryS: this.d.settings.policy.pendingInitialS }, raiser);
     switch (decision.kind) {
       case 'approve':
-        return this.approve(decision, req.xk, now, flagMuts);
+        return this.approve(decision, req.xk, now, [...flagMuts, usedOnce(req.nonce)]);
       case 'hold': {
         await this.d.store.apply([...flagMuts, this.event(now, 'provision.held', req.id, 'device', req.source, { flags: decision.heldBy })]);
         const retry = decision.retryS;
@@ -386,7 +386,7 @@ export class ProvisioningService {
         };
       }
       case 'pending': {
-        const muts: Mutation[] = [recordPending(rec.pending, decision.pending), ...flagMuts];
+        const muts: Mutation[] = [recordPending(rec.pending, decision.pending), ...flagMuts, usedOnce(req.nonce)];
         // One event when the request first arrives (not per poll: 100k waiting devices poll often).
         if (decision.pending.count === 1) muts.push(this.event(now, 'provision.pending', req.id, 'device', req.source, { type: req.type }));
         // A new waiting request may push the table over its cap: drop the least recently seen.
@@ -488,6 +488,7 @@ export class ProvisioningService {
         const ttl = this.d.settings.tokenTtl;
         const { token, exp, cti } = this.mint(d.device.id, d.device.pk, d.device.type, ttl, t);
         await this.d.store.apply([
+          usedOnce(nonce),
           { kind: 'device.upsert', device: { ...d.device, lastCti: cti, tokenExp: exp } },
           this.event(t, 'refresh.issued', body.id, 'device', ctx.source, { cti, exp }),
         ]);
@@ -565,6 +566,7 @@ export class ProvisioningService {
       { kind: 'pending.trim', max: m.maxPending, removed: trimmed },
       { kind: 'events.prune', before: now - m.eventRetentionS, max: m.maxEvents, limit: 100_000, removed: pruned },
       { kind: 'flags.trim', max: m.maxFlags },
+      { kind: 'nonces.prune', before: now },
     ]);
     const r: SweepResult = { pendingExpired: expired.count, pendingTrimmed: trimmed.count, eventsPruned: pruned.count };
     if (r.pendingExpired || r.pendingTrimmed || r.eventsPruned) {
@@ -603,4 +605,13 @@ export function recordPending(prev: PendingRecord | undefined, next: PendingReco
   return seenOnly
     ? { kind: 'pending.seen', id: next.id, lastSeen: next.lastSeen, count: next.count, source: next.source }
     : { kind: 'pending.upsert', pending: next };
+}
+
+/**
+ * The used-once mark of `nonce` for the store, in the same transaction as the records of the answer it
+ * buys: a store shared by several instances refuses it there when another instance used it first
+ * (issue 16; see the `nonce.use` mutation).
+ */
+function usedOnce(nonce: Uint8Array): Mutation {
+  return { kind: 'nonce.use', nonce, expires: nonceExpiry(nonce) };
 }

@@ -646,6 +646,8 @@ function batchOf(group: readonly QueuedCall[]): Param[] | undefined {
         case 'event':
           events.push(eventRow(m.event));
           break;
+        case 'nonce.use':
+          break; // nothing to write here (see applyOne)
         default:
           return undefined;
       }
@@ -1268,6 +1270,10 @@ export class SqliteStore implements Store {
         return;
       case 'flags.trim':
         await run(w.flagsTrim, [m.max]);
+        return;
+      case 'nonce.use':
+      case 'nonces.prune':
+        // One process: the service's in-memory used-once set is authoritative (see Mutation).
         return;
       case 'pending.trim': {
         const r = await run(w.pendingTrim, [m.keep ?? '', m.max]);

@@ -106,6 +106,20 @@ export const PG_MIGRATIONS: readonly string[] = [
   );
   CREATE UNIQUE INDEX flags_open ON flags (kind, subject) WHERE cleared_at IS NULL;
   CREATE INDEX flags_cleared ON flags (cleared_at, id) WHERE cleared_at IS NOT NULL;
+
+  -- Server nonces used at any instance (the used-once set, shared): a row per token-issuing or
+  -- waiting request, deleted once expired (nonces.prune, every sweep).
+  CREATE TABLE used_nonces (
+    nonce   BYTEA  NOT NULL PRIMARY KEY,
+    expires BIGINT NOT NULL
+  );
+  CREATE INDEX used_nonces_by_expiry ON used_nonces (expires);
+
+  -- The nonce secret every instance shares, created exactly once (this step runs under the migration
+  -- lock): instances starting together on an empty database cannot each invent their own. 32 bytes
+  -- from two gen_random_uuid() (pg_strong_random, 244 random bits) through SHA-256.
+  INSERT INTO settings (name, value)
+    VALUES ('nonce.secret', encode(sha256(convert_to(gen_random_uuid()::text || gen_random_uuid()::text, 'UTF8')), 'hex'));
   `,
 ];
 

@@ -30,6 +30,7 @@
  * started. {@link PostgresStore.loadSubject} reads the four subject tables in one statement (one
  * snapshot).
  */
+import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import type { PoolClient, QueryResult } from 'pg';
 import type {
@@ -210,9 +211,13 @@ const SQL = {
   keyPut: upsertSql('token_keys', 'kid', KEY_COLS),
   settingPut: upsertSql('settings', 'name', ['name', 'value']),
   eventLock: `SELECT pg_advisory_xact_lock(${EVENT_LOCK})`,
+  // Delivered to every listening session when (and only if) the transaction commits.
+  notify: `SELECT pg_notify('${CHANGE_CHANNEL}', $1)`,
   eventInsert: 'INSERT INTO events (at, kind, device_id, actor, source, detail) VALUES ($1, $2, $3, $4, $5, $6)',
   flagPut: upsertSql('flags', 'id', FLAG_COLS),
   flagDelete: 'DELETE FROM flags WHERE id = $1',
+  nonceUse: 'INSERT INTO used_nonces (nonce, expires) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING',
+  noncesPrune: 'DELETE FROM used_nonces WHERE nonce IN (SELECT nonce FROM used_nonces WHERE expires < $1 ORDER BY expires LIMIT $2)',
   flagsTrim:
     'DELETE FROM flags WHERE id IN (SELECT id FROM flags WHERE cleared_at IS NOT NULL ORDER BY cleared_at, id ' +
     'LIMIT greatest(0, (SELECT count(*) FROM flags) - $1))',
@@ -275,6 +280,8 @@ export class PostgresStore implements Store {
   private closing: Promise<void> | undefined;
   private readonly inflight = new Set<Promise<unknown>>();
   private listener: InstanceType<typeof pg.Client> | undefined;
+  /** Tags this store's notifications, so that it ignores its own. */
+  readonly instanceId = randomBytes(6).toString('hex');
 
   private constructor(
     private readonly pool: Pool,
@@ -387,7 +394,9 @@ export class PostgresStore implements Store {
         open = false;
         return undefined;
       }
-      await c.query(`NOTIFY ${CHANGE_CHANNEL}`);
+      const kinds = new Set<string>();
+      for (const call of group) if (call.error === undefined) for (const m of call.mutations) kinds.add(m.kind);
+      await c.query(SQL.notify, [this.notice(kinds)]);
       await c.query('COMMIT');
       open = false;
       this.stats.commits++;
@@ -490,6 +499,14 @@ export class PostgresStore implements Store {
       case 'flags.trim':
         await c.query(SQL.flagsTrim, [m.max]);
         return;
+      case 'nonce.use': {
+        const r = await c.query(SQL.nonceUse, [blob(m.nonce), m.expires]);
+        if (r.rowCount !== 1) throw new ProvError('nonce', 'nonce already used');
+        return;
+      }
+      case 'nonces.prune':
+        await c.query(SQL.noncesPrune, [m.before, PRUNE_BATCH]);
+        return;
       case 'pending.trim': {
         const r = await c.query(SQL.pendingTrim, [m.keep ?? '', m.max]);
         if (m.removed) m.removed.count += r.rowCount ?? 0;
@@ -535,7 +552,7 @@ export class PostgresStore implements Store {
         }
         const state = { eventLock: false };
         for (const m of after) await this.applyOne(c, m, state);
-        await c.query(`NOTIFY ${CHANGE_CHANNEL}`);
+        await c.query(SQL.notify, [this.notice(new Set(['allow.upsert', ...after.map((m) => m.kind)]))]);
         await c.query('COMMIT');
         open = false;
         return result;
@@ -691,13 +708,19 @@ export class PostgresStore implements Store {
   // -------------------------------------------------------------------------------------------
   // Change notifications
 
+  /** The payload of a change notification: `<instanceId> <kind>,<kind>…`. */
+  private notice(kinds: ReadonlySet<string>): string {
+    return `${this.instanceId} ${[...kinds].join(',')}`;
+  }
+
   /**
-   * Calls `fn` after any session (this instance or another) commits through a PostgresStore on the
-   * same database, via LISTEN on a dedicated connection. The connection is re-established after a
-   * loss (every 1 s until it is back), and `fn` is called once on reconnect, since notifications
-   * sent meanwhile are lost. Returns a function that stops listening.
+   * Calls `fn` with the mutation kinds after another PostgresStore (another instance) commits on the
+   * same database, via LISTEN on a dedicated connection; this store's own commits are skipped (its
+   * ObservedStore has seen them). The connection is re-established after a loss (every 1 s until it is
+   * back), and `fn('unknown')` is called then, since notifications sent meanwhile are lost. Returns a
+   * function that stops listening.
    */
-  onForeignChange(fn: () => void): () => void {
+  onForeignChange(fn: (kinds: readonly Mutation['kind'][] | 'unknown') => void): () => void {
     let stopped = false;
     let timer: NodeJS.Timeout | undefined;
     const connect = async (first: boolean): Promise<void> => {
@@ -708,7 +731,11 @@ export class PostgresStore implements Store {
         if (this.listener === client) this.listener = undefined;
         if (!stopped) timer = setTimeout(() => void connect(false), 1000);
       });
-      client.on('notification', () => fn());
+      client.on('notification', (n) => {
+        const [from, kinds] = (n.payload ?? '').split(' ');
+        if (from === this.instanceId) return;
+        fn(kinds ? (kinds.split(',').filter(Boolean) as Mutation['kind'][]) : 'unknown');
+      });
       try {
         await client.connect();
         await client.query(`LISTEN ${CHANGE_CHANNEL}`);
@@ -717,7 +744,7 @@ export class PostgresStore implements Store {
           return;
         }
         this.listener = client;
-        if (!first) fn();
+        if (!first) fn('unknown');
       } catch (e) {
         this.log?.warn({ err: (e as Error).message }, 'postgres LISTEN connection failed; retrying');
         await client.end().catch(() => undefined);
