@@ -21,7 +21,7 @@ import { TestPostgres } from '../support/postgres.ts';
 
 async function post(port: number, path: string, payload: Buffer): Promise<{ code: string; body: ResponseBody; maxAge?: number }> {
   const r = await coapRequest({ port, method: 'POST', path, payload, contentFormat: 18 });
-  return { code: r.code, body: parseResponse(r.payload) };
+  return { code: r.code, body: parseResponse(r.payload), ...(r.maxAge !== undefined ? { maxAge: r.maxAge } : {}) };
 }
 
 /** A fresh nonce for `dev` from the instance on `port`. */
@@ -69,7 +69,7 @@ describe('instances sharing one PostgreSQL database', function () {
   });
 
   /** `count` instances on one fresh database; the first imports `allowlist` (CSV) if given. */
-  async function cluster(count: number, allowlist?: string): Promise<RunningServer[]> {
+  async function cluster(count: number, allowlist?: string, extra: Record<string, unknown> = {}, clock?: () => number): Promise<RunningServer[]> {
     const url = pg.createDatabase('scale');
     const log = createLogger(process.env['CHILD_LOG'] ?? 'silent', 2);
     for (let i = 0; i < count; i++) {
@@ -81,9 +81,9 @@ describe('instances sharing one PostgreSQL database', function () {
       }
       const cfg = loadConfig({
         env: {},
-        flags: { dataDir, store: 'postgres', databaseUrl: url, coapPort: 0, coapsPort: 0, adminPort: 0, bind: '127.0.0.1', mdns: false, ...(allowFile ? { allowlist: allowFile } : {}) },
+        flags: { dataDir, store: 'postgres', databaseUrl: url, coapPort: 0, coapsPort: 0, adminPort: 0, bind: '127.0.0.1', mdns: false, ...extra, ...(allowFile ? { allowlist: allowFile } : {}) },
       });
-      servers.push(await startServer(cfg, log));
+      servers.push(await startServer(cfg, log, clock));
     }
     return servers;
   }
@@ -173,6 +173,18 @@ describe('instances sharing one PostgreSQL database', function () {
     const fromB = await b!.store.listEvents(0, 1000);
     assert.deepEqual(fromA, fromB);
     for (let i = 1; i < fromA.length; i++) assert.ok(fromA[i]!.seq! > fromA[i - 1]!.seq!);
+  });
+
+  it('keeps per-device rate limits per instance: N instances give a device N times the burst', async () => {
+    const dev = new TestDevice('budget-x');
+    const frozen = Date.now(); // no refill during the test: the buckets hold exactly the burst
+    const [a, b] = await cluster(2, `id,pk\n${dev.id},${dev.pk.toString('hex')}\n`, { rateLimitDevice: 1, rateBurstDevice: 3 }, () => frozen);
+    for (const s of [a!, b!]) {
+      for (let i = 0; i < 3; i++) assert.equal((await provision(s.coapPort, dev)).code, '2.01', `request ${i + 1} at ${s.coapPort}`);
+      const over = await provision(s.coapPort, dev);
+      assert.equal(over.code, '4.29', `the 4th request at ${s.coapPort} is over that instance's burst`);
+      assert.ok(over.maxAge !== undefined && over.maxAge > 0, 'with Max-Age');
+    }
   });
 
   it('serializes event seqs in commit order across stores (a reader never skips a late commit)', async () => {

@@ -4,9 +4,10 @@
  * consumption exactly once across stores racing on one database, the event feed's commit order,
  * change notifications, and behaviour while the server is down.
  */
+import assert from 'node:assert/strict';
 import { PostgresStore } from '../../src/store/postgres/store.ts';
 import { TestPostgres } from '../support/postgres.ts';
-import { storeContract } from './contract.ts';
+import { T0, storeContract, upsertAllow } from './contract.ts';
 
 describe('PostgresStore', function () {
   this.timeout(60_000);
@@ -19,4 +20,36 @@ describe('PostgresStore', function () {
   });
 
   storeContract('PostgresStore', { open: () => PostgresStore.open(server.createDatabase('contract')) });
+
+  it('consumes each allowlist entry exactly once when two stores on one database race for all of them', async () => {
+    const url = server.createDatabase('race');
+    const [a, b] = await Promise.all([PostgresStore.open(url), PostgresStore.open(url)]);
+    try {
+      await a.apply(Array.from({ length: 40 }, (_, i) => upsertAllow(`race-${i}`)));
+      const tries = [a, b].flatMap((s, k) =>
+        Array.from({ length: 40 }, (_, i) => s.apply([{ kind: 'allow.consume', id: `race-${i}`, at: T0 + k }, { kind: 'event', event: { at: T0, kind: 'won', actor: 'system', deviceId: `race-${i}` } }])),
+      );
+      const results = await Promise.allSettled(tries);
+      const won = results.filter((r) => r.status === 'fulfilled').length;
+      assert.equal(won, 40, 'one winner per entry');
+      for (const r of results) if (r.status === 'rejected') assert.equal((r.reason as { code: string }).code, 'conflict');
+      const events = await b.listEvents(0, 1000);
+      assert.deepEqual(events.map((e) => e.deviceId).sort(), Array.from({ length: 40 }, (_, i) => `race-${i}`).sort(), 'the losers wrote nothing');
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+
+  it('migrates once when several stores open an empty database at the same time', async () => {
+    const url = server.createDatabase('migrate');
+    const stores = await Promise.all(Array.from({ length: 4 }, () => PostgresStore.open(url)));
+    try {
+      assert.deepEqual(stores.map((s) => s.stats.migrationsApplied).sort(), [0, 0, 0, 1]);
+      const secrets = await Promise.all(stores.map((s) => s.getSetting('nonce.secret')));
+      assert.match(secrets[0]!, /^[0-9a-f]{64}$/);
+      assert.equal(new Set(secrets).size, 1, 'one nonce secret for all');
+    } finally {
+      await Promise.all(stores.map((s) => s.close()));
+    }
+  });
 });
