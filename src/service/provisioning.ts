@@ -156,6 +156,9 @@ export interface SwitchState {
   reason?: string;
 }
 
+/** Max-Age (s) of the 5.03 a request gets while the store cannot be reached (see `failure`). */
+export const STORE_UNAVAILABLE_RETRY_S = 5;
+
 /** Default of {@link ServiceSettings.maxUsedNoncesUnvouched}. */
 export const DEFAULT_MAX_USED_NONCES_UNVOUCHED = 500_000;
 
@@ -513,6 +516,12 @@ export class ProvisioningService {
   }
 
   private failure(e: unknown, op: string, id: string | undefined, ctx: RequestContext): Outcome {
+    if (isProvError(e) && e.code === 'unavailable') {
+      // The database is down or unreachable (a shared PostgreSQL restarting): the device retries after
+      // Max-Age, possibly at another instance. Its message names the database: logged, not sent.
+      this.d.log.warn({ err: e.message, op, id, src: ctx.source }, 'store unavailable');
+      return this.errorOutcome('unavailable', 'the server cannot reach its database; retry later', STORE_UNAVAILABLE_RETRY_S);
+    }
     if (isProvError(e)) {
       const retry = ERROR_TABLE[e.code].coap === '4.03' ? this.d.settings.policy.rejectedRetryS : undefined;
       return this.errorOutcome(e.code, e.message, retry);

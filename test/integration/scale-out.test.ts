@@ -187,6 +187,50 @@ describe('instances sharing one PostgreSQL database', function () {
     }
   });
 
+  it('answers 5.03 with Max-Age while PostgreSQL is down and carries on by itself once it is back, losing nothing', async () => {
+    const devs = Array.from({ length: 60 }, (_, i) => new TestDevice(`fault-${i}`));
+    const [a, b] = await cluster(2, `id,pk\n${devs.map((d) => `${d.id},${d.pk.toString('hex')}`).join('\n')}\n`);
+    const codes = new Map<string, number>();
+    const tokens: string[] = [];
+    let unavailable: { code: string; maxAge?: number } | undefined;
+    let next = 0;
+    const worker = async (k: number): Promise<void> => {
+      while (next < devs.length) {
+        const dev = devs[next++]!;
+        const s = k % 2 ? a! : b!;
+        for (let attempt = 0; attempt < 50; attempt++) {
+          const r = await provision(s.coapPort, dev);
+          codes.set(r.code, (codes.get(r.code) ?? 0) + 1);
+          if (r.code === '2.01') {
+            tokens.push(dev.id);
+            break;
+          }
+          assert.equal(r.code, '5.03', `${dev.id}: only 5.03 while the database is away (${JSON.stringify(r.body)})`);
+          unavailable = r;
+          await new Promise((res) => setTimeout(res, 200)); // the device's own back-off, shortened
+        }
+      }
+    };
+    const load = Promise.all([0, 1, 2, 3].map(worker));
+    while (tokens.length < 10) await new Promise((r) => setTimeout(r, 20));
+    await pg.pause();
+    // While it is down: a signed request gets 5.03 with Max-Age, promptly (no hang).
+    const probe = devs.at(-1)!;
+    const t0 = Date.now();
+    const down = await provision(a!.coapPort, probe);
+    assert.equal(down.code, '5.03');
+    assert.equal(down.maxAge, 5);
+    assert.ok(Date.now() - t0 < 10_000, 'answered within the connect timeout');
+    await new Promise((r) => setTimeout(r, 500));
+    await pg.resume();
+    await load;
+    assert.equal(tokens.length, devs.length, `every device got its token in the end (${JSON.stringify([...codes])})`);
+    assert.ok(unavailable || codes.get('5.03'), 'some requests met the outage');
+    const devices = await a!.store.counts();
+    assert.equal(devices.devices, devs.length, 'a device record behind every token');
+    for (const id of tokens) assert.ok((await b!.store.getAllow(id))?.consumedAt, `${id}: consumed`);
+  });
+
   it('serializes event seqs in commit order across stores (a reader never skips a late commit)', async () => {
     const url = pg.createDatabase('order');
     const stores = await Promise.all([PostgresStore.open(url), PostgresStore.open(url), PostgresStore.open(url)]);

@@ -8,7 +8,8 @@
  * PostgreSQL refuses to run as root: as root the helper runs every server binary as the `postgres`
  * OS user that the Debian package creates (falling back to `nobody`), and hands it the folder.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -141,14 +142,23 @@ export class TestPostgres {
     return this.runAs('psql', ['-h', join(this.dir, 'sock'), '-p', String(this.port), '-U', 'postgres', '-d', db, '-v', 'ON_ERROR_STOP=1', '-Atc', sql]).trim();
   }
 
-  /** Stops the server (fast shutdown: clients disconnected, committed data kept). */
-  pause(): void {
-    this.ctl('stop', 'fast');
+  /**
+   * Stops the server (fast shutdown: clients disconnected, committed data kept) without blocking the
+   * event loop, so servers in this process keep answering meanwhile.
+   */
+  async pause(): Promise<void> {
+    await this.ctlAsync(['-D', join(this.dir, 'data'), '-m', 'fast', '-w', '-t', '60', 'stop']);
   }
 
   /** Starts the server again after {@link pause}, same port and data. */
-  resume(): void {
-    this.ctl('start');
+  async resume(): Promise<void> {
+    await this.ctlAsync(['-D', join(this.dir, 'data'), '-l', join(this.dir, 'server.log'), '-w', '-t', '60', 'start']);
+  }
+
+  private async ctlAsync(args: string[]): Promise<void> {
+    const cmd = join(this.bin, 'pg_ctl');
+    const [file, argv] = this.user ? ['runuser', ['-u', this.user.name, '--', cmd, ...args]] : [cmd, args];
+    await promisify(execFile)(file, argv, { cwd: this.dir, timeout: 60_000 });
   }
 
   /** Stops the server and deletes its folder. */

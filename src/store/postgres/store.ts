@@ -139,8 +139,9 @@ export function isUnavailable(e: unknown): boolean {
 }
 
 /**
- * A failure as a {@link ProvError}: unique / foreign-key violations are `conflict`; everything else
- * `internal`, with `detail.unavailable = true` when the database could not be reached.
+ * A failure as a {@link ProvError}: unique / foreign-key violations are `conflict`; a database that
+ * cannot be reached (down, restarting, connection lost) `unavailable` (5.03 with Max-Age to a device);
+ * everything else `internal`.
  */
 function toProvError(e: unknown, op: string): ProvError {
   if (e instanceof ProvError) return e;
@@ -149,7 +150,7 @@ function toProvError(e: unknown, op: string): ProvError {
   const detail: Record<string, unknown> = { op };
   if (err.code !== undefined) detail.sqlstate = err.code;
   if (err.code === '23505' || err.code === '23503') return new ProvError('conflict', `store ${op}: ${message}`, detail);
-  if (isUnavailable(e)) detail.unavailable = true;
+  if (isUnavailable(e)) return new ProvError('unavailable', `store ${op}: ${message}`, detail);
   return new ProvError('internal', `store ${op}: ${message}`, detail);
 }
 
@@ -299,9 +300,14 @@ export class PostgresStore implements Store {
       idleTimeoutMillis: 30_000,
       types: TYPES,
       application_name: 'idprov',
+      keepAlive: true,
     });
     // An idle pooled connection that the server drops (restart, failover) must not crash the process.
     pool.on('error', (e) => log?.warn({ err: e.message }, 'postgres connection lost (the pool reconnects on next use)'));
+    // A checked-out connection between two queries of a transaction has no pool listener: without its
+    // own, a server shutdown (57P01) arriving then would be an uncaught 'error' event, i.e. a crash.
+    // The transaction's next query fails instead and the connection is discarded.
+    pool.on('connect', (client) => client.on('error', (e) => log?.warn({ err: e.message }, 'postgres connection error')));
     const store = new PostgresStore(pool, url, log);
     try {
       const client = await pool.connect();
