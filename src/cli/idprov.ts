@@ -1,6 +1,7 @@
 /**
  * `idprov` command line: `serve` runs the server; `keys` and `allowlist` work on the data directory
- * directly (safe while the server runs: SQLite WAL, and the server picks up rotated keys).
+ * directly (safe while the server runs: SQLite WAL, and the server picks up rotated keys); `migrate`
+ * copies one store into another (SQLite ⇄ PostgreSQL, docs/scale-out.md).
  */
 import { Command, Option } from 'commander';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -11,6 +12,10 @@ import { createLogger } from '../log.ts';
 import { parseAllowlist } from '../protocol/allowlist.ts';
 import { AdminService, ensureTokenKey } from '../service/admin.ts';
 import { importAllowlistFile, openStore, startServer } from '../server.ts';
+import { copyStore, verifyCopy } from '../store/copy.ts';
+import { PostgresStore } from '../store/postgres/store.ts';
+import { SqliteStore } from '../store/sqlite.ts';
+import type { Store } from '../store/store.ts';
 import { TokenKeyring } from '../tokens/keyring.ts';
 
 const nowS = (): number => Math.floor(Date.now() / 1000);
@@ -25,6 +30,8 @@ function configFrom(opts: Record<string, unknown>): Readonly<Config> {
     adminPort: opts['adminPort'],
     allowlist: opts['allowlist'],
     logLevel: opts['logLevel'],
+    store: opts['store'],
+    databaseUrl: opts['databaseUrl'],
     mdns: opts['mdns'] === false ? false : undefined,
   };
   return loadConfig({ ...(opts['config'] ? { file: String(opts['config']) } : {}), env: process.env, flags });
@@ -34,7 +41,9 @@ const common = (c: Command): Command =>
   c
     .option('-c, --config <file>', 'JSON config file (see README "Configuration")')
     .option('-d, --data <dir>', 'data directory (default ./data)')
-    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent');
+    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent')
+    .option('--store <kind>', 'sqlite (default) or postgres (see docs/scale-out.md)')
+    .option('--database-url <url>', 'PostgreSQL URL when --store postgres');
 
 common(program.command('serve').description('run the provisioning server'))
   .option('--coap-port <n>', 'CoAP/UDP port (default 5683)')
@@ -140,6 +149,36 @@ common(token.command('create').description('mint a bearer token for the admin si
       await store.close();
     }
   });
+
+program
+  .command('migrate')
+  .description('copy every record from one store into another, empty one, then verify the copy record by record')
+  .requiredOption('--from <store>', 'sqlite:PATH (an idprov.db) or postgres://…')
+  .requiredOption('--to <store>', 'sqlite:PATH or postgres://… (must hold no records)')
+  .action(async (opts: { from: string; to: string }) => {
+    const log = createLogger('warn', 2);
+    const from = await openStoreAt(opts.from, log);
+    try {
+      const to = await openStoreAt(opts.to, log);
+      try {
+        const copied = await copyStore(from, to);
+        const diffs = await verifyCopy(from, to);
+        if (diffs.length > 0) throw new ProvError('internal', `the copy differs from the source:\n  ${diffs.join('\n  ')}`);
+        console.log(JSON.stringify({ copied, verified: true }));
+      } finally {
+        await to.close();
+      }
+    } finally {
+      await from.close();
+    }
+  });
+
+/** A store named on the command line: `sqlite:PATH` or a `postgres://` URL. */
+async function openStoreAt(spec: string, log: ReturnType<typeof createLogger>): Promise<Store> {
+  if (/^postgres(ql)?:\/\//.test(spec)) return PostgresStore.open(spec, { log });
+  if (spec.startsWith('sqlite:') && spec.length > 'sqlite:'.length) return SqliteStore.open(spec.slice('sqlite:'.length), { log });
+  throw new ProvError('malformed', `a store is sqlite:PATH or postgres://…, not "${spec}"`);
+}
 
 /** `90d`, `12h`, `30m`, `45s` or plain seconds. */
 function parseDuration(s: string): number {

@@ -725,6 +725,7 @@ const READ_SQL = {
   listRevocations: `SELECT id, ${project('revocation', false)} FROM revocations WHERE id > ? ORDER BY id LIMIT ?`,
   listKeys: 'SELECT kid, public, private, created_at, retired_at FROM token_keys ORDER BY created_at DESC, kid',
   getSetting: 'SELECT value FROM settings WHERE name = ?',
+  listSettings: 'SELECT name, value FROM settings ORDER BY name',
   listEvents:
     'SELECT seq, at, kind, device_id, actor, source, detail FROM events WHERE seq > ? ORDER BY seq LIMIT ?',
   counts:
@@ -1457,6 +1458,11 @@ export class SqliteStore implements Store {
       const [r] = await all(st.getSetting, [name]);
       return r === undefined ? undefined : (r.value as string);
     });
+  }
+
+  /** Every setting, by name. */
+  listSettings(): Promise<Array<{ name: string; value: string }>> {
+    return this.read('listSettings', async (st) => (await all(st.listSettings, [])).map((r) => ({ name: r.name as string, value: r.value as string })));
   }
 
   /** Events with seq > `afterSeq`, oldest first; `limit` is clamped to 1..1000. */

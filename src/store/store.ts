@@ -119,6 +119,8 @@ export interface Store {
   /** Token keys, newest first. */
   listKeys(): Promise<TokenKeyRecord[]>;
   getSetting(name: string): Promise<string | undefined>;
+  /** Every setting, by name (for copying a database: `idprov migrate`). */
+  listSettings(): Promise<Array<{ name: string; value: string }>>;
   /** Flags by id; `status` open (default: all). Keyset pagination as for the other lists. */
   listFlags(opts?: ListOptions & { status?: 'open' | 'cleared' }): Promise<Page<FlagRecord>>;
   getFlag(id: string): Promise<FlagRecord | undefined>;

@@ -250,6 +250,7 @@ const SQL = {
   listRevocations: `SELECT ${cols(REVOCATION_COLS)} FROM revocations WHERE id > $1 ORDER BY id LIMIT $2`,
   listKeys: `SELECT ${cols(KEY_COLS)} FROM token_keys ORDER BY created_at DESC, kid`,
   getSetting: 'SELECT value FROM settings WHERE name = $1',
+  listSettings: 'SELECT name, value FROM settings ORDER BY name',
   listEvents: `SELECT ${cols(EVENT_COLS)} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2`,
   listFlags: `SELECT ${cols(FLAG_COLS)} FROM flags WHERE id > $1 ORDER BY id LIMIT $2`,
   listFlagsOpen: `SELECT ${cols(FLAG_COLS)} FROM flags WHERE cleared_at IS NULL AND id > $1 ORDER BY id LIMIT $2`,
@@ -686,6 +687,10 @@ export class PostgresStore implements Store {
 
   getSetting(name: string): Promise<string | undefined> {
     return this.one('getSetting', SQL.getSetting, [name], (r) => r.value as string);
+  }
+
+  listSettings(): Promise<Array<{ name: string; value: string }>> {
+    return this.rows('listSettings', SQL.listSettings, [], (r) => ({ name: r.name as string, value: r.value as string }));
   }
 
   listEvents(afterSeq: number, limit: number): Promise<EventRecord[]> {
