@@ -3,6 +3,7 @@
  * UDP sockets, the CoAP engine), servers started. Nothing below this file picks an adapter.
  */
 import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import { AdminAuth } from './admin/auth.ts';
@@ -19,6 +20,7 @@ import { DEFAULT_POLICY } from './policy/decide.ts';
 import { parseAllowlist } from './protocol/allowlist.ts';
 import { AdminService, ensureTokenKey } from './service/admin.ts';
 import { ProvisioningService, type Outcome } from './service/provisioning.ts';
+import { Membership } from './store/postgres/membership.ts';
 import { PostgresStore } from './store/postgres/store.ts';
 import { SqliteStore } from './store/sqlite.ts';
 import type { Store } from './store/store.ts';
@@ -66,6 +68,8 @@ export interface RunningServer {
   adminPort: number;
   /** Path of the admin token written at first start. */
   adminTokenFile: string;
+  /** Instances on the shared PostgreSQL database (absent with SQLite); see docs/scale-out.md. */
+  membership?: Membership;
   /** Re-read the token keys now (after `idprov keys rotate`; also every 10 s and on SIGHUP). */
   reloadKeys(): Promise<void>;
   /** Stop listening, finish in-flight work, close the store. */
@@ -381,6 +385,21 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
     const sweepTimer = setInterval(runSweep, SWEEP_INTERVAL_MS);
     sweepTimer.unref();
 
+    // Instances sharing a PostgreSQL database trust each other's mDNS names while their heartbeats are
+    // fresh (docs/scale-out.md): the monitor reads the live list.
+    const memberId = randomBytes(6).toString('hex');
+    const startedAt = nowS();
+    const membership =
+      opened instanceof PostgresStore
+        ? new Membership(
+            opened,
+            () => ({ id: memberId, name: discovery?.instanceName ?? cfg.instanceName, host: hostname(), coapPort, coapsPort: dtls.port, adminPort, version: VERSION, startedAt }),
+            cfg.trustedServers,
+            nowS,
+            log.child({ c: 'members' }),
+          )
+        : undefined;
+
     // Discovery (PROTOCOL.md §7, docs/discovery.md): mDNS advertiser, rogue monitor, CoAP multicast.
     discovery = await startDiscovery({
       mdns: cfg.mdns,
@@ -388,7 +407,7 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
       coapMulticast: cfg.coapMulticast,
       instanceName: cfg.instanceName,
       interfaces: cfg.discoveryInterfaces,
-      trustedServers: cfg.trustedServers,
+      trustedServers: membership?.trusted ?? cfg.trustedServers,
       alertWebhook: cfg.alertWebhook,
       coap,
       unicast: udp,
@@ -408,7 +427,8 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
     });
     // Instances sharing a PostgreSQL database (docs/scale-out.md): another instance's commit wakes this
     // one's long polls and SSE streams and changes its ETags (LISTEN/NOTIFY).
-    const unlisten = opened instanceof PostgresStore ? opened.onForeignChange((kinds) => changes.foreign(kinds)) : () => undefined;
+    await membership?.start();
+    const unlisten = opened instanceof PostgresStore ? await opened.onForeignChange((kinds) => changes.foreign(kinds)) : () => undefined;
 
     log.info(
       { coap: coapPort, coaps: dtls.port, fp: dtls.fingerprint, bind: cfg.bind, admin: `${cfg.adminCert ? 'https' : 'http'}://${cfg.adminBind.includes(':') ? `[${cfg.adminBind}]` : cfg.adminBind}:${adminPort}`, data: resolve(cfg.dataDir), kid: keyring.current.kid, provisioning: service.provisioning.enabled },
@@ -431,12 +451,14 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
       adminPort,
       adminTokenFile,
       reloadKeys,
+      ...(membership ? { membership } : {}),
       async close() {
         clearInterval(keyWatch);
         clearInterval(sweepTimer);
         await sweeping;
         unwatchKeys();
         unlisten();
+        await membership?.stop(memberId);
         await disc.close();
         await sc.close();
         await coap.close();

@@ -81,7 +81,7 @@ describe('instances sharing one PostgreSQL database', function () {
       }
       const cfg = loadConfig({
         env: {},
-        flags: { dataDir, store: 'postgres', databaseUrl: url, coapPort: 0, coapsPort: 0, adminPort: 0, bind: '127.0.0.1', mdns: false, ...extra, ...(allowFile ? { allowlist: allowFile } : {}) },
+        flags: { dataDir, store: 'postgres', databaseUrl: url, coapPort: 0, coapsPort: 0, adminPort: 0, bind: '127.0.0.1', mdns: false, instanceName: `scale-${n}`, ...extra, ...(allowFile ? { allowlist: allowFile } : {}) },
       });
       servers.push(await startServer(cfg, log, clock));
     }
@@ -229,6 +229,19 @@ describe('instances sharing one PostgreSQL database', function () {
     const devices = await a!.store.counts();
     assert.equal(devices.devices, devs.length, 'a device record behind every token');
     for (const id of tokens) assert.ok((await b!.store.getAllow(id))?.consumedAt, `${id}: consumed`);
+  });
+
+  it('registers every instance with a heartbeat and trusts the live siblings, not the gone ones', async () => {
+    const [a, b, c] = await cluster(3, undefined, { trustedServers: ['static-peer'] });
+    const names = [a!, b!, c!].map((s) => s.config.instanceName);
+    const trustsOthers = (s: RunningServer) => names.filter((x) => x !== s.config.instanceName).every((x) => s.membership!.trusted.includes(x));
+    assert.ok(await eventually(async () => [a!, b!, c!].every(trustsOthers)), 'each trusts the two others after a heartbeat (5 s)');
+    assert.ok(!a!.membership!.trusted.includes(a!.config.instanceName), 'not itself');
+    assert.ok(a!.membership!.trusted.includes('static-peer'), 'trustedServers stay trusted');
+    assert.deepEqual(a!.membership!.instances.map((i) => i.name).sort(), [...names].sort());
+    await c!.close();
+    servers = servers.filter((s) => s !== c);
+    assert.ok(await eventually(async () => !a!.membership!.trusted.includes(c!.config.instanceName)), 'a stopped instance is trusted no more');
   });
 
   it('serializes event seqs in commit order across stores (a reader never skips a late commit)', async () => {

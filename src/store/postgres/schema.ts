@@ -121,6 +121,21 @@ export const PG_MIGRATIONS: readonly string[] = [
   INSERT INTO settings (name, value)
     VALUES ('nonce.secret', encode(sha256(convert_to(gen_random_uuid()::text || gen_random_uuid()::text, 'UTF8')), 'hex'));
   `,
+  // 2: membership. Each running instance keeps a row fresh (heartbeat); the live ones are each
+  // other's trusted servers for the rogue monitor.
+  `
+  CREATE TABLE instances (
+    id          TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+    name        TEXT   NOT NULL,
+    host        TEXT   NOT NULL,
+    coap_port   INTEGER NOT NULL,
+    coaps_port  INTEGER NOT NULL,
+    admin_port  INTEGER NOT NULL,
+    version     TEXT   NOT NULL,
+    started_at  BIGINT NOT NULL,
+    seen_at     BIGINT NOT NULL
+  );
+  `,
 ];
 
 /** Advisory lock key held while migrating (an arbitrary constant: "idprov" + schema). */

@@ -104,6 +104,21 @@ export interface PostgresStoreOptions {
   migrations?: readonly string[];
 }
 
+/** One running instance, as its heartbeat row records it. */
+export interface InstanceRecord {
+  /** Random per process start. */
+  id: string;
+  /** Its mDNS instance name ('' when it does not advertise). */
+  name: string;
+  host: string;
+  coapPort: number;
+  coapsPort: number;
+  adminPort: number;
+  version: string;
+  startedAt: number;
+  seenAt: number;
+}
+
 /** Counters of a {@link PostgresStore}. */
 export interface PostgresStoreStats {
   transactions: number;
@@ -250,6 +265,11 @@ const SQL = {
   listRevocations: `SELECT ${cols(REVOCATION_COLS)} FROM revocations WHERE id > $1 ORDER BY id LIMIT $2`,
   listKeys: `SELECT ${cols(KEY_COLS)} FROM token_keys ORDER BY created_at DESC, kid`,
   getSetting: 'SELECT value FROM settings WHERE name = $1',
+  heartbeat:
+    'INSERT INTO instances (id, name, host, coap_port, coaps_port, admin_port, version, started_at, seen_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ' +
+    'ON CONFLICT (id) DO UPDATE SET name = excluded.name, seen_at = excluded.seen_at',
+  listInstances: 'SELECT id, name, host, coap_port, coaps_port, admin_port, version, started_at, seen_at FROM instances WHERE seen_at >= $1 ORDER BY name, id',
+  leave: 'DELETE FROM instances WHERE id = $1',
   listSettings: 'SELECT name, value FROM settings ORDER BY name',
   listEvents: `SELECT ${cols(EVENT_COLS)} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2`,
   listFlags: `SELECT ${cols(FLAG_COLS)} FROM flags WHERE id > $1 ORDER BY id LIMIT $2`,
@@ -711,6 +731,27 @@ export class PostgresStore implements Store {
     };
   }
 
+  // -------------------------------------------------------------------------------------------
+  // Membership (not part of the Store seam: only a shared database has siblings)
+
+  /** Inserts or refreshes this instance's membership row (`seenAt` = now, seconds). */
+  async heartbeat(m: InstanceRecord): Promise<void> {
+    await this.query('heartbeat', SQL.heartbeat, [m.id, m.name, m.host, m.coapPort, m.coapsPort, m.adminPort, m.version, m.startedAt, m.seenAt]);
+  }
+
+  /** Instances whose heartbeat is not older than `since` (seconds), by name. */
+  listInstances(since: number): Promise<InstanceRecord[]> {
+    return this.rows('listInstances', SQL.listInstances, [since], (r) => ({
+      id: r.id as string, name: r.name as string, host: r.host as string, coapPort: r.coap_port as number, coapsPort: r.coaps_port as number,
+      adminPort: r.admin_port as number, version: r.version as string, startedAt: r.started_at as number, seenAt: r.seen_at as number,
+    }));
+  }
+
+  /** Removes this instance's row (clean shutdown; a crashed one just stops being refreshed). */
+  async leave(id: string): Promise<void> {
+    await this.query('leave', SQL.leave, [id]);
+  }
+
   /** Highest migration recorded (for `diag` and tests). */
   async schemaVersion(): Promise<number> {
     return (await this.one('schemaVersion', 'SELECT coalesce(max(version), 0) AS v FROM schema_migrations', [], (r) => r.v as number)) ?? 0;
@@ -728,19 +769,23 @@ export class PostgresStore implements Store {
    * Calls `fn` with the mutation kinds after another PostgresStore (another instance) commits on the
    * same database, via LISTEN on a dedicated connection; this store's own commits are skipped (its
    * ObservedStore has seen them). The connection is re-established after a loss (every 1 s until it is
-   * back), and `fn('unknown')` is called then, since notifications sent meanwhile are lost. Returns a
-   * function that stops listening.
+   * back), and `fn('unknown')` is called then, since notifications sent meanwhile are lost. Resolves,
+   * once listening, to a function that stops listening.
    */
-  onForeignChange(fn: (kinds: readonly Mutation['kind'][] | 'unknown') => void): () => void {
+  async onForeignChange(fn: (kinds: readonly Mutation['kind'][] | 'unknown') => void): Promise<() => void> {
     let stopped = false;
     let timer: NodeJS.Timeout | undefined;
+    const retry = (): void => {
+      if (!stopped && !this.closing && timer === undefined) timer = setTimeout(() => void connect(false), 1000);
+    };
     const connect = async (first: boolean): Promise<void> => {
-      if (stopped) return;
+      timer = undefined;
+      if (stopped || this.closing) return;
       const client = new pg.Client({ connectionString: this.url, types: TYPES, application_name: 'idprov-listen' });
       client.on('error', () => undefined);
       client.on('end', () => {
         if (this.listener === client) this.listener = undefined;
-        if (!stopped) timer = setTimeout(() => void connect(false), 1000);
+        retry();
       });
       client.on('notification', (n) => {
         const [from, kinds] = (n.payload ?? '').split(' ');
@@ -759,9 +804,12 @@ export class PostgresStore implements Store {
       } catch (e) {
         this.log?.warn({ err: (e as Error).message }, 'postgres LISTEN connection failed; retrying');
         await client.end().catch(() => undefined);
+        retry();
       }
     };
-    void connect(true);
+    // Resolve once the first LISTEN is in place (or failed: then the retry loop takes over), so that a
+    // commit made after the caller's start cannot be missed.
+    await connect(true);
     return () => {
       stopped = true;
       clearTimeout(timer);
