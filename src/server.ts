@@ -331,7 +331,9 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
 
     const auth = await AdminAuth.open(store);
     const adminTokenFile = await ensureAdminTokenFile(cfg, auth, nowS(), log);
+    let membership: Membership | undefined;
     sidecar = await buildSidecar({
+      ...(opened instanceof PostgresStore ? { instances: () => membership?.instances ?? [] } : {}),
       store,
       changes,
       service,
@@ -389,7 +391,7 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
     // fresh (docs/scale-out.md): the monitor reads the live list.
     const memberId = randomBytes(6).toString('hex');
     const startedAt = nowS();
-    const membership =
+    membership =
       opened instanceof PostgresStore
         ? new Membership(
             opened,

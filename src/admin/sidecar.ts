@@ -35,6 +35,11 @@ export interface SidecarDeps {
   /** Seconds since the epoch. */
   now: () => number;
   version: string;
+  /**
+   * The live instances on a shared PostgreSQL database (docs/scale-out.md), this one included; absent
+   * with SQLite (one instance).
+   */
+  instances?: () => ReadonlyArray<{ name: string; host: string; coapPort: number; coapsPort: number; adminPort: number; version: string; startedAt: number; seenAt: number }>;
   /** Longest long-poll wait (s). Default 30. */
   maxWaitS?: number;
   /** Cap of concurrent event streams (SSE + long polls). Default 256. */
@@ -233,6 +238,14 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
     version: d.version,
     provisioning: d.service.provisioning,
     kid: d.keyring.current.kid,
+    // How many, not which: health needs no token.
+    ...(d.instances ? { instances: d.instances().length } : {}),
+  }));
+
+  // ---- instances sharing the database (hosts and ports: a token is needed)
+  app.get(`${v1}/instances`, { config: { role: 'hub' } }, async () => ({
+    shared: d.instances !== undefined,
+    instances: (d.instances?.() ?? []).map((i) => ({ name: i.name, host: i.host, coapPort: i.coapPort, coapsPort: i.coapsPort, adminPort: i.adminPort, version: i.version, startedAt: i.startedAt, seenAt: i.seenAt })),
   }));
 
   // ---- allowlist

@@ -25,6 +25,7 @@ interface Row {
 const ROWS: Row[] = [
   { method: 'GET', route: '/', need: 'public', ok: 200 },
   { method: 'GET', route: '/api/v1/health', need: 'public', ok: 200 },
+  { method: 'GET', route: '/api/v1/instances', need: 'hub', ok: 200 },
   {
     method: 'POST',
     route: '/api/v1/allowlist',

@@ -239,6 +239,13 @@ describe('instances sharing one PostgreSQL database', function () {
     assert.ok(!a!.membership!.trusted.includes(a!.config.instanceName), 'not itself');
     assert.ok(a!.membership!.trusted.includes('static-peer'), 'trustedServers stay trusted');
     assert.deepEqual(a!.membership!.instances.map((i) => i.name).sort(), [...names].sort());
+    const health = (await (await fetch(`http://127.0.0.1:${b!.adminPort}/api/v1/health`)).json()) as { instances?: number };
+    assert.equal(health.instances, 3, 'health counts the live instances (no token, so no hosts)');
+    const token = readFileSync(b!.adminTokenFile, 'utf8').trim();
+    const listed = (await (await fetch(`http://127.0.0.1:${b!.adminPort}/api/v1/instances`, { headers: { authorization: `Bearer ${token}` } })).json()) as { shared: boolean; instances: { name: string; coapPort: number }[] };
+    assert.equal(listed.shared, true);
+    assert.deepEqual(listed.instances.map((i) => i.coapPort).sort(), [a!, b!, c!].map((s) => s.coapPort).sort(), 'the sidecar lists every instance with its ports');
+    assert.equal((await fetch(`http://127.0.0.1:${b!.adminPort}/api/v1/instances`)).status, 401, 'the list needs a token');
     await c!.close();
     servers = servers.filter((s) => s !== c);
     assert.ok(await eventually(async () => !a!.membership!.trusted.includes(c!.config.instanceName)), 'a stopped instance is trusted no more');
