@@ -41,6 +41,23 @@ describe('PostgresStore', function () {
     }
   });
 
+  it('merges an open flag raised by two instances under different ids instead of failing the call it rides with', async () => {
+    const url = server.createDatabase('flags');
+    const [a, b] = await Promise.all([PostgresStore.open(url), PostgresStore.open(url)]);
+    try {
+      const flag = { kind: 'many-ids', subject: '192.0.2.1', deviceIds: ['x'], evidence: { ids: '5' }, firstSeen: T0, lastSeen: T0, count: 1 };
+      await a.apply([{ kind: 'flag.put', flag: { ...flag, id: 'from-a' } }]);
+      await b.apply([{ kind: 'flag.put', flag: { ...flag, id: 'from-b', lastSeen: T0 + 9, count: 4 } }, upsertAllow('rides-along')]);
+      assert.ok(await a.getAllow('rides-along'), 'the call carrying the flag committed');
+      const open = (await a.listFlags({ status: 'open' })).items;
+      assert.deepEqual(open.map((f) => [f.id, f.lastSeen, f.count]), [['from-a', T0 + 9, 4]]);
+      await b.apply([{ kind: 'flag.put', flag: { ...flag, id: 'from-a', clearedAt: T0 + 20, clearedBy: 'admin:x', count: 4 } }]);
+      assert.equal((await a.getFlag('from-a'))?.clearedBy, 'admin:x', 'a put by id still replaces the row');
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+
   it('migrates once when several stores open an empty database at the same time', async () => {
     const url = server.createDatabase('migrate');
     const stores = await Promise.all(Array.from({ length: 4 }, () => PostgresStore.open(url)));

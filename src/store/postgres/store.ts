@@ -127,6 +127,8 @@ export interface PostgresStoreStats {
   failedCalls: number;
   largestGroup: number;
   migrationsApplied: number;
+  /** Groups run again after a deadlock or serialization failure. */
+  retries: number;
 }
 
 interface QueuedCall {
@@ -230,7 +232,10 @@ const SQL = {
   // Delivered to every listening session when (and only if) the transaction commits.
   notify: `SELECT pg_notify('${CHANGE_CHANNEL}', $1)`,
   eventInsert: 'INSERT INTO events (at, kind, device_id, actor, source, detail) VALUES ($1, $2, $3, $4, $5, $6)',
-  flagPut: upsertSql('flags', 'id', FLAG_COLS),
+  flagInsert: `INSERT INTO flags (${cols(FLAG_COLS)}) VALUES (${placeholders(FLAG_COLS.length)}) ON CONFLICT DO NOTHING`,
+  flagUpdate: `UPDATE flags SET ${FLAG_COLS.slice(1).map((c, i) => `${c} = $${i + 2}`).join(', ')} WHERE id = $1`,
+  flagMerge:
+    'UPDATE flags SET last_seen = greatest(last_seen, $3), count = greatest(count, $4) WHERE kind = $1 AND subject = $2 AND cleared_at IS NULL',
   flagDelete: 'DELETE FROM flags WHERE id = $1',
   nonceUse: 'INSERT INTO used_nonces (nonce, expires) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING',
   noncesPrune: 'DELETE FROM used_nonces WHERE nonce IN (SELECT nonce FROM used_nonces WHERE expires < $1 ORDER BY expires LIMIT $2)',
@@ -295,7 +300,7 @@ type Pool = InstanceType<typeof pg.Pool>;
  * consume-at-most-once, deletes of missing rows succeed, `event` ignores any `seq` given).
  */
 export class PostgresStore implements Store {
-  readonly stats: PostgresStoreStats = { transactions: 0, commits: 0, calls: 0, failedCalls: 0, largestGroup: 0, migrationsApplied: 0 };
+  readonly stats: PostgresStoreStats = { transactions: 0, commits: 0, calls: 0, failedCalls: 0, largestGroup: 0, migrationsApplied: 0, retries: 0 };
   private queue: QueuedCall[] = [];
   private flushing: Promise<void> | undefined;
   private scheduled = false;
@@ -380,7 +385,14 @@ export class PostgresStore implements Store {
     if (work.length > 0) {
       this.stats.calls += work.length;
       this.stats.largestGroup = Math.max(this.stats.largestGroup, work.length);
-      fatal = await this.runTransaction(work);
+      // A deadlock or serialization failure (40P01, 40001) rolls the whole group back: run it again
+      // (calls marked failed stay failed), a few times at most.
+      for (let attempt = 0; ; attempt++) {
+        fatal = await this.runTransaction(work.filter((c) => c.error === undefined));
+        const state = (fatal?.detail as { sqlstate?: string } | undefined)?.sqlstate;
+        if (attempt >= 3 || (state !== '40P01' && state !== '40001')) break;
+        this.stats.retries++;
+      }
     }
     for (const call of group) {
       const err = call.error ?? fatal;
@@ -402,6 +414,13 @@ export class PostgresStore implements Store {
       open = true;
       this.stats.transactions++;
       const state = { eventLock: false };
+      // Take the event lock before any row lock: a group that took rows first and then waited for the
+      // lock could deadlock with a holder of the lock waiting for those rows (found by the two-instance
+      // bench: every provisioning from one address upserts the same many-IDs flag row).
+      if (group.some((call) => call.mutations.some((m) => m.kind === 'event'))) {
+        await c.query(SQL.eventLock);
+        state.eventLock = true;
+      }
       const savepoints = group.length > 1;
       let applied = 0;
       for (const call of group) {
@@ -517,9 +536,16 @@ export class PostgresStore implements Store {
         }
         await c.query(SQL.eventInsert, eventParams(m.event));
         return;
-      case 'flag.put':
-        await c.query(SQL.flagPut, flagParams(m.flag));
+      case 'flag.put': {
+        // Each instance keeps its own flag book in memory: two may raise "the same" open flag (one per
+        // kind and subject, flags_open) under different ids. The second then merges into the first
+        // instead of failing the provisioning it rides with.
+        const p = flagParams(m.flag);
+        if ((await c.query(SQL.flagInsert, p)).rowCount === 1) return;
+        if ((await c.query(SQL.flagUpdate, p)).rowCount === 1) return;
+        await c.query(SQL.flagMerge, [m.flag.kind, m.flag.subject, m.flag.lastSeen, m.flag.count]);
         return;
+      }
       case 'flag.delete':
         await c.query(SQL.flagDelete, [m.id]);
         return;
