@@ -58,6 +58,29 @@ describe('PostgresStore', function () {
     }
   });
 
+  it('commits every call when two stores write events and the same flag row at once (no deadlock)', async () => {
+    const url = server.createDatabase('deadlock');
+    const [a, b] = await Promise.all([PostgresStore.open(url), PostgresStore.open(url)]);
+    try {
+      const flag = { id: 'shared', kind: 'many-ids', subject: '192.0.2.1', deviceIds: ['x'], evidence: {}, firstSeen: T0, lastSeen: T0, count: 1 };
+      const calls = [a, b].flatMap((s, k) =>
+        Array.from({ length: 150 }, (_, i) =>
+          s.apply(
+            (i + k) % 2
+              ? [{ kind: 'event', event: { at: T0, kind: 'e', actor: 'system' } }, { kind: 'flag.put', flag: { ...flag, count: i + 1 } }]
+              : [{ kind: 'flag.put', flag: { ...flag, count: i + 1 } }, { kind: 'event', event: { at: T0, kind: 'e', actor: 'system' } }],
+          ),
+        ),
+      );
+      const results = await Promise.allSettled(calls);
+      assert.deepEqual(results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason)), []);
+      assert.equal((await a.counts()).events, 300);
+      assert.equal(a.stats.retries + b.stats.retries, 0, 'no group had to be re-run');
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+
   it('migrates once when several stores open an empty database at the same time', async () => {
     const url = server.createDatabase('migrate');
     const stores = await Promise.all(Array.from({ length: 4 }, () => PostgresStore.open(url)));
