@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { PG_MIGRATIONS } from '../../src/store/postgres/schema.ts';
 import { PostgresStore } from '../../src/store/postgres/store.ts';
 import { TestPostgres } from '../support/postgres.ts';
-import { T0, storeContract, upsertAllow } from './contract.ts';
+import { T0, rejectsWith, storeContract, upsertAllow } from './contract.ts';
 
 describe('PostgresStore', function () {
   this.timeout(60_000);
@@ -78,6 +78,27 @@ describe('PostgresStore', function () {
       assert.equal(a.stats.retries + b.stats.retries, 0, 'no group had to be re-run');
     } finally {
       await Promise.all([a.close(), b.close()]);
+    }
+  });
+
+  it('fails a write and a read with unavailable, promptly, while the database is silent, and works again after', async () => {
+    const store = await PostgresStore.open(server.createDatabase('silent'), { queryTimeoutMs: 1000, connectTimeoutMs: 1000 });
+    try {
+      await store.apply([upsertAllow('before')]);
+      server.freeze();
+      try {
+        const t0 = Date.now();
+        await rejectsWith(store.apply([upsertAllow('during')]), 'unavailable');
+        await rejectsWith(store.loadSubject('before'), 'unavailable');
+        assert.ok(Date.now() - t0 < 8000, `both answered within their timeouts (${Date.now() - t0} ms)`);
+      } finally {
+        server.thaw();
+      }
+      await store.apply([upsertAllow('after')]);
+      assert.ok(await store.getAllow('after'));
+      assert.ok(await store.getAllow('before'));
+    } finally {
+      await store.close();
     }
   });
 

@@ -10,7 +10,7 @@
  */
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { promisify } from 'node:util';
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -161,6 +161,33 @@ export class TestPostgres {
     await promisify(execFile)(file, argv, { cwd: this.dir, timeout: 60_000 });
   }
 
+  /**
+   * SIGSTOPs the postmaster and every backend: connections stay open but nothing answers — the
+   * database (or the path to it) gone silent, without the RST a shutdown sends. {@link thaw} undoes it.
+   */
+  freeze(): void {
+    for (const pid of this.pids()) process.kill(pid, 'SIGSTOP');
+  }
+
+  /** SIGCONTs what {@link freeze} stopped. */
+  thaw(): void {
+    for (const pid of this.pids()) process.kill(pid, 'SIGCONT');
+  }
+
+  private pids(): number[] {
+    const pm = Number(readFileSync(join(this.dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
+    const out = [pm];
+    for (const d of readdirSync('/proc')) {
+      if (!/^\d+$/.test(d)) continue;
+      try {
+        if (Number(readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]) === pm) out.push(Number(d));
+      } catch {
+        // exited meanwhile
+      }
+    }
+    return out;
+  }
+
   /** Stops the server and deletes its folder. */
   async stop(): Promise<void> {
     this.stopSync();
@@ -169,6 +196,11 @@ export class TestPostgres {
   /** {@link stop}, synchronously (the exit hook cannot wait). Idempotent. */
   stopSync(): void {
     if (this.stopped) return;
+    try {
+      this.thaw(); // a frozen server would not stop
+    } catch {
+      // not running
+    }
     this.stopped = true;
     running.delete(this);
     try {

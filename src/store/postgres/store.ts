@@ -100,6 +100,8 @@ export interface PostgresStoreOptions {
   poolSize?: number;
   /** How long a query waits for a pooled connection / a connection attempt, ms (default 5000). */
   connectTimeoutMs?: number;
+  /** Client-side limit on one query's answer, ms (default 10000). */
+  queryTimeoutMs?: number;
   /** Replaces {@link PG_MIGRATIONS}; for tests of the migration runner only. @internal */
   migrations?: readonly string[];
 }
@@ -152,7 +154,7 @@ export function isUnavailable(e: unknown): boolean {
   if (/^(08|57P0[123]|53)/.test(code)) return true;
   if (['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND'].includes(code)) return true;
   const msg = typeof err?.message === 'string' ? err.message : '';
-  return /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(msg);
+  return /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|Query read timeout/i.test(msg);
 }
 
 /**
@@ -327,6 +329,13 @@ export class PostgresStore implements Store {
       types: TYPES,
       application_name: 'idprov',
       keepAlive: true,
+      // A query that gets no answer (the database or the path to it gone silent, no RST) fails after
+      // this instead of hanging the request: `unavailable`, 5.03 with Max-Age.
+      query_timeout: opts.queryTimeoutMs ?? 10_000,
+      // An instance cut off mid-transaction would hold its row locks and the event lock until the
+      // server noticed the dead connection (TCP keepalive: hours); our transactions are never idle
+      // for long, so the server ends such a session after 10 s and the other instances carry on.
+      options: '-c idle_in_transaction_session_timeout=10000',
     });
     // An idle pooled connection that the server drops (restart, failover) must not crash the process.
     pool.on('error', (e) => log?.warn({ err: e.message }, 'postgres connection lost (the pool reconnects on next use)'));
@@ -450,12 +459,12 @@ export class PostgresStore implements Store {
     } catch (e) {
       const err = toProvError(e, 'apply');
       this.log?.error({ code: err.code, detail: err.detail, calls: group.length }, 'store transaction failed');
-      if (open) await client?.query('ROLLBACK').catch(() => undefined);
-      // A connection that failed mid-transaction is not given back to the pool.
+      // A connection that failed mid-transaction is not given back to the pool, nor asked for a
+      // ROLLBACK it may never answer: destroying it ends the transaction on the server.
       if (client && isUnavailable(e)) {
         client.release(e as Error);
         client = undefined;
-      }
+      } else if (open) await client?.query('ROLLBACK').catch(() => undefined);
       return err;
     } finally {
       client?.release();
