@@ -23,6 +23,8 @@ interface Setting {
 /** The validated, frozen configuration. Durations are seconds. */
 export interface Config {
   dataDir: string;
+  store: string;
+  databaseUrl: string;
   bind: string;
   coapPort: number;
   coapsPort: number;
@@ -93,6 +95,8 @@ const DAY = 86_400;
 /** Every setting: key in the config file, environment variable, flag, default and meaning. */
 export const SETTINGS: readonly Setting[] = [
   { key: 'dataDir', kind: 'string', def: './data', env: 'IDPROV_DATA', flag: 'data', doc: 'Data directory (mode 0700): the SQLite database `idprov.db` (mode 0600) with every record and the token signing keys.' },
+  { key: 'store', kind: 'string', def: 'sqlite', env: 'IDPROV_STORE', flag: 'store', doc: 'Where records live: `sqlite` (the embedded default, in dataDir) or `postgres` (databaseUrl; several instances may share it, see docs/scale-out.md).' },
+  { key: 'databaseUrl', kind: 'string', def: '', env: 'IDPROV_DATABASE_URL', flag: 'database-url', doc: 'PostgreSQL connection URL (`postgres://user@host:5432/db`) when store is `postgres`; a password is better kept in `~/.pgpass` or `PGPASSWORD` than here.' },
   { key: 'bind', kind: 'string', def: '::', env: 'IDPROV_BIND', flag: 'bind', doc: 'Address for CoAP/CoAPS. `::` is dual-stack; falls back to 0.0.0.0 when IPv6 is off.' },
   { key: 'coapPort', kind: 'port', def: 5683, env: 'IDPROV_COAP_PORT', flag: 'coap-port', doc: 'CoAP/UDP port (0 = any free port).' },
   { key: 'coapsPort', kind: 'port', def: 5684, env: 'IDPROV_COAPS_PORT', flag: 'coaps-port', doc: 'CoAP over DTLS 1.2 port (0 = any free port); see docs/dtls.md.' },
@@ -261,6 +265,8 @@ export function loadConfig(src: ConfigSources = {}): Readonly<Config> {
   if (!LOG_FORMATS.includes(cfg.logFormat)) problems.push(`logFormat: must be one of ${LOG_FORMATS.join(', ')}`);
   if (cfg.pendingRetryMax < cfg.pendingRetryInitial) problems.push('pendingRetryMax: must be at least pendingRetryInitial');
   if (cfg.dataDir === '') problems.push('dataDir: must not be empty');
+  if (cfg.store !== 'sqlite' && cfg.store !== 'postgres') problems.push('store: must be sqlite or postgres');
+  if (cfg.store === 'postgres' && !/^postgres(ql)?:\/\//.test(cfg.databaseUrl)) problems.push('databaseUrl: store postgres needs a postgres:// URL');
   if (cfg.coapPort !== 0 && cfg.coapPort === cfg.coapsPort) problems.push('coapsPort: must differ from coapPort');
   if ((cfg.dtlsCert === '') !== (cfg.dtlsKey === '')) problems.push('dtlsCert/dtlsKey: give both or neither');
   if ((cfg.adminCert === '') !== (cfg.adminKey === '')) problems.push('adminCert/adminKey: give both or neither');

@@ -26,6 +26,7 @@ export type ProvErrorCode =
   | 'unauthenticated'
   | 'forbidden'
   | 'conflict'
+  | 'unavailable'
   | 'internal';
 
 /** One row of the error registry. */
@@ -61,6 +62,7 @@ export const ERROR_TABLE: Readonly<Record<ProvErrorCode, ErrorInfo>> = Object.fr
   unauthenticated: { coap: '4.01', http: 401, meaning: 'missing, invalid or expired admin credentials' },
   forbidden: { coap: '4.03', http: 403, meaning: 'the credentials lack the role this operation needs' },
   conflict: { coap: '4.09', http: 409, meaning: 'the record changed or is in a state that does not allow this' },
+  unavailable: { coap: '5.03', http: 503, meaning: 'the server cannot reach its database right now; retry after Max-Age' },
   internal: { coap: '5.00', http: 500, meaning: 'an internal error; see the server log' },
 });
 

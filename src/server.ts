@@ -3,6 +3,7 @@
  * UDP sockets, the CoAP engine), servers started. Nothing below this file picks an adapter.
  */
 import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import { AdminAuth } from './admin/auth.ts';
@@ -19,6 +20,8 @@ import { DEFAULT_POLICY } from './policy/decide.ts';
 import { parseAllowlist, pskOf as pskOfSecret } from './protocol/allowlist.ts';
 import { AdminService, ensureTokenKey } from './service/admin.ts';
 import { ProvisioningService, type Outcome } from './service/provisioning.ts';
+import { Membership } from './store/postgres/membership.ts';
+import { PostgresStore } from './store/postgres/store.ts';
 import { SqliteStore } from './store/sqlite.ts';
 import type { Store } from './store/store.ts';
 import { TokenKeyring } from './tokens/keyring.ts';
@@ -50,7 +53,7 @@ export interface RunningServer {
   config: Readonly<Config>;
   service: ProvisioningService;
   admin: AdminService;
-  store: SqliteStore;
+  store: SqliteStore | PostgresStore;
   keyring: TokenKeyring;
   coap: CoapServer;
   auth: AdminAuth;
@@ -66,6 +69,8 @@ export interface RunningServer {
   adminPort: number;
   /** Path of the admin token written at first start. */
   adminTokenFile: string;
+  /** Instances on the shared PostgreSQL database (absent with SQLite); see docs/scale-out.md. */
+  membership?: Membership;
   /** Re-read the token keys now (after `idprov keys rotate`; also every 10 s and on SIGHUP). */
   reloadKeys(): Promise<void>;
   /** Stop listening, finish in-flight work, close the store. */
@@ -109,7 +114,7 @@ export function registerResources(coap: CoapServer, service: ProvisioningService
   });
 }
 
-/** The idprov POST resources (PROTOCOL.md §1): their requests are limited by the provisioning service. */
+/** The idprov POST resources (docs/spec/idprov-coap-v1.md §1): their requests are limited by the provisioning service. */
 const IDPROV_POSTS: ReadonlySet<string> = new Set(['/idprov/request', '/idprov/refresh']);
 
 /**
@@ -219,11 +224,15 @@ export async function importAllowlistFile(admin: AdminService, path: string, cfg
   return parsed.entries.length;
 }
 
-/** Open the data directory's store (creating the directory with mode 0700). */
-export async function openStore(cfg: Readonly<Config>, log: Logger): Promise<SqliteStore> {
+/**
+ * Open the configured store: the data directory's SQLite database (creating the directory with mode
+ * 0700), or with `store: 'postgres'` the PostgreSQL database at `databaseUrl` (docs/scale-out.md).
+ */
+export async function openStore(cfg: Readonly<Config>, log: Logger): Promise<SqliteStore | PostgresStore> {
   const dir = resolve(cfg.dataDir);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   chmodSync(dir, 0o700);
+  if (cfg.store === 'postgres') return PostgresStore.open(cfg.databaseUrl, { log: log.child({ c: 'store' }) });
   return SqliteStore.open(join(dir, 'idprov.db'), { log: log.child({ c: 'store' }) });
 }
 
@@ -243,8 +252,8 @@ async function ensureAdminTokenFile(cfg: Readonly<Config>, auth: AdminAuth, now:
 
 /** Start the server on its configuration. `clock` (ms) is injectable for tests. */
 export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () => number = Date.now): Promise<RunningServer> {
-  const sqlite = await openStore(cfg, log);
-  const changes = new ObservedStore(sqlite);
+  const opened = await openStore(cfg, log);
+  const changes = new ObservedStore(opened);
   const store = changes.store;
   const transports: DatagramTransport[] = [];
   let sidecar: FastifyInstance | undefined;
@@ -333,7 +342,9 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
 
     const auth = await AdminAuth.open(store);
     const adminTokenFile = await ensureAdminTokenFile(cfg, auth, nowS(), log);
+    let membership: Membership | undefined;
     sidecar = await buildSidecar({
+      ...(opened instanceof PostgresStore ? { instances: () => membership?.instances ?? [] } : {}),
       store,
       changes,
       service,
@@ -360,7 +371,10 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
     const reloadKeys = async (): Promise<void> => {
       try {
         const ks = await store.listKeys();
-        if (ks[0] && ks[0].kid !== lastKid) {
+        // The signer is the newest *unretired* key: a rotation within the same second as the previous
+        // key's creation sorts the new key by kid, not necessarily first.
+        const signer = ks.find((k) => k.retiredAt === undefined) ?? ks[0];
+        if (signer && signer.kid !== lastKid) {
           keyring.load(ks);
           lastKid = keyring.current.kid;
           log.info({ kid: lastKid }, 'token key rotated');
@@ -387,6 +401,21 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
     const sweepTimer = setInterval(runSweep, SWEEP_INTERVAL_MS);
     sweepTimer.unref();
 
+    // Instances sharing a PostgreSQL database trust each other's mDNS names while their heartbeats are
+    // fresh (docs/scale-out.md): the monitor reads the live list.
+    const memberId = randomBytes(6).toString('hex');
+    const startedAt = nowS();
+    membership =
+      opened instanceof PostgresStore
+        ? new Membership(
+            opened,
+            () => ({ id: memberId, name: discovery?.instanceName ?? cfg.instanceName, host: hostname(), coapPort, coapsPort: dtls.port, adminPort, version: VERSION, startedAt }),
+            cfg.trustedServers,
+            nowS,
+            log.child({ c: 'members' }),
+          )
+        : undefined;
+
     // Discovery (docs/spec/idprov-coap-v1.md §7, docs/discovery.md): mDNS advertiser, rogue monitor, CoAP multicast.
     discovery = await startDiscovery({
       mdns: cfg.mdns,
@@ -394,7 +423,7 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
       coapMulticast: cfg.coapMulticast,
       instanceName: cfg.instanceName,
       interfaces: cfg.discoveryInterfaces,
-      trustedServers: cfg.trustedServers,
+      trustedServers: membership?.trusted ?? cfg.trustedServers,
       alertWebhook: cfg.alertWebhook,
       coap,
       unicast: udp,
@@ -407,9 +436,15 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
     });
     // TXT `kid` follows rotations made through the admin service (the key watch covers the CLI).
     const disc = discovery;
-    const unwatchKeys = changes.subscribe((muts) => {
+    const unwatchKeys = changes.subscribe((muts, _v, foreign) => {
       for (const m of muts) if (m.kind === 'key.put' && m.key.retiredAt === undefined) disc.setTxt({ kid: m.key.kid });
+      // A rotation by another instance on the shared database: load it now, not at the next poll.
+      if (foreign?.has('key.put')) void reloadKeys();
     });
+    // Instances sharing a PostgreSQL database (docs/scale-out.md): another instance's commit wakes this
+    // one's long polls and SSE streams and changes its ETags (LISTEN/NOTIFY).
+    await membership?.start();
+    const unlisten = opened instanceof PostgresStore ? await opened.onForeignChange((kinds) => changes.foreign(kinds)) : () => undefined;
 
     log.info(
       { coap: coapPort, coaps: dtls.port, fp: dtls.fingerprint, bind: cfg.bind, admin: `${cfg.adminCert ? 'https' : 'http'}://${cfg.adminBind.includes(':') ? `[${cfg.adminBind}]` : cfg.adminBind}:${adminPort}`, data: resolve(cfg.dataDir), kid: keyring.current.kid, provisioning: service.provisioning.enabled },
@@ -420,7 +455,7 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
       config: cfg,
       service,
       admin,
-      store: sqlite,
+      store: opened,
       keyring,
       coap,
       auth,
@@ -432,23 +467,26 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
       adminPort,
       adminTokenFile,
       reloadKeys,
+      ...(membership ? { membership } : {}),
       async close() {
         clearInterval(keyWatch);
         clearInterval(sweepTimer);
         await sweeping;
         unwatchKeys();
+        unlisten();
+        await membership?.stop(memberId);
         await disc.close();
         await sc.close();
         await coap.close();
         await Promise.all(transports.map((t) => t.close()));
-        await sqlite.close();
+        await opened.close();
       },
     };
   } catch (e) {
     await discovery?.close().catch(() => undefined);
     await sidecar?.close().catch(() => undefined);
     await Promise.all(transports.map((t) => t.close().catch(() => undefined)));
-    await sqlite.close().catch(() => undefined);
+    await opened.close().catch(() => undefined);
     throw e;
   }
 }

@@ -51,6 +51,7 @@ const ALL_CODES = Object.keys({
   unauthenticated: 0,
   forbidden: 0,
   conflict: 0,
+  unavailable: 0,
   internal: 0,
 } satisfies Record<ProvErrorCode, 0>) as ProvErrorCode[];
 

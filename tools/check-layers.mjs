@@ -5,13 +5,13 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
-const IO = /from\s+['"](node:)?(dgram|fs|fs\/promises|net|http|https|http2|child_process|sqlite3|dns|tls|cluster|worker_threads|multicast-dns|coap|coap-packet)['"]/;
+const IO = /from\s+['"](node:)?(dgram|fs|fs\/promises|net|http|https|http2|child_process|sqlite3|pg|dns|tls|cluster|worker_threads|multicast-dns|coap|coap-packet)['"]/;
 const rules = [
   { dir: 'src/protocol', forbid: [IO, /Date\.now\(\)/, /new Date\(\)/, /from\s+['"]\.\.\/(store|service|transport|admin|discovery|cli)\//], why: 'pure codecs: no I/O, no clock, no upper layers' },
   { dir: 'src/net', forbid: [IO, /Date\.now\(\)/, /new Date\(\)/, /from\s+['"]\.\.?\//], why: 'the address normaliser is a pure leaf: no I/O, no clock, no imports, so every layer may use it' },
   { dir: 'src/policy', forbid: [IO, /Date\.now\(\)/, /new Date\(\)/, /from\s+['"]\.\.\/(store|service|transport|admin|discovery|cli|tokens)\//], why: 'pure decisions: no I/O, no clock' },
   { dir: 'src/tokens', forbid: [IO, /Date\.now\(\)/, /from\s+['"]\.\.\/(store|service|transport|admin|discovery|cli)\//], why: 'tokens take the clock as an argument' },
-  { dir: 'src/service', forbid: [IO, /Date\.now\(\)/, /from\s+['"]\.\.\/store\/sqlite/, /from\s+['"]\.\.\/transport\//], why: 'use cases see the Store seam only; adapters are chosen in src/server.ts' },
+  { dir: 'src/service', forbid: [IO, /Date\.now\(\)/, /from\s+['"]\.\.\/store\/(sqlite|postgres)/, /from\s+['"]\.\.\/transport\//], why: 'use cases see the Store seam only; adapters are chosen in src/server.ts' },
   ...['records', 'probe', 'rogue', 'interfaces'].map((f) => ({
     dir: `src/discovery/${f}.ts`,
     forbid: [IO, /Date\.now\(\)/, /new Date\(\)/],

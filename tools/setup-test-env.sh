@@ -7,8 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # device/ (the C library): libsodium, CMake, clang + compiler-rt (sanitizers, libFuzzer), valgrind, the
-# rv32 cross compiler with picolibc and QEMU for its footprint and emulated tests
-PKGS=(libcoap3-bin openssl libssl-dev avahi-utils avahi-daemon dbus libmbedtls-dev iproute2 build-essential chromium util-linux mount systemd
+# rv32 cross compiler with picolibc and QEMU for its footprint and emulated tests; postgresql for the
+# PostgreSQL store tests (test/support/postgres.ts runs its own server from these binaries; the
+# Debian service it also installs is not used and may stay stopped)
+PKGS=(postgresql libcoap3-bin openssl libssl-dev avahi-utils avahi-daemon dbus libmbedtls-dev iproute2 build-essential chromium util-linux mount systemd
   libsodium-dev cmake clang libclang-rt-14-dev valgrind gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc)
 missing=()
 for p in "${PKGS[@]}"; do

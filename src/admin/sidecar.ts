@@ -36,6 +36,11 @@ export interface SidecarDeps {
   /** Seconds since the epoch. */
   now: () => number;
   version: string;
+  /**
+   * The live instances on a shared PostgreSQL database (docs/scale-out.md), this one included; absent
+   * with SQLite (one instance).
+   */
+  instances?: () => ReadonlyArray<{ name: string; host: string; coapPort: number; coapsPort: number; adminPort: number; version: string; startedAt: number; seenAt: number }>;
   /** Longest long-poll wait (s). Default 30. */
   maxWaitS?: number;
   /** Cap of concurrent event watchers (SSE + long polls). Default 256; a quarter is kept for admin tokens. */
@@ -283,6 +288,14 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
     version: d.version,
     provisioning: d.service.provisioning,
     kid: d.keyring.current.kid,
+    // How many, not which: health needs no token.
+    ...(d.instances ? { instances: d.instances().length } : {}),
+  }));
+
+  // ---- instances sharing the database (hosts and ports: a token is needed)
+  app.get(`${v1}/instances`, { config: { role: 'hub' } }, async () => ({
+    shared: d.instances !== undefined,
+    instances: (d.instances?.() ?? []).map((i) => ({ name: i.name, host: i.host, coapPort: i.coapPort, coapsPort: i.coapsPort, adminPort: i.adminPort, version: i.version, startedAt: i.startedAt, seenAt: i.seenAt })),
   }));
 
   // ---- allowlist
@@ -463,8 +476,8 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
         resolve();
       };
       const timer = setTimeout(done, waitS * 1000);
-      const unsub = d.changes.subscribe((muts) => {
-        if (muts.some((m) => m.kind === 'event')) done();
+      const unsub = d.changes.subscribe((muts, _v, foreign) => {
+        if (muts.some((m) => m.kind === 'event') || foreign?.has('event')) done();
       });
       openFeeds.add(done);
       req.raw.once('close', done);
@@ -550,8 +563,8 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
         busy = false;
       }
     };
-    const unsub = d.changes.subscribe((muts) => {
-      if (muts.some((m) => m.kind === 'event')) void pump();
+    const unsub = d.changes.subscribe((muts, _v, foreign) => {
+      if (muts.some((m) => m.kind === 'event') || foreign?.has('event')) void pump();
     });
     // A comment line when nothing was written for a heartbeat period: proxies and clients see the
     // stream is alive, and a dead peer is noticed by the failed write.

@@ -1,6 +1,7 @@
 /**
  * `idprov` command line: `serve` runs the server; `keys` and `allowlist` work on the data directory
- * directly (safe while the server runs: SQLite WAL, and the server picks up rotated keys).
+ * directly (safe while the server runs: SQLite WAL, and the server picks up rotated keys); `migrate`
+ * copies one store into another (SQLite ⇄ PostgreSQL, docs/scale-out.md).
  */
 import { Command, Option } from 'commander';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -11,6 +12,7 @@ import { AdminAuth } from '../admin/auth.ts';
 import { createLogger } from '../log.ts';
 import { parseAllowlist } from '../protocol/allowlist.ts';
 import { AdminService, ensureTokenKey } from '../service/admin.ts';
+import type { Store } from '../store/store.ts';
 import { TokenKeyring } from '../tokens/keyring.ts';
 import { removePidFile, runningServer, writePidFile } from './pidfile.ts';
 import { EXIT_CODES, describeStartupError, preflight } from './startup.ts';
@@ -40,6 +42,8 @@ function configFrom(opts: Record<string, unknown>): Readonly<Config> {
     allowlist: opts['allowlist'],
     logLevel: opts['logLevel'],
     logFormat: opts['logFormat'],
+    store: opts['store'],
+    databaseUrl: opts['databaseUrl'],
     mdns: opts['mdns'] === false ? false : undefined,
   };
   lastConfig = loadConfig({ ...(opts['config'] ? { file: String(opts['config']) } : {}), env: process.env, flags });
@@ -53,7 +57,9 @@ const common = (c: Command): Command =>
     .option('-c, --config <file>', 'JSON config file (see README "Configuration")')
     .option('-d, --data <dir>', 'data directory (default ./data)')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent')
-    .option('--log-format <format>', 'auto (pretty on a terminal, else JSON) | json | pretty');
+    .option('--log-format <format>', 'auto (pretty on a terminal, else JSON) | json | pretty')
+    .option('--store <kind>', 'sqlite (default) or postgres (see docs/scale-out.md)')
+    .option('--database-url <url>', 'PostgreSQL URL when --store postgres');
 
 common(program.command('serve').description('run the provisioning server'))
   .option('--coap-port <n>', 'CoAP/UDP port (default 5683)')
@@ -167,6 +173,37 @@ common(token.command('create').description('mint a bearer token for the admin si
       await store.close();
     }
   });
+
+program
+  .command('migrate')
+  .description('copy every record from one store into another, empty one, then verify the copy record by record')
+  .requiredOption('--from <store>', 'sqlite:PATH (an idprov.db) or postgres://…')
+  .requiredOption('--to <store>', 'sqlite:PATH or postgres://… (must hold no records)')
+  .action(async (opts: { from: string; to: string }) => {
+    const log = createLogger('warn', 2);
+    const from = await openStoreAt(opts.from, log);
+    try {
+      const to = await openStoreAt(opts.to, log);
+      try {
+        const { copyStore, verifyCopy } = await import('../store/copy.ts');
+        const copied = await copyStore(from, to);
+        const diffs = await verifyCopy(from, to);
+        if (diffs.length > 0) throw new ProvError('internal', `the copy differs from the source:\n  ${diffs.join('\n  ')}`);
+        console.log(JSON.stringify({ copied, verified: true }));
+      } finally {
+        await to.close();
+      }
+    } finally {
+      await from.close();
+    }
+  });
+
+/** A store named on the command line: `sqlite:PATH` or a `postgres://` URL. */
+async function openStoreAt(spec: string, log: ReturnType<typeof createLogger>): Promise<Store> {
+  if (/^postgres(ql)?:\/\//.test(spec)) return (await import('../store/postgres/store.ts')).PostgresStore.open(spec, { log });
+  if (spec.startsWith('sqlite:') && spec.length > 'sqlite:'.length) return (await import('../store/sqlite.ts')).SqliteStore.open(spec.slice('sqlite:'.length), { log });
+  throw new ProvError('malformed', `a store is sqlite:PATH or postgres://…, not "${spec}"`);
+}
 
 /** `90d`, `12h`, `30m`, `45s` or plain seconds. */
 function parseDuration(s: string): number {

@@ -6,10 +6,15 @@
 import { randomBytes } from 'node:crypto';
 import type { Mutation, Store } from '../store/store.ts';
 
-export type ChangeListener = (muts: readonly Mutation[], version: number) => void;
+/**
+ * Called after each commit: `muts` are this process's mutations; a commit by another instance on a
+ * shared database (see {@link ObservedStore.foreign}) comes with `muts` empty and its mutation kinds
+ * in `foreign` instead.
+ */
+export type ChangeListener = (muts: readonly Mutation[], version: number, foreign?: ReadonlySet<Mutation['kind']>) => void;
 
 /** What changed, coarsely, for ETags per collection. */
-export type Collection = 'allowlist' | 'devices' | 'pending' | 'revocations' | 'keys' | 'settings' | 'events' | 'flags';
+export type Collection = 'allowlist' | 'devices' | 'pending' | 'revocations' | 'keys' | 'settings' | 'events' | 'flags' | 'nonces';
 
 const COLLECTION_OF: Record<Mutation['kind'], Collection> = {
   'allow.upsert': 'allowlist',
@@ -28,6 +33,8 @@ const COLLECTION_OF: Record<Mutation['kind'], Collection> = {
   'flag.put': 'flags',
   'flag.delete': 'flags',
   'flags.trim': 'flags',
+  'nonce.use': 'nonces',
+  'nonces.prune': 'nonces',
   'pending.trim': 'pending',
   'pending.expire': 'pending',
   'events.prune': 'events',
@@ -72,6 +79,18 @@ export class ObservedStore {
     for (const m of muts) this.perCollection.set(COLLECTION_OF[m.kind], v);
     for (const c of extra) this.perCollection.set(c, v);
     for (const l of this.listeners) l(muts, v);
+  }
+
+  /**
+   * Record a commit made by another instance on a shared database (PostgreSQL LISTEN/NOTIFY): bumps the
+   * versions (so ETags change) and wakes listeners. `'unknown'` (after a lost notification
+   * connection) counts as a change of everything.
+   */
+  foreign(kinds: readonly Mutation['kind'][] | 'unknown'): void {
+    const set = new Set<Mutation['kind']>(kinds === 'unknown' ? (Object.keys(COLLECTION_OF) as Mutation['kind'][]) : kinds);
+    const v = ++this.versionCounter;
+    for (const k of set) this.perCollection.set(COLLECTION_OF[k], v);
+    for (const l of this.listeners) l([], v, set);
   }
 
   /** Global version (increments on every commit). */

@@ -166,6 +166,9 @@ export interface SwitchState {
   reason?: string;
 }
 
+/** Max-Age (s) of the 5.03 a request gets while the store cannot be reached (see `failure`). */
+export const STORE_UNAVAILABLE_RETRY_S = 5;
+
 /** Default of {@link ServiceSettings.maxUsedNoncesUnvouched}. */
 export const DEFAULT_MAX_USED_NONCES_UNVOUCHED = 500_000;
 
@@ -411,7 +414,7 @@ export class ProvisioningService {
     decision = holdFlagged(decision, req.id, this.flags.openFor(req.id), { holdFlagged: m.holdFlagged, retryS: this.d.settings.policy.pendingInitialS }, raiser);
     switch (decision.kind) {
       case 'approve':
-        return this.approve(decision, req.xk, now, flagMuts);
+        return this.approve(decision, req.xk, now, [...flagMuts, usedOnce(req.nonce)]);
       case 'hold': {
         await this.d.store.apply([...flagMuts, this.event(now, 'provision.held', req.id, 'device', req.source, { flags: decision.heldBy })]);
         const retry = decision.retryS;
@@ -422,7 +425,7 @@ export class ProvisioningService {
         };
       }
       case 'pending': {
-        const muts: Mutation[] = [recordPending(rec.pending, decision.pending), ...flagMuts];
+        const muts: Mutation[] = [recordPending(rec.pending, decision.pending), ...flagMuts, usedOnce(req.nonce)];
         // One event when the request first arrives (not per poll: 100k waiting devices poll often).
         if (decision.pending.count === 1) muts.push(this.event(now, 'provision.pending', req.id, 'device', req.source, { type: req.type }));
         // A new waiting request may push the table over its cap: drop the least recently seen.
@@ -548,6 +551,7 @@ export class ProvisioningService {
         const ttl = this.d.settings.tokenTtl;
         const { token, exp, cti } = this.mint(d.device.id, d.device.pk, d.device.type, ttl, t);
         await this.d.store.apply([
+          usedOnce(nonce),
           { kind: 'device.upsert', device: { ...d.device, lastCti: cti, tokenExp: exp } },
           this.event(t, 'refresh.issued', body.id, 'device', ctx.source, { cti, exp }),
         ]);
@@ -572,6 +576,12 @@ export class ProvisioningService {
   }
 
   private failure(e: unknown, op: string, id: string | undefined, ctx: RequestContext): Outcome {
+    if (isProvError(e) && e.code === 'unavailable') {
+      // The database is down or unreachable (a shared PostgreSQL restarting): the device retries after
+      // Max-Age, possibly at another instance. Its message names the database: logged, not sent.
+      this.d.log.warn({ err: e.message, op, id, src: ctx.source }, 'store unavailable');
+      return this.errorOutcome('unavailable', 'the server cannot reach its database; retry later', STORE_UNAVAILABLE_RETRY_S);
+    }
     if (isProvError(e)) {
       const retry = ERROR_TABLE[e.code].coap === '4.03' ? this.d.settings.policy.rejectedRetryS : undefined;
       return this.errorOutcome(e.code, e.message, retry);
@@ -625,6 +635,7 @@ export class ProvisioningService {
       { kind: 'pending.trim', max: m.maxPending, removed: trimmed },
       { kind: 'events.prune', before: now - m.eventRetentionS, max: m.maxEvents, limit: 100_000, removed: pruned },
       { kind: 'flags.trim', max: m.maxFlags },
+      { kind: 'nonces.prune', before: now },
     ]);
     const r: SweepResult = { pendingExpired: expired.count, pendingTrimmed: trimmed.count, eventsPruned: pruned.count };
     if (r.pendingExpired || r.pendingTrimmed || r.eventsPruned) {
@@ -663,4 +674,13 @@ export function recordPending(prev: PendingRecord | undefined, next: PendingReco
   return seenOnly
     ? { kind: 'pending.seen', id: next.id, lastSeen: next.lastSeen, count: next.count, source: next.source }
     : { kind: 'pending.upsert', pending: next };
+}
+
+/**
+ * The used-once mark of `nonce` for the store, in the same transaction as the records of the answer it
+ * buys: a store shared by several instances refuses it there when another instance used it first
+ * (issue 16; see the `nonce.use` mutation).
+ */
+function usedOnce(nonce: Uint8Array): Mutation {
+  return { kind: 'nonce.use', nonce, expires: nonceExpiry(nonce) };
 }

@@ -646,6 +646,8 @@ function batchOf(group: readonly QueuedCall[]): Param[] | undefined {
         case 'event':
           events.push(eventRow(m.event));
           break;
+        case 'nonce.use':
+          break; // nothing to write here (see applyOne)
         default:
           return undefined;
       }
@@ -723,6 +725,7 @@ const READ_SQL = {
   listRevocations: `SELECT id, ${project('revocation', false)} FROM revocations WHERE id > ? ORDER BY id LIMIT ?`,
   listKeys: 'SELECT kid, public, private, created_at, retired_at FROM token_keys ORDER BY created_at DESC, kid',
   getSetting: 'SELECT value FROM settings WHERE name = ?',
+  listSettings: 'SELECT name, value FROM settings ORDER BY name',
   listEvents:
     'SELECT seq, at, kind, device_id, actor, source, detail FROM events WHERE seq > ? ORDER BY seq LIMIT ?',
   counts:
@@ -1269,6 +1272,10 @@ export class SqliteStore implements Store {
       case 'flags.trim':
         await run(w.flagsTrim, [m.max]);
         return;
+      case 'nonce.use':
+      case 'nonces.prune':
+        // One process: the service's in-memory used-once set is authoritative (see Mutation).
+        return;
       case 'pending.trim': {
         const r = await run(w.pendingTrim, [m.keep ?? '', m.max]);
         if (m.removed) m.removed.count += r.changes;
@@ -1451,6 +1458,11 @@ export class SqliteStore implements Store {
       const [r] = await all(st.getSetting, [name]);
       return r === undefined ? undefined : (r.value as string);
     });
+  }
+
+  /** Every setting, by name. */
+  listSettings(): Promise<Array<{ name: string; value: string }>> {
+    return this.read('listSettings', async (st) => (await all(st.listSettings, [])).map((r) => ({ name: r.name as string, value: r.value as string })));
   }
 
   /** Events with seq > `afterSeq`, oldest first; `limit` is clamped to 1..1000. */

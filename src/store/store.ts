@@ -44,6 +44,16 @@ export type Mutation =
   /** Insert or replace a flag (by id). */
   | { kind: 'flag.put'; flag: FlagRecord }
   | { kind: 'flag.delete'; id: string }
+  /**
+   * Marks a server nonce used (its `expires`, seconds, is when it stops being valid anyway). A store
+   * shared by several instances (PostgreSQL) records it in the database: when the nonce was already
+   * used — at any instance — the whole call fails with `nonce`, so a signed request replayed to
+   * another instance issues nothing. A store used by one process (SQLite) ignores it: the service's
+   * in-memory used-once set is the whole truth there.
+   */
+  | { kind: 'nonce.use'; nonce: Uint8Array; expires: number }
+  /** Forget used nonces that expired before `before` (they fail the expiry check anyway). */
+  | { kind: 'nonces.prune'; before: number }
   /** Delete the oldest cleared flags until at most `max` flags remain (open ones are never touched). */
   | { kind: 'flags.trim'; max: number }
   /**
@@ -109,6 +119,8 @@ export interface Store {
   /** Token keys, newest first. */
   listKeys(): Promise<TokenKeyRecord[]>;
   getSetting(name: string): Promise<string | undefined>;
+  /** Every setting, by name (for copying a database: `idprov migrate`). */
+  listSettings(): Promise<Array<{ name: string; value: string }>>;
   /** Flags by id; `status` open (default: all). Keyset pagination as for the other lists. */
   listFlags(opts?: ListOptions & { status?: 'open' | 'cleared' }): Promise<Page<FlagRecord>>;
   getFlag(id: string): Promise<FlagRecord | undefined>;

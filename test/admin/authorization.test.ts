@@ -27,6 +27,7 @@ const ROWS: Row[] = [
   { method: 'GET', route: '/page.js', need: 'public', ok: 200 },
   { method: 'GET', route: '/page.css', need: 'public', ok: 200 },
   { method: 'GET', route: '/api/v1/health', need: 'public', ok: 200 },
+  { method: 'GET', route: '/api/v1/instances', need: 'hub', ok: 200 },
   {
     method: 'POST',
     route: '/api/v1/allowlist',

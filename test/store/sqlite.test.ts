@@ -1,6 +1,7 @@
 /**
- * Tests of the SQLite store: record round trips, group commit, failure isolation, pagination,
- * migrations, file permissions and durability across a SIGKILL.
+ * Tests of the SQLite store: the shared Store contract (contract.ts) on an in-memory and on a file
+ * database, then what is SQLite's own — group-commit retries with savepoints, the one-statement
+ * fast path, migrations, file permissions, durability across a SIGKILL.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -10,122 +11,22 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import sqlite3 from 'sqlite3';
-import type {
-  AllowEntry,
-  DeviceRecord,
-  EventRecord,
-  PendingRecord,
-  Revocation,
-  TokenKeyRecord,
-} from '../../src/domain.ts';
-import { isProvError } from '../../src/errors.ts';
+import type { PendingRecord } from '../../src/domain.ts';
 import { MIGRATIONS, SqliteStore } from '../../src/store/sqlite.ts';
 import type { Mutation } from '../../src/store/store.ts';
-
-const T0 = 1_700_000_000;
-
-function bytes(...b: number[]): Uint8Array {
-  return new Uint8Array(b);
-}
-
-function key32(seed: number): Uint8Array {
-  return Uint8Array.from({ length: 32 }, (_, i) => (seed * 31 + i) & 0xff);
-}
-
-const fullAllow: AllowEntry = {
-  id: 'dev-full',
-  pk: key32(1),
-  mac: bytes(0x24, 0x0a, 0xc4, 0x01, 0x02, 0x03),
-  secret: 'ABCD-EFGH-1234',
-  type: 1,
-  expires: T0 + 86_400,
-  createdAt: T0,
-  consumedAt: T0 + 10,
-};
-const minimalAllow: AllowEntry = { id: 'dev-min', mac: bytes(1, 2, 3, 4, 5, 6), type: 0, createdAt: T0 };
-
-const fullDevice: DeviceRecord = {
-  id: 'dev-full',
-  pk: key32(2),
-  mac: bytes(0x24, 0x0a, 0xc4, 0x01, 0x02, 0x03),
-  type: 2,
-  via: 'allowlist',
-  provisionedAt: T0,
-  lastSeen: T0 + 5,
-  source: '192.0.2.7:5683',
-  lastCti: '0011223344556677',
-  tokenExp: T0 + 3600,
-};
-const minimalDevice: DeviceRecord = {
-  id: 'dev-min',
-  pk: key32(3),
-  type: 0,
-  via: 'admin',
-  provisionedAt: T0,
-  lastSeen: T0,
-};
-
-const fullPending: PendingRecord = {
-  id: 'dev-full',
-  pk: key32(4),
-  mac: bytes(9, 8, 7, 6, 5, 4),
-  type: 0,
-  source: '[2001:db8::1]:5684',
-  firstSeen: T0,
-  lastSeen: T0 + 60,
-  count: 7,
-  status: 'rejected',
-  decidedAt: T0 + 120,
-  decidedBy: 'admin:alice',
-};
-const minimalPending: PendingRecord = {
-  id: 'dev-min',
-  pk: key32(5),
-  type: 0,
-  source: '192.0.2.8:5683',
-  firstSeen: T0,
-  lastSeen: T0,
-  count: 1,
-  status: 'pending',
-};
-
-const fullRevocation: Revocation = { id: 'dev-full', at: T0 + 200, by: 'admin:bob', reason: 'stolen' };
-const minimalRevocation: Revocation = { id: 'dev-min', at: T0 + 300, by: 'system' };
-
-const retiredKey: TokenKeyRecord = {
-  kid: '0102030405060708',
-  publicKey: key32(6),
-  privateKey: Uint8Array.from({ length: 48 }, (_, i) => i),
-  createdAt: T0,
-  retiredAt: T0 + 1000,
-};
-const currentKey: TokenKeyRecord = {
-  kid: '1112131415161718',
-  publicKey: key32(7),
-  privateKey: Uint8Array.from({ length: 48 }, (_, i) => 255 - i),
-  createdAt: T0 + 1000,
-};
-
-function allowEntry(id: string, extra: Partial<AllowEntry> = {}): AllowEntry {
-  return { id, pk: key32(id.length), type: 0, createdAt: T0, ...extra };
-}
-
-function upsertAllow(id: string, extra: Partial<AllowEntry> = {}): Mutation {
-  return { kind: 'allow.upsert', entry: allowEntry(id, extra) };
-}
-
-/** A mutation that violates a CHECK constraint (client type 7 does not exist). */
-function invalidDevice(id: string): Mutation {
-  return { kind: 'device.upsert', device: { ...minimalDevice, id, type: 7 as 0 } };
-}
-
-async function rejectsWith(p: Promise<unknown>, code: string): Promise<void> {
-  await assert.rejects(p, (e: unknown) => {
-    assert.ok(isProvError(e), `expected a ProvError, got ${String(e)}`);
-    assert.equal(e.code, code);
-    return true;
-  });
-}
+import {
+  T0,
+  fullDevice,
+  invalidDevice,
+  minimalDevice,
+  minimalPending,
+  fullPending,
+  fullAllow,
+  currentKey,
+  rejectsWith,
+  storeContract,
+  upsertAllow,
+} from './contract.ts';
 
 function tempDir(): string {
   return mkdtempSync(join(tmpdir(), 'idprov-store-'));
@@ -141,218 +42,24 @@ function rawQuery(path: string, sql: string): Promise<Record<string, unknown>[]>
   });
 }
 
+storeContract('SqliteStore (:memory:)', { open: () => SqliteStore.open(':memory:') });
+
+describe('SqliteStore on a file database', () => {
+  const dirs: string[] = [];
+  after(() => {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+  storeContract('SqliteStore (file)', {
+    open: () => {
+      const d = tempDir();
+      dirs.push(d);
+      return SqliteStore.open(join(d, 'idprov.db'));
+    },
+  });
+});
+
 describe('SqliteStore', () => {
   let store: SqliteStore;
-
-  describe('records', () => {
-    beforeEach(async () => {
-      store = await SqliteStore.open(':memory:');
-    });
-    afterEach(async () => {
-      await store.close();
-    });
-
-    it('round-trips an allowlist entry with every optional field and one with none', async () => {
-      await store.apply([
-        { kind: 'allow.upsert', entry: fullAllow },
-        { kind: 'allow.upsert', entry: minimalAllow },
-      ]);
-      assert.deepEqual(await store.getAllow('dev-full'), fullAllow);
-      const min = await store.getAllow('dev-min');
-      assert.deepEqual(min, minimalAllow);
-      for (const k of ['pk', 'secret', 'expires', 'consumedAt'] as const) assert.ok(!(k in min!), `${k} absent`);
-    });
-
-    it('round-trips a device record with every optional field and one with none', async () => {
-      await store.apply([
-        { kind: 'device.upsert', device: fullDevice },
-        { kind: 'device.upsert', device: minimalDevice },
-      ]);
-      assert.deepEqual(await store.getDevice('dev-full'), fullDevice);
-      const min = await store.getDevice('dev-min');
-      assert.deepEqual(min, minimalDevice);
-      for (const k of ['mac', 'source', 'lastCti', 'tokenExp'] as const) assert.ok(!(k in min!), `${k} absent`);
-    });
-
-    it('round-trips a pending request with every optional field and one with none', async () => {
-      await store.apply([
-        { kind: 'pending.upsert', pending: fullPending },
-        { kind: 'pending.upsert', pending: minimalPending },
-      ]);
-      assert.deepEqual(await store.getPending('dev-full'), fullPending);
-      const min = await store.getPending('dev-min');
-      assert.deepEqual(min, minimalPending);
-      for (const k of ['mac', 'decidedAt', 'decidedBy'] as const) assert.ok(!(k in min!), `${k} absent`);
-    });
-
-    it('round-trips a revocation with and without a reason', async () => {
-      await store.apply([
-        { kind: 'revocation.put', revocation: fullRevocation },
-        { kind: 'revocation.put', revocation: minimalRevocation },
-      ]);
-      assert.deepEqual(await store.getRevocation('dev-full'), fullRevocation);
-      const min = await store.getRevocation('dev-min');
-      assert.deepEqual(min, minimalRevocation);
-      assert.ok(!('reason' in min!));
-    });
-
-    it('round-trips token keys with and without a retirement time, newest first', async () => {
-      await store.apply([
-        { kind: 'key.put', key: retiredKey },
-        { kind: 'key.put', key: currentKey },
-      ]);
-      const keys = await store.listKeys();
-      assert.deepEqual(keys, [currentKey, retiredKey]);
-      assert.ok(!('retiredAt' in keys[0]));
-    });
-
-    it('round-trips a setting and overwrites it on a second put', async () => {
-      assert.equal(await store.getSetting('provisioning.enabled'), undefined);
-      await store.apply([{ kind: 'setting.put', name: 'provisioning.enabled', value: 'true' }]);
-      assert.equal(await store.getSetting('provisioning.enabled'), 'true');
-      await store.apply([{ kind: 'setting.put', name: 'provisioning.enabled', value: 'false' }]);
-      assert.equal(await store.getSetting('provisioning.enabled'), 'false');
-    });
-
-    it('round-trips events with and without optional fields, assigning increasing seqs', async () => {
-      const full: EventRecord = {
-        at: T0,
-        kind: 'provision.approved',
-        deviceId: 'dev-full',
-        actor: 'device',
-        source: '192.0.2.7:5683',
-        detail: { via: 'allowlist', n: 3, nested: { ok: true, list: [1, 'two'] } },
-      };
-      const minimal: EventRecord = { at: T0 + 1, kind: 'admin.settings', actor: 'admin:alice' };
-      await store.apply([{ kind: 'event', event: full }]);
-      await store.apply([{ kind: 'event', event: { ...minimal, seq: 999 } }]);
-      const events = await store.listEvents(0, 10);
-      assert.equal(events.length, 2);
-      assert.ok(events[0].seq! > 0 && events[1].seq! > events[0].seq!, 'seqs increase');
-      assert.notEqual(events[1].seq, 999, 'seq is assigned by the store, not the caller');
-      assert.deepEqual(events[0], { ...full, seq: events[0].seq });
-      assert.deepEqual(events[1], { ...minimal, seq: events[1].seq });
-      for (const k of ['deviceId', 'source', 'detail'] as const) assert.ok(!(k in events[1]), `${k} absent`);
-    });
-
-    it('returns byte fields as plain Uint8Arrays equal to what was stored, even from a subarray', async () => {
-      const backing = Uint8Array.from({ length: 64 }, (_, i) => i);
-      const pk = backing.subarray(16, 48);
-      await store.apply([upsertAllow('dev-view', { pk })]);
-      const got = await store.getAllow('dev-view');
-      assert.equal(Object.getPrototypeOf(got!.pk), Uint8Array.prototype);
-      assert.deepEqual(got!.pk, Uint8Array.from({ length: 32 }, (_, i) => i + 16));
-    });
-
-    it('loads the allowlist entry, device, pending request and revocation of a subject together', async () => {
-      await store.apply([
-        { kind: 'allow.upsert', entry: fullAllow },
-        { kind: 'device.upsert', device: fullDevice },
-        { kind: 'pending.upsert', pending: fullPending },
-        { kind: 'revocation.put', revocation: fullRevocation },
-        { kind: 'device.upsert', device: minimalDevice },
-      ]);
-      assert.deepEqual(await store.loadSubject('dev-full'), {
-        allow: fullAllow,
-        device: fullDevice,
-        pending: fullPending,
-        revocation: fullRevocation,
-      });
-      assert.deepEqual(await store.loadSubject('dev-min'), { device: minimalDevice });
-      assert.deepEqual(await store.loadSubject('nobody'), {});
-    });
-
-    it('replaces the whole row on upsert, dropping optional fields the new record omits', async () => {
-      await store.apply([{ kind: 'allow.upsert', entry: fullAllow }]);
-      const replacement: AllowEntry = { id: 'dev-full', secret: 'NEW', type: 0, createdAt: T0 + 5 };
-      await store.apply([{ kind: 'allow.upsert', entry: replacement }]);
-      assert.deepEqual(await store.getAllow('dev-full'), replacement);
-    });
-
-    it('deletes records, and deleting a missing record succeeds', async () => {
-      await store.apply([
-        { kind: 'allow.upsert', entry: fullAllow },
-        { kind: 'device.upsert', device: fullDevice },
-        { kind: 'pending.upsert', pending: fullPending },
-        { kind: 'revocation.put', revocation: fullRevocation },
-      ]);
-      await store.apply([
-        { kind: 'allow.delete', id: 'dev-full' },
-        { kind: 'device.delete', id: 'dev-full' },
-        { kind: 'pending.delete', id: 'dev-full' },
-        { kind: 'revocation.delete', id: 'dev-full' },
-        { kind: 'device.delete', id: 'never-existed' },
-      ]);
-      assert.deepEqual(await store.loadSubject('dev-full'), {});
-    });
-
-    it('consumes an allowlist entry once and rejects a second consumption with conflict', async () => {
-      await store.apply([upsertAllow('dev-1')]);
-      await store.apply([{ kind: 'allow.consume', id: 'dev-1', at: T0 + 7 }]);
-      assert.equal((await store.getAllow('dev-1'))!.consumedAt, T0 + 7);
-      await rejectsWith(
-        store.apply([
-          { kind: 'device.upsert', device: { ...minimalDevice, id: 'dev-1' } },
-          { kind: 'allow.consume', id: 'dev-1', at: T0 + 8 },
-        ]),
-        'conflict',
-      );
-      assert.equal((await store.getAllow('dev-1'))!.consumedAt, T0 + 7);
-      assert.equal(await store.getDevice('dev-1'), undefined, 'the rest of the call was rolled back');
-    });
-
-    it('rejects consuming a missing allowlist entry with conflict', async () => {
-      await rejectsWith(store.apply([{ kind: 'allow.consume', id: 'ghost', at: T0 }]), 'conflict');
-    });
-
-    it('rejects an invalid record with internal and applies nothing of its call', async () => {
-      await rejectsWith(store.apply([upsertAllow('dev-ok'), invalidDevice('dev-bad')]), 'internal');
-      assert.deepEqual(await store.counts(), {
-        allowlist: 0,
-        devices: 0,
-        pending: 0,
-        revocations: 0,
-        keys: 0,
-        events: 0,
-        flags: 0,
-      });
-    });
-
-    it('rejects an allowlist entry that has neither key, MAC nor secret', async () => {
-      await rejectsWith(store.apply([{ kind: 'allow.upsert', entry: { id: 'x', type: 0, createdAt: T0 } }]), 'internal');
-    });
-
-    it('rejects a fractional time instead of storing it', async () => {
-      await rejectsWith(store.apply([upsertAllow('dev-f', { createdAt: T0 + 0.5 })]), 'internal');
-    });
-
-    it('counts the rows of every table', async () => {
-      await store.apply([
-        { kind: 'allow.upsert', entry: fullAllow },
-        { kind: 'allow.upsert', entry: minimalAllow },
-        { kind: 'device.upsert', device: fullDevice },
-        { kind: 'pending.upsert', pending: fullPending },
-        { kind: 'revocation.put', revocation: fullRevocation },
-        { kind: 'key.put', key: currentKey },
-        { kind: 'event', event: { at: T0, kind: 'k', actor: 'system' } },
-        { kind: 'event', event: { at: T0, kind: 'k', actor: 'system' } },
-      ]);
-      assert.deepEqual(await store.counts(), {
-        allowlist: 2,
-        devices: 1,
-        pending: 1,
-        revocations: 1,
-        keys: 1,
-        events: 2,
-        flags: 0,
-      });
-    });
-
-    it('resolves a call without mutations', async () => {
-      await store.apply([]);
-      assert.equal(store.stats.transactions, 0);
-    });
-  });
 
   describe('apply', () => {
     beforeEach(async () => {
@@ -360,30 +67,6 @@ describe('SqliteStore', () => {
     });
     afterEach(async () => {
       await store.close();
-    });
-
-    it('commits 50 concurrent calls in fewer transactions than calls, every call resolving', async () => {
-      const before = store.stats.transactions;
-      await Promise.all(
-        Array.from({ length: 50 }, (_, i) =>
-          store.apply([upsertAllow(`dev-${i}`), { kind: 'event', event: { at: T0, kind: 'k', actor: 'system', deviceId: `dev-${i}` } }]),
-        ),
-      );
-      const transactions = store.stats.transactions - before;
-      assert.ok(transactions < 50, `${transactions} transactions for 50 calls`);
-      assert.ok(store.stats.largestGroup > 1);
-      const counts = await store.counts();
-      assert.equal(counts.allowlist, 50);
-      assert.equal(counts.events, 50);
-    });
-
-    it('groups calls that arrive while a transaction is in flight into the next one', async () => {
-      const first = store.apply([upsertAllow('dev-first')]);
-      await new Promise((r) => setImmediate(r)); // the first group has started
-      const later = Array.from({ length: 20 }, (_, i) => store.apply([upsertAllow(`dev-later-${i}`)]));
-      await Promise.all([first, ...later]);
-      assert.ok(store.stats.transactions <= 3, `${store.stats.transactions} transactions for 21 calls`);
-      assert.equal((await store.counts()).allowlist, 21);
     });
 
     it('rolls back only the failing calls of a group and commits the others', async () => {
@@ -549,146 +232,6 @@ describe('SqliteStore', () => {
       });
     });
 
-    it('rolls back a lone call that fails half-way', async () => {
-      await rejectsWith(store.apply([upsertAllow('a'), upsertAllow('b'), invalidDevice('c')]), 'internal');
-      assert.equal((await store.counts()).allowlist, 0);
-      await store.apply([upsertAllow('d')]);
-      assert.equal((await store.counts()).allowlist, 1, 'the store keeps working afterwards');
-    });
-
-    it('upserts 10,000 allowlist entries in one call, keeping the last of a repeated id', async () => {
-      const ms: Mutation[] = [];
-      for (let i = 0; i < 10_000; i++) {
-        const extra: Partial<AllowEntry> =
-          i % 3 === 0
-            ? { mac: bytes(1, 2, 3, 4, 5, i & 0xff), secret: `s"e\\c\u00e9\u{1F511}-${i}`, expires: T0 + i, consumedAt: T0 + 1 }
-            : { type: (i % 3) as 1 | 2 };
-        ms.push(upsertAllow(`bulk-${String(i).padStart(5, '0')}`, extra));
-      }
-      ms.push(upsertAllow('bulk-00003', { secret: 'last wins', type: 2 }));
-      await store.apply(ms);
-      assert.equal((await store.counts()).allowlist, 10_000);
-      assert.deepEqual(await store.getAllow('bulk-00003'), allowEntry('bulk-00003', { secret: 'last wins', type: 2 }));
-      assert.deepEqual(await store.getAllow('bulk-00006'), (ms[6] as { entry: AllowEntry }).entry);
-      assert.deepEqual(await store.getAllow('bulk-09998'), (ms[9998] as { entry: AllowEntry }).entry);
-    });
-
-    it('rolls back a whole bulk call when one of its entries is invalid', async () => {
-      const ms = Array.from({ length: 5000 }, (_, i) => upsertAllow(`bulk-${i}`));
-      ms[4321] = { kind: 'allow.upsert', entry: { id: 'no-credential', type: 0, createdAt: T0 } };
-      const other = store.apply([upsertAllow('bystander')]);
-      await rejectsWith(store.apply(ms), 'internal');
-      await other;
-      assert.equal((await store.counts()).allowlist, 1);
-    });
-
-    it('answers reads interleaved with concurrent writes on a shared in-memory connection', async () => {
-      const ops: Promise<unknown>[] = [];
-      for (let i = 0; i < 100; i++) {
-        ops.push(store.apply([upsertAllow(`dev-${i}`)]));
-        ops.push(store.loadSubject(`dev-${i}`));
-      }
-      await Promise.all(ops);
-      for (let i = 0; i < 100; i += 17) assert.ok((await store.loadSubject(`dev-${i}`)).allow);
-    });
-  });
-
-  describe('lists', () => {
-    before(async () => {
-      store = await SqliteStore.open(':memory:');
-      const ms: Mutation[] = [];
-      for (let i = 0; i < 25; i++) {
-        const id = `id-${String(i).padStart(2, '0')}`;
-        ms.push(upsertAllow(id));
-        ms.push({ kind: 'device.upsert', device: { ...minimalDevice, id } });
-        ms.push({ kind: 'revocation.put', revocation: { ...minimalRevocation, id } });
-        ms.push({
-          kind: 'pending.upsert',
-          pending: { ...minimalPending, id, status: (['pending', 'approved', 'rejected'] as const)[i % 3] },
-        });
-      }
-      for (let i = 0; i < 1200; i++) ms.push(upsertAllow(`many-${String(i).padStart(4, '0')}`));
-      for (let i = 0; i < 30; i++) ms.push({ kind: 'event', event: { at: T0 + i, kind: `k${i}`, actor: 'system' } });
-      await store.apply(ms);
-    });
-    after(async () => {
-      await store.close();
-    });
-
-    it('pages through the allowlist in id order, setting next only while more remain', async () => {
-      const seen: string[] = [];
-      let after: string | undefined;
-      let pages = 0;
-      do {
-        const page = await store.listAllow({ after, limit: 10 });
-        assert.ok(page.items.length <= 10);
-        seen.push(...page.items.map((e) => e.id));
-        after = page.next;
-        pages++;
-      } while (after !== undefined && !after.startsWith('many'));
-      assert.deepEqual(seen.slice(0, 25), Array.from({ length: 25 }, (_, i) => `id-${String(i).padStart(2, '0')}`));
-      assert.equal(pages, 3);
-    });
-
-    it('returns the last page without next', async () => {
-      const page = await store.listAllow({ after: 'many-1195', limit: 10 });
-      assert.deepEqual(
-        page.items.map((e) => e.id),
-        ['many-1196', 'many-1197', 'many-1198', 'many-1199'],
-      );
-      assert.equal(page.next, undefined);
-      assert.ok(!('next' in page));
-    });
-
-    it('defaults the page size to 100 and caps it at 1000', async () => {
-      const def = await store.listAllow();
-      assert.equal(def.items.length, 100);
-      assert.equal(def.next, def.items[99].id);
-      const big = await store.listAllow({ limit: 5000 });
-      assert.equal(big.items.length, 1000);
-      assert.equal(big.next, big.items[999].id);
-    });
-
-    it('pages devices and revocations by id', async () => {
-      const d1 = await store.listDevices({ limit: 20 });
-      assert.equal(d1.items.length, 20);
-      const d2 = await store.listDevices({ after: d1.next, limit: 20 });
-      assert.deepEqual(
-        d2.items.map((d) => d.id),
-        ['id-20', 'id-21', 'id-22', 'id-23', 'id-24'],
-      );
-      assert.equal(d2.next, undefined);
-      const r = await store.listRevocations({ after: 'id-22' });
-      assert.deepEqual(
-        r.items.map((v) => v.id),
-        ['id-23', 'id-24'],
-      );
-    });
-
-    it('filters pending requests by status, paging within the filter', async () => {
-      const all = await store.listPending({ limit: 1000 });
-      assert.equal(all.items.length, 25);
-      const approved = await store.listPending({ status: 'approved', limit: 3 });
-      assert.deepEqual(
-        approved.items.map((p) => p.id),
-        ['id-01', 'id-04', 'id-07'],
-      );
-      const rest = await store.listPending({ status: 'approved', after: approved.next });
-      assert.ok(rest.items.every((p) => p.status === 'approved'));
-      assert.equal(approved.items.length + rest.items.length, 8);
-    });
-
-    it('lists events after a seq, oldest first, at most limit of them', async () => {
-      const first = await store.listEvents(0, 10);
-      assert.deepEqual(
-        first.map((e) => e.kind),
-        Array.from({ length: 10 }, (_, i) => `k${i}`),
-      );
-      const next = await store.listEvents(first[9].seq!, 100);
-      assert.equal(next.length, 20);
-      assert.equal(next[0].kind, 'k10');
-      assert.deepEqual(await store.listEvents(next[19].seq!, 10), []);
-    });
   });
 
   describe('on disk', () => {

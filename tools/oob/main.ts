@@ -170,11 +170,24 @@ program
   .action(async (_o: unknown, cmd: Command) => {
     const g = globals(cmd);
     const c = new AdminClient(resolveConnection(g, process.env, { tokenOptional: true }));
-    const h = await c.json<{ status: string; version: string; provisioning: { enabled: boolean; reason?: string }; kid: string }>('/api/v1/health');
+    const h = await c.json<{ status: string; version: string; provisioning: { enabled: boolean; reason?: string }; kid: string; instances?: number }>('/api/v1/health');
     if (g.json) return printJson(h);
     out(`idprov ${h.version} at ${c.conn.baseUrl}: ${h.status}`);
     out(`provisioning: ${h.provisioning.enabled ? 'enabled' : `DISABLED${h.provisioning.reason ? ` (${h.provisioning.reason})` : ''}`}`);
     out(`token key:    ${h.kid}`);
+    if (h.instances !== undefined) out(`instances:    ${h.instances} live on the shared database (\`oob instances\` lists them)`);
+  });
+
+program
+  .command('instances')
+  .description('the idprov instances live on the shared PostgreSQL database (docs/scale-out.md)')
+  .action(async (_o: unknown, cmd: Command) => {
+    const g = globals(cmd);
+    const c = client(cmd);
+    const r = await c.json<{ shared: boolean; instances: { name: string; host: string; coapPort: number; coapsPort: number; adminPort: number; version: string; seenAt: number }[] }>('/api/v1/instances');
+    if (g.json) return printJson(r);
+    if (!r.shared) return out('one instance (SQLite store): nothing is shared');
+    for (const i of r.instances) out(`${i.name || '(no mDNS name)'}  ${i.host}  coap ${i.coapPort}  coaps ${i.coapsPort}  admin ${i.adminPort}  v${i.version}  seen ${new Date(i.seenAt * 1000).toISOString()}`);
   });
 
 program
