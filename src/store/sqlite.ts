@@ -1,4 +1,7 @@
 /**
+ * Size: over 700 lines because schema, helpers, rows, statements, the writer and the readers are one
+ * file, marked by its banners; issue #15 splits it along them.
+ *
  * The SQLite implementation of the {@link Store} seam (docs/architecture.md "store"), on the `sqlite3` npm
  * package (callback API, wrapped in small promise helpers below).
  *

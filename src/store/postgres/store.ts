@@ -1,4 +1,8 @@
 /**
+ * Size: over 700 lines because the writer (group commit with savepoints, deadlock re-runs), the
+ * readers and the LISTEN loop still share one class; the split along those seams, shared with
+ * store/sqlite.ts's, is issue #15's (store/<kind>/ writer, readers, rows).
+ *
  * The PostgreSQL implementation of the {@link Store} seam (issue 16), on node-postgres (`pg`), for
  * several idprov instances sharing one database. SQLite stays the embedded default.
  *

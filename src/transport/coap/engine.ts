@@ -1,4 +1,7 @@
 /**
+ * Size: over 700 lines because option checks, Block2, reliability and the amplification bound live in
+ * one class; issue #15 splits it into layers over the connector (as Californium's CoapUdpStack does).
+ *
  * The CoAP server engine (RFC 7252, with RFC 7959 Block2 and RFC 6690 discovery).
  *
  * It serves typed requests to resource handlers over any number of {@link DatagramTransport}s (UDP
