@@ -52,9 +52,14 @@ export class TokenKeyring {
     this.load(records);
   }
 
-  /** Replace the key set (after a rotation). Records in any order; the newest unretired key signs. */
+  /**
+   * Replace the key set (after a rotation). Records in any order; the newest unretired key signs and is
+   * kept first, then the rest newest first — also when a rotation happens within the second the
+   * previous key was made in (the spec lists the signer first in `/idprov/keys`).
+   */
   load(records: readonly TokenKeyRecord[]): void {
-    const sorted = [...records].sort((a, b) => b.createdAt - a.createdAt || (a.kid < b.kid ? -1 : 1));
+    const retired = (r: TokenKeyRecord): number => (r.retiredAt === undefined ? 0 : 1);
+    const sorted = [...records].sort((a, b) => retired(a) - retired(b) || b.createdAt - a.createdAt || (a.kid < b.kid ? -1 : 1));
     this.keys = sorted.map((record) => {
       const kid = Buffer.from(record.kid, 'hex');
       return {

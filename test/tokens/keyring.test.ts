@@ -187,6 +187,17 @@ describe('token keyring (docs/spec/idprov-coap-v1.md §5)', () => {
       assert.equal(r2.current.kid, fresh.kid, 'newest first even when neither is retired');
     });
 
+    it('lists the signing key first in the key set and the JWKS when it was made in the same second as the key it replaced', () => {
+      const a = newTokenKey(T1);
+      const b = newTokenKey(T1);
+      const [first, second] = a.kid < b.kid ? [a, b] : [b, a];
+      // The key sorting first by kid is the retired one: only the retirement can put the signer first.
+      const r = new TokenKeyring([{ ...first, retiredAt: T1 }, second], MAX_TTL);
+      assert.equal(r.current.kid, second.kid);
+      assert.deepEqual(decodeKeySet(r.keySet(T1)).map((k) => toHex(k.kid)), [second.kid, first.kid]);
+      assert.equal(r.jwks(T1).keys[0]!.kid, Buffer.from(second.kid, 'hex').toString('base64url'));
+    });
+
     it('still verifies tokens of the retired key until retiredAt + the longest token lifetime', () => {
       assert.equal(after.verify(oldToken, T1 + 1).sub, 'dev-1');
       assert.equal(after.verify(oldToken, T1 + MAX_TTL - 1).sub, 'dev-1');
