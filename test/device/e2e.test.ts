@@ -5,10 +5,9 @@
  * device that backs off, key files shared with device-sim, and a server killed and restarted mid-flow.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { decodeKeySet } from '../../src/protocol/cwt.ts';
 import { parseSign1 } from '../../src/protocol/cose.ts';
@@ -17,6 +16,7 @@ import { tempDir } from '../helpers.ts';
 import { coapRequest } from '../support/coap-client.ts';
 import { startAdminServer, type AdminFixture } from '../admin/support.ts';
 import { ROOT, hostBuild } from './support.ts';
+import { ServerChild } from '../support/server-process.ts';
 
 const run = promisify(execFile);
 const host = hostBuild();
@@ -303,7 +303,7 @@ describe('idprov-device (C library) end to end against the real server on loopba
     it('reaches the restarted server by retransmission and is provisioned by the approval made there', async () => {
       const dataDir = join(tmp.dir, 'crash-data');
       const flags = { dataDir, bind: '127.0.0.1', coapPort: 0, coapsPort: 0, adminPort: 0, mdns: false, logLevel: 'silent', pendingRetryInitial: 1, pendingRetryStep: 0 };
-      const a = await Child.start(flags);
+      const a = await ServerChild.start(flags);
       try {
         const dev = id();
         const k = await keyFile();
@@ -323,7 +323,7 @@ describe('idprov-device (C library) end to end against the real server on loopba
         assert.ok(stderr.includes('← 2.05'), stderr);
         await a.kill9();
         await new Promise((r) => setTimeout(r, 1500));
-        const b = await Child.start({ ...flags, coapPort: a.port });
+        const b = await ServerChild.start({ ...flags, coapPort: a.port });
         try {
           await b.admin('approve', dev, { fingerprint: k.fingerprint }, { by: 'test' });
           const code = await exited;
@@ -340,39 +340,3 @@ describe('idprov-device (C library) end to end against the real server on loopba
   });
 });
 
-/** The real server in a child process (test/support/server-child.ts), killable with SIGKILL. */
-class Child {
-  private queue: Array<(l: Record<string, unknown>) => void> = [];
-  port = 0;
-  private constructor(readonly proc: ChildProcessWithoutNullStreams) {
-    createInterface({ input: proc.stdout }).on('line', (l) => this.queue.shift()?.(JSON.parse(l) as Record<string, unknown>));
-  }
-  static async start(flags: Record<string, unknown>): Promise<Child> {
-    const proc = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/support/server-child.ts'), JSON.stringify(flags)], { stdio: ['pipe', 'pipe', 'pipe'], cwd: ROOT });
-    let stderr = '';
-    proc.stderr.on('data', (d) => (stderr += d));
-    const c = new Child(proc);
-    const ready = await Promise.race([
-      c.next(),
-      new Promise<never>((_, rej) => proc.once('exit', (code) => rej(new Error(`server exited ${code}: ${stderr}`)))),
-    ]);
-    c.port = ready['port'] as number;
-    return c;
-  }
-  private next(): Promise<Record<string, unknown>> {
-    return new Promise((res) => this.queue.push(res));
-  }
-  async admin(op: string, ...args: unknown[]): Promise<Record<string, unknown>> {
-    const p = this.next();
-    this.proc.stdin.write(`${JSON.stringify({ op, args })}\n`);
-    const r = await p;
-    if (r['error']) throw new Error(String(r['error']));
-    return r;
-  }
-  kill9(): Promise<void> {
-    return new Promise((res) => {
-      this.proc.once('exit', () => res());
-      this.proc.kill('SIGKILL');
-    });
-  }
-}

@@ -1,8 +1,6 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface, type Interface } from 'node:readline';
 import { parseResponse, type ResponseBody } from '../../src/protocol/messages.ts';
 import { keyFingerprint } from '../../src/tokens/ed25519.ts';
 import { decodeKeySet } from '../../src/protocol/cwt.ts';
@@ -10,55 +8,8 @@ import { parseSign1 } from '../../src/protocol/cose.ts';
 import { tempDir } from '../helpers.ts';
 import { coapRequest } from '../support/coap-client.ts';
 import { TestDevice } from '../support/device.ts';
+import { ServerChild } from '../support/server-process.ts';
 
-/** The real server in a child process, driven over stdin, killable with SIGKILL. */
-class Child {
-  private lines: Interface;
-  private queue: Array<(l: Record<string, unknown>) => void> = [];
-  private constructor(readonly proc: ChildProcessWithoutNullStreams) {
-    this.lines = createInterface({ input: proc.stdout });
-    this.lines.on('line', (l) => this.queue.shift()?.(JSON.parse(l)));
-  }
-  port = 0;
-
-  /** Every child started, so that a failing test leaves no server behind. */
-  static readonly all = new Set<Child>();
-
-  static async start(flags: Record<string, unknown>): Promise<Child> {
-    const proc = spawn(process.execPath, ['--import', 'tsx', 'test/support/server-child.ts', JSON.stringify(flags)], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stderr = '';
-    proc.stderr.on('data', (d) => (stderr += d));
-    const c = new Child(proc);
-    Child.all.add(c);
-    proc.once('exit', () => Child.all.delete(c));
-    const ready = await Promise.race([
-      c.next(),
-      new Promise<never>((_, rej) => proc.once('exit', (code) => rej(new Error(`server exited ${code}: ${stderr}`)))),
-    ]);
-    c.port = ready['port'] as number;
-    return c;
-  }
-
-  private next(): Promise<Record<string, unknown>> {
-    return new Promise((res) => this.queue.push(res));
-  }
-
-  /** Run an admin operation; resolves once the child reports it committed. */
-  async admin(op: string, ...args: unknown[]): Promise<Record<string, unknown>> {
-    const p = this.next();
-    this.proc.stdin.write(`${JSON.stringify({ op, args })}\n`);
-    const r = await p;
-    if (r['error']) throw new Error(String(r['error']));
-    return r;
-  }
-
-  kill9(): Promise<void> {
-    return new Promise((res) => {
-      this.proc.once('exit', () => res());
-      this.proc.kill('SIGKILL');
-    });
-  }
-}
 
 async function post(port: number, path: string, payload: Buffer): Promise<{ code: string; body: ResponseBody }> {
   const r = await coapRequest({ port, method: 'POST', path, payload, contentFormat: 18 });
@@ -85,7 +36,7 @@ describe('a server killed with SIGKILL restarts with every approval, device and 
   this.timeout(60_000);
   const t = tempDir();
   after(() => {
-    for (const c of Child.all) c.proc.kill('SIGKILL');
+    for (const c of ServerChild.all) c.proc.kill('SIGKILL');
     t.cleanup();
   });
 
@@ -99,7 +50,7 @@ describe('a server killed with SIGKILL restarts with every approval, device and 
     writeFileSync(allowlist, `id,pk\n${a.id},${a.pk.toString('hex')}\n${b.id},${b.pk.toString('hex')}\n`);
     const flags = { dataDir: join(t.dir, 'data'), coapPort: 0, coapsPort: 0, adminPort: 0, bind: '127.0.0.1', mdns: false };
 
-    let s = await Child.start({ ...flags, allowlist });
+    let s = await ServerChild.start({ ...flags, allowlist });
     const tokA = await provision(s.port, a);
     assert.equal(tokA.code, '2.01');
     const tokB = await provision(s.port, b);
@@ -114,7 +65,7 @@ describe('a server killed with SIGKILL restarts with every approval, device and 
     const keysBefore = (await coapRequest({ port: s.port, path: '/idprov/keys' })).payload;
     await s.kill9();
 
-    s = await Child.start(flags); // no allowlist this time: what was imported must have persisted
+    s = await ServerChild.start(flags); // no allowlist this time: what was imported must have persisted
     try {
       const keysAfter = (await coapRequest({ port: s.port, path: '/idprov/keys' })).payload;
       assert.deepEqual(keysAfter, keysBefore, 'the token signing key survived');
