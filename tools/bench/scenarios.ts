@@ -416,6 +416,8 @@ export interface S4 {
   pskIdentities?: number;
 }
 
+/** PSK identities of scenario 4 (one per simulated device). */
+const PSK_IDENTITIES = 10_000;
 const PSK_SUITES = [0xc0a8, 0x00a8]; // TLS_PSK_WITH_AES_128_CCM_8, TLS_PSK_WITH_AES_128_GCM_SHA256
 const ECDHE_SUITES = [0xc0ae, 0xc02b]; // TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, …_AES_128_GCM_SHA256
 const hex4 = (v: number): string => `0x${v.toString(16).padStart(4, '0')}`;
@@ -443,11 +445,21 @@ export async function scenario4(ctx: Ctx, srv: IdprovServer): Promise<S4> {
   const m = ctx.mode;
   const missing = await dtlsAvailable();
   if (missing) return { landed: false, reason: `DTLS not landed yet (${missing})` };
-  // A PSK identity: an allowlist entry with an out-of-band secret (docs/spec/idprov-coap-v1.md §6).
+  // PSK identities: allowlist entries with an out-of-band secret (docs/spec/idprov-coap-v1.md §6), one
+  // per device as in a fleet (issue 17: one identity for every handshake flatters a per-identity
+  // cache). The generators cycle through them, `bench-dtls-psk-0` … `-(K-1)`; they share one secret so
+  // that libcoap's server (one `-k` key for any identity) takes the same handshakes.
   const secret = 'bench-dtls-secret-0123456789';
   const identity = 'bench-dtls-psk';
-  await importCsv(srv, 'id,secret', [`${identity},${secret}`]);
-  const pskTarget = (port: number) => ({ host: '127.0.0.1', port, psk: { identity, keyHex: Buffer.from(secret).toString('hex') }, suites: PSK_SUITES });
+  const identities = PSK_IDENTITIES;
+  await importCsv(
+    srv,
+    'id,secret',
+    (function* () {
+      for (let i = 0; i < identities; i++) yield `${identity}-${i},${secret}`;
+    })(),
+  );
+  const pskTarget = (port: number) => ({ host: '127.0.0.1', port, psk: { identity, keyHex: Buffer.from(secret).toString('hex'), identities }, suites: PSK_SUITES });
   const ecTarget = (port: number) => ({ host: '127.0.0.1', port, suites: ECDHE_SUITES });
   // Smoke test: one handshake of each kind against our server.
   for (const [what, target] of [['PSK', pskTarget(srv.coapsPort)], ['ECDHE-ECDSA', ecTarget(srv.coapsPort)]] as const) {
@@ -470,7 +482,7 @@ export async function scenario4(ctx: Ctx, srv: IdprovServer): Promise<S4> {
   const cPath = c.ok && generatorNote === undefined ? c.path : undefined;
   const generator = cPath !== undefined ? ('openssl-c' as const) : ('node' as const);
   const generatorCommand = c.ok && cPath !== undefined
-    ? `${c.build} DIR; ${ctx.cpu.generator !== undefined ? `taskset -c ${ctx.cpu.generator} ` : ''}DIR/openssl-loadgen --host 127.0.0.1 --port PORT --concurrency N --warmup-ms ${m.warmupMs} --duration-ms ${m.durationMs} --max-ops 1000000 (--psk ${identity} ${pskTarget(0).psk.keyHex} --suite ${PSK_SUITES.map(hex4).join(',')} | --ecdhe --suite ${ECDHE_SUITES.map(hex4).join(',')})`
+    ? `${c.build} DIR; ${ctx.cpu.generator !== undefined ? `taskset -c ${ctx.cpu.generator} ` : ''}DIR/openssl-loadgen --host 127.0.0.1 --port PORT --concurrency N --warmup-ms ${m.warmupMs} --duration-ms ${m.durationMs} --max-ops 1000000 (--psk ${identity} ${pskTarget(0).psk.keyHex} --psk-identities ${identities} --suite ${PSK_SUITES.map(hex4).join(',')} | --ecdhe --suite ${ECDHE_SUITES.map(hex4).join(',')})`
     : ctx.gen.command;
   ctx.log(`  S4 generator: ${cPath !== undefined ? 'OpenSSL 3 C client (tools/dtls-peers/openssl-loadgen.c)' : `Node (${generatorNote ?? 'tools/bench/loadgen.ts'})`}`);
   /** One closed-loop window of handshakes against `target`, with the generator chosen above. */
@@ -513,7 +525,7 @@ export async function scenario4(ctx: Ctx, srv: IdprovServer): Promise<S4> {
       generator,
       generatorCommand,
       ...(generatorNote ? { generatorNote } : {}),
-      pskIdentities: 1,
+      pskIdentities: identities,
     };
   } finally {
     await lib?.stop();
