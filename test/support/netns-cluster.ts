@@ -25,6 +25,13 @@ export function clusterLabUnavailable(): string | undefined {
   const ip = spawnSync('ip', ['-V'], { encoding: 'utf8' });
   if (ip.error || ip.status !== 0) return 'the `ip` command (iproute2) is missing; run `npm run test:setup`';
   if (spawnSync('sh', ['-c', 'command -v unshare']).status !== 0) return 'unshare (util-linux) is missing; run `npm run test:setup`';
+  // Bridges (the kernel's bridge module), tried in a throwaway namespace.
+  const probe = `idpv${process.pid}p`;
+  spawnSync('ip', ['netns', 'del', probe]);
+  if (spawnSync('ip', ['netns', 'add', probe]).status !== 0) return '`ip netns add` failed (no network namespaces here)';
+  const br = spawnSync('ip', ['-n', probe, 'link', 'add', 'brp', 'type', 'bridge'], { encoding: 'utf8' });
+  spawnSync('ip', ['netns', 'del', probe]);
+  if (br.status !== 0) return `cannot create a bridge in a namespace (${br.stderr.trim()}); the kernel's bridge module is needed`;
   return undefined;
 }
 
