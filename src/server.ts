@@ -12,6 +12,7 @@ import { Metrics } from './admin/metrics.ts';
 import { buildSidecar } from './admin/sidecar.ts';
 import { ObservedStore } from './service/changes.ts';
 import { startDiscovery, type Discovery } from './discovery/index.ts';
+import { defaultInstanceName } from './discovery/records.ts';
 import { join, resolve } from 'node:path';
 import type { Config } from './config.ts';
 import { ProvError } from './errors.ts';
@@ -409,12 +410,16 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
       opened instanceof PostgresStore
         ? new Membership(
             opened,
-            () => ({ id: memberId, name: discovery?.instanceName ?? cfg.instanceName, host: hostname(), coapPort, coapsPort: dtls.port, adminPort, version: VERSION, startedAt }),
+            () => ({ id: memberId, name: discovery?.instanceName ?? (cfg.instanceName || defaultInstanceName(hostname())), host: hostname(), coapPort, coapsPort: dtls.port, adminPort, version: VERSION, startedAt }),
             cfg.trustedServers,
             nowS,
             log.child({ c: 'members' }),
           )
         : undefined;
+
+    // Registered before it announces itself by mDNS, so that the siblings' rogue monitors, which
+    // re-read the membership before an alert (refreshTrusted), find it live.
+    await membership?.start();
 
     // Discovery (docs/spec/idprov-coap-v1.md §7, docs/discovery.md): mDNS advertiser, rogue monitor, CoAP multicast.
     discovery = await startDiscovery({
@@ -424,6 +429,7 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
       instanceName: cfg.instanceName,
       interfaces: cfg.discoveryInterfaces,
       trustedServers: membership?.trusted ?? cfg.trustedServers,
+      ...(membership ? { refreshTrusted: () => membership!.beat() } : {}),
       alertWebhook: cfg.alertWebhook,
       coap,
       unicast: udp,
@@ -443,7 +449,6 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
     });
     // Instances sharing a PostgreSQL database (docs/scale-out.md): another instance's commit wakes this
     // one's long polls and SSE streams and changes its ETags (LISTEN/NOTIFY).
-    await membership?.start();
     const unlisten = opened instanceof PostgresStore ? await opened.onForeignChange((kinds) => changes.foreign(kinds)) : () => undefined;
 
     log.info(

@@ -13,6 +13,7 @@ import { startCoapMulticast } from './coap-multicast.ts';
 import { selectInterfaces, type IfaceAddress } from './interfaces.ts';
 import { openMdnsEndpoint, type MdnsEndpoint } from './mdns.ts';
 import { RogueMonitor } from './monitor.ts';
+import { isTrusted } from './rogue.ts';
 import { defaultInstanceName, hostLabel, type TxtInput } from './records.ts';
 
 /** Options of {@link startDiscovery}, from the configuration and the running server. */
@@ -27,8 +28,14 @@ export interface DiscoveryOptions {
   instanceName: string;
   /** Setting `discoveryInterfaces` (names or addresses; empty = all but loopback). */
   interfaces: readonly string[];
-  /** Setting `trustedServers`. */
+  /** Setting `trustedServers` (with a shared database: the live siblings too, updated in place). */
   trustedServers: readonly string[];
+  /**
+   * Re-reads who is trusted (the membership's heartbeat, with a shared database) before an alert is
+   * raised: a sibling that started a moment ago may announce itself before this instance's next
+   * heartbeat has seen it, and must not be taken for a rogue.
+   */
+  refreshTrusted?: () => Promise<void>;
   /** Setting `alertWebhook` ('' = none). */
   alertWebhook: string;
   coap: CoapServer;
@@ -116,7 +123,16 @@ export async function startDiscovery(o: DiscoveryOptions): Promise<Discovery> {
             isOurs: (r) => adv.isOurs(r),
           },
           trusted: o.trustedServers,
-          onRogue: (r) => raiseRogueAlert(r, { admin: o.admin, log: log.child({ c: 'rogue' }), webhook: o.alertWebhook, server: adv.instanceName, now: o.clock }),
+          onRogue: async (r) => {
+            if (o.refreshTrusted) {
+              await o.refreshTrusted();
+              if (isTrusted(r.instance, o.trustedServers)) {
+                log.info({ c: 'rogue', instance: r.instance }, 'mdns: a new sibling instance, not a rogue');
+                return;
+              }
+            }
+            await raiseRogueAlert(r, { admin: o.admin, log: log.child({ c: 'rogue' }), webhook: o.alertWebhook, server: adv.instanceName, now: o.clock });
+          },
           log: log.child({ c: 'rogue' }),
           now: o.clock,
         });

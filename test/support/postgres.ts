@@ -7,10 +7,14 @@
  *
  * PostgreSQL refuses to run as root: as root the helper runs every server binary as the `postgres`
  * OS user that the Debian package creates (falling back to `nobody`), and hands it the folder.
+ *
+ * For the network-namespace tests it can run inside a namespace (`netns`), listen on an address of
+ * that namespace (`host`) and admit clients from other subnets (`allowFrom`, pg_hba `trust` lines);
+ * `psql` keeps working from anywhere through the unix socket.
  */
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { promisify } from 'node:util';
-import { chownSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chownSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -67,19 +71,23 @@ export class TestPostgres {
     readonly port: number,
     private readonly bin: string,
     private readonly user: { name: string; uid: number; gid: number } | undefined,
+    /** The address it listens on (127.0.0.1 unless `host` was given). */
+    readonly host = '127.0.0.1',
+    /** The network namespace it runs in, if any. */
+    readonly netns?: string,
   ) {}
 
   /**
    * initdb + pg_ctl start. Rejects (after cleaning up) when the binaries are missing or the server
    * does not start; `skipUnlessAvailable` turns the missing-binaries case into a skip.
    */
-  static async start(opts: { settings?: Record<string, string> } = {}): Promise<TestPostgres> {
+  static async start(opts: { settings?: Record<string, string>; netns?: string; host?: string; allowFrom?: string[] } = {}): Promise<TestPostgres> {
     const bin = postgresBinDir();
     if (!bin) throw new Error('PostgreSQL binaries not found under /usr/lib/postgresql/<ver>/bin: run `npm run test:setup`');
     const dir = mkdtempSync(join(tmpdir(), 'idprov-pg-'));
     const user = serverUser();
     const port = await freePort();
-    const pg = new TestPostgres(dir, port, bin, user);
+    const pg = new TestPostgres(dir, port, bin, user, opts.host ?? '127.0.0.1', opts.netns);
     try {
       const sock = join(dir, 'sock');
       execFileSync('mkdir', ['-p', sock]);
@@ -89,7 +97,7 @@ export class TestPostgres {
       }
       pg.runAs('initdb', ['-D', join(dir, 'data'), '-U', 'postgres', '--auth=trust', '--no-sync', '-E', 'UTF8', '--locale=C']);
       const settings: Record<string, string> = {
-        listen_addresses: "'127.0.0.1'",
+        listen_addresses: `'${pg.host}'`,
         port: String(port),
         unix_socket_directories: `'${sock}'`,
         max_connections: '60',
@@ -101,6 +109,7 @@ export class TestPostgres {
       const conf = Object.entries(settings).map(([k, v]) => `${k} = ${v}`).join('\n');
       writeFileSync(join(dir, 'data', 'postgresql.auto.conf'), `${conf}\n`);
       if (user) chownSync(join(dir, 'data', 'postgresql.auto.conf'), user.uid, user.gid);
+      if (opts.allowFrom?.length) appendFileSync(join(dir, 'data', 'pg_hba.conf'), opts.allowFrom.map((cidr) => `host all all ${cidr} trust\n`).join(''));
       running.add(pg);
       pg.ctl('start');
       return pg;
@@ -112,8 +121,7 @@ export class TestPostgres {
 
   /** Runs a server binary (as the server user when root); throws with its output when it fails. */
   private runAs(tool: string, args: string[]): string {
-    const cmd = join(this.bin, tool);
-    const [file, argv] = this.user ? ['runuser', ['-u', this.user.name, '--', cmd, ...args]] : [cmd, args];
+    const [file, argv] = this.command(tool, args);
     const r = spawnSync(file, argv, { encoding: 'utf8', cwd: this.dir, timeout: 60_000 });
     if (r.status !== 0) throw new Error(`${tool} ${args.join(' ')} failed (${r.status ?? r.signal}): ${r.stdout}${r.stderr}`);
     return r.stdout;
@@ -125,9 +133,9 @@ export class TestPostgres {
     else this.runAs('pg_ctl', ['-D', data, '-m', mode, '-w', '-t', '60', 'stop']);
   }
 
-  /** `postgres://…` of database `db` (default `postgres`) over TCP on 127.0.0.1. */
+  /** `postgres://…` of database `db` (default `postgres`) over TCP on its address (127.0.0.1 by default). */
   url(db = 'postgres'): string {
-    return `postgres://postgres@127.0.0.1:${this.port}/${db}`;
+    return `postgres://postgres@${this.host}:${this.port}/${db}`;
   }
 
   /** Creates a fresh empty database and returns its URL (one per test keeps tests independent). */
@@ -155,9 +163,15 @@ export class TestPostgres {
     await this.ctlAsync(['-D', join(this.dir, 'data'), '-l', join(this.dir, 'server.log'), '-w', '-t', '60', 'start']);
   }
 
+  /** argv of a server binary: as the server user when root, inside the namespace when one is set. */
+  private command(tool: string, args: string[]): [string, string[]] {
+    const cmd = join(this.bin, tool);
+    const [file, argv]: [string, string[]] = this.user ? ['runuser', ['-u', this.user.name, '--', cmd, ...args]] : [cmd, args];
+    return this.netns ? ['ip', ['netns', 'exec', this.netns, file, ...argv]] : [file, argv];
+  }
+
   private async ctlAsync(args: string[]): Promise<void> {
-    const cmd = join(this.bin, 'pg_ctl');
-    const [file, argv] = this.user ? ['runuser', ['-u', this.user.name, '--', cmd, ...args]] : [cmd, args];
+    const [file, argv] = this.command('pg_ctl', args);
     await promisify(execFile)(file, argv, { cwd: this.dir, timeout: 60_000 });
   }
 

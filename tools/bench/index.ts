@@ -4,8 +4,13 @@
  *   npm run bench                  full run (several minutes)
  *   npm run bench -- --quick       under a minute: shorter windows, fewer N values, smaller counts
  *   npm run bench -- --long        full run plus the soak (scenario 8: 2 × --soak-minutes, default 10)
- *   options: --only 1,2,5 (JSON only, docs untouched)  --soak-minutes M  --no-docs
+ *   options: --only 1,2,5,9 (JSON only, docs untouched)  --soak-minutes M  --no-docs
  *            --profile / --no-profile: profile a separate provisioning server (default: on, off with --quick)
+ *
+ * Scenario 9 is the scale-out comparison of issue 16 (tools/bench/scale-out-servers.ts: SQLite with one
+ * instance vs PostgreSQL with one and two). At the end the summary of every target of
+ * docs/architecture.md "Performance targets" (report.ts `checks`, ratios from this run) is printed and
+ * stored in the JSON as `summary`.
  *
  * Results: bench-results/<timestamp>.json and bench-results/latest.json, and docs/benchmarks.md with
  * docs/bench-throughput.svg (regenerated from the JSON). Servers run pinned to one core and the load
@@ -17,7 +22,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, LoadGenerator } from './lib/procs.ts';
 import { loadAvg, machineInfo, pinning, round } from './lib/sys.ts';
-import { renderReport, renderSvg, type Results } from './report.ts';
+import { checks, renderReport, renderSvg, type Results } from './report.ts';
+import { scaleOut } from './scale-out-servers.ts';
 import { FULL, QUICK, measureFloor, profileProvisioning, scenario1, scenario4, scenario5, scenario6, scenario7, scenario8, scenarios2and3, type Ctx, type Mode, type S4 } from './scenarios.ts';
 
 const argv = process.argv.slice(2);
@@ -33,7 +39,7 @@ for (const a of argv) {
   }
 }
 if (has('--help')) {
-  console.log('usage: npm run bench [-- --quick | --long] [--only 1,2,…] [--soak-minutes M] [--[no-]profile] [--no-docs]');
+  console.log('usage: npm run bench [-- --quick | --long] [--only 1,2,…,9] [--soak-minutes M] [--[no-]profile] [--no-docs]');
   process.exit(0);
 }
 
@@ -42,7 +48,7 @@ const mode: Mode = { ...base, long: has('--long'), soakMinutes: Number(val('--so
 const only = val('--only')
   ?.split(',')
   .map((s) => Number(s.trim()))
-  .filter((n) => n >= 1 && n <= 8);
+  .filter((n) => n >= 1 && n <= 9);
 const want = (n: number): boolean => (only === undefined ? n !== 8 || mode.long : only.includes(n) && (n !== 8 || mode.long || only.includes(8)));
 const command = process.env.npm_lifecycle_event === 'bench' ? `npm run bench${argv.length ? ` -- ${argv.join(' ')}` : ''}` : `npx tsx tools/bench/index.ts${argv.length ? ` ${argv.join(' ')}` : ''}`;
 
@@ -105,6 +111,7 @@ try {
   if (want(7) && results.s2?.sizes) results.s7 = await step('scenario 7: sizes vs JWT', () => scenario7(results.s2!.sizes!));
   if (want(5)) results.s5 = await step('scenario 5: allowlist import', () => scenario5(ctx));
   if (want(6)) results.s6 = await step('scenario 6: pending devices polling', () => scenario6(ctx));
+  if (want(9)) results.s9 = await step('scenario 9: scale-out (SQLite 1 vs PostgreSQL 1 and 2 instances)', () => scaleOut({ devices: mode.scaleOutDevices, concurrency: mode.scaleOutConcurrency, log }));
   if (want(8)) {
     const engineRate = results.s1?.points.find((p) => p.n === 16)?.ours.opsPerSec ?? results.s1?.points[0]?.ours.opsPerSec ?? 10_000;
     const refreshRate = Math.max(0, ...(results.s3?.points.map((p) => p.result.opsPerSec) ?? [1000]));
@@ -117,6 +124,9 @@ try {
 results.load.end = loadAvg();
 results.finishedAt = new Date().toISOString();
 results.seconds = round((performance.now() - t0) / 1000, 1);
+results.summary = checks(results);
+log(`summary (targets of docs/architecture.md "Performance targets", ratios from this run${mode.name === 'quick' ? ', quick' : ''}):`);
+for (const c of results.summary) console.log(`  ${c.verdict.replace(/\*/g, '').padEnd(12)} ${c.target}\n               ${c.measured}`);
 
 const dir = join(ROOT, 'bench-results');
 mkdirSync(dir, { recursive: true });

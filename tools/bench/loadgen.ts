@@ -351,11 +351,13 @@ async function dtlsOp(job: LoadCommon, suites: Record<string, number>): Promise<
   // Loaded here so that a DTLS module in mid-edit cannot break the other scenarios.
   const { DtlsClient } = await import('../dtls-peers/client.ts');
   const t = job.target;
+  let next = 0;
+  const identities = t.psk?.identities ?? 1;
   return (_i, done) => {
     DtlsClient.connect({
       host: t.host,
       port: t.port,
-      ...(t.psk ? { psk: { identity: t.psk.identity, key: Buffer.from(t.psk.keyHex, 'hex') } } : {}),
+      ...(t.psk ? { psk: { identity: identities > 1 ? `${t.psk.identity}-${next++ % identities}` : t.psk.identity, key: Buffer.from(t.psk.keyHex, 'hex') } } : {}),
       ...(t.suites ? { suites: t.suites } : {}),
       skipVerify: true,
       retransmitMs: 1000,

@@ -8,7 +8,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LoadResult } from './lib/jobs.ts';
 import type { MachineInfo } from './lib/sys.ts';
-import type { Floor, Mode, Profile, S1, S2, S3, S4, S5, S6, S7, SoakRun } from './scenarios.ts';
+import type { S9, ScaleOutRun } from './scale-out-servers.ts';
+import type { DtlsPoint, Floor, Mode, Profile, S1, S2, S3, S4, S5, S6, S7, SoakRun } from './scenarios.ts';
 
 export interface Results {
   version: 1;
@@ -33,6 +34,9 @@ export interface Results {
   s7?: S7 | undefined;
   s8?: SoakRun[] | undefined;
   profile?: Profile | undefined;
+  s9?: S9 | undefined;
+  /** The targets against this run ({@link checks}), as printed at the end of the run. */
+  summary?: Check[] | undefined;
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -56,62 +60,99 @@ const errs = (r: LoadResult | undefined): string => {
 const cap = (r: LoadResult): string => (r.server && r.server.cpuPerOpUs > 0 ? `≈ ${num(1e6 / r.server.cpuPerOpUs)}/s` : '—');
 const best = <T>(xs: T[] | undefined, key: (t: T) => number): T | undefined => (xs && xs.length ? xs.reduce((a, b) => (key(b) > key(a) ? b : a)) : undefined);
 
-type Verdict = 'met' | '**MISSED**' | 'not measured' | 'not judged';
-interface Check {
+export type Verdict = 'met' | '**MISSED**' | 'not measured' | 'not judged' | 'reported';
+export interface Check {
   target: string;
   measured: string;
   verdict: Verdict;
   why?: string;
 }
 
-/** Every target of docs/architecture.md "Performance targets" against this run. */
+/**
+ * Every target of docs/architecture.md "Performance targets" (issue 17) against this run, as ratios
+ * within the run where the target is one, so that a shared machine moves both sides together. Targets
+ * stated for 1,000,000 rows, 100,000 devices or a 30-minute soak are judged only at that size.
+ */
 export function checks(r: Results): Check[] {
   const out: Check[] = [];
   const quick = r.mode === 'quick';
   const floor = r.floor;
-  // Provisioning throughput and CPU.
-  const p = best(r.s2?.points, (q) => q.result.opsPerSec);
+  // Provisioning: CPU vs the crypto floor at N=16, p99 at half the capacity.
+  const p = r.s2?.points.find((q) => q.n === 16) ?? best(r.s2?.points, (q) => q.result.opsPerSec);
   if (p) {
-    const rate = p.result.opsPerSec;
-    out.push({
-      target: 'Full provisioning over CoAP/UDP ≥ 5,000/s on one server core',
-      measured: `${num(rate)}/s (N=${p.n}, server core ${num(p.result.server?.cpuPct)}% busy, ${num(p.result.server?.waitPct)}% waiting for it); CPU-implied capacity of a free core ${cap(p.result)}`,
-      verdict: rate >= 5000 ? 'met' : '**MISSED**',
-      ...(rate < 5000 ? { why: provWhy(r, p.result) } : {}),
-    });
     const ratio = p.floorRatio;
     out.push({
-      target: 'Server CPU per provisioning ≤ 1.3 × crypto floor (same run)',
-      measured: `${num(p.result.server?.cpuPerOpUs)} µs vs floor ${num(floor?.provisionUs)} µs = ${x(ratio)}`,
-      verdict: !Number.isFinite(ratio) ? 'not measured' : ratio <= 1.3 ? 'met' : '**MISSED**',
+      target: 'Provisioning: server CPU per provisioning ≤ 2.0 × the crypto floor at N=16 (same run)',
+      measured: `${x(ratio)}: ${num(p.result.server?.cpuPerOpUs)} µs vs floor ${num(floor?.provisionUs)} µs (verify ${num(floor?.edVerifyUs)} + sign ${num(floor?.edSignUs)}) at N=${p.n}; ${num(p.result.opsPerSec)}/s, CPU-implied capacity of a free core ${cap(p.result)}`,
+      verdict: !Number.isFinite(ratio) ? 'not measured' : ratio <= 2.0 ? 'met' : '**MISSED**',
+      ...(Number.isFinite(ratio) && ratio > 2.0 ? { why: provWhy(r, p.result) } : {}),
     });
-  } else out.push({ target: 'Full provisioning ≥ 5,000/s, CPU ≤ 1.3 × floor', measured: '—', verdict: 'not measured' });
+  } else out.push({ target: 'Provisioning: server CPU ≤ 2.0 × the crypto floor at N=16', measured: '—', verdict: 'not measured' });
   const h = r.s2?.half;
   out.push({
-    target: 'Provisioning p99 ≤ 5 ms at half the measured capacity',
+    target: 'Provisioning: p99 ≤ 10 ms at half the measured capacity',
     measured: h ? `p99 ${ms(h.result.latency.p99)} ms at ${num(h.rate)}/s offered (${num(h.result.opsPerSec)}/s done)` : '—',
-    verdict: !h ? 'not measured' : h.result.latency.p99 <= 5 ? 'met' : '**MISSED**',
-    ...(h && h.result.latency.p99 > 5 ? { why: tailWhy(h.result, r.s2?.points.find((q) => q.n === 16)?.result, 'provisioning', 5) } : {}),
+    verdict: !h ? 'not measured' : h.result.latency.p99 <= 10 ? 'met' : '**MISSED**',
+    ...(h && h.result.latency.p99 > 10 ? { why: tailWhy(h.result, r.s2?.points.find((q) => q.n === 16)?.result, 'provisioning', 10) } : {}),
   });
+  // Pending poll: CPU vs one verify; p99 with 100,000 pending.
+  if (r.s6) {
+    const pollUs = r.s6.result.server?.cpuPerOpUs;
+    const ratio = pollUs !== undefined && floor ? pollUs / floor.edVerifyUs : NaN;
+    out.push({
+      target: 'Pending poll: server CPU per poll ≤ 3 × one signature verify (same run)',
+      measured: `${x(ratio)}: ${num(pollUs)} µs per poll vs verify ${num(floor?.edVerifyUs)} µs (${num(r.s6.devices)} pending devices, ${num(r.s6.rate)} polls/s)`,
+      verdict: !Number.isFinite(ratio) ? 'not measured' : ratio <= 3 ? 'met' : '**MISSED**',
+    });
+    const full = r.s6.devices >= 100_000;
+    out.push({
+      target: 'Pending poll: p99 ≤ 10 ms with 100,000 devices pending',
+      measured: `${num(r.s6.devices)} devices, ${num(r.s6.rate)} polls/s: p99 ${ms(r.s6.result.latency.p99)} ms, server RSS ${num(r.s6.result.server?.rssMb)} MB`,
+      verdict: !full ? 'not judged' : r.s6.result.latency.p99 <= 10 && Object.keys(r.s6.result.errors).length === 0 ? 'met' : '**MISSED**',
+      ...(full && r.s6.result.latency.p99 > 10 ? { why: tailWhy(r.s6.result, undefined, 'poll', 10) } : {}),
+    });
+  } else out.push({ target: 'Pending poll: CPU ≤ 3 × one verify; p99 ≤ 10 ms with 100,000 pending', measured: '—', verdict: 'not measured' });
+  // DTLS vs libcoap-openssl, CPU per handshake.
+  if (r.s4?.landed) {
+    const at16 = (pts: DtlsPoint[] | undefined) => pts?.find((q) => q.n === 16 && q.libcoap) ?? pts?.find((q) => q.libcoap);
+    const cpuRatio = (q: DtlsPoint | undefined) => (q?.libcoap?.server && q.ours.server ? q.ours.server.cpuPerOpUs / q.libcoap.server.cpuPerOpUs : NaN);
+    const psk = at16(r.s4.psk);
+    const pr = cpuRatio(psk);
+    const identities = r.s4.pskIdentities ?? 1;
+    out.push({
+      target: 'DTLS-PSK: server CPU per handshake ≤ libcoap-openssl\'s (≤ 1×), with one PSK identity per device',
+      measured: psk ? `${x(pr)}: ${num(psk.ours.server?.cpuPerOpUs)} vs ${num(psk.libcoap?.server?.cpuPerOpUs)} µs per handshake at N=${psk.n} (${num(psk.ours.opsPerSec)} vs ${num(psk.libcoap?.opsPerSec)}/s), ${identities} PSK identit${identities === 1 ? 'y' : 'ies'}` : `— (${r.s4.libcoapNote ?? 'libcoap not measured'})`,
+      verdict: !Number.isFinite(pr) ? 'not measured' : identities < 2 ? 'not judged' : pr <= 1 ? 'met' : '**MISSED**',
+      ...(Number.isFinite(pr) && identities < 2 ? { why: 'the bench uses one PSK identity for every handshake, which flatters a per-identity cache; the target asks for one identity per device (the generators take one --psk identity today)' } : {}),
+    });
+    const ec = at16(r.s4.ecdhe);
+    const er = cpuRatio(ec);
+    out.push({
+      target: 'DTLS-ECDHE-ECDSA: server CPU per handshake ahead of libcoap-openssl\'s (≤ 1×)',
+      measured: ec ? `${x(er)}: ${num(ec.ours.server?.cpuPerOpUs)} vs ${num(ec.libcoap?.server?.cpuPerOpUs)} µs per handshake at N=${ec.n} (${num(ec.ours.opsPerSec)} vs ${num(ec.libcoap?.opsPerSec)}/s)` : `— (${r.s4.libcoapNote ?? 'libcoap not measured'})`,
+      verdict: !Number.isFinite(er) ? 'not measured' : er <= 1 ? 'met' : '**MISSED**',
+    });
+  } else out.push({ target: 'DTLS: PSK CPU ≤ 1× libcoap-openssl, ECDHE-ECDSA ahead of it', measured: r.s4?.reason ?? '—', verdict: 'not measured' });
+  out.push({ target: 'DTLS: spoofed ClientHellos allocate nothing', measured: 'not a throughput figure; covered by the DTLS tests, not this benchmark', verdict: 'not measured' });
   // Engine vs libcoap.
   const e = r.s1?.points.find((q) => q.n === 16) ?? r.s1?.points[r.s1.points.length - 1];
   out.push({
-    target: 'Bare CoAP engine ≥ 0.7 × libcoap coap-server-notls (trivial GET, same generator, same run)',
-    measured: e ? `${x(e.ratio)} at N=${e.n} (${num(e.ours.opsPerSec)} vs ${num(e.libcoap.opsPerSec)} req/s); server CPU per request ${x(e.cpuRatio)} libcoap's` : '—',
-    verdict: !e ? 'not measured' : e.ratio >= 0.7 ? 'met' : '**MISSED**',
+    target: 'CoAP engine ≥ 0.8 × libcoap coap-server-notls at N=16: requests per second (trivial GET, same generator, same run)',
+    measured: e ? `${x(e.ratio)} at N=${e.n} (${num(e.ours.opsPerSec)} vs ${num(e.libcoap.opsPerSec)} req/s)` : '—',
+    verdict: !e ? 'not measured' : e.ratio >= 0.8 ? 'met' : '**MISSED**',
   });
   if (e && Number.isFinite(e.cpuRatio)) {
     const capRatio = 1 / e.cpuRatio;
     out.push({
-      target: '… the same, per core: engine capacity (1 / server CPU per request) ≥ 0.7 × libcoap\'s',
-      measured: `${x(capRatio)} at N=${e.n} (${num(e.ours.server?.cpuPerOpUs, 1)} vs ${num(e.libcoap.server?.cpuPerOpUs, 1)} µs per request). Not the target's literal definition, but it does not depend on whether the generator or the machine held the faster server back`,
-      verdict: capRatio >= 0.7 ? 'met' : '**MISSED**',
-      why: `the engine spends ${x(e.cpuRatio)} libcoap's CPU per request; the req/s ratio looks better only while the shared load generator (${num(e.libcoap.generatorCpuPct)}% of its core against libcoap) or other processes cap both servers below their capacity`,
+      target: 'CoAP engine ≥ 0.8 × libcoap at N=16: CPU per request (libcoap\'s CPU per request ÷ the engine\'s)',
+      measured: `${x(capRatio)} at N=${e.n} (${num(e.ours.server?.cpuPerOpUs, 1)} vs ${num(e.libcoap.server?.cpuPerOpUs, 1)} µs per request)`,
+      verdict: capRatio >= 0.8 ? 'met' : '**MISSED**',
+      ...(capRatio < 0.8 ? { why: `the engine spends ${x(e.cpuRatio)} libcoap's CPU per request; a req/s ratio looks better while the shared load generator (${num(e.libcoap.generatorCpuPct)}% of its core against libcoap) or other processes cap both servers below their capacity` } : {}),
     });
   }
   const soakEngine = r.s8?.find((s) => s.what.startsWith('bare'));
   out.push({
-    target: 'Bare CoAP engine memory flat over a 10-minute soak',
+    target: 'CoAP engine memory flat over a soak (second-half slope ≤ 0.5 MB/min)',
     measured: soakEngine ? `RSS ${num(soakEngine.rssStartMb)} → ${num(soakEngine.rssEndMb)} MB over ${soakEngine.minutes} min, slope ${num(soakEngine.slopeSecondHalfMbPerMin, 2)} MB/min in the second half` : 'soak runs only with --long',
     verdict: !soakEngine ? 'not measured' : soakEngine.minutes < 10 ? 'not judged' : soakEngine.slopeSecondHalfMbPerMin <= FLAT_MB_PER_MIN ? 'met' : '**MISSED**',
   });
@@ -120,22 +161,12 @@ export function checks(r: Results): Check[] {
     const flat = soakServer.slopeSecondHalfMbPerMin <= FLAT_MB_PER_MIN;
     const heap = soakServer.heap && soakServer.heap.length ? `; V8 heap used ${num(soakServer.heap[0]!.heapUsedMb)} → ${num(soakServer.heap[soakServer.heap.length - 1]!.heapUsedMb)} MB (2nd half ${num(soakServer.heapSlopeSecondHalfMbPerMin, 2)} MB/min)` : '';
     out.push({
-      target: 'Full server memory flat over the soak (issue #7)',
+      target: 'Full-server RSS flat over a 30-minute soak (second-half slope ≤ 0.5 MB/min)',
       measured: `RSS ${num(soakServer.rssStartMb)} → ${num(soakServer.rssEndMb)} MB over ${soakServer.minutes} min at ${num(soakServer.result.opsPerSec)} refreshes/s, slope ${num(soakServer.slopeSecondHalfMbPerMin, 2)} MB/min in the second half${heap}`,
-      verdict: soakServer.minutes < 10 ? 'not judged' : flat ? 'met' : '**MISSED**',
+      verdict: soakServer.minutes < 30 ? 'not judged' : flat ? 'met' : '**MISSED**',
       ...(flat ? {} : { why: soakWhy(soakServer) }),
     });
-  }
-  // DTLS.
-  if (r.s4?.landed) {
-    const psk = best(r.s4.psk, (q) => q.ours.opsPerSec);
-    const ec = best(r.s4.ecdhe, (q) => q.ours.opsPerSec);
-    out.push({ target: 'DTLS PSK handshakes ≥ 3,000/s', measured: psk ? `${num(psk.ours.opsPerSec)}/s (N=${psk.n}; generator ${num(psk.ours.generatorCpuPct)}% busy); CPU-implied capacity of a free core ${cap(psk.ours)}` : '—', verdict: !psk ? 'not measured' : psk.ours.opsPerSec >= 3000 ? 'met' : '**MISSED**' });
-    out.push({ target: 'DTLS ECDHE-ECDSA handshakes ≥ 1,500/s', measured: ec ? `${num(ec.ours.opsPerSec)}/s (N=${ec.n}; generator ${num(ec.ours.generatorCpuPct)}% busy); CPU-implied capacity of a free core ${cap(ec.ours)}` : '—', verdict: !ec ? 'not measured' : ec.ours.opsPerSec >= 1500 ? 'met' : '**MISSED**' });
-  } else {
-    out.push({ target: 'DTLS handshakes: PSK ≥ 3,000/s, ECDHE-ECDSA ≥ 1,500/s', measured: r.s4?.reason ?? '—', verdict: 'not measured' });
-  }
-  out.push({ target: 'Spoofed ClientHellos allocate nothing', measured: 'not a throughput figure; covered by the DTLS tests, not this benchmark', verdict: 'not measured' });
+  } else out.push({ target: 'Full-server RSS flat over a 30-minute soak (second-half slope ≤ 0.5 MB/min)', measured: 'soak runs only with --long (--soak-minutes 15 gives 30 minutes)', verdict: 'not measured' });
   // Import.
   if (r.s5) {
     const full = r.s5.rows >= 1_000_000;
@@ -151,15 +182,18 @@ export function checks(r: Results): Check[] {
       verdict: !full ? 'not judged' : r.s5.peakRssMb <= 300 ? 'met' : '**MISSED**',
     });
   } else out.push({ target: 'Allowlist import 1,000,000 ≤ 15 s, RSS ≤ 300 MB', measured: '—', verdict: 'not measured' });
-  if (r.s6) {
-    const full = r.s6.devices >= 100_000;
+  // Scale-out (issue 16): reported, no target.
+  if (r.s9 && r.s9.runs.length) {
+    const sq = r.s9.runs.find((q) => q.store === 'sqlite');
+    const rel = (q: ScaleOutRun) => (sq && sq.perSec > 0 ? ` (${x(q.perSec / sq.perSec)} SQLite's rate)` : '');
     out.push({
-      target: '100,000 pending devices polling at their retry interval: p99 ≤ 10 ms',
-      measured: `${num(r.s6.devices)} devices, ${num(r.s6.rate)} polls/s: p99 ${ms(r.s6.result.latency.p99)} ms, server RSS ${num(r.s6.result.server?.rssMb)} MB`,
-      verdict: !full ? 'not judged' : r.s6.result.latency.p99 <= 10 && Object.keys(r.s6.result.errors).length === 0 ? 'met' : '**MISSED**',
-      ...(full && r.s6.result.latency.p99 > 10 ? { why: tailWhy(r.s6.result, undefined, 'poll', 10) } : {}),
+      target: 'Scale-out (issue 16): provisionings/s and CPU per provisioning, SQLite 1 instance vs PostgreSQL 1 and 2 instances, and what the database costs',
+      measured:
+        r.s9.runs.map((q) => `${q.label}: ${num(q.perSec)}/s${q.store === 'sqlite' ? '' : rel(q)}, ${num(q.serverCpuUs)} µs server${q.dbCpuUs !== undefined ? ` + ${num(q.dbCpuUs)} µs PostgreSQL = ${num(q.totalCpuUs)} µs` : ''} CPU per provisioning${q.failed ? `, ${q.failed} without token` : ''}`).join('; ') +
+        `${r.s9.note ? `; ${r.s9.note}` : ''} (${r.s9.runs[0]!.devices} devices each, ${r.s9.runs[0]!.concurrency} in flight, servers not pinned)`,
+      verdict: 'reported',
     });
-  } else out.push({ target: '100,000 pending devices polling: p99 ≤ 10 ms', measured: '—', verdict: 'not measured' });
+  } else out.push({ target: 'Scale-out (issue 16): SQLite 1 vs PostgreSQL 1 and 2 instances', measured: '—', verdict: 'not measured' });
   if (quick) for (const c of out) if (c.verdict === 'met' || c.verdict === '**MISSED**') c.measured += ' (quick run)';
   return out;
 }
@@ -309,7 +343,7 @@ export function renderReport(r: Results, jsonPath: string): string {
   p("- **Server event-loop delay** is read from the server's own `/metrics` (prom-client's `monitorEventLoopDelay`, a 10 ms timer; the 10 ms are subtracted) over the window: how long ready work — an arrived datagram, a finished SQLite statement — could wait for the main thread. **GC** is the main thread's garbage-collection pause time per second of the window (warm-up included).");
   p('- **Crypto floor** (`tools/bench/floor.ts`, pinned to the server core, same run): CPU time of Ed25519 verify and sign with node:crypto KeyObjects made once, median of 5 rounds. One provisioning = 1 verify + 1 sign; one refresh = 2 verifies (the token and the request) + 1 sign.');
   p('- Latencies are per operation as the device sees it: for provisioning and refresh, both round trips (the 4.01 challenge and the signed request) including the device\'s signing of the second request in the generator.');
-  p('- Servers run with `--log-level warn` (the default `info` writes one JSON line per provisioning) and with mDNS / CoAP multicast off (`IDPROV_MDNS=false IDPROV_COAP_MULTICAST=false IDPROV_ROGUE_MONITOR=false`). Every simulated device sends from 127.0.0.1, so the security monitor\'s per-address limits are raised to their maxima (`IDPROV_RATE_LIMIT_ADDRESS=1000000 IDPROV_RATE_BURST_ADDRESS=10000000 IDPROV_MANY_IDS_THRESHOLD=100000`; still evaluated, so their cost is measured); with the defaults one address gets 4.29 past 50 requests/s. Per-device limits keep their defaults. SQLite runs as configured in production: WAL, `synchronous=FULL`, group commit; a token is only sent after its record is committed.');
+  p('- Servers run with `--log-level warn` (the default `info` writes one JSON line per provisioning) and with mDNS / CoAP multicast off (`IDPROV_MDNS=false IDPROV_COAP_MULTICAST=false IDPROV_ROGUE_MONITOR=false`). Every simulated device sends from 127.0.0.1, so the security monitor\'s per-address limits are raised to their maxima (`IDPROV_RATE_LIMIT_ADDRESS=1000000 IDPROV_RATE_BURST_ADDRESS=10000000 IDPROV_MANY_IDS_THRESHOLD=100000 IDPROV_DTLS_HANDSHAKE_RATE=1000000 IDPROV_DTLS_HANDSHAKE_BURST=1000000`; still evaluated, so their cost is measured); with the defaults one address gets 4.29 past 50 requests/s and starts at most 20 DTLS handshakes per second. Per-device limits keep their defaults. SQLite runs as configured in production: WAL, `synchronous=FULL`, group commit; a token is only sent after its record is committed.');
   p();
 
   // S1.
@@ -395,7 +429,7 @@ export function renderReport(r: Results, jsonPath: string): string {
     }
     p();
     if (r.s4.generatorCommand) p(`- generator: \`${r.s4.generatorCommand}\``);
-    p(`- ours: the provisioning server's CoAPS port (PSK identity = an allowlist entry with a secret, looked up in the store per handshake): \`${r.s4.commands?.ours}\``);
+    p(`- ours: the provisioning server's CoAPS port (PSK identity = an allowlist entry with a secret, looked up in the store per handshake; the generator cycles through ${num(r.s4.pskIdentities ?? 1)} identit${(r.s4.pskIdentities ?? 1) === 1 ? 'y' : 'ies'}, one per device, all with one secret so that libcoap's one \`-k\` key serves them too): \`${r.s4.commands?.ours}\``);
     p(`- libcoap: \`${r.s4.commands?.libcoap ?? r.s4.libcoapNote ?? 'not run'}\``);
     p();
     p('| suite | N | ours handshakes/s | p50 ms | p99 ms | server CPU µs/hs | gen CPU | libcoap handshakes/s | p50 ms | p99 ms | server CPU µs/hs | gen CPU | ratio | suites negotiated (ours / libcoap) |');
@@ -453,6 +487,18 @@ export function renderReport(r: Results, jsonPath: string): string {
   } else p('Not run (needs a successful provisioning from scenario 2).');
   p();
 
+  // S9.
+  p('## 9. Scale-out: SQLite vs PostgreSQL with one and two instances');
+  p();
+  if (r.s9 && r.s9.runs.length) {
+    p(`Allowlisted devices provisioned over CoAP (challenge, then the signed request) through real server processes (\`${r.s9.command}\`): SQLite with one instance, PostgreSQL (a private server from Debian's package, \`fsync\` on) with one and two instances sharing one database; the devices are spread over the instances. Servers are not pinned and the devices run in the bench process on the same cores: the three set-ups compare with each other, not with the pinned scenarios above. "PostgreSQL CPU" is the postmaster and its backends (\`/proc\`), what the database costs per provisioning.${r.s9.note ? ` ${r.s9.note}.` : ''}`);
+    p();
+    p('| set-up | devices | in flight | provisionings/s | server CPU µs per provisioning | PostgreSQL CPU µs per provisioning | total CPU µs | without token |');
+    p('| --- | --- | --- | --- | --- | --- | --- | --- |');
+    for (const q of r.s9.runs) p(`| ${q.label} | ${num(q.devices)} | ${q.concurrency} | ${num(q.perSec)} | ${num(q.serverCpuUs)} | ${q.dbCpuUs !== undefined ? num(q.dbCpuUs) : '—'} | ${num(q.totalCpuUs)} | ${q.failed} |`);
+  } else p(r.failures['scenario 9: scale-out (SQLite 1 vs PostgreSQL 1 and 2 instances)'] ? 'Failed in this run (see above).' : 'Not run.');
+  p();
+
   // S8.
   p('## 8. Soak');
   p();
@@ -490,14 +536,14 @@ export function renderReport(r: Results, jsonPath: string): string {
 function analysis(r: Results): string[] {
   const out: string[] = [];
   const pb = best(r.s2?.points, (q) => q.result.opsPerSec);
-  if (pb?.result.server && r.floor && pb.floorRatio > 1.3) {
+  if (pb?.result.server && r.floor && pb.floorRatio > 2.0) {
     const over = pb.result.server.cpuPerOpUs - r.floor.provisionUs;
     out.push(
       `Per provisioning the server spends ${num(over)} µs beyond the two signature operations: two CoAP exchanges (the 4.01 challenge doubles the datagram, decode, dedup and encode work), CBOR/COSE parsing twice, the nonce HMACs, importing the new device's public key (every device is new), the SQLite read and the group-committed write with its event-log row, and metrics bookkeeping${r.profile ? ' (measured split: the profile table under scenario 2)' : ''}.`,
     );
   }
   const e = r.s1?.points.find((q) => q.n === 16) ?? r.s1?.points[r.s1.points.length - 1];
-  if (e && (e.ratio < 0.7 || 1 / e.cpuRatio < 0.7)) out.push(`The engine needs ${x(e.cpuRatio)} libcoap's CPU per request at N=${e.n}: a JavaScript datagram path (libuv callback, Buffer allocation per datagram, per-peer dedup map entry) against libcoap's C loop.`);
+  if (e && (e.ratio < 0.8 || 1 / e.cpuRatio < 0.8)) out.push(`The engine needs ${x(e.cpuRatio)} libcoap's CPU per request at N=${e.n}: a JavaScript datagram path (libuv callback, Buffer allocation per datagram, per-peer dedup map entry) against libcoap's C loop.`);
   if (r.load.start[0] > r.machine.nproc || r.load.end[0] > r.machine.nproc) out.push(`The load average (${r.load.start[0]} at start, ${r.load.end[0]} at end, on ${r.machine.nproc} CPUs) shows the cores were shared with other work during the run; rates are lower and tails longer than on an idle machine.`);
   return out;
 }
@@ -590,7 +636,8 @@ export function renderSvg(r: Results): string {
     ]),
     panel(0, 30 + ph, pw, ph, '2. Full provisioning: provisionings/s', 'provisionings/s', ns2, [
       { name: 'idprov (challenge + signed request)', color: prov, points: (r.s2?.points ?? []).map((q) => ({ n: q.n, y: q.result.opsPerSec })) },
-      { name: 'target 5,000/s (first release)', color: '#999', points: ns2.map((n) => ({ n, y: 5000 })), reference: true },
+      // The CPU target as a rate: one free core at 2.0 × this run's crypto floor per provisioning.
+      ...(r.floor ? [{ name: `2.0 × crypto floor on one core (≈ ${Math.round(1e6 / (2 * r.floor.provisionUs))}/s)`, color: '#999', points: ns2.map((n) => ({ n, y: 1e6 / (2 * r.floor!.provisionUs) })), reference: true }] : []),
     ]),
     panel(pw, 30 + ph, pw, ph, '2. Full provisioning: p99 latency', 'p99 (ms)', ns2, [{ name: 'idprov (both round trips)', color: prov, points: (r.s2?.points ?? []).map((q) => ({ n: q.n, y: q.result.latency.p99 })) }]),
   ];

@@ -6,7 +6,11 @@
  *
  *   openssl-loadgen --host 127.0.0.1 --port P --concurrency N --warmup-ms W --duration-ms D
  *                   (--psk IDENTITY HEXKEY | --ecdhe) [--suite 0xC0A8[,0x00A8…]] [--max-ops M]
- *                   [--mtu 1280] [--timeout-ms 5000]
+ *                   [--mtu 1280] [--timeout-ms 5000] [--psk-identities K]
+ *
+ * With --psk-identities K (> 1) the handshakes cycle through K identities, IDENTITY-0 … IDENTITY-(K-1),
+ * all with the same key: one identity per device, as in a fleet (one identity for every handshake
+ * would flatter a server's per-identity cache).
  *
  * One thread, one epoll loop, N handshakes in flight (closed loop: each slot starts its next one as
  * soon as the last finished). Each handshake is a fresh association: a new connected, non-blocking UDP
@@ -60,6 +64,8 @@ static const char *host = "127.0.0.1";
 static int port = 0, concurrency = 1, warmup_ms = 0, duration_ms = 1000, mtu = 1280, timeout_ms = 5000;
 static long max_ops = 0; /* 0 = no limit */
 static const char *psk_identity = NULL;
+static long psk_identities = 1;
+static unsigned long psk_next = 0;
 static unsigned char psk_key[64];
 static int psk_len = 0, ecdhe = 0;
 static const char *suite_list = NULL;
@@ -324,9 +330,12 @@ static int active = 0;
 static unsigned int psk_cb(SSL *ssl, const char *hint, char *identity, unsigned int max_identity_len,
                            unsigned char *psk, unsigned int max_psk_len) {
     (void)ssl, (void)hint;
-    size_t il = strlen(psk_identity);
+    char name[512];
+    if (psk_identities > 1) snprintf(name, sizeof name, "%s-%lu", psk_identity, psk_next++ % (unsigned long)psk_identities);
+    else snprintf(name, sizeof name, "%s", psk_identity);
+    size_t il = strlen(name);
     if (il + 1 > max_identity_len || (unsigned)psk_len > max_psk_len) return 0;
-    memcpy(identity, psk_identity, il + 1);
+    memcpy(identity, name, il + 1);
     memcpy(psk, psk_key, (size_t)psk_len);
     return (unsigned)psk_len;
 }
@@ -476,6 +485,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--timeout-ms") && more) timeout_ms = atoi(argv[++i]);
         else if (!strcmp(a, "--suite") && more) suite_list = argv[++i];
         else if (!strcmp(a, "--ecdhe")) ecdhe = 1;
+        else if (!strcmp(a, "--psk-identities") && more) psk_identities = atol(argv[++i]);
         else if (!strcmp(a, "--psk") && i + 2 < argc) {
             psk_identity = argv[++i];
             psk_len = unhex(argv[++i], psk_key, sizeof psk_key);
@@ -488,7 +498,7 @@ int main(int argc, char **argv) {
             return 1;
         }
     }
-    if (port <= 0 || port > 65535 || concurrency < 1 || warmup_ms < 0 || duration_ms <= 0 || (psk_identity == NULL) == !ecdhe) {
+    if (port <= 0 || port > 65535 || concurrency < 1 || warmup_ms < 0 || duration_ms <= 0 || psk_identities < 1 || (psk_identity == NULL) == !ecdhe) {
         usage(argv[0]);
         return 1;
     }

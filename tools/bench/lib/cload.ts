@@ -55,7 +55,7 @@ export interface CRun {
 export function cLoadgenArgs(run: CRun): string[] {
   const t = run.target;
   if (t.host !== '127.0.0.1') throw new Error('the load generator only targets 127.0.0.1');
-  const auth = t.psk ? ['--psk', t.psk.identity, t.psk.keyHex] : ['--ecdhe'];
+  const auth = t.psk ? ['--psk', t.psk.identity, t.psk.keyHex, ...((t.psk.identities ?? 1) > 1 ? ['--psk-identities', String(t.psk.identities)] : [])] : ['--ecdhe'];
   const suites = t.suites?.length ? ['--suite', t.suites.map((s) => `0x${s.toString(16).padStart(4, '0')}`).join(',')] : [];
   return ['--host', t.host, '--port', String(t.port), '--concurrency', String(run.concurrency), '--warmup-ms', String(run.warmupMs), '--duration-ms', String(run.durationMs), '--max-ops', String(run.maxOps), ...auth, ...suites];
 }

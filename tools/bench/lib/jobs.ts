@@ -21,7 +21,8 @@ export interface Target {
   host: string;
   port: number;
   /** DTLS: PSK identity and key (hex); absent = ECDHE_ECDSA. */
-  psk?: { identity: string; keyHex: string };
+  /** `identities` > 1: the handshakes cycle through `<identity>-0` … `<identity>-(identities-1)`, one key. */
+  psk?: { identity: string; keyHex: string; identities?: number };
   /** DTLS: the cipher suites to offer, in order. */
   suites?: number[];
 }
