@@ -19,6 +19,11 @@ import type {
 
 /** One atomic change. */
 export type Mutation =
+  /**
+   * Insert or replace an allowlist entry. Re-importing an entry whose factors (pk, mac, secret) are
+   * unchanged keeps its consumption (an accidental re-upload does not re-arm spent pre-approvals)
+   * unless the new entry carries its own `consumedAt`; new factors make it usable again.
+   */
   | { kind: 'allow.upsert'; entry: AllowEntry }
   | { kind: 'allow.delete'; id: string }
   /**
@@ -82,6 +87,14 @@ export interface Removed {
   count: number;
 }
 
+/** What {@link Store.bulkUpsertAllow} wrote. */
+export interface BulkResult {
+  /** Entries upserted. */
+  rows: number;
+  /** Of those, ids that were not in the allowlist before. */
+  added: number;
+}
+
 /** Page of a list, ordered by id; pass `next` as `after` for the following page. */
 export interface Page<T> {
   items: T[];
@@ -104,12 +117,19 @@ export interface Store {
   /** Apply mutations in one transaction; resolves once committed. */
   apply(mutations: readonly Mutation[]): Promise<void>;
   /**
-   * Bulk allowlist import: upsert every row of every batch `source` yields, then `after`, in ONE
-   * transaction (all or nothing; rolled back when `source` throws). A batch is the JSON text of an
-   * array of {@link AllowRow}s (see {@link allowRowsJson}), so a million rows cost no per-row work in
-   * JavaScript on the way in. Returns how many rows were written and how many ids were new.
+   * A new, empty staging area for a bulk allowlist import ({@link AllowStaging}), kept in this store's
+   * own format (SQLite and PostgreSQL: a temporary file next to the data, mode 0600; memory: an array).
    */
-  bulkUpsertAllow(source: AsyncIterable<string>, after?: readonly Mutation[]): Promise<{ rows: number; added: number }>;
+  stageAllow(): Promise<AllowStaging>;
+  /**
+   * Bulk allowlist import: upsert every entry written to `staged` (a staging area of this store's
+   * {@link stageAllow}), then `after`, in ONE transaction — all or nothing. Entries are read back
+   * and written batch by batch, so memory stays bounded by a batch whatever their number. Each upsert
+   * follows `allow.upsert` (an unchanged entry keeps its consumption); of an id repeated, the last
+   * entry wins. Returns how many entries were written and how many ids were new. Does not discard
+   * `staged` (its owner does, also after a failure).
+   */
+  bulkUpsertAllow(staged: AllowStaging, after?: readonly Mutation[]): Promise<BulkResult>;
 
   getAllow(id: string): Promise<AllowEntry | undefined>;
   /**
@@ -155,16 +175,18 @@ export interface Store {
   close(): Promise<void>;
 }
 
-/** One allowlist entry as a JSON row: `[id, pk hex | null, mac hex | null, secret | null, type, expires | null, createdAt, consumedAt | null]`. */
-export type AllowRow = [string, string | null, string | null, string | null, number, number | null, number, number | null];
-
-/** An allowlist entry as an {@link AllowRow}. */
-export function allowRow(e: AllowEntry): AllowRow {
-  const hex = (b: Uint8Array | undefined) => (b ? Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex') : null);
-  return [e.id, hex(e.pk), hex(e.mac), e.secret ?? null, e.type, e.expires ?? null, e.createdAt, e.consumedAt ?? null];
-}
-
-/** The JSON batch text of entries, for {@link Store.bulkUpsertAllow}. */
-export function allowRowsJson(entries: readonly AllowEntry[]): string {
-  return JSON.stringify(entries.map(allowRow));
+/**
+ * Where validated allowlist entries wait between reading an import and writing it (the streamed
+ * importer, `service/allowlist-import.ts`): appended batch by batch while the file or upload is read,
+ * then written by {@link Store.bulkUpsertAllow}, so a slow upload never holds the write transaction
+ * and a million entries never sit in memory. Made by {@link Store.stageAllow}; how entries are kept is
+ * the store's business.
+ */
+export interface AllowStaging {
+  /** Appends `entries` (in order; the store reads them back in the same order). */
+  write(entries: readonly AllowEntry[]): Promise<void>;
+  /** Entries written so far. */
+  readonly count: number;
+  /** Deletes what was staged; call it once done, also after a failure. */
+  discard(): Promise<void>;
 }

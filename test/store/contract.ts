@@ -493,6 +493,51 @@ export function storeContract(name: string, target: ContractTarget): void {
         assert.deepEqual(await store.getAllow('bulk-09998'), (ms[9998] as { entry: AllowEntry }).entry);
       });
 
+      it('bulk-imports staged entries and its after mutations in one transaction, counting the new ids', async () => {
+        await store.apply([upsertAllow('bulk-00001'), upsertAllow('bulk-00002')]);
+        const staged = await store.stageAllow();
+        try {
+          for (let b = 0; b < 3; b++) {
+            await staged.write(Array.from({ length: 4000 }, (_, i) => allowEntry(`bulk-${String(b * 4000 + i).padStart(5, '0')}`, { secret: `s-${b}-${i}` })));
+          }
+          assert.equal(staged.count, 12_000);
+          const r = await store.bulkUpsertAllow(staged, [{ kind: 'event', event: { at: T0, kind: 'admin.allowlist.import', actor: 'admin:test' } }]);
+          assert.deepEqual(r, { rows: 12_000, added: 11_998 });
+        } finally {
+          await staged.discard();
+        }
+        assert.equal((await store.counts()).allowlist, 12_000);
+        assert.deepEqual(await store.getAllow('bulk-11999'), allowEntry('bulk-11999', { secret: 's-2-3999' }));
+        assert.equal((await store.getAllow('bulk-00001'))?.secret, 's-0-1', 'an existing id was replaced');
+        assert.deepEqual((await store.listEvents(0, 10)).map((e) => e.kind), ['admin.allowlist.import']);
+      });
+
+      it('writes nothing of a bulk import whose after mutations fail', async () => {
+        const staged = await store.stageAllow();
+        try {
+          await staged.write(Array.from({ length: 50 }, (_, i) => allowEntry(`gone-${i}`)));
+          await rejectsWith(store.bulkUpsertAllow(staged, [invalidDevice('gone-x')]), 'internal');
+        } finally {
+          await staged.discard();
+        }
+        assert.equal((await store.counts()).allowlist, 0);
+        await store.apply([upsertAllow('after')]);
+        assert.ok(await store.getAllow('after'), 'the store keeps working afterwards');
+      });
+
+      it('keeps the consumption of an entry re-imported unchanged in bulk and re-arms one with a new key', async () => {
+        await store.apply([upsertAllow('same'), upsertAllow('rekeyed'), { kind: 'allow.consume', id: 'same', at: T0 + 1 }, { kind: 'allow.consume', id: 'rekeyed', at: T0 + 1 }]);
+        const staged = await store.stageAllow();
+        try {
+          await staged.write([allowEntry('same'), allowEntry('rekeyed', { pk: bytes(...Array.from({ length: 32 }, (_, i) => i)) })]);
+          assert.deepEqual(await store.bulkUpsertAllow(staged), { rows: 2, added: 0 });
+        } finally {
+          await staged.discard();
+        }
+        assert.equal((await store.getAllow('same'))?.consumedAt, T0 + 1);
+        assert.equal((await store.getAllow('rekeyed'))?.consumedAt, undefined);
+      });
+
       it('rolls back a whole bulk call when one of its entries is invalid', async () => {
         const ms = Array.from({ length: 5000 }, (_, i) => upsertAllow(`bulk-${i}`));
         ms[4321] = { kind: 'allow.upsert', entry: { id: 'no-credential', type: 0, createdAt: T0 } };

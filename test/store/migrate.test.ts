@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import type { FlagRecord } from '../../src/domain.ts';
 import { copyStore, verifyCopy } from '../../src/store/copy.ts';
 import { PostgresStore } from '../../src/store/postgres/store.ts';
-import { SqliteStore } from '../../src/store/sqlite.ts';
+import { SqliteStore } from '../../src/store/sqlite/store.ts';
 import type { Mutation } from '../../src/store/store.ts';
 import { tempDir } from '../helpers.ts';
 import { TestPostgres } from '../support/postgres.ts';
