@@ -30,6 +30,7 @@ const COLLECTION_OF: Record<Mutation['kind'], Collection> = {
   'key.put': 'keys',
   'setting.put': 'settings',
   event: 'events',
+  'event.copy': 'events',
   'flag.put': 'flags',
   'flag.delete': 'flags',
   'flags.trim': 'flags',

@@ -4,12 +4,13 @@
  * only, so any pair of implementations can be copied. The target must be empty (no records; settings
  * are overwritten, so the source's nonce secret wins and nonces already handed out stay valid).
  *
- * Events are copied in seq order but renumbered by the target (it assigns seqs): a Hub following the
- * feed restarts from the target's numbering. Used-once nonces are not copied: they expire within
+ * Events keep their seq numbers (`event.copy`), so a feed cursor a Hub holds stays valid after the
+ * switch, and the target numbers new events after the last one copied. Used-once nonces are not copied: they expire within
  * `nonceTtl`, so stop the source's server for that long before switching, or accept that a nonce
  * issued just before the switch can be used once more.
  */
 import { isDeepStrictEqual } from 'node:util';
+import type { EventRecord } from '../domain.ts';
 import { ProvError } from '../errors.ts';
 import type { Mutation, Page, Store } from './store.ts';
 
@@ -67,13 +68,13 @@ export async function copyStore(from: Store, to: Store): Promise<CopyReport> {
   await put((await from.listKeys()).map((key) => ({ kind: 'key.put', key })), 'keys');
   await put((await from.listSettings()).map(({ name, value }) => ({ kind: 'setting.put', name, value })), 'settings');
   for await (const batch of eventPages(from)) {
-    await put(batch.map(({ seq: _seq, ...event }) => ({ kind: 'event', event })), 'events');
+    await put(batch.map((event) => ({ kind: 'event.copy', event: event as EventRecord & { seq: number } })), 'events');
   }
   return r;
 }
 
 /**
- * Compares every record of `a` and `b` (events without their seqs, in order); returns the
+ * Compares every record of `a` and `b` (events with their seqs, in order); returns the
  * differences found, at most `max` (empty: the copy is exact).
  */
 export async function verifyCopy(a: Store, b: Store, max = 20): Promise<string[]> {
@@ -109,8 +110,8 @@ export async function verifyCopy(a: Store, b: Store, max = 20): Promise<string[]
   for (;;) {
     const [x, y] = await Promise.all([ea.next(), eb.next()]);
     if (x.done && y.done) break;
-    const xs = (x.done ? [] : x.value).map(({ seq: _s, ...e }) => e);
-    const ys = (y.done ? [] : y.value).map(({ seq: _s, ...e }) => e);
+    const xs = x.done ? [] : x.value;
+    const ys = y.done ? [] : y.value;
     if (!same(xs, ys)) {
       diffs.push(`events differ in the batch from #${n}`);
       break;

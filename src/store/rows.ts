@@ -101,6 +101,11 @@ export function eventParams(e: EventRecord): Param[] {
   return [e.at, e.kind, opt(e.deviceId), e.actor, opt(e.source), e.detail === undefined ? null : JSON.stringify(e.detail)];
 }
 
+/** `seq` then {@link EVENT_INSERT_COLS}: in {@link EVENT_COLS} order. */
+export function eventCopyParams(e: EventRecord & { seq: number }): Param[] {
+  return [e.seq, ...eventParams(e)];
+}
+
 export function flagParams(f: FlagRecord): Param[] {
   return [
     f.id, f.kind, f.subject, JSON.stringify(f.deviceIds), JSON.stringify(f.evidence), f.firstSeen, f.lastSeen, f.count,

@@ -47,6 +47,12 @@ export type Mutation =
   | { kind: 'key.put'; key: TokenKeyRecord }
   | { kind: 'setting.put'; name: string; value: string }
   | { kind: 'event'; event: EventRecord }
+  /**
+   * Insert an event with the seq it already has (copying a store: `idprov migrate`), so that a feed
+   * cursor a Hub holds stays valid; later events get higher seqs. Fails with `conflict` when the
+   * target already has an event of that seq.
+   */
+  | { kind: 'event.copy'; event: EventRecord & { seq: number } }
   /** Insert or replace a flag (by id). */
   | { kind: 'flag.put'; flag: FlagRecord }
   | { kind: 'flag.delete'; id: string }

@@ -230,6 +230,18 @@ export function storeContract(name: string, target: ContractTarget): void {
         for (const k of ['deviceId', 'source', 'detail'] as const) assert.ok(!(k in events[1]), `${k} absent`);
       });
 
+      it('copies events with their seqs, in seq order, and numbers later events after them', async () => {
+        const copied = (seq: number) => ({ kind: 'event.copy', event: { seq, at: T0 + seq, kind: `c${seq}`, actor: 'system', detail: { seq } } }) as Mutation;
+        await store.apply([copied(105), copied(109)]);
+        await store.apply([copied(107)]);
+        assert.deepEqual((await store.listEvents(0, 10)).map((e) => [e.seq, e.kind, e.detail]), [[105, 'c105', { seq: 105 }], [107, 'c107', { seq: 107 }], [109, 'c109', { seq: 109 }]]);
+        assert.deepEqual((await store.listEvents(106, 10)).map((e) => e.seq), [107, 109]);
+        await rejectsWith(store.apply([copied(107)]), 'conflict');
+        await store.apply([{ kind: 'event', event: { at: T0, kind: 'new', actor: 'system' } }]);
+        const [last] = (await store.listEvents(109, 10)).map((e) => [e.seq!, e.kind] as const);
+        assert.ok(last && last[0] > 109 && last[1] === 'new', `a new event after the copied ones: ${JSON.stringify(last)}`);
+      });
+
       it('returns byte fields as plain Uint8Arrays equal to what was stored, even from a subarray', async () => {
         const backing = Uint8Array.from({ length: 64 }, (_, i) => i);
         const pk = backing.subarray(16, 48);

@@ -75,11 +75,13 @@ describe('idprov migrate', function () {
     const src = join(t.dir, 'src.db');
     const s = await SqliteStore.open(src);
     await s.apply(records());
+    // The oldest 100 events pruned, as retention does: the feed's seqs now start at 101.
+    await s.apply([{ kind: 'events.prune', before: T0 + 100, max: 1_000_000, limit: 10_000 }]);
     await s.close();
     const url = pg.createDatabase('migrate');
     const out = JSON.parse((await cli('migrate', '--from', `sqlite:${src}`, '--to', url)).stdout) as { copied: Record<string, number>; verified: boolean };
     assert.equal(out.verified, true);
-    assert.deepEqual(out.copied, { allowlist: 2502, devices: 2, pending: 2, revocations: 1, keys: 2, settings: 2, events: 1200, flags: 2, adminTokens: 2 });
+    assert.deepEqual(out.copied, { allowlist: 2502, devices: 2, pending: 2, revocations: 1, keys: 2, settings: 2, events: 1100, flags: 2, adminTokens: 2 });
     const back = join(t.dir, 'back.db');
     const again = JSON.parse((await cli('migrate', '--from', url, '--to', `sqlite:${back}`)).stdout) as { verified: boolean };
     assert.equal(again.verified, true);
@@ -89,6 +91,10 @@ describe('idprov migrate', function () {
       assert.deepEqual(await b.getAllow('dev-full'), fullAllow);
       assert.equal(await b.getSetting('nonce.secret'), 'ab'.repeat(32), "the source's nonce secret replaced the target's own");
       assert.equal((await b.getAdminToken('jti-hub'))?.revokedReason, 'rotated', 'the token registry came along, revocations included');
+      // A Hub that had read the feed up to seq 1150 on the source goes on from there on the copy.
+      assert.deepEqual(await b.listEvents(1150, 5), await a.listEvents(1150, 5));
+      assert.deepEqual((await b.listEvents(1150, 5)).map((e) => e.seq), [1151, 1152, 1153, 1154, 1155]);
+      assert.equal((await b.listEvents(0, 1))[0]?.seq, 101, 'seqs are kept, not renumbered from 1');
     } finally {
       await Promise.all([a.close(), b.close()]);
     }

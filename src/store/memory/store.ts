@@ -210,6 +210,20 @@ export class MemoryStore implements Store {
         });
         return;
       }
+      case 'event.copy': {
+        const e = checkEvent(m.event, m.event.seq);
+        if (!Number.isSafeInteger(e.seq) || e.seq! < 1) throw new ProvError('internal', 'store apply: event.copy: seq');
+        const at = this.eventIndexAfter(e.seq! - 1);
+        if (this.events[at]?.seq === e.seq) throw new ProvError('conflict', `store apply: event ${e.seq} exists`);
+        const next = this.nextSeq;
+        this.events.splice(at, 0, e);
+        this.nextSeq = Math.max(next, e.seq! + 1);
+        undo.push(() => {
+          this.events.splice(at, 1);
+          this.nextSeq = next;
+        });
+        return;
+      }
       case 'flag.put': {
         const f = checkFlag(m.flag);
         if (f.clearedAt === undefined) {
@@ -411,7 +425,12 @@ export class MemoryStore implements Store {
 
   async listEvents(afterSeq: number, limit: number): Promise<EventRecord[]> {
     this.check();
-    const after = Number.isFinite(afterSeq) ? Math.trunc(afterSeq) : 0;
+    const lo = this.eventIndexAfter(Number.isFinite(afterSeq) ? Math.trunc(afterSeq) : 0);
+    return this.events.slice(lo, lo + clampLimit(limit)).map((e) => out(e));
+  }
+
+  /** Index of the first event with seq > `after`. */
+  private eventIndexAfter(after: number): number {
     let lo = 0;
     let hi = this.events.length;
     while (lo < hi) {
@@ -419,7 +438,7 @@ export class MemoryStore implements Store {
       if (this.events[mid]!.seq! <= after) lo = mid + 1;
       else hi = mid;
     }
-    return this.events.slice(lo, lo + clampLimit(limit)).map((e) => out(e));
+    return lo;
   }
 
   async counts(): Promise<Record<StoreTable, number>> {

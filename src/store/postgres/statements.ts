@@ -60,6 +60,9 @@ export const SQL = {
   // Delivered to every listening session when (and only if) the transaction commits.
   notify: `SELECT pg_notify('${CHANGE_CHANNEL}', $1)`,
   eventInsert: `INSERT INTO events (${cols(EVENT_INSERT_COLS)}) VALUES (${placeholders(EVENT_INSERT_COLS.length)})`,
+  eventCopy: `INSERT INTO events (${cols(EVENT_COLS)}) VALUES (${placeholders(EVENT_COLS.length)})`,
+  // An explicit seq does not move the identity's sequence: move it past the highest seq.
+  eventSeqFollow: "SELECT setval(pg_get_serial_sequence('events', 'seq'), (SELECT max(seq) FROM events))",
   flagInsert: `INSERT INTO flags (${cols(FLAG_COLS)}) VALUES (${placeholders(FLAG_COLS.length)}) ON CONFLICT DO NOTHING`,
   flagUpdate: `UPDATE flags SET ${FLAG_COLS.slice(1).map((c, i) => `${c} = $${i + 2}`).join(', ')} WHERE id = $1`,
   flagMerge:

@@ -14,6 +14,7 @@ import {
   allowRowsJson,
   blob,
   deviceParams,
+  eventCopyParams,
   eventParams,
   flagParams,
   keyParams,
@@ -130,7 +131,7 @@ export class PgWriter {
       // Take the event lock before any row lock: a group that took rows first and then waited for the
       // lock could deadlock with a holder of the lock waiting for those rows (found by the two-instance
       // bench: every provisioning from one address upserts the same many-IDs flag row).
-      if (group.some((call) => call.mutations.some((m) => m.kind === 'event'))) {
+      if (group.some((call) => call.mutations.some((m) => m.kind === 'event' || m.kind === 'event.copy'))) {
         await c.query(SQL.eventLock);
         state.eventLock = true;
       }
@@ -244,6 +245,14 @@ export class PgWriter {
           state.eventLock = true;
         }
         await c.query(SQL.eventInsert, eventParams(m.event));
+        return;
+      case 'event.copy':
+        if (!state.eventLock) {
+          await c.query(SQL.eventLock);
+          state.eventLock = true;
+        }
+        await c.query(SQL.eventCopy, eventCopyParams(m.event));
+        await c.query(SQL.eventSeqFollow);
         return;
       case 'flag.put': {
         // Each instance keeps its own flag book in memory: two may raise "the same" open flag (one per

@@ -82,6 +82,7 @@ export const WRITE_SQL = {
   keyPut: upsertSql('token_keys', 'kid', KEY_COLS, q),
   settingPut: upsertSql('settings', 'name', ['name', 'value'], q),
   eventInsert: `INSERT INTO events (${cols(EVENT_INSERT_COLS)}) VALUES (${EVENT_INSERT_COLS.map(q).join(', ')})`,
+  eventCopy: `INSERT INTO events (${cols(EVENT_COLS)}) VALUES (${EVENT_COLS.map(q).join(', ')})`,
   flagPut: upsertSql('flags', 'id', FLAG_COLS, q),
   flagDelete: 'DELETE FROM flags WHERE id = ?',
   adminTokenPut: upsertSql('admin_tokens', 'jti', ADMIN_TOKEN_COLS, q),

@@ -15,6 +15,7 @@ import {
   allowParams,
   allowRow,
   deviceParams,
+  eventCopyParams,
   eventParams,
   flagParams,
   keyParams,
@@ -395,6 +396,10 @@ export class SqliteWriter {
         return;
       case 'event':
         await run(w.eventInsert, eventParams(m.event));
+        return;
+      case 'event.copy':
+        // An explicit seq also moves AUTOINCREMENT's sqlite_sequence past it.
+        await run(w.eventCopy, eventCopyParams(m.event));
         return;
       case 'flag.put':
         await run(w.flagPut, flagParams(m.flag));
