@@ -1,10 +1,10 @@
 /**
- * Size: over 700 lines because the writer (group commit with savepoints, deadlock re-runs), the
- * readers and the LISTEN loop still share one class; the split along those seams, shared with
- * store/sqlite/store.ts's, is issue #15's (store/<kind>/ writer, readers, rows).
- *
  * The PostgreSQL implementation of the {@link Store} seam (issue 16), on node-postgres (`pg`), for
  * several idprov instances sharing one database. SQLite stays the embedded default.
+ *
+ * This file opens and closes the store and holds the readers, membership and change notifications;
+ * the writer is `writer.ts`, the statements `statements.ts`, the schema `schema.ts`, row building
+ * `../rows.ts` (shared with SQLite).
  *
  * Writes: {@link PostgresStore.apply} queues the call; one flush at a time takes every queued call
  * into ONE transaction on a pooled connection (group commit, as the SQLite store does), each call
