@@ -4,10 +4,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, createReadStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import { AdminAuth } from './admin/auth.ts';
-import { AllowlistImporter } from './admin/import.ts';
 import { Metrics } from './admin/metrics.ts';
 import { buildSidecar } from './admin/sidecar.ts';
 import { ObservedStore } from './service/changes.ts';
@@ -18,12 +17,13 @@ import type { Config } from './config.ts';
 import { ProvError } from './errors.ts';
 import type { Logger } from './log.ts';
 import { DEFAULT_POLICY } from './policy/decide.ts';
-import { parseAllowlist, pskOf as pskOfSecret } from './protocol/allowlist.ts';
+import { pskOf as pskOfSecret } from './protocol/allowlist.ts';
 import { AdminService, ensureTokenKey } from './service/admin.ts';
+import { AllowlistImporter } from './service/allowlist-import.ts';
 import { ProvisioningService, type Outcome } from './service/provisioning.ts';
 import { Membership } from './store/postgres/membership.ts';
 import { PostgresStore } from './store/postgres/store.ts';
-import { SqliteStore } from './store/sqlite.ts';
+import { SqliteStore } from './store/sqlite/store.ts';
 import type { Store } from './store/store.ts';
 import { TokenKeyring } from './tokens/keyring.ts';
 import { pooledRandom } from './tokens/random.ts';
@@ -212,17 +212,24 @@ async function bindDtls(cfg: Readonly<Config>, store: Store, nowS: () => number,
   return { transport: t, port: t.address().port, fingerprint: cert.fingerprint };
 }
 
-/** Import an allowlist file (upsert, all or nothing). @throws ProvError('malformed') listing bad rows. */
-export async function importAllowlistFile(admin: AdminService, path: string, cfg: Readonly<Config>, now: number, log: Logger): Promise<number> {
-  const parsed = parseAllowlist(readFileSync(path, 'utf8'), { now, minSecretLength: cfg.minSecretLength });
-  for (const w of parsed.warnings) log.warn({ file: path, line: w.line, id: w.id }, w.message);
-  if (parsed.errors.length) {
-    const lines = parsed.errors.map((e) => `line ${e.line}${e.id ? ` (${e.id})` : ''}: ${e.message}`);
-    throw new ProvError('malformed', `allowlist ${path}: ${parsed.errors.length} bad row(s), nothing imported:\n  ${lines.join('\n  ')}`);
+/**
+ * Import an allowlist file (upsert, all or nothing) through the one import path the sidecar uses
+ * (service/allowlist-import.ts): streamed from disk, staged by the store (in the data directory), written in one
+ * bulk transaction — never the whole file in memory. @returns the entries written.
+ * @throws ProvError('malformed') listing bad rows (then nothing is imported).
+ */
+export async function importAllowlistFile(store: Store, path: string, cfg: Readonly<Config>, now: number, log: Logger): Promise<number> {
+  const importer = new AllowlistImporter(store, () => now, cfg.minSecretLength);
+  const r = await importer.import(createReadStream(path), { format: 'auto', mode: 'all', actor: { by: 'cli' }, maxRows: Number.POSITIVE_INFINITY, source: path });
+  for (const w of r.warnings) log.warn({ file: path, line: w.line, id: w.id }, w.message);
+  if (r.invalid > 0) {
+    const lines = r.errors.map((e) => `line ${e.line}${e.id ? ` (${e.id})` : ''}: ${e.message}`);
+    if (r.invalid > r.errors.length) lines.push(`… and ${r.invalid - r.errors.length} more`);
+    throw new ProvError('malformed', `allowlist ${path}: ${r.invalid} bad row(s), nothing imported:\n  ${lines.join('\n  ')}`);
   }
-  await admin.importAllowlist(parsed.entries, { by: 'cli' }, path);
-  log.info({ file: path, entries: parsed.entries.length }, 'allowlist imported');
-  return parsed.entries.length;
+  const n = r.added + r.updated;
+  log.info({ file: path, entries: n, added: r.added }, 'allowlist imported');
+  return n;
 }
 
 /**
@@ -233,7 +240,7 @@ export async function openStore(cfg: Readonly<Config>, log: Logger): Promise<Sql
   const dir = resolve(cfg.dataDir);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   chmodSync(dir, 0o700);
-  if (cfg.store === 'postgres') return PostgresStore.open(cfg.databaseUrl, { log: log.child({ c: 'store' }) });
+  if (cfg.store === 'postgres') return PostgresStore.open(cfg.databaseUrl, { log: log.child({ c: 'store' }), stagingDir: dir });
   return SqliteStore.open(join(dir, 'idprov.db'), { log: log.child({ c: 'store' }) });
 }
 
@@ -329,7 +336,7 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
     await service.start();
     const admin = new AdminService({ store, keyring, log: log.child({ c: 'admin' }), now: nowS, prov: service });
     await admin.loadSwitch();
-    if (cfg.allowlist) await importAllowlistFile(admin, cfg.allowlist, cfg, nowS(), log);
+    if (cfg.allowlist) await importAllowlistFile(store, cfg.allowlist, cfg, nowS(), log);
 
     registerResources(coap, service, () => keyring.keySet(nowS(), COAP_MAX_KEYS));
     // CoAP multicast discovery binds group sockets to the same port, which needs SO_REUSEADDR.
@@ -352,7 +359,7 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
       admin,
       keyring,
       auth,
-      importer: new AllowlistImporter(store, nowS, cfg.minSecretLength, resolve(cfg.dataDir)),
+      importer: new AllowlistImporter(store, nowS, cfg.minSecretLength),
       metrics,
       log: log.child({ c: 'sidecar' }),
       now: nowS,

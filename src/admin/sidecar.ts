@@ -18,7 +18,7 @@ import type { Page, Store } from '../store/store.ts';
 import { keyFingerprint } from '../tokens/ed25519.ts';
 import type { TokenKeyring } from '../tokens/keyring.ts';
 import { roleAllows, type AdminAuth, type Principal, type Role } from './auth.ts';
-import { MAX_UPLOAD_BYTES, type AllowlistImporter } from './import.ts';
+import { MAX_UPLOAD_BYTES, type AllowlistImporter } from '../service/allowlist-import.ts';
 import type { Metrics } from './metrics.ts';
 import { WatcherSlots, refusalMessage } from './watchers.ts';
 

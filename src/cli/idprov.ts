@@ -4,13 +4,14 @@
  * copies one store into another (SQLite ⇄ PostgreSQL, docs/scale-out.md).
  */
 import { Command, Option } from 'commander';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createReadStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { StringDecoder } from 'node:string_decoder';
 import { join, resolve } from 'node:path';
 import { ConfigError, loadConfig, settingsTable, type Config } from '../config.ts';
 import { ProvError, isProvError } from '../errors.ts';
 import { AdminAuth } from '../admin/auth.ts';
 import { createLogger } from '../log.ts';
-import { parseAllowlist } from '../protocol/allowlist.ts';
+import { AllowlistReader } from '../protocol/allowlist.ts';
 import { AdminService, ensureTokenKey } from '../service/admin.ts';
 import type { Store } from '../store/store.ts';
 import { TokenKeyring } from '../tokens/keyring.ts';
@@ -134,9 +135,20 @@ common(keys.command('rotate').description('add a new signing key; old keys verif
 });
 
 const allow = program.command('allowlist').description('allowlist files');
-common(allow.command('check <file>').description('validate an allowlist file without importing it')).action((file: string, opts: Record<string, unknown>) => {
+common(allow.command('check <file>').description('validate an allowlist file without importing it')).action(async (file: string, opts: Record<string, unknown>) => {
   const cfg = configFrom(opts);
-  const r = parseAllowlist(readFileSync(file, 'utf8'), { now: nowS(), minSecretLength: cfg.minSecretLength });
+  // Streamed, as the import is: only the row being read is held, whatever the file's size.
+  const reader = new AllowlistReader({ now: nowS(), minSecretLength: cfg.minSecretLength });
+  let valid = 0;
+  const decoder = new StringDecoder('utf8');
+  for await (const chunk of createReadStream(file)) {
+    if (reader.fatal) break;
+    valid += reader.push(decoder.write(chunk as Buffer)).length;
+  }
+  if (!reader.fatal) valid += reader.push(decoder.end()).length;
+  valid += reader.end().length;
+  // A structural error leaves the file unread past it: nothing of it counts (as parseAllowlist).
+  const r = { entries: { length: reader.fatal ? 0 : valid }, errors: reader.errors, warnings: reader.warnings };
   for (const w of r.warnings) console.error(`warning: line ${w.line}${w.id ? ` (${w.id})` : ''}: ${w.message}`);
   for (const e of r.errors) console.error(`error: line ${e.line}${e.id ? ` (${e.id})` : ''}: ${e.message}`);
   console.log(`${r.entries.length} valid, ${r.errors.length} invalid, ${r.warnings.length} warnings`);
@@ -147,8 +159,7 @@ common(allow.command('import <file>').description('import (upsert) an allowlist 
   const log = createLogger('warn', 2);
   const store = await openStore(cfg, log);
   try {
-    const keyring = new TokenKeyring(await ensureTokenKey(store, nowS()), cfg.tokenTtl);
-    const n = await importAllowlistFile(new AdminService({ store, keyring, log, now: nowS }), file, cfg, nowS(), log);
+    const n = await importAllowlistFile(store, file, cfg, nowS(), log);
     console.log(`imported ${n} entries`);
   } finally {
     await store.close();
@@ -201,7 +212,7 @@ program
 /** A store named on the command line: `sqlite:PATH` or a `postgres://` URL. */
 async function openStoreAt(spec: string, log: ReturnType<typeof createLogger>): Promise<Store> {
   if (/^postgres(ql)?:\/\//.test(spec)) return (await import('../store/postgres/store.ts')).PostgresStore.open(spec, { log });
-  if (spec.startsWith('sqlite:') && spec.length > 'sqlite:'.length) return (await import('../store/sqlite.ts')).SqliteStore.open(spec.slice('sqlite:'.length), { log });
+  if (spec.startsWith('sqlite:') && spec.length > 'sqlite:'.length) return (await import('../store/sqlite/store.ts')).SqliteStore.open(spec.slice('sqlite:'.length), { log });
   throw new ProvError('malformed', `a store is sqlite:PATH or postgres://…, not "${spec}"`);
 }
 

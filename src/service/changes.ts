@@ -14,7 +14,7 @@ import type { Mutation, Store } from '../store/store.ts';
 export type ChangeListener = (muts: readonly Mutation[], version: number, foreign?: ReadonlySet<Mutation['kind']>) => void;
 
 /** What changed, coarsely, for ETags per collection. */
-export type Collection = 'allowlist' | 'devices' | 'pending' | 'revocations' | 'keys' | 'settings' | 'events' | 'flags' | 'nonces';
+export type Collection = 'allowlist' | 'devices' | 'pending' | 'revocations' | 'keys' | 'settings' | 'events' | 'flags' | 'nonces' | 'adminTokens';
 
 const COLLECTION_OF: Record<Mutation['kind'], Collection> = {
   'allow.upsert': 'allowlist',
@@ -30,9 +30,12 @@ const COLLECTION_OF: Record<Mutation['kind'], Collection> = {
   'key.put': 'keys',
   'setting.put': 'settings',
   event: 'events',
+  'event.copy': 'events',
   'flag.put': 'flags',
   'flag.delete': 'flags',
   'flags.trim': 'flags',
+  'admin-token.put': 'adminTokens',
+  'admin-token.revoke': 'adminTokens',
   'nonce.use': 'nonces',
   'nonces.prune': 'nonces',
   'pending.trim': 'pending',

@@ -6,6 +6,7 @@
  * transaction (group commit) as long as each call's promise resolves only after its commit.
  */
 import type {
+  AdminTokenRecord,
   AllowEntry,
   DeviceRecord,
   EventRecord,
@@ -18,6 +19,11 @@ import type {
 
 /** One atomic change. */
 export type Mutation =
+  /**
+   * Insert or replace an allowlist entry. Re-importing an entry whose factors (pk, mac, secret) are
+   * unchanged keeps its consumption (an accidental re-upload does not re-arm spent pre-approvals)
+   * unless the new entry carries its own `consumedAt`; new factors make it usable again.
+   */
   | { kind: 'allow.upsert'; entry: AllowEntry }
   | { kind: 'allow.delete'; id: string }
   /**
@@ -41,9 +47,22 @@ export type Mutation =
   | { kind: 'key.put'; key: TokenKeyRecord }
   | { kind: 'setting.put'; name: string; value: string }
   | { kind: 'event'; event: EventRecord }
+  /**
+   * Insert an event with the seq it already has (copying a store: `idprov migrate`), so that a feed
+   * cursor a Hub holds stays valid; later events get higher seqs. Fails with `conflict` when the
+   * target already has an event of that seq.
+   */
+  | { kind: 'event.copy'; event: EventRecord & { seq: number } }
   /** Insert or replace a flag (by id). */
   | { kind: 'flag.put'; flag: FlagRecord }
   | { kind: 'flag.delete'; id: string }
+  /** Insert or replace an admin-API token of the registry (by jti). */
+  | { kind: 'admin-token.put'; token: AdminTokenRecord }
+  /**
+   * Revoke the admin-API token `jti`: sets `revokedAt`, `revokedBy`, `revokedReason`. A no-op when the
+   * token is unknown or already revoked (the first revocation stays as it was).
+   */
+  | { kind: 'admin-token.revoke'; jti: string; at: number; by: string; reason: string | null }
   /**
    * Marks a server nonce used (its `expires`, seconds, is when it stops being valid anyway). A store
    * shared by several instances (PostgreSQL) records it in the database: when the nonce was already
@@ -74,6 +93,14 @@ export interface Removed {
   count: number;
 }
 
+/** What {@link Store.bulkUpsertAllow} wrote. */
+export interface BulkResult {
+  /** Entries upserted. */
+  rows: number;
+  /** Of those, ids that were not in the allowlist before. */
+  added: number;
+}
+
 /** Page of a list, ordered by id; pass `next` as `after` for the following page. */
 export interface Page<T> {
   items: T[];
@@ -87,18 +114,28 @@ export interface ListOptions {
   limit?: number;
 }
 
+/** The tables {@link Store.counts} reports. */
+export type StoreTable = 'allowlist' | 'devices' | 'pending' | 'revocations' | 'keys' | 'events' | 'flags' | 'adminTokens';
+
 export interface Store {
   /** All records about one device ID, read consistently. */
   loadSubject(id: string): Promise<SubjectRecords>;
   /** Apply mutations in one transaction; resolves once committed. */
   apply(mutations: readonly Mutation[]): Promise<void>;
   /**
-   * Bulk allowlist import: upsert every row of every batch `source` yields, then `after`, in ONE
-   * transaction (all or nothing; rolled back when `source` throws). A batch is the JSON text of an
-   * array of {@link AllowRow}s (see {@link allowRowsJson}), so a million rows cost no per-row work in
-   * JavaScript on the way in. Returns how many rows were written and how many ids were new.
+   * A new, empty staging area for a bulk allowlist import ({@link AllowStaging}), kept in this store's
+   * own format (SQLite and PostgreSQL: a temporary file next to the data, mode 0600; memory: an array).
    */
-  bulkUpsertAllow(source: AsyncIterable<string>, after?: readonly Mutation[]): Promise<{ rows: number; added: number }>;
+  stageAllow(): Promise<AllowStaging>;
+  /**
+   * Bulk allowlist import: upsert every entry written to `staged` (a staging area of this store's
+   * {@link stageAllow}), then `after`, in ONE transaction — all or nothing. Entries are read back
+   * and written batch by batch, so memory stays bounded by a batch whatever their number. Each upsert
+   * follows `allow.upsert` (an unchanged entry keeps its consumption); of an id repeated, the last
+   * entry wins. Returns how many entries were written and how many ids were new. Does not discard
+   * `staged` (its owner does, also after a failure).
+   */
+  bulkUpsertAllow(staged: AllowStaging, after?: readonly Mutation[]): Promise<BulkResult>;
 
   getAllow(id: string): Promise<AllowEntry | undefined>;
   /**
@@ -124,6 +161,10 @@ export interface Store {
   /** Flags by id; `status` open (default: all). Keyset pagination as for the other lists. */
   listFlags(opts?: ListOptions & { status?: 'open' | 'cleared' }): Promise<Page<FlagRecord>>;
   getFlag(id: string): Promise<FlagRecord | undefined>;
+  /** The admin-API token `jti` of the registry, if recorded. */
+  getAdminToken(jti: string): Promise<AdminTokenRecord | undefined>;
+  /** Admin-API tokens by jti; keyset pagination as for the other lists (`next` is the last jti). */
+  listAdminTokens(opts: { after?: string; limit: number }): Promise<Page<AdminTokenRecord>>;
   /**
    * IDs other than `exceptId` whose device or pending request holds `mac` (duplicate-MAC check), at
    * most `limit`.
@@ -134,22 +175,24 @@ export interface Store {
   /** Events with seq > afterSeq, oldest first. */
   listEvents(afterSeq: number, limit: number): Promise<EventRecord[]>;
   /** Row counts per table (for health and tests). */
-  counts(): Promise<Record<'allowlist' | 'devices' | 'pending' | 'revocations' | 'keys' | 'events' | 'flags', number>>;
+  counts(): Promise<Record<StoreTable, number>>;
 
   /** Flush pending writes and close. */
   close(): Promise<void>;
 }
 
-/** One allowlist entry as a JSON row: `[id, pk hex | null, mac hex | null, secret | null, type, expires | null, createdAt, consumedAt | null]`. */
-export type AllowRow = [string, string | null, string | null, string | null, number, number | null, number, number | null];
-
-/** An allowlist entry as an {@link AllowRow}. */
-export function allowRow(e: AllowEntry): AllowRow {
-  const hex = (b: Uint8Array | undefined) => (b ? Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex') : null);
-  return [e.id, hex(e.pk), hex(e.mac), e.secret ?? null, e.type, e.expires ?? null, e.createdAt, e.consumedAt ?? null];
-}
-
-/** The JSON batch text of entries, for {@link Store.bulkUpsertAllow}. */
-export function allowRowsJson(entries: readonly AllowEntry[]): string {
-  return JSON.stringify(entries.map(allowRow));
+/**
+ * Where validated allowlist entries wait between reading an import and writing it (the streamed
+ * importer, `service/allowlist-import.ts`): appended batch by batch while the file or upload is read,
+ * then written by {@link Store.bulkUpsertAllow}, so a slow upload never holds the write transaction
+ * and a million entries never sit in memory. Made by {@link Store.stageAllow}; how entries are kept is
+ * the store's business.
+ */
+export interface AllowStaging {
+  /** Appends `entries` (in order; the store reads them back in the same order). */
+  write(entries: readonly AllowEntry[]): Promise<void>;
+  /** Entries written so far. */
+  readonly count: number;
+  /** Deletes what was staged; call it once done, also after a failure. */
+  discard(): Promise<void>;
 }

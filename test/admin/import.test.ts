@@ -4,8 +4,14 @@
  * read to its end, whatever the mode.
  */
 import assert from 'node:assert/strict';
-import { AllowlistImporter, PIECE } from '../../src/admin/import.ts';
-import { SqliteStore } from '../../src/store/sqlite.ts';
+import { AllowlistImporter, PIECE } from '../../src/service/allowlist-import.ts';
+import { readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadConfig } from '../../src/config.ts';
+import { isProvError } from '../../src/errors.ts';
+import { silentLogger } from '../../src/log.ts';
+import { importAllowlistFile } from '../../src/server.ts';
+import { SqliteStore } from '../../src/store/sqlite/store.ts';
 import { tempDir } from '../helpers.ts';
 import { assertError, call, startAdminServer, type AdminFixture } from './support.ts';
 
@@ -39,7 +45,7 @@ describe('allowlist importer', () => {
   before(async () => {
     tmp = tempDir('idprov-import-');
     store = await SqliteStore.open(`${tmp.dir}/idprov.db`);
-    importer = new AllowlistImporter(store, () => NOW, 12, tmp.dir);
+    importer = new AllowlistImporter(store, () => NOW, 12);
   });
   after(async () => {
     await store.close();
@@ -110,6 +116,48 @@ describe('allowlist importer', () => {
     assert.match(r.errors[0]!.message, /longer than/);
     assert.equal(pulled, 400, 'the body is drained to its end');
     assert.equal(await store.getAllow('ok-1'), undefined);
+  });
+});
+
+describe('allowlist files (idprov allowlist import, the allowlist setting at startup)', () => {
+  let tmp: ReturnType<typeof tempDir>;
+  let store: SqliteStore;
+  before(async () => {
+    tmp = tempDir('idprov-file-import-');
+    store = await SqliteStore.open(join(tmp.dir, 'idprov.db'));
+  });
+  after(async () => {
+    await store.close();
+    tmp.cleanup();
+  });
+  const cfg = () => loadConfig({ env: {}, flags: { dataDir: tmp.dir } });
+
+  it('goes through the streamed bulk importer: one bulk transaction, no apply call, no staging file left', async () => {
+    const file = join(tmp.dir, 'fleet.csv');
+    writeFileSync(file, `id,mac\n${Array.from({ length: 30_000 }, (_, i) => `f-${i},${mac(i)}`).join('\n')}\n`);
+    const before = { ...store.stats };
+    const n = await importAllowlistFile(store, file, cfg(), NOW, silentLogger);
+    assert.equal(n, 30_000);
+    assert.equal((await store.counts()).allowlist, 30_000);
+    assert.equal(store.stats.transactions - before.transactions, 1, 'one transaction for the whole file');
+    assert.equal(store.stats.calls - before.calls, 0, 'not one mutation per row through apply');
+    const [event] = await store.listEvents(0, 10);
+    assert.deepEqual([event?.kind, event?.actor, event?.detail?.['source'], event?.detail?.['rows']], ['admin.allowlist.import', 'cli', file, 30_000]);
+    assert.deepEqual(readdirSync(tmp.dir).filter((f) => f.startsWith('.import-')), [], 'the staging file is gone');
+  });
+
+  it('refuses a file with a bad row, naming its line, and imports nothing of it', async () => {
+    const file = join(tmp.dir, 'bad.csv');
+    writeFileSync(file, 'id,mac\nok-1,aa:bb:cc:dd:ee:01\nbad id,aa:bb:cc:dd:ee:02\n');
+    const before = (await store.counts()).allowlist;
+    await assert.rejects(importAllowlistFile(store, file, cfg(), NOW, silentLogger), (e: unknown) => {
+      assert.ok(isProvError(e) && e.code === 'malformed');
+      assert.match(e.message, /1 bad row\(s\), nothing imported:\n {2}line 3 \(bad id\)/);
+      return true;
+    });
+    assert.equal((await store.counts()).allowlist, before);
+    assert.equal(await store.getAllow('ok-1'), undefined);
+    assert.deepEqual(readdirSync(tmp.dir).filter((f) => f.startsWith('.import-')), []);
   });
 });
 

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import type { FlagRecord, PendingRecord } from '../../src/domain.ts';
-import { SqliteStore } from '../../src/store/sqlite.ts';
+import { SqliteStore } from '../../src/store/sqlite/store.ts';
 
 const T0 = 1_800_000_000;
 const pending = (id: string, lastSeen: number, extra: Partial<PendingRecord> = {}): PendingRecord => ({

@@ -7,7 +7,7 @@ import { parseSign1 } from '../../src/protocol/cose.ts';
 import { decodeClaims } from '../../src/protocol/cwt.ts';
 import { AdminService, ensureTokenKey } from '../../src/service/admin.ts';
 import { ProvisioningService, recordPending, type Outcome, type ServiceSettings } from '../../src/service/provisioning.ts';
-import { SqliteStore } from '../../src/store/sqlite.ts';
+import { SqliteStore } from '../../src/store/sqlite/store.ts';
 import type { Mutation, Store } from '../../src/store/store.ts';
 import { keyFingerprint } from '../../src/tokens/ed25519.ts';
 import { TokenKeyring, newTokenKey } from '../../src/tokens/keyring.ts';

@@ -11,7 +11,7 @@ import { silentLogger } from '../../src/log.ts';
 import { DEFAULT_POLICY } from '../../src/policy/decide.ts';
 import { AdminService, ensureTokenKey } from '../../src/service/admin.ts';
 import { ProvisioningService, type MonitorSettings, type Outcome, type ServiceSettings } from '../../src/service/provisioning.ts';
-import { SqliteStore } from '../../src/store/sqlite.ts';
+import { SqliteStore } from '../../src/store/sqlite/store.ts';
 import { TokenKeyring } from '../../src/tokens/keyring.ts';
 import { tempDir } from '../helpers.ts';
 import { TestDevice } from '../support/device.ts';

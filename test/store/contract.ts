@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import type {
+  AdminTokenRecord,
   AllowEntry,
   DeviceRecord,
   EventRecord,
@@ -107,6 +108,10 @@ export const currentKey: TokenKeyRecord = {
   privateKey: Uint8Array.from({ length: 48 }, (_, i) => 255 - i),
   createdAt: T0 + 1000,
 };
+
+export function adminToken(jti: string, extra: Partial<AdminTokenRecord> = {}): AdminTokenRecord {
+  return { jti, name: 'alice', role: 'admin', issuedAt: T0, expiresAt: null, revokedAt: null, revokedBy: null, revokedReason: null, ...extra };
+}
 
 export function allowEntry(id: string, extra: Partial<AllowEntry> = {}): AllowEntry {
   return { id, pk: key32(id.length), type: 0, createdAt: T0, ...extra };
@@ -225,6 +230,18 @@ export function storeContract(name: string, target: ContractTarget): void {
         for (const k of ['deviceId', 'source', 'detail'] as const) assert.ok(!(k in events[1]), `${k} absent`);
       });
 
+      it('copies events with their seqs, in seq order, and numbers later events after them', async () => {
+        const copied = (seq: number) => ({ kind: 'event.copy', event: { seq, at: T0 + seq, kind: `c${seq}`, actor: 'system', detail: { seq } } }) as Mutation;
+        await store.apply([copied(105), copied(109)]);
+        await store.apply([copied(107)]);
+        assert.deepEqual((await store.listEvents(0, 10)).map((e) => [e.seq, e.kind, e.detail]), [[105, 'c105', { seq: 105 }], [107, 'c107', { seq: 107 }], [109, 'c109', { seq: 109 }]]);
+        assert.deepEqual((await store.listEvents(106, 10)).map((e) => e.seq), [107, 109]);
+        await rejectsWith(store.apply([copied(107)]), 'conflict');
+        await store.apply([{ kind: 'event', event: { at: T0, kind: 'new', actor: 'system' } }]);
+        const [last] = (await store.listEvents(109, 10)).map((e) => [e.seq!, e.kind] as const);
+        assert.ok(last && last[0] > 109 && last[1] === 'new', `a new event after the copied ones: ${JSON.stringify(last)}`);
+      });
+
       it('returns byte fields as plain Uint8Arrays equal to what was stored, even from a subarray', async () => {
         const backing = Uint8Array.from({ length: 64 }, (_, i) => i);
         const pk = backing.subarray(16, 48);
@@ -305,6 +322,7 @@ export function storeContract(name: string, target: ContractTarget): void {
           keys: 0,
           events: 0,
           flags: 0,
+          adminTokens: 0,
         });
       });
 
@@ -326,6 +344,7 @@ export function storeContract(name: string, target: ContractTarget): void {
           { kind: 'key.put', key: currentKey },
           { kind: 'event', event: { at: T0, kind: 'k', actor: 'system' } },
           { kind: 'event', event: { at: T0, kind: 'k', actor: 'system' } },
+          { kind: 'admin-token.put', token: adminToken('jti-1') },
         ]);
         assert.deepEqual(await store.counts(), {
           allowlist: 2,
@@ -335,7 +354,67 @@ export function storeContract(name: string, target: ContractTarget): void {
           keys: 1,
           events: 2,
           flags: 0,
+          adminTokens: 1,
         });
+      });
+
+      it('round-trips admin tokens with and without an expiry, and replaces the whole row on put', async () => {
+        const hub = adminToken('jti-hub', { role: 'hub', name: 'hub-1', expiresAt: T0 + 86_400 });
+        const revoked = adminToken('jti-old', { revokedAt: T0 + 5, revokedBy: 'admin:alice', revokedReason: 'left' });
+        await store.apply([
+          { kind: 'admin-token.put', token: adminToken('jti-adm') },
+          { kind: 'admin-token.put', token: hub },
+          { kind: 'admin-token.put', token: revoked },
+        ]);
+        assert.deepEqual(await store.getAdminToken('jti-adm'), adminToken('jti-adm'));
+        assert.deepEqual(await store.getAdminToken('jti-hub'), hub);
+        assert.deepEqual(await store.getAdminToken('jti-old'), revoked);
+        assert.equal(await store.getAdminToken('jti-none'), undefined);
+        await store.apply([{ kind: 'admin-token.put', token: { ...hub, name: 'hub-2', expiresAt: null } }]);
+        assert.deepEqual(await store.getAdminToken('jti-hub'), { ...hub, name: 'hub-2', expiresAt: null });
+      });
+
+      it('revokes an admin token once: a second revocation and one of an unknown jti change nothing', async () => {
+        await store.apply([{ kind: 'admin-token.put', token: adminToken('jti-r') }]);
+        await store.apply([{ kind: 'admin-token.revoke', jti: 'jti-r', at: T0 + 10, by: 'admin:alice', reason: 'lost laptop' }]);
+        const once = { ...adminToken('jti-r'), revokedAt: T0 + 10, revokedBy: 'admin:alice', revokedReason: 'lost laptop' };
+        assert.deepEqual(await store.getAdminToken('jti-r'), once);
+        await store.apply([
+          { kind: 'admin-token.revoke', jti: 'jti-r', at: T0 + 20, by: 'admin:bob', reason: null },
+          { kind: 'admin-token.revoke', jti: 'jti-ghost', at: T0 + 20, by: 'admin:bob', reason: null },
+        ]);
+        assert.deepEqual(await store.getAdminToken('jti-r'), once, 'the first revocation stays');
+        assert.equal(await store.getAdminToken('jti-ghost'), undefined, 'revoking an unknown jti records nothing');
+        await store.apply([
+          { kind: 'admin-token.put', token: adminToken('jti-n') },
+          { kind: 'admin-token.revoke', jti: 'jti-n', at: T0 + 30, by: 'system', reason: null },
+        ]);
+        assert.deepEqual(await store.getAdminToken('jti-n'), { ...adminToken('jti-n'), revokedAt: T0 + 30, revokedBy: 'system', revokedReason: null });
+      });
+
+      it('pages admin tokens by jti, setting next only while more remain', async () => {
+        await store.apply(Array.from({ length: 25 }, (_, i) => ({ kind: 'admin-token.put', token: adminToken(`t-${String(24 - i).padStart(2, '0')}`) }) as Mutation));
+        const seen: string[] = [];
+        let after: string | undefined;
+        let pages = 0;
+        do {
+          const page = await store.listAdminTokens({ after, limit: 10 });
+          assert.ok(page.items.length <= 10);
+          seen.push(...page.items.map((t) => t.jti));
+          after = page.next;
+          pages++;
+        } while (after !== undefined);
+        assert.deepEqual(seen, Array.from({ length: 25 }, (_, i) => `t-${String(i).padStart(2, '0')}`));
+        assert.equal(pages, 3);
+        const last = await store.listAdminTokens({ after: 't-20', limit: 10 });
+        assert.deepEqual(last.items.map((t) => t.jti), ['t-21', 't-22', 't-23', 't-24']);
+        assert.ok(!('next' in last));
+        assert.deepEqual(await store.listAdminTokens({ after: 't-24', limit: 10 }), { items: [] });
+      });
+
+      it('rejects an admin token with an unknown role with internal', async () => {
+        await rejectsWith(store.apply([{ kind: 'admin-token.put', token: adminToken('jti-x', { role: 'root' as 'admin' }) }]), 'internal');
+        assert.equal(await store.getAdminToken('jti-x'), undefined);
       });
 
       it('resolves a call without mutations', async () => {
@@ -424,6 +503,51 @@ export function storeContract(name: string, target: ContractTarget): void {
         assert.deepEqual(await store.getAllow('bulk-00003'), allowEntry('bulk-00003', { secret: 'last wins', type: 2 }));
         assert.deepEqual(await store.getAllow('bulk-00006'), (ms[6] as { entry: AllowEntry }).entry);
         assert.deepEqual(await store.getAllow('bulk-09998'), (ms[9998] as { entry: AllowEntry }).entry);
+      });
+
+      it('bulk-imports staged entries and its after mutations in one transaction, counting the new ids', async () => {
+        await store.apply([upsertAllow('bulk-00001'), upsertAllow('bulk-00002')]);
+        const staged = await store.stageAllow();
+        try {
+          for (let b = 0; b < 3; b++) {
+            await staged.write(Array.from({ length: 4000 }, (_, i) => allowEntry(`bulk-${String(b * 4000 + i).padStart(5, '0')}`, { secret: `s-${b}-${i}` })));
+          }
+          assert.equal(staged.count, 12_000);
+          const r = await store.bulkUpsertAllow(staged, [{ kind: 'event', event: { at: T0, kind: 'admin.allowlist.import', actor: 'admin:test' } }]);
+          assert.deepEqual(r, { rows: 12_000, added: 11_998 });
+        } finally {
+          await staged.discard();
+        }
+        assert.equal((await store.counts()).allowlist, 12_000);
+        assert.deepEqual(await store.getAllow('bulk-11999'), allowEntry('bulk-11999', { secret: 's-2-3999' }));
+        assert.equal((await store.getAllow('bulk-00001'))?.secret, 's-0-1', 'an existing id was replaced');
+        assert.deepEqual((await store.listEvents(0, 10)).map((e) => e.kind), ['admin.allowlist.import']);
+      });
+
+      it('writes nothing of a bulk import whose after mutations fail', async () => {
+        const staged = await store.stageAllow();
+        try {
+          await staged.write(Array.from({ length: 50 }, (_, i) => allowEntry(`gone-${i}`)));
+          await rejectsWith(store.bulkUpsertAllow(staged, [invalidDevice('gone-x')]), 'internal');
+        } finally {
+          await staged.discard();
+        }
+        assert.equal((await store.counts()).allowlist, 0);
+        await store.apply([upsertAllow('after')]);
+        assert.ok(await store.getAllow('after'), 'the store keeps working afterwards');
+      });
+
+      it('keeps the consumption of an entry re-imported unchanged in bulk and re-arms one with a new key', async () => {
+        await store.apply([upsertAllow('same'), upsertAllow('rekeyed'), { kind: 'allow.consume', id: 'same', at: T0 + 1 }, { kind: 'allow.consume', id: 'rekeyed', at: T0 + 1 }]);
+        const staged = await store.stageAllow();
+        try {
+          await staged.write([allowEntry('same'), allowEntry('rekeyed', { pk: bytes(...Array.from({ length: 32 }, (_, i) => i)) })]);
+          assert.deepEqual(await store.bulkUpsertAllow(staged), { rows: 2, added: 0 });
+        } finally {
+          await staged.discard();
+        }
+        assert.equal((await store.getAllow('same'))?.consumedAt, T0 + 1);
+        assert.equal((await store.getAllow('rekeyed'))?.consumedAt, undefined);
       });
 
       it('rolls back a whole bulk call when one of its entries is invalid', async () => {

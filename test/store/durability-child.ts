@@ -4,7 +4,7 @@
  * as each call resolves (stdout to a pipe is synchronous on Linux, so a printed line means the
  * promise had resolved). The parent SIGKILLs it mid-stream and checks every printed id survived.
  */
-import { SqliteStore } from '../../src/store/sqlite.ts';
+import { SqliteStore } from '../../src/store/sqlite/store.ts';
 
 const path = process.argv[2];
 if (!path) throw new Error('usage: durability-child.ts <db path>');

@@ -11,7 +11,7 @@ import sqlite3 from 'sqlite3';
 import { loadConfig } from '../../src/config.ts';
 import { silentLogger } from '../../src/log.ts';
 import { startServer } from '../../src/server.ts';
-import { MIGRATIONS, SqliteStore } from '../../src/store/sqlite.ts';
+import { MIGRATIONS, SqliteStore } from '../../src/store/sqlite/store.ts';
 import { DeviceClient } from '../../tools/device-sim/client.ts';
 import { snapshot } from '../../fixtures/upgrade/snapshot.ts';
 import { tempDir } from '../helpers.ts';

@@ -575,7 +575,7 @@ export async function scenario6(ctx: Ctx, opts: { nodeArgs?: string[]; devices?:
   const dir = mkdtempSync(join(tmpdir(), 'idprov-bench-pending-'));
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const t0 = performance.now();
-  const { SqliteStore } = await import('../../src/store/sqlite.ts');
+  const { SqliteStore } = await import('../../src/store/sqlite/store.ts');
   const store = await SqliteStore.open(join(dir, 'idprov.db'));
   const now = Math.floor(Date.now() / 1000);
   try {

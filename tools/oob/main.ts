@@ -1,4 +1,4 @@
-import type { ImportResult } from '../../src/admin/import.ts';
+import type { ImportResult } from '../../src/service/allowlist-import.ts';
 /**
  * `oob`: the out-of-band admin tool of idprov. A client of the admin sidecar's HTTP API (`/api/v1`):
  * upload allowlists, see who is waiting, approve / reject / revoke, switch provisioning, follow the

@@ -31,7 +31,7 @@ import { oobProof } from '../../src/protocol/oob.ts';
 import { registerResources } from '../../src/server.ts';
 import { AdminService } from '../../src/service/admin.ts';
 import { ProvisioningService, type MonitorSettings, type ServiceSettings } from '../../src/service/provisioning.ts';
-import { SqliteStore } from '../../src/store/sqlite.ts';
+import { SqliteStore } from '../../src/store/sqlite/store.ts';
 import { ed25519Sign, keyFingerprint, privateKeyFromSeed, rawPublicKey } from '../../src/tokens/ed25519.ts';
 import { TokenKeyring } from '../../src/tokens/keyring.ts';
 import { CoapServer } from '../../src/transport/coap/engine.ts';

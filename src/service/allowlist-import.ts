@@ -1,9 +1,12 @@
 /**
- * Allowlist uploads through the sidecar, streamed: the body is read chunk by chunk and every row is
- * validated as it completes (AllowlistReader), so a million-row CSV never sits in memory. Valid rows
- * are staged in a temporary file (mode 0600, inside the data directory, deleted afterwards: it holds
- * secrets) and then written in ONE transaction — all or nothing by default; `mode: 'valid'` imports
- * the valid rows and reports the rest. Staging keeps a slow upload from holding the write
+ * The one allowlist import path — uploads through the sidecar (`POST /api/v1/allowlist`), the
+ * `allowlist` file given at startup and `idprov allowlist import` alike — streamed: the text is read
+ * chunk by chunk and every row is validated as it completes (AllowlistReader), so a million-row CSV
+ * never sits in memory. Valid rows are staged (the store's {@link Store.stageAllow}: for SQLite and
+ * PostgreSQL a temporary file, mode 0600, inside the data directory, deleted afterwards: it holds
+ * secrets) and then written in ONE
+ * bulk transaction ({@link Store.bulkUpsertAllow}) — all or nothing by default; `mode: 'valid'`
+ * imports the valid rows and reports the rest. Staging keeps a slow upload from holding the write
  * transaction (and so every device's commit) open for its whole duration.
  *
  * The device path never waits for the parser: the reader costs linear time with a bounded buffer
@@ -12,19 +15,14 @@
  * are served between two pieces. An upload has at most {@link MAX_UPLOAD_ROWS} rows and
  * {@link MAX_UPLOAD_BYTES} bytes (the sidecar's body limit).
  */
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
-import { once } from 'node:events';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { AllowEntry, EventRecord } from '../domain.ts';
 import { ProvError } from '../errors.ts';
 import { AllowlistReader, type RowProblem } from '../protocol/allowlist.ts';
-import type { Actor } from '../service/admin.ts';
-import { allowRow, type Store } from '../store/store.ts';
+import type { Store } from '../store/store.ts';
+import type { Actor } from './admin.ts';
 
 export interface ImportOptions {
   format: 'json' | 'auto';
@@ -33,6 +31,10 @@ export interface ImportOptions {
   actor: Actor;
   /** Called with the number of rows read so far (progress). */
   onProgress?: (rows: number) => void;
+  /** Rows at most (default {@link MAX_UPLOAD_ROWS}); one more is a fatal error. A file may pass `Infinity`. */
+  maxRows?: number;
+  /** Where the rows came from (e.g. a file path), recorded in the audit event. */
+  source?: string;
 }
 
 export interface ImportResult {
@@ -51,7 +53,6 @@ export interface ImportResult {
 }
 
 const MAX_LISTED = 1000;
-const BATCH = 5000;
 /** Characters parsed between two yields to the event loop. */
 export const PIECE = 64 * 1024;
 /** Rows of one upload at most: the design target, a million entries. */
@@ -64,27 +65,19 @@ export class AllowlistImporter {
     private readonly store: Store,
     private readonly now: () => number,
     private readonly minSecretLength: number,
-    /** Directory for the staging file (the data directory). */
-    private readonly stagingDir: string,
   ) {}
 
-  /** Read, validate and stage `source` (a request body, any async iterable of pieces, or a string), then write it. */
+  /**
+   * Read, validate and stage `source` (a request body or file stream, any async iterable of pieces,
+   * or a string), then write it.
+   */
   async import(source: Readable | AsyncIterable<Buffer | string> | string, opts: ImportOptions): Promise<ImportResult> {
     const now = this.now();
-    const reader = new AllowlistReader({ now, minSecretLength: this.minSecretLength }, MAX_LISTED, MAX_UPLOAD_ROWS);
-    const dir = await mkdtemp(join(this.stagingDir, '.import-'));
-    const file = join(dir, 'rows.ndjson');
+    const reader = new AllowlistReader({ now, minSecretLength: this.minSecretLength }, MAX_LISTED, opts.maxRows ?? MAX_UPLOAD_ROWS);
+    const area = await this.store.stageAllow();
     try {
       // Pass 1: read, validate, stage.
-      const out = createWriteStream(file, { mode: 0o600 });
-      let staged = 0;
-      const stage = async (entries: AllowEntry[]): Promise<void> => {
-        if (entries.length === 0) return;
-        let text = '';
-        for (const e of entries) text += `${JSON.stringify(allowRow(e))}\n`;
-        staged += entries.length;
-        if (!out.write(text)) await once(out, 'drain');
-      };
+      const stage = (entries: AllowEntry[]): Promise<void> => area.write(entries);
       const decoder = new StringDecoder('utf8');
       let first = true;
       const chunks: AsyncIterable<Buffer | string> | string[] = typeof source === 'string' ? [source] : source;
@@ -105,8 +98,6 @@ export class AllowlistImporter {
       }
       if (!reader.fatal) await stage(reader.push(decoder.end()));
       await stage(reader.end());
-      out.end();
-      await once(out, 'finish');
 
       const result: ImportResult = {
         imported: false,
@@ -120,37 +111,23 @@ export class AllowlistImporter {
       };
       // A fatal error (over-long row, broken JSON, bad header, too many rows) left the file unread past
       // it: nothing is imported whatever the mode.
-      if (reader.fatal || (reader.errorCount > 0 && opts.mode === 'all') || staged === 0) return result;
+      if (reader.fatal || (reader.errorCount > 0 && opts.mode === 'all') || area.count === 0) return result;
 
       // Pass 2: one transaction from the staging file.
       const event: EventRecord = {
         at: now,
         kind: 'admin.allowlist.import',
         actor: opts.actor.by,
-        detail: { rows: staged, invalid: reader.errorCount, mode: opts.mode },
+        detail: { rows: area.count, invalid: reader.errorCount, mode: opts.mode, ...(opts.source !== undefined ? { source: opts.source } : {}) },
       };
       if (opts.actor.source) event.source = opts.actor.source;
-      const written = await this.store.bulkUpsertAllow(readStaged(file), [{ kind: 'event', event }]);
+      const written = await this.store.bulkUpsertAllow(area, [{ kind: 'event', event }]);
       result.imported = true;
       result.added = written.added;
       result.updated = written.rows - written.added;
       return result;
     } finally {
-      await rm(dir, { recursive: true, force: true });
+      await area.discard();
     }
   }
-}
-
-/** The staged rows as JSON batches of {@link BATCH} rows (the file holds one AllowRow per line). */
-async function* readStaged(file: string): AsyncGenerator<string> {
-  let batch: string[] = [];
-  for await (const line of createInterface({ input: createReadStream(file), crlfDelay: Infinity })) {
-    if (!line) continue;
-    batch.push(line);
-    if (batch.length >= BATCH) {
-      yield `[${batch.join(',')}]`;
-      batch = [];
-    }
-  }
-  if (batch.length) yield `[${batch.join(',')}]`;
 }
