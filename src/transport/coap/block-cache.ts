@@ -81,6 +81,8 @@ interface Slot {
 export class BlockCache {
   /** Undefined when the limits allow nothing (`maxEntries` or `maxBytes` 0). */
   private readonly slots: LRUCache<string, Slot> | undefined;
+  /** No entry expires before this (a lower bound of the oldest entry's expiry; Infinity when empty). */
+  private sweepAfter = Infinity;
 
   constructor(private readonly limits: BlockCacheLimits) {
     this.slots =
@@ -117,20 +119,37 @@ export class BlockCache {
   set(key: string, rep: CachedRepresentation, now: number): void {
     const slots = this.slots;
     if (slots === undefined) return;
-    slots.delete(key);
-    // A representation over the byte budget is not cached (lru-cache refuses it too).
-    if (rep.payload.length > this.limits.maxBytes) return;
+    // A representation over the byte budget is not cached, and replaces nothing.
+    if (rep.payload.length > this.limits.maxBytes) {
+      slots.delete(key);
+      return;
+    }
     // Expired entries go first, from the oldest end (the lifetime is the same for all, so they are
-    // the oldest); lru-cache then evicts the oldest live ones until the new one fits.
+    // the oldest); lru-cache then evicts the oldest live ones until the new one fits. `sweepAfter`
+    // is at most the oldest entry's expiry, so the oldest is looked at only when it may have expired.
+    if (now >= this.sweepAfter) this.dropExpired(slots, now);
+    slots.set(key, { rep, expires: now + this.limits.lifetimeMs });
+    if (this.sweepAfter === Infinity) this.sweepAfter = now + this.limits.lifetimeMs;
+  }
+
+  private dropExpired(slots: LRUCache<string, Slot>, now: number): void {
     for (;;) {
       const oldest = slots.rkeys().next();
-      if (oldest.done === true || slots.peek(oldest.value)!.expires > now) break;
+      if (oldest.done === true) {
+        this.sweepAfter = Infinity;
+        return;
+      }
+      const expires = slots.peek(oldest.value)!.expires;
+      if (expires > now) {
+        this.sweepAfter = expires;
+        return;
+      }
       slots.delete(oldest.value);
     }
-    slots.set(key, { rep, expires: now + this.limits.lifetimeMs });
   }
 
   clear(): void {
     this.slots?.clear();
+    this.sweepAfter = Infinity;
   }
 }
