@@ -21,9 +21,9 @@ export interface CoapRequest {
   /** The Uri-Query options, in order (e.g. `['rt=idprov*']`). */
   query: string[];
   /** The request's Content-Format, when present. */
-  contentFormat?: number;
+  contentFormat?: number | undefined;
   /** The request's Accept option, when present. */
-  accept?: number;
+  accept?: number | undefined;
   payload: Buffer;
   /** Where it came from; `peer.multicast` is true for a request received on a group address. */
   peer: Peer;
@@ -46,10 +46,10 @@ export interface CoapResponse {
    * {@link CoapCode} (`CoapCode.Content` is 2.05); `formatCode` gives its `c.dd` text for logs.
    */
   code: number;
-  contentFormat?: number;
-  /** Max-Age in seconds (§5.10.5); omitted means the default of 60. */
-  maxAge?: number;
-  payload?: Buffer;
+  contentFormat?: number | undefined;
+  /** Max-Age in seconds (§5.10.5); omitted (or undefined) means the default of 60. */
+  maxAge?: number | undefined;
+  payload?: Buffer | undefined;
   /**
    * Further options. Content-Format, Max-Age, Block1/Block2, Size1/Size2 are managed by the engine and
    * dropped from this list; an ETag here replaces the one the engine adds to block-wise responses.
