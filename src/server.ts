@@ -29,6 +29,7 @@ import { TokenKeyring } from './tokens/keyring.ts';
 import { pooledRandom } from './tokens/random.ts';
 import { SourceLimit } from './policy/source-limit.ts';
 import { VERSION } from './version.ts';
+import { CoapCode, parseCode } from './protocol/coap-codes.ts';
 import { CoapServer, type CoapRequest, type CoapResponse, type UnverifiedLimits } from './transport/coap/engine.ts';
 import { sourceOf, type Source } from './transport/source.ts';
 import { UdpTransport } from './transport/coap/udp.ts';
@@ -80,7 +81,8 @@ export interface RunningServer {
 
 /** Map a service outcome to a CoAP response (Content-Format 60, Max-Age = retry). */
 export function toCoap(o: Outcome): CoapResponse {
-  const r: CoapResponse = { code: o.code, contentFormat: CF.cbor, payload: encodeResponse(o.body) };
+  // The service still writes `c.dd` text (issue 15 moves it to CoapCode numbers); parsed once, here.
+  const r: CoapResponse = { code: parseCode(o.code), contentFormat: CF.cbor, payload: encodeResponse(o.body) };
   if (o.maxAge !== undefined) r.maxAge = o.maxAge;
   return r;
 }
@@ -111,7 +113,7 @@ export function registerResources(coap: CoapServer, service: ProvisioningService
     path: '/idprov/keys',
     rt: 'idprov.keys',
     ct: CF.coseKeySet,
-    methods: { GET: () => ({ code: '2.05', contentFormat: CF.coseKeySet, payload: keySet() }) },
+    methods: { GET: () => ({ code: CoapCode.Content, contentFormat: CF.coseKeySet, payload: keySet() }) },
   });
 }
 

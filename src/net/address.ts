@@ -9,6 +9,15 @@
  * address they carry, decided here once.
  */
 
+/**
+ * Where a datagram came from, as its socket reported it: the structured peer every layer passes (the
+ * transports' `Peer` extends it). Never an `addr:port` string for a consumer to parse back.
+ */
+export interface PeerAddress {
+  address: string;
+  port: number;
+}
+
 /** Where a request came from, for the limits: the keys of every bucket it is charged to. */
 export interface AddressScope {
   /** The canonical address: dotted IPv4 (also for `::ffff:a.b.c.d` and `64:ff9b::a.b.c.d`), or the full lowercase IPv6. */

@@ -3,10 +3,13 @@
  * sessions and in-memory test pairs all implement it.
  */
 
-/** Where a datagram came from / goes to. */
-export interface Peer {
-  address: string;
-  port: number;
+import type { PeerAddress } from '../net/address.ts';
+
+/**
+ * Where a datagram came from / goes to: handlers get this structured value (`CoapRequest.peer`),
+ * never a string to parse.
+ */
+export interface Peer extends PeerAddress {
   family: 'IPv4' | 'IPv6';
   /** Set by the DTLS transport: the authenticated PSK identity of the session, if any. */
   pskIdentity?: string;
@@ -33,9 +36,10 @@ export interface DatagramTransport {
 }
 
 /**
- * `addr:port` (IPv6 in brackets), the textual form used in logs, records and per-address limits. An
- * IPv4 peer seen through a dual-stack socket (`::ffff:192.0.2.7`) is written as plain IPv4, so one
- * device has one source whichever socket it reached.
+ * `addr:port` (IPv6 in brackets): the text of a peer for log lines and for the transports' own map
+ * keys (the CoAP engine's exchange tables, the DTLS address table). Consumers get the structured
+ * {@link Peer} and never parse this back. An IPv4 peer seen through a dual-stack socket
+ * (`::ffff:192.0.2.7`) is written as plain IPv4, so one device has one key whichever socket it reached.
  */
 export function peerKey(p: Pick<Peer, 'address' | 'port' | 'family'>): string {
   if (p.family === 'IPv6') {

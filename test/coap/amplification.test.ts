@@ -3,6 +3,7 @@
  * the server send (RFC 7252 §11.3). Datagrams are injected synchronously and every answer is
  * captured from the server's end of an in-memory link.
  */
+import { CoapCode } from '../../src/protocol/coap-codes.ts';
 import assert from 'node:assert/strict';
 import { parse } from 'coap-packet';
 import { silentLogger } from '../../src/log.ts';
@@ -18,7 +19,7 @@ function rig(unverified: UnverifiedLimits) {
   const [serverT] = createMemoryPair();
   const server = new CoapServer({ log: silentLogger, unverified });
   let served = 0;
-  server.addResource({ path: '/idprov/keys', rt: 'idprov.keys', ct: 102, methods: { GET: () => (served++, { code: '2.05', contentFormat: 102, payload: BIG }) } });
+  server.addResource({ path: '/idprov/keys', rt: 'idprov.keys', ct: 102, methods: { GET: () => (served++, { code: CoapCode.Content, contentFormat: 102, payload: BIG }) } });
   server.attach(serverT);
   const out: Buffer[] = [];
   serverT.onSend = (d) => out.push(d);

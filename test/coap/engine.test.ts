@@ -1,3 +1,4 @@
+import { CoapCode } from '../../src/protocol/coap-codes.ts';
 import assert from 'node:assert/strict';
 import { generate } from 'coap-packet';
 import { CoapServer, coapTimings, type CoapRequest, type CoapResponse } from '../../src/transport/coap/engine.ts';
@@ -5,7 +6,7 @@ import { createMemoryPair } from '../../src/transport/coap/memory.ts';
 import { silentLogger } from '../../src/log.ts';
 import { deferred, encodeRequest, fetchBlockwise, opt, setup, uint, uintBuf, TestClient } from './helpers.ts';
 
-const hello = (): CoapResponse => ({ code: '2.05', contentFormat: 0, payload: Buffer.from('hello') });
+const hello = (): CoapResponse => ({ code: CoapCode.Content, contentFormat: 0, payload: Buffer.from('hello') });
 
 describe('CoAP engine (RFC 7252) over an in-memory link', () => {
   describe('message layer', () => {
@@ -47,7 +48,7 @@ describe('CoAP engine (RFC 7252) over an in-memory link', () => {
 
     it('answers an async handler with a piggybacked ACK when it finishes before the separate-response delay', async () => {
       const { server, client } = setup();
-      server.addResource({ path: '/a', methods: { POST: async (req) => ({ code: '2.04', payload: req.payload }) } });
+      server.addResource({ path: '/a', methods: { POST: async (req) => ({ code: CoapCode.Changed, payload: req.payload }) } });
       const res = await client.request({ method: 'POST', uri: '/a', payload: Buffer.from('x') });
       assert.equal(res.ack, true);
       assert.equal(res.code, '2.04');
@@ -63,7 +64,7 @@ describe('CoAP engine (RFC 7252) over an in-memory link', () => {
         methods: {
           PUT: (req) => {
             seen = req;
-            return { code: '2.04' };
+            return { code: CoapCode.Changed };
           },
         },
       });
@@ -112,7 +113,7 @@ describe('CoAP engine (RFC 7252) over an in-memory link', () => {
         path: '/x',
         methods: {
           POST: () => ({
-            code: '2.01',
+            code: CoapCode.Created,
             contentFormat: 60,
             maxAge: 90,
             options: [
@@ -146,7 +147,7 @@ describe('CoAP engine (RFC 7252) over an in-memory link', () => {
           GET: async () => {
             runs++;
             await gate.promise;
-            return { code: '2.05', payload: Buffer.from('late') };
+            return { code: CoapCode.Content, payload: Buffer.from('late') };
           },
         },
       });
@@ -256,7 +257,7 @@ describe('CoAP engine (RFC 7252) over an in-memory link', () => {
     it('answers a retransmitted CON from the cache without running the handler again', async () => {
       const { server, client } = setup();
       let runs = 0;
-      server.addResource({ path: '/c', methods: { POST: () => ({ code: '2.04', payload: Buffer.from(`run ${++runs}`) }) } });
+      server.addResource({ path: '/c', methods: { POST: () => ({ code: CoapCode.Changed, payload: Buffer.from(`run ${++runs}`) }) } });
       const req = encodeRequest({ method: 'POST', uri: '/c', messageId: 321 });
       client.sendRaw(req);
       const a = await client.waitFor(() => true);
@@ -405,7 +406,7 @@ describe('CoAP engine (RFC 7252) over an in-memory link', () => {
     it('reassembles a 5000-byte response from 1024-byte blocks with an ETag and Size2', async () => {
       const { server, client } = setup();
       let runs = 0;
-      server.addResource({ path: '/big', methods: { GET: () => (runs++, { code: '2.05', contentFormat: 42, payload: big }) } });
+      server.addResource({ path: '/big', methods: { GET: () => (runs++, { code: CoapCode.Content, contentFormat: 42, payload: big }) } });
       const { payload, blocks } = await fetchBlockwise(client, '/big');
       assert.deepEqual(payload, big);
       assert.equal(blocks.length, 5);
@@ -420,7 +421,7 @@ describe('CoAP engine (RFC 7252) over an in-memory link', () => {
 
     it('honours a smaller block size requested by the client', async () => {
       const { server, client } = setup();
-      server.addResource({ path: '/big', methods: { GET: () => ({ code: '2.05', payload: big }) } });
+      server.addResource({ path: '/big', methods: { GET: () => ({ code: CoapCode.Content, payload: big }) } });
       const { payload, blocks } = await fetchBlockwise(client, '/big', 2);
       assert.deepEqual(payload, big);
       assert.equal(blocks.length, Math.ceil(5000 / 64));
@@ -431,7 +432,7 @@ describe('CoAP engine (RFC 7252) over an in-memory link', () => {
     it('serves later blocks by re-running a GET handler when the block cache is disabled', async () => {
       const { server, client } = setup({ blockCache: { maxEntries: 0 } });
       let runs = 0;
-      server.addResource({ path: '/big', methods: { GET: () => (runs++, { code: '2.05', payload: big }) } });
+      server.addResource({ path: '/big', methods: { GET: () => (runs++, { code: CoapCode.Content, payload: big }) } });
       const { payload } = await fetchBlockwise(client, '/big');
       assert.deepEqual(payload, big);
       assert.equal(runs, 5);
@@ -440,7 +441,7 @@ describe('CoAP engine (RFC 7252) over an in-memory link', () => {
 
     it('renumbers blocks when the client asks for a larger block than the server uses', async () => {
       const { server, client } = setup({ blockSize: 256 });
-      server.addResource({ path: '/big', methods: { GET: () => ({ code: '2.05', payload: big }) } });
+      server.addResource({ path: '/big', methods: { GET: () => ({ code: CoapCode.Content, payload: big }) } });
       // Block 1 of size 1024 starts at byte 1024 = block 4 of size 256.
       const res = await client.request({ uri: '/big', options: [{ name: 'Block2', value: uintBuf(1 * 16 + 6) }] });
       const b2 = uint(opt(res, 23))!;
@@ -477,7 +478,7 @@ describe('CoAP engine (RFC 7252) over an in-memory link', () => {
 
     it('keeps the block cache within its byte budget', async () => {
       const { server, client } = setup({ blockCache: { maxBytes: 12_000 } });
-      server.addResource({ path: '/big', methods: { GET: (req) => ({ code: '2.05', payload: Buffer.concat([big, Buffer.from(req.query.join())]) }) } });
+      server.addResource({ path: '/big', methods: { GET: (req) => ({ code: CoapCode.Content, payload: Buffer.concat([big, Buffer.from(req.query.join())]) }) } });
       for (let i = 0; i < 10; i++) {
         await client.request({ uri: `/big?i=${i}` });
         assert.ok(server.memory().blockBytes <= 12_000);
@@ -490,7 +491,7 @@ describe('CoAP engine (RFC 7252) over an in-memory link', () => {
   describe('/.well-known/core (RFC 6690)', () => {
     function discovery() {
       const ctx = setup();
-      const post = () => ({ code: '2.04' });
+      const post = () => ({ code: CoapCode.Changed });
       ctx.server.addResource({ path: '/idprov/request', rt: 'idprov.request', ct: 60, accepts: [18], methods: { POST: post } });
       ctx.server.addResource({ path: '/idprov/refresh', rt: 'idprov.refresh', ct: 60, accepts: [18], methods: { POST: post } });
       ctx.server.addResource({ path: '/idprov/keys', rt: 'idprov.keys', ct: 102, title: 'Key "set"', methods: { GET: hello } });
@@ -568,7 +569,7 @@ describe('CoAP engine (RFC 7252) over an in-memory link', () => {
   describe('error responses', () => {
     function errors() {
       const ctx = setup({ maxPayload: 64 });
-      ctx.server.addResource({ path: '/p', ct: 60, accepts: [18], methods: { POST: () => ({ code: '2.04' }) } });
+      ctx.server.addResource({ path: '/p', ct: 60, accepts: [18], methods: { POST: () => ({ code: CoapCode.Changed }) } });
       return ctx;
     }
 
@@ -628,7 +629,7 @@ describe('CoAP engine (RFC 7252) over an in-memory link', () => {
     it('answers an Accept the resource cannot produce with 4.06 without running the handler', async () => {
       const { server, client } = setup();
       let runs = 0;
-      server.addResource({ path: '/p', ct: 60, methods: { POST: () => (runs++, { code: '2.04' }) } });
+      server.addResource({ path: '/p', ct: 60, methods: { POST: () => (runs++, { code: CoapCode.Changed }) } });
       const res = await client.request({ method: 'POST', uri: '/p', options: [{ name: 'Accept', value: uintBuf(50) }] });
       assert.equal(res.code, '4.06');
       assert.equal(runs, 0);
@@ -722,7 +723,7 @@ describe('CoAP engine (RFC 7252) over an in-memory link', () => {
 
     it('answers 5.00 when a handler returns an invalid response', async () => {
       const { server, client } = setup();
-      const bad = [null, {}, { code: '2.5' }, { code: '3.00' }, { code: '2.05', payload: 'text' }, { code: '2.05', contentFormat: -1 }, { code: '2.05', options: [{ number: 4 }] }];
+      const bad = [null, {}, { code: '2.05' }, { code: 2.5 }, { code: 0x60 }, { code: 0x01 }, { code: 0x100 }, { code: CoapCode.Content, payload: 'text' }, { code: CoapCode.Content, contentFormat: -1 }, { code: CoapCode.Content, options: [{ number: 4 }] }];
       let i = 0;
       server.addResource({ path: '/bad', methods: { GET: () => bad[i++] as unknown as CoapResponse } });
       for (let k = 0; k < bad.length; k++) assert.equal((await client.request({ uri: '/bad' })).code, '5.00', JSON.stringify(bad[k]));

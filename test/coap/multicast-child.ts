@@ -3,6 +3,7 @@
  * and a route for 224.0.0.0/4: serves CoAP on 127.0.0.1 plus the All-CoAP-Nodes group 224.0.1.187
  * and sends group requests to itself. Prints one JSON line of observations.
  */
+import { CoapCode } from '../../src/protocol/coap-codes.ts';
 import dgram from 'node:dgram';
 import { generate, parse } from 'coap-packet';
 import { CoapServer } from '../../src/transport/coap/engine.ts';
@@ -12,7 +13,7 @@ import { silentLogger } from '../../src/log.ts';
 const GROUP = '224.0.1.187';
 const server = new CoapServer({ log: silentLogger });
 const seenMulticast: boolean[] = [];
-server.addResource({ path: '/hello', rt: 'demo', ct: 0, methods: { GET: (req) => (seenMulticast.push(req.peer.multicast === true), { code: '2.05', payload: Buffer.from('hi') }) } });
+server.addResource({ path: '/hello', rt: 'demo', ct: 0, methods: { GET: (req) => (seenMulticast.push(req.peer.multicast === true), { code: CoapCode.Content, payload: Buffer.from('hi') }) } });
 const udp = await UdpTransport.bind({ address: '127.0.0.1', port: 0, reuseAddr: true });
 await udp.joinMulticast(GROUP, '127.0.0.1');
 server.attach(udp);

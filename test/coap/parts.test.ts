@@ -105,6 +105,20 @@ describe('CoAP engine parts', () => {
       assert.equal(c.byteCount, 0);
     });
 
+    it('drops expired entries before it inserts, so they hold no room', () => {
+      const c = new BlockCache({ maxEntries: 3, maxBytes: 1000, lifetimeMs: 10 });
+      c.set('a', rep(100), 0);
+      c.set('b', rep(100), 5);
+      c.set('c', rep(100), 12); // a expired at 10: gone; b lives until 15
+      assert.equal(c.size, 2);
+      assert.equal(c.byteCount, 200);
+      assert.ok(c.get('b', 12));
+      c.set('d', rep(100), 30); // b and c expired: both gone
+      assert.equal(c.size, 1);
+      assert.equal(c.byteCount, 100);
+      assert.ok(c.get('d', 30));
+    });
+
     it('encodes and decodes Block option values (RFC 7959 §2.2)', () => {
       assert.equal(encodeBlock(2, false, 6), 0x26);
       assert.deepEqual(decodeBlock(0x1e), { num: 1, more: true, szx: 6 });

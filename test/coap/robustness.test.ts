@@ -1,3 +1,4 @@
+import { CoapCode } from '../../src/protocol/coap-codes.ts';
 import assert from 'node:assert/strict';
 import { generate, parse } from 'coap-packet';
 import { CoapServer, type CoapServerOptions } from '../../src/transport/coap/engine.ts';
@@ -23,15 +24,15 @@ function target(opts: Partial<CoapServerOptions> = {}) {
   const [serverT, clientT] = createMemoryPair();
   const server = new CoapServer({ log, ...opts });
   server.attach(serverT);
-  server.addResource({ path: '/hello', rt: 'demo', ct: 0, methods: { GET: () => ({ code: '2.05', contentFormat: 0, payload: Buffer.from('hello') }) } });
+  server.addResource({ path: '/hello', rt: 'demo', ct: 0, methods: { GET: () => ({ code: CoapCode.Content, contentFormat: 0, payload: Buffer.from('hello') }) } });
   server.addResource({
     path: '/idprov/request',
     rt: 'idprov.request',
     ct: 60,
     accepts: [18],
-    methods: { POST: async (req) => ({ code: '2.05', contentFormat: 60, payload: req.payload.subarray(0, 16) }) },
+    methods: { POST: async (req) => ({ code: CoapCode.Content, contentFormat: 60, payload: req.payload.subarray(0, 16) }) },
   });
-  server.addResource({ path: '/big', methods: { GET: () => ({ code: '2.05', payload: Buffer.alloc(3000, 1) }) } });
+  server.addResource({ path: '/big', methods: { GET: () => ({ code: CoapCode.Content, payload: Buffer.alloc(3000, 1) }) } });
   const sent: Buffer[] = [];
   serverT.onSend = (d) => sent.push(d);
   return { server, serverT, clientT, sent, internal };
@@ -196,7 +197,7 @@ describe('CoAP engine under hostile input', () => {
       const server = new CoapServer({ log: silentLogger, maxInFlight: 500, separateResponseAfterMs: 60_000 });
       server.attach(serverT);
       const pending: (() => void)[] = [];
-      server.addResource({ path: '/slow', methods: { POST: () => new Promise((r) => pending.push(() => r({ code: '2.04' }))) } });
+      server.addResource({ path: '/slow', methods: { POST: () => new Promise((r) => pending.push(() => r({ code: CoapCode.Changed }))) } });
       const req = encodeRequest({ method: 'POST', uri: '/slow', messageId: 0 });
       for (let i = 0; i < 5000; i++) {
         req.writeUInt16BE(i, 2);

@@ -1,3 +1,4 @@
+import { CoapCode } from '../../src/protocol/coap-codes.ts';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -13,14 +14,14 @@ const big = Buffer.from(Array.from({ length: 5000 }, (_, i) => 0x41 + (i % 26)))
 /** A server on loopback IPv4 and IPv6, random ports. */
 async function start(): Promise<{ server: CoapServer; v4: UdpTransport; v6: UdpTransport; stop: () => Promise<void> }> {
   const server = new CoapServer({ log: silentLogger, separateResponseAfterMs: 50 });
-  server.addResource({ path: '/hello', rt: 'demo.hello', ct: 0, methods: { GET: () => ({ code: '2.05', contentFormat: 0, payload: Buffer.from('hello') }) } });
-  server.addResource({ path: '/big', rt: 'demo.big', methods: { GET: () => ({ code: '2.05', contentFormat: 0, payload: big }) } });
+  server.addResource({ path: '/hello', rt: 'demo.hello', ct: 0, methods: { GET: () => ({ code: CoapCode.Content, contentFormat: 0, payload: Buffer.from('hello') }) } });
+  server.addResource({ path: '/big', rt: 'demo.big', methods: { GET: () => ({ code: CoapCode.Content, contentFormat: 0, payload: big }) } });
   server.addResource({
     path: '/echo',
     rt: 'idprov.echo',
     ct: 60,
     accepts: [60],
-    methods: { POST: async (req) => ({ code: '2.04', contentFormat: 60, payload: req.payload }) },
+    methods: { POST: async (req) => ({ code: CoapCode.Changed, contentFormat: 60, payload: req.payload }) },
   });
   // The slow handler answers only once its own empty ACK has gone out, whatever the timing.
   const waiting: { after: number; answer: () => void }[] = [];
@@ -29,7 +30,7 @@ async function start(): Promise<{ server: CoapServer; v4: UdpTransport; v6: UdpT
     methods: {
       GET: () =>
         new Promise((resolve) => {
-          waiting.push({ after: server.stats.separate, answer: () => resolve({ code: '2.05', payload: Buffer.from('late') }) });
+          waiting.push({ after: server.stats.separate, answer: () => resolve({ code: CoapCode.Content, payload: Buffer.from('late') }) });
         }),
     },
   });

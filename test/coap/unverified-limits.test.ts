@@ -11,6 +11,7 @@
  *   POST (POST/PUT/DELETE to any path, an unknown method) was answered without limit, with a
  *   diagnostic up to three times the request. Now those share the limit and get no answer over it.
  */
+import { CoapCode } from '../../src/protocol/coap-codes.ts';
 import assert from 'node:assert/strict';
 import { parse } from 'coap-packet';
 import { silentLogger } from '../../src/log.ts';
@@ -29,8 +30,8 @@ function rig() {
     log: silentLogger,
     unverified: unverifiedLimits({ coapAmplificationFactor: 3, rateLimitGet: 20, rateBurstGet: 100, rateLimitMaxKeys: 100_000 }),
   });
-  server.addResource({ path: '/idprov/keys', rt: 'idprov.keys', ct: 102, methods: { GET: () => ({ code: '2.05', contentFormat: 102, payload: KEYS }) } });
-  server.addResource({ path: '/idprov/request', methods: { POST: () => ({ code: '4.00', payload: Buffer.from('a diagnostic') }) } });
+  server.addResource({ path: '/idprov/keys', rt: 'idprov.keys', ct: 102, methods: { GET: () => ({ code: CoapCode.Content, contentFormat: 102, payload: KEYS }) } });
+  server.addResource({ path: '/idprov/request', methods: { POST: () => ({ code: CoapCode.BadRequest, payload: Buffer.from('a diagnostic') }) } });
   server.attach(serverT);
   const out: Buffer[] = [];
   serverT.onSend = (d) => out.push(d);
@@ -88,7 +89,7 @@ describe('unauthenticated answers other than GET', () => {
       log: silentLogger,
       unverified: unverifiedLimits({ coapAmplificationFactor: 3, rateLimitGet: 20, rateBurstGet: 100, rateLimitMaxKeys: 100_000 }),
     });
-    server.addResource({ path: '/idprov/keys', methods: { GET: () => ({ code: '2.05', payload: Buffer.alloc(40, 7) }) } });
+    server.addResource({ path: '/idprov/keys', methods: { GET: () => ({ code: CoapCode.Content, payload: Buffer.alloc(40, 7) }) } });
     server.attach(serverT);
     let reqBytes = 0;
     let resBytes = 0;

@@ -1,4 +1,5 @@
 /** Helpers for the DTLS tests: a DTLS+CoAP server on loopback, CoAP messages, a lossy UDP proxy. */
+import { CoapCode } from '../../src/protocol/coap-codes.ts';
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
@@ -44,7 +45,7 @@ export async function startDtls(opts: Partial<DtlsOptions> = {}): Promise<TestSe
     ...opts,
   });
   const coap = new CoapServer({ log: silentLogger });
-  coap.addResource({ path: '/hello', methods: { GET: (req) => ({ code: '2.05', payload: Buffer.from(`hi ${req.peer.pskIdentity ?? 'anon'}`) }) } });
+  coap.addResource({ path: '/hello', methods: { GET: (req) => ({ code: CoapCode.Content, payload: Buffer.from(`hi ${req.peer.pskIdentity ?? 'anon'}`) }) } });
   coap.attach(t);
   return {
     t,

@@ -9,6 +9,8 @@ import { createSocket, type Socket } from 'node:dgram';
 import { runInNewContext } from 'node:vm';
 import { setFlagsFromString } from 'node:v8';
 import { silentLogger } from '../../src/log.ts';
+import { CoapCode } from '../../src/protocol/coap-codes.ts';
+import type { Peer } from '../../src/transport/datagram.ts';
 import { DtlsTransport } from '../../src/transport/dtls/server.ts';
 import { ALERT, CT, HT, parseHandshakeFragments, parseRecords, Reader, RECORD_HEADER } from '../../src/transport/dtls/wire.ts';
 import { DtlsClient, HandshakeError, clientHelloDatagram } from '../../tools/dtls-peers/client.ts';
@@ -79,6 +81,26 @@ describe('DTLS transport (own client)', function () {
         }
       });
     }
+
+    it('hands the CoAP handler a structured peer: the client address and port, its session and PSK identity', async () => {
+      const seen: Peer[] = [];
+      s.coap.addResource({ path: '/who', methods: { GET: (req) => (seen.push({ ...req.peer }), { code: CoapCode.Content }) } });
+      const c = await connect(s.port, 0xc0a8);
+      try {
+        assert.equal(coapReply(await c.request(coapGet('/who'))).code, '2.05');
+        assert.equal(coapReply(await c.request(coapGet('/who'))).code, '2.05');
+        assert.equal(seen.length, 2);
+        const p = seen[0]!;
+        assert.equal(p.address, '127.0.0.1');
+        assert.equal(p.port, c.localPort);
+        assert.equal(p.family, 'IPv4');
+        assert.equal(p.pskIdentity, PSK_ID);
+        assert.equal(typeof p.sessionKey, 'string');
+        assert.equal(seen[1]!.sessionKey, p.sessionKey);
+      } finally {
+        c.close();
+      }
+    });
 
     it('completes a handshake without the extended master secret unless it is required', async () => {
       const c = await connect(s.port, 0xc0a8, { ems: false });

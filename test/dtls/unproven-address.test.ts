@@ -8,6 +8,7 @@
  * datagrams to an address it has not proven are bounded to 3× the authenticated bytes received from
  * there, and its requests reach the CoAP engine as unverified (`peer.addressUnproven`).
  */
+import { CoapCode } from '../../src/protocol/coap-codes.ts';
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
 import { CT } from '../../src/transport/dtls/wire.ts';
@@ -19,7 +20,7 @@ describe('a DTLS session moved by a Connection ID to an address it has not prove
   let s: TestServer;
   before(async () => {
     s = await startDtls();
-    s.coap.addResource({ path: '/big', methods: { GET: () => ({ code: '2.05', payload: Buffer.alloc(1000, 0x61) }) } });
+    s.coap.addResource({ path: '/big', methods: { GET: () => ({ code: CoapCode.Content, payload: Buffer.alloc(1000, 0x61) }) } });
   });
   after(async () => {
     await s.close();

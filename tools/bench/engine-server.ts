@@ -7,6 +7,7 @@
  *
  * Prints `ready <port>` on stdout once bound.
  */
+import { CoapCode } from '../../src/protocol/coap-codes.ts';
 import { silentLogger } from '../../src/log.ts';
 import { CoapServer } from '../../src/transport/coap/engine.ts';
 import { UdpTransport } from '../../src/transport/coap/udp.ts';
@@ -18,7 +19,7 @@ const maxAge = process.env.BENCH_MAX_AGE !== undefined && process.env.BENCH_MAX_
 const coap = new CoapServer({ log: silentLogger });
 coap.addResource({
   path: '/',
-  methods: { GET: () => (maxAge === undefined ? { code: '2.05', payload } : { code: '2.05', payload, maxAge }) },
+  methods: { GET: () => (maxAge === undefined ? { code: CoapCode.Content, payload } : { code: CoapCode.Content, payload, maxAge }) },
 });
 const udp = await UdpTransport.bind({ address: '127.0.0.1', port });
 coap.attach(udp);

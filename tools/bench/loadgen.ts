@@ -20,7 +20,8 @@
 import { generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
 import dgram from 'node:dgram';
 import { performance } from 'node:perf_hooks';
-import { MessageWriter, OPT, TYPE_ACK, TYPE_CON, TYPE_RST, codeToString, emptyMessage } from '../../src/transport/coap/codec.ts';
+import { MessageWriter, OPT, TYPE_ACK, TYPE_CON, TYPE_RST, emptyMessage } from '../../src/transport/coap/codec.ts';
+import { formatCode } from '../../src/protocol/coap-codes.ts';
 import { encodeSign1, protectedHeader, sigStructure } from '../../src/protocol/cose.ts';
 import { encodeRefreshBody, encodeRequestBody, parseResponse } from '../../src/protocol/messages.ts';
 import { makeNonce } from '../../src/protocol/nonce.ts';
@@ -246,7 +247,7 @@ function errLabel(step: string, r: Buffer): string {
   } catch {
     /* not a CBOR body */
   }
-  return `${step}: ${codeToString(r[1]!)}${diag ? ` ${diag.slice(0, 60)}` : ''}`;
+  return `${step}: ${formatCode(r[1]!)}${diag ? ` ${diag.slice(0, 60)}` : ''}`;
 }
 
 function getOp(slots: Slot[], onFirst: (bytes: number) => void): Op {
@@ -254,7 +255,7 @@ function getOp(slots: Slot[], onFirst: (bytes: number) => void): Op {
   return (i, done) => {
     slots[i]!.request(GET, [], -1, undefined, (r) => {
       if (r === undefined) return done('timeout');
-      if (r[1] !== C_2_05) return done(`GET: ${codeToString(r[1]!)}`);
+      if (r[1] !== C_2_05) return done(`GET: ${formatCode(r[1]!)}`);
       if (first) {
         first = false;
         onFirst(r.length);

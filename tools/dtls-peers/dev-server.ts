@@ -3,6 +3,7 @@
  *   PORT=5684 MTU=1200 LVL=debug npx tsx tools/dtls-peers/dev-server.ts
  * PSK identity `dev1`, key `secretsecret12`; the certificate is made in a temp dir and its fingerprint printed.
  */
+import { CoapCode } from '../../src/protocol/coap-codes.ts';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +24,6 @@ const t = await DtlsTransport.bind({
   ...(process.env['MTU'] ? { mtu: Number(process.env['MTU']) } : {}),
 });
 const coap = new CoapServer({ log });
-coap.addResource({ path: '/hello', methods: { GET: (req) => ({ code: '2.05', payload: Buffer.from(`hi ${req.peer.pskIdentity ?? 'anon'}`) }) } });
+coap.addResource({ path: '/hello', methods: { GET: (req) => ({ code: CoapCode.Content, payload: Buffer.from(`hi ${req.peer.pskIdentity ?? 'anon'}`) }) } });
 coap.attach(t);
 console.log(JSON.stringify({ listening: t.address(), fp: cert.fingerprint, certDir: dir }));

@@ -3,12 +3,13 @@
  * after the first of a large response are served without running the handler again.
  *
  * The cache holds at most `maxEntries` responses and `maxBytes` payload bytes in total, evicts the
- * oldest first, and expires entries lazily (no timers). A response larger than `maxBytes` is not
+ * oldest first, and expires entries lazily (no timers); it is an `lru-cache` underneath. A response larger than `maxBytes` is not
  * cached; for GET its later blocks are produced by running the handler again (GET is safe and
  * idempotent, RFC 7252 §5.1), and an ETag over the full representation lets the client notice if
  * it changed between blocks (RFC 7959 §2.4).
  */
 import { createHash } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 
 /** A decoded Block1/Block2 value (RFC 7959 §2.2). */
 export interface BlockValue {
@@ -57,16 +58,6 @@ export interface CachedRepresentation {
   options: readonly { number: number; value: Buffer }[] | undefined;
 }
 
-class Slot {
-  prev: Slot | null = null;
-  next: Slot | null = null;
-  constructor(
-    readonly key: string,
-    readonly rep: CachedRepresentation,
-    readonly expires: number,
-  ) {}
-}
-
 /** Limits for {@link BlockCache}. */
 export interface BlockCacheLimits {
   maxEntries: number;
@@ -74,71 +65,91 @@ export interface BlockCacheLimits {
   lifetimeMs: number;
 }
 
+interface Slot {
+  readonly rep: CachedRepresentation;
+  readonly expires: number;
+}
+
 /**
- * A bounded, timer-free cache of large responses, keyed by peer and request. Entries are on an
- * insertion-ordered linked list, so eviction of the oldest is O(1).
+ * A bounded, timer-free cache of large responses, keyed by peer and request, on `lru-cache`: it
+ * bounds the entries (`max`) and the payload bytes (`maxSize`) and evicts the oldest first. Entries
+ * are read with `peek`, which leaves their order alone, so the oldest is the first inserted, as
+ * RFC 7959 §2.4 block state wants (a client fetching block 5 does not make the representation
+ * younger). The lifetime is checked here against the engine's clock (the `now` arguments), not by
+ * lru-cache's TTL, which reads its own clock and arms a timer per lookup.
  */
 export class BlockCache {
-  private readonly slots = new Map<string, Slot>();
-  private head: Slot | null = null;
-  private tail: Slot | null = null;
-  private bytes = 0;
+  /** Undefined when the limits allow nothing (`maxEntries` or `maxBytes` 0). */
+  private readonly slots: LRUCache<string, Slot> | undefined;
+  /** No entry expires before this (a lower bound of the oldest entry's expiry; Infinity when empty). */
+  private sweepAfter = Infinity;
 
-  constructor(private readonly limits: BlockCacheLimits) {}
+  constructor(private readonly limits: BlockCacheLimits) {
+    this.slots =
+      limits.maxEntries > 0 && limits.maxBytes > 0
+        ? new LRUCache<string, Slot>({
+            max: limits.maxEntries,
+            maxSize: limits.maxBytes,
+            // lru-cache sizes are positive; an empty representation (never served block-wise) counts 1.
+            sizeCalculation: (s) => s.rep.payload.length || 1,
+          })
+        : undefined;
+  }
 
   /** Entries held. */
   get size(): number {
-    return this.slots.size;
+    return this.slots?.size ?? 0;
   }
 
   /** Payload bytes held. */
   get byteCount(): number {
-    return this.bytes;
+    return this.slots?.calculatedSize ?? 0;
   }
 
   get(key: string, now: number): CachedRepresentation | undefined {
-    const s = this.slots.get(key);
+    const s = this.slots?.peek(key);
     if (s === undefined) return undefined;
     if (s.expires <= now) {
-      this.delete(s);
+      this.slots!.delete(key);
       return undefined;
     }
     return s.rep;
   }
 
   set(key: string, rep: CachedRepresentation, now: number): void {
-    const old = this.slots.get(key);
-    if (old !== undefined) this.delete(old);
-    const n = rep.payload.length;
-    if (n > this.limits.maxBytes || this.limits.maxEntries === 0) return;
-    // Expired entries first, then the oldest, until the new one fits.
-    while (this.head !== null) {
-      const full = this.slots.size >= this.limits.maxEntries || this.bytes + n > this.limits.maxBytes;
-      if (!full && this.head.expires > now) break;
-      this.delete(this.head);
+    const slots = this.slots;
+    if (slots === undefined) return;
+    // A representation over the byte budget is not cached, and replaces nothing.
+    if (rep.payload.length > this.limits.maxBytes) {
+      slots.delete(key);
+      return;
     }
-    const s = new Slot(key, rep, now + this.limits.lifetimeMs);
-    s.prev = this.tail;
-    if (this.tail !== null) this.tail.next = s;
-    else this.head = s;
-    this.tail = s;
-    this.slots.set(key, s);
-    this.bytes += n;
+    // Expired entries go first, from the oldest end (the lifetime is the same for all, so they are
+    // the oldest); lru-cache then evicts the oldest live ones until the new one fits. `sweepAfter`
+    // is at most the oldest entry's expiry, so the oldest is looked at only when it may have expired.
+    if (now >= this.sweepAfter) this.dropExpired(slots, now);
+    slots.set(key, { rep, expires: now + this.limits.lifetimeMs });
+    if (this.sweepAfter === Infinity) this.sweepAfter = now + this.limits.lifetimeMs;
   }
 
-  private delete(s: Slot): void {
-    this.slots.delete(s.key);
-    if (s.prev !== null) s.prev.next = s.next;
-    else this.head = s.next;
-    if (s.next !== null) s.next.prev = s.prev;
-    else this.tail = s.prev;
-    s.prev = s.next = null;
-    this.bytes -= s.rep.payload.length;
+  private dropExpired(slots: LRUCache<string, Slot>, now: number): void {
+    for (;;) {
+      const oldest = slots.rkeys().next();
+      if (oldest.done === true) {
+        this.sweepAfter = Infinity;
+        return;
+      }
+      const expires = slots.peek(oldest.value)!.expires;
+      if (expires > now) {
+        this.sweepAfter = expires;
+        return;
+      }
+      slots.delete(oldest.value);
+    }
   }
 
   clear(): void {
-    this.slots.clear();
-    this.head = this.tail = null;
-    this.bytes = 0;
+    this.slots?.clear();
+    this.sweepAfter = Infinity;
   }
 }

@@ -307,29 +307,6 @@ export function encodeUint(v: number): Buffer {
   return b;
 }
 
-/** Encode a raw code byte as `c.dd`. */
-export function codeToString(code: number): string {
-  const d = code & 31;
-  return `${code >> 5}.${d < 10 ? '0' : ''}${d}`;
-}
-
-const codeCache = new Map<string, number>();
-/**
- * Parse a response code `c.dd` (classes 2, 4, 5; detail 0–31) into its code byte, or -1 when the
- * string is not one. Results are memoised (there are few distinct codes).
- */
-export function parseResponseCode(s: string): number {
-  const hit = codeCache.get(s);
-  if (hit !== undefined) return hit;
-  const m = /^([245])\.(\d\d)$/.exec(s);
-  if (m === null) return -1;
-  const d = Number(m[2]);
-  if (d > 31) return -1;
-  const v = (Number(m[1]) << 5) | d;
-  if (codeCache.size < 256) codeCache.set(s, v);
-  return v;
-}
-
 /**
  * Builds one CoAP message into a reused scratch buffer, then copies it out at its exact size.
  * Options must be written in ascending number order (§3.1); the writer computes the deltas.

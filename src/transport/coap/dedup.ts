@@ -12,6 +12,12 @@
  * peer, both in insertion order, so that finding and removing the oldest entry is O(1). (Iterating a
  * V8 `Map` from its head after many deletions is not: deleted slots are skipped until the next
  * rehash, which made a flood from distinct peers ~20× slower per request.)
+ *
+ * Why this is not the project's `lru-cache` (issue 15): it keeps two orders at once, the global one
+ * and one per peer, so that a peer at its `perPeer` bound loses its own oldest entry, not the
+ * globally oldest one (which would let one busy peer flush everyone's windows). lru-cache has one
+ * order; the per-peer lists would have to be kept beside it anyway, with its dispose hook to keep
+ * them in step, on the path every request takes.
  */
 
 /** One remembered exchange. */

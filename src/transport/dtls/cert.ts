@@ -16,24 +16,27 @@ export interface ServerCertificate {
   fingerprint: string;
 }
 
-function tlv(tag: number, content: Buffer): Buffer {
+/** A DER tag-length-value (lengths up to 65535). */
+function derTlv(tag: number, content: Buffer): Buffer {
   const n = content.length;
   const len = n < 0x80 ? Buffer.from([n]) : n < 0x100 ? Buffer.from([0x81, n]) : Buffer.from([0x82, n >> 8, n & 0xff]);
   return Buffer.concat([Buffer.from([tag]), len, content]);
 }
-const seq = (...xs: Buffer[]): Buffer => tlv(0x30, Buffer.concat(xs));
-const ECDSA_SHA256 = seq(Buffer.from('06082a8648ce3d040302', 'hex'));
+const derSequence = (...xs: Buffer[]): Buffer => derTlv(0x30, Buffer.concat(xs));
+const ECDSA_SHA256 = derSequence(Buffer.from('06082a8648ce3d040302', 'hex'));
 
-function time(ms: number): Buffer {
+/** An X.509 validity time (RFC 5280 §4.1.2.5). */
+function derTime(ms: number): Buffer {
   const iso = new Date(ms).toISOString(); // YYYY-MM-DDTHH:MM:SS.sssZ
   const digits = iso.slice(0, 19).replace(/[-T:]/g, '');
   const year = Number(iso.slice(0, 4));
   // RFC 5280 §4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050.
-  return year < 2050 ? tlv(0x17, Buffer.from(digits.slice(2) + 'Z', 'latin1')) : tlv(0x18, Buffer.from(digits + 'Z', 'latin1'));
+  return year < 2050 ? derTlv(0x17, Buffer.from(digits.slice(2) + 'Z', 'latin1')) : derTlv(0x18, Buffer.from(digits + 'Z', 'latin1'));
 }
 
-function name(cn: string): Buffer {
-  return seq(tlv(0x31, seq(Buffer.from('0603550403', 'hex'), tlv(0x0c, Buffer.from(cn, 'utf8')))));
+/** An X.501 Name with one commonName. */
+function derCommonName(cn: string): Buffer {
+  return derSequence(derTlv(0x31, derSequence(Buffer.from('0603550403', 'hex'), derTlv(0x0c, Buffer.from(cn, 'utf8')))));
 }
 
 /** SHA-256 of the DER SubjectPublicKeyInfo, base64url. */
@@ -51,26 +54,26 @@ export function selfSignedCertificate(privateKey: KeyObject, cn: string, nowMs: 
   const spki = createPublicKey(privateKey).export({ type: 'spki', format: 'der' });
   const serial = randomBytes(16);
   serial[0] = (serial[0]! & 0x7f) | 0x40;
-  const tbs = seq(
-    tlv(0xa0, tlv(0x02, Buffer.from([2]))),
-    tlv(0x02, serial),
+  const tbs = derSequence(
+    derTlv(0xa0, derTlv(0x02, Buffer.from([2]))),
+    derTlv(0x02, serial),
     ECDSA_SHA256,
-    name(cn),
-    seq(time(nowMs - 86_400_000), tlv(0x18, Buffer.from('99991231235959Z', 'latin1'))),
-    name(cn),
+    derCommonName(cn),
+    derSequence(derTime(nowMs - 86_400_000), derTlv(0x18, Buffer.from('99991231235959Z', 'latin1'))),
+    derCommonName(cn),
     spki,
   );
   const sig = sign('sha256', tbs, privateKey);
-  return seq(tbs, ECDSA_SHA256, tlv(0x03, Buffer.concat([Buffer.from([0]), sig])));
+  return derSequence(tbs, ECDSA_SHA256, derTlv(0x03, Buffer.concat([Buffer.from([0]), sig])));
 }
 
-function pem(label: string, der: Buffer): string {
+function toPem(label: string, der: Buffer): string {
   const b64 = der.toString('base64').replace(/.{64}/g, '$&\n');
   return `-----BEGIN ${label}-----\n${b64}${b64.endsWith('\n') ? '' : '\n'}-----END ${label}-----\n`;
 }
 
 /** Check that `der` is a certificate for a P-256 key matching `privateKey`. @throws Error */
-function checkPair(der: Buffer, privateKey: KeyObject): void {
+function assertKeyMatchesCertificate(der: Buffer, privateKey: KeyObject): void {
   const cert = new X509Certificate(der);
   if (privateKey.asymmetricKeyType !== 'ec' || privateKey.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
     throw new Error('the DTLS key must be an EC P-256 (prime256v1) private key');
@@ -92,11 +95,11 @@ export function loadOrCreateCertificate(opts: { certPath: string; keyPath: strin
     const der = selfSignedCertificate(privateKey, opts.cn ?? 'idprov', opts.nowMs);
     writeFileSync(opts.keyPath, privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, { mode: 0o600 });
     chmodSync(opts.keyPath, 0o600);
-    writeFileSync(opts.certPath, pem('CERTIFICATE', der), { mode: 0o644 });
+    writeFileSync(opts.certPath, toPem('CERTIFICATE', der), { mode: 0o644 });
     created = true;
   }
   const privateKey = createPrivateKey(readFileSync(opts.keyPath));
   const cert = new X509Certificate(readFileSync(opts.certPath));
-  checkPair(cert.raw, privateKey);
+  assertKeyMatchesCertificate(cert.raw, privateKey);
   return { der: cert.raw, privateKey, fingerprint: spkiFingerprint(privateKey), created };
 }

@@ -49,19 +49,19 @@ export interface HandshakeSlotsOptions {
 }
 
 /** The keys of a source from the top of the tree down to its address. */
-function pathOf(s: Source): string[] {
+function treePathOf(s: Source): string[] {
   if (s.prefix === undefined || s.prefix56 === undefined || s.prefix48 === undefined) return [`a ${s.address}`];
   return [`48 ${s.prefix48}`, `56 ${s.prefix56}`, `64 ${s.prefix}`, `a ${s.address}`];
 }
 
-function group(): Group {
+function emptyGroup(): Group {
   return { count: 0, children: new Map(), items: undefined };
 }
 
 /** Half-open handshakes grouped by source. `T` is the handshake object (a Connection). */
 export class HandshakeSlots<T> {
   private readonly held = new Map<T, Held>();
-  private readonly root = group();
+  private readonly root = emptyGroup();
   private readonly floorMs: number;
   private readonly clock: () => number;
 
@@ -103,13 +103,13 @@ export class HandshakeSlots<T> {
 
   /** Decide how a new handshake from `s` gets a slot. Changes nothing. */
   admit(s: Source): Admission<T> {
-    const path = pathOf(s);
+    const path = treePathOf(s);
     const chain: (Group | undefined)[] = [];
     let g: Group | undefined = this.root;
     for (const k of path) chain.push((g = g?.children.get(k)));
     const leaf = chain[chain.length - 1];
     if (2 * this.held.size >= this.max) {
-      if (leaf !== undefined && leaf.count >= this.perAddress) return { refuse: false, evict: first(leaf.items!) as T };
+      if (leaf !== undefined && leaf.count >= this.perAddress) return { refuse: false, evict: oldestIn(leaf.items!) as T };
       const p64 = path.length === 4 ? chain[2] : undefined;
       if (p64 !== undefined && p64.count >= this.perPrefix) return { refuse: false, evict: oldestOfLargest(p64) as T };
     }
@@ -129,13 +129,13 @@ export class HandshakeSlots<T> {
   /** Add a handshake from `s` (after {@link admit} made room). */
   add(item: T, s: Source): void {
     if (this.held.has(item)) return;
-    const path = pathOf(s);
+    const path = treePathOf(s);
     this.held.set(item, { path, at: this.clock() });
     let g = this.root;
     g.count++;
     for (const k of path) {
       let c = g.children.get(k);
-      if (c === undefined) g.children.set(k, (c = group()));
+      if (c === undefined) g.children.set(k, (c = emptyGroup()));
       c.count++;
       g = c;
     }
@@ -163,7 +163,8 @@ export class HandshakeSlots<T> {
   }
 }
 
-function first(s: Set<unknown>): unknown {
+/** The oldest of a set kept in insertion order. */
+function oldestIn(s: Set<unknown>): unknown {
   return s.values().next().value;
 }
 
@@ -175,5 +176,5 @@ function oldestOfLargest(g: Group): unknown {
     if (best === undefined) return undefined;
     g = best;
   }
-  return first(g.items);
+  return oldestIn(g.items);
 }

@@ -27,6 +27,7 @@
  * ClientHello must fit in one record), CID draft code points.
  */
 import { randomBytes } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import type { DatagramTransport, Peer } from '../datagram.ts';
 import { peerKey } from '../datagram.ts';
 import { UdpTransport } from '../coap/udp.ts';
@@ -133,8 +134,13 @@ export class DtlsTransport implements DatagramTransport {
   private cb: ((data: Buffer, peer: Peer) => void) | undefined;
   private readonly byAddr = new Map<string, Connection>();
   private readonly byCid = new Map<string, Connection>();
-  /** Open sessions in least-recently-active order (re-inserted on activity). */
-  private readonly sessions = new Map<string, Connection>();
+  /**
+   * Open sessions by `sessionKey`, an lru-cache in least-recently-active order: `get` on each
+   * datagram received marks activity; `peek` (sending, lookups) does not. It never evicts by itself:
+   * the least recently active session is closed with close_notify before a new one is added (so
+   * the eviction is counted and the session told), and `max` only backs that bound.
+   */
+  private readonly sessions: LRUCache<string, Connection>;
   /** Half-open handshakes, with their sources' shares. */
   private readonly handshakes: HandshakeSlots<Connection>;
   private readonly admitHandshake: ((source: Source, nowMs: number) => boolean) | undefined;
@@ -170,6 +176,8 @@ export class DtlsTransport implements DatagramTransport {
     this.clock = opts.clock ?? Date.now;
     this.log = opts.log ?? silentLogger;
     this.maxSessions = opts.maxSessions ?? 10_000;
+    // lru-cache needs max >= 1; a bound of 0 kept one session before (the eviction runs first) and still does.
+    this.sessions = new LRUCache<string, Connection>({ max: Math.max(1, this.maxSessions) });
     const maxHandshakes = opts.maxHandshakes ?? 1_000;
     const perAddress = Math.min(opts.maxHandshakesPerAddress ?? 32, maxHandshakes);
     if (!(maxHandshakes >= 1 && perAddress >= 1)) throw new RangeError('maxHandshakes and maxHandshakesPerAddress must be at least 1');
@@ -199,17 +207,17 @@ export class DtlsTransport implements DatagramTransport {
       random,
       clock: this.clock,
       sendDatagram: (c, d) => self.inner.send(d, c.peer),
-      deliver: (c, d) => self.deliver(c, d),
+      deliver: (c, d) => self.onApplicationData(c, d),
       established: (c) => self.onEstablished(c),
       closed: (c, r) => self.onClosed(c, r),
-      restart: (c, d, p) => self.stateless(d, p, c),
+      restart: (c, d, p) => self.cookieExchange(d, p, c),
       migrate: (c, p) => self.onMigrate(c, p),
       unprovenAmplificationFactor: opts.unprovenAmplificationFactor ?? 3,
       unprovenDropped: () => void self.counters.unprovenDropped++,
       debug: (o, m) => self.log.debug(o, m),
     };
     const sweepMs = Math.max(50, Math.min(5_000, Math.floor(this.idleTimeoutMs / 4)));
-    this.sweepTimer = setInterval(() => this.sweep(), sweepMs);
+    this.sweepTimer = setInterval(() => this.closeIdleSessions(), sweepMs);
     this.sweepTimer.unref?.();
     inner.onMessage((data, peer) => this.receive(data, peer));
   }
@@ -228,10 +236,10 @@ export class DtlsTransport implements DatagramTransport {
 
   /** Send application data to the session of `peer` (by `sessionKey`, else by address); dropped when none. */
   send(data: Buffer, peer: Peer): void {
-    const c = (peer.sessionKey !== undefined ? this.sessions.get(peer.sessionKey) : undefined) ?? this.byAddr.get(peerKey(peer));
+    const c = (peer.sessionKey !== undefined ? this.sessions.peek(peer.sessionKey) : undefined) ?? this.byAddr.get(peerKey(peer));
     if (c === undefined || c.state !== 'open') return;
     try {
-      c.sendApp(data);
+      c.sendApplicationData(data);
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'dtls: send failed');
     }
@@ -252,7 +260,7 @@ export class DtlsTransport implements DatagramTransport {
   close(): Promise<void> {
     if (this.closing === undefined) {
       clearInterval(this.sweepTimer);
-      for (const c of [...this.sessions.values()]) c.close('shutdown', true);
+      for (const c of [...this.sessions.rvalues()]) c?.close('shutdown', true);
       for (const c of [...this.handshakes.values()]) c.close('shutdown', false);
       this.closing = this.inner.close();
     }
@@ -265,14 +273,15 @@ export class DtlsTransport implements DatagramTransport {
   receive(data: Buffer, peer: Peer): void {
     if (this.closing !== undefined) return;
     try {
-      this.dispatch(data, peer);
+      this.routeDatagram(data, peer);
     } catch (err) {
       this.counters.internalErrors++;
       this.log.error({ err: (err as Error).message, peer: peerKey(peer) }, 'dtls: internal error on receive');
     }
   }
 
-  private dispatch(data: Buffer, peer: Peer): void {
+  /** To the association of the datagram's CID, else of its source address, else the cookie exchange. */
+  private routeDatagram(data: Buffer, peer: Peer): void {
     if (data.length < RECORD_HEADER) {
       this.counters.dropped++;
       return;
@@ -281,16 +290,16 @@ export class DtlsTransport implements DatagramTransport {
     if (data[0] === CT.tls12Cid && this.cidLength > 0 && data.length >= RECORD_HEADER + this.cidLength) {
       const c = this.byCid.get(data.toString('latin1', 11, 11 + this.cidLength));
       if (c !== undefined) {
-        c.receive(parseRecords(data, this.cidLength), data, peer, true);
+        c.onDatagram(parseRecords(data, this.cidLength), data, peer, true);
         return;
       }
     }
     const c = this.byAddr.get(peerKey(peer));
     if (c !== undefined) {
-      c.receive(parseRecords(data, this.cidLength), data, peer, false);
+      c.onDatagram(parseRecords(data, this.cidLength), data, peer, false);
       return;
     }
-    this.stateless(data, peer, undefined);
+    this.cookieExchange(data, peer, undefined);
   }
 
   /**
@@ -298,18 +307,18 @@ export class DtlsTransport implements DatagramTransport {
    * an unfragmented epoch-0 ClientHello. Without a valid cookie → HelloVerifyRequest; with one → a
    * new half-open association (replacing `existing`, the association at that address, if any).
    */
-  private stateless(data: Buffer, peer: Peer, existing: Connection | undefined): void {
-    if (data[0] !== CT.handshake || data.length < RECORD_HEADER + 12) return this.drop();
+  private cookieExchange(data: Buffer, peer: Peer, existing: Connection | undefined): void {
+    if (data[0] !== CT.handshake || data.length < RECORD_HEADER + 12) return this.countDropped();
     const version = data.readUInt16BE(1);
-    if ((version !== DTLS12 && version !== DTLS10) || data.readUInt16BE(3) !== 0) return this.drop();
+    if ((version !== DTLS12 && version !== DTLS10) || data.readUInt16BE(3) !== 0) return this.countDropped();
     const recordSeq = data.readUIntBE(5, 6);
     const len = data.readUInt16BE(11);
-    if (data.length < RECORD_HEADER + len) return this.drop();
+    if (data.length < RECORD_HEADER + len) return this.countDropped();
     const frags = parseHandshakeFragments(data.subarray(RECORD_HEADER, RECORD_HEADER + len), this.host.maxHandshakeMessage);
     const f = frags?.[0];
-    if (f === undefined || f.msgType !== HT.clientHello || f.fragOffset !== 0 || f.fragLength !== f.length) return this.drop();
+    if (f === undefined || f.msgType !== HT.clientHello || f.fragOffset !== 0 || f.fragLength !== f.length) return this.countDropped();
     const ch = parseClientHello(f.body);
-    if (ch === undefined) return this.drop();
+    if (ch === undefined) return this.countDropped();
     const verdict = this.cookies.check(ch.cookie, peer.address, peer.port, ch.cookieInput);
     if (verdict !== true) {
       // HelloVerifyRequest: server_version DTLS 1.0 (RFC 6347 §4.2.1), record sequence number
@@ -320,7 +329,7 @@ export class DtlsTransport implements DatagramTransport {
       this.inner.send(hvr, peer);
       return;
     }
-    if (existing !== undefined && existing.state === 'handshake' && existing.sameHello(ch.random)) return existing.retransmit();
+    if (existing !== undefined && existing.state === 'handshake' && existing.isForClientHello(ch.random)) return existing.resendLastFlight();
     // From here on a new handshake: the cookie proved the address, so it is counted per source.
     const source = sourceOf(peer.address);
     if (this.admitHandshake !== undefined && !this.admitHandshake(source, this.clock())) {
@@ -344,22 +353,20 @@ export class DtlsTransport implements DatagramTransport {
     this.byAddr.set(key, conn);
     this.handshakes.add(conn, source);
     this.counters.handshakesStarted++;
-    if (!conn.start(ch, handshakeMessage(HT.clientHello, f.msgSeq, f.body), f.msgSeq, recordSeq)) return;
+    if (!conn.startHandshake(ch, handshakeMessage(HT.clientHello, f.msgSeq, f.body), f.msgSeq, recordSeq)) return;
     if (conn.cidIn !== undefined) this.byCid.set(conn.cidIn.toString('latin1'), conn);
     // Anything after the ClientHello in the same datagram belongs to the new association.
     const rest = parseRecords(data, this.cidLength).slice(1);
-    if (rest.length) conn.receive(rest, data, peer, false);
+    if (rest.length) conn.onDatagram(rest, data, peer, false);
   }
 
-  private drop(): void {
+  private countDropped(): void {
     this.counters.dropped++;
   }
 
-  private deliver(c: Connection, data: Buffer): void {
-    // LRU: move to the most recent end.
-    const key = c.peer.sessionKey!;
-    this.sessions.delete(key);
-    this.sessions.set(key, c);
+  /** Decrypted application data of an open session: it was active now; hand the data on. */
+  private onApplicationData(c: Connection, data: Buffer): void {
+    this.sessions.get(c.peer.sessionKey!); // most recently active
     const cb = this.cb;
     if (cb === undefined) return;
     try {
@@ -373,7 +380,7 @@ export class DtlsTransport implements DatagramTransport {
     this.handshakes.delete(c);
     this.counters.handshakesCompleted++;
     if (this.sessions.size >= this.maxSessions) {
-      const lru = this.sessions.values().next().value;
+      const lru = this.leastRecentlyActive();
       if (lru !== undefined) {
         this.counters.evicted++;
         lru.close('evicted', true);
@@ -405,16 +412,22 @@ export class DtlsTransport implements DatagramTransport {
     c.peer.family = to.family;
     c.addrKey = key;
     this.byAddr.set(key, c);
-    c.moved(key);
+    c.movedTo(key);
     this.counters.migrated++;
     this.log.debug({ peer: key, proven: !c.addressUnproven }, 'dtls: session moved to a new address (CID)');
   }
 
-  private sweep(): void {
+  private leastRecentlyActive(): Connection | undefined {
+    return this.sessions.rvalues().next().value ?? undefined;
+  }
+
+  /** Close the sessions idle for `idleTimeoutMs`, least recently active first. */
+  private closeIdleSessions(): void {
     const now = this.clock();
-    for (const c of this.sessions.values()) {
+    for (let c = this.leastRecentlyActive(); c !== undefined; c = this.leastRecentlyActive()) {
       if (now - c.lastActive < this.idleTimeoutMs) break;
       c.close('idle', true);
+      this.sessions.delete(c.peer.sessionKey!); // closed already removed it; never loop on one that stayed
     }
   }
 }
