@@ -48,24 +48,20 @@ export interface FlagNote {
   subject?: string;
 }
 
-/** Retry and backoff settings (docs/spec/idprov-coap-v1.md §4 "Retry guidance"). */
+/**
+ * Retry and backoff settings (docs/spec/idprov-coap-v1.md §4 "Retry guidance"). The defaults are
+ * src/config.ts `SETTINGS` (`pendingRetry*`, `rejectedRetry`), mapped by src/service/settings.ts.
+ */
 export interface PolicySettings {
-  /** First pending retry hint (s). Default 60. */
+  /** First pending retry hint (s). */
   pendingInitialS: number;
-  /** Added per authenticated repeat (s). Default 30. */
+  /** Added per authenticated repeat (s). */
   pendingStepS: number;
-  /** Upper bound (s). Default 600. */
+  /** Upper bound (s). */
   pendingMaxS: number;
-  /** Retry hint for rejected / forbidden outcomes (s). Default 3600. */
+  /** Retry hint for rejected / forbidden outcomes (s). */
   rejectedRetryS: number;
 }
-
-export const DEFAULT_POLICY: Readonly<PolicySettings> = Object.freeze({
-  pendingInitialS: 60,
-  pendingStepS: 30,
-  pendingMaxS: 600,
-  rejectedRetryS: 3600,
-});
 
 /** What the policy needs from an authenticated `/idprov/request`. */
 export interface ProvisionFacts {

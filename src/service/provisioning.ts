@@ -44,16 +44,16 @@ export interface ServiceSettings {
    * admin-approved, OOB-proven; issue #11 F3).
    */
   maxUsedNonces: number;
-  /** Cap of its part for every other request (unknown IDs, waiting requests, other keys). Default 500,000. */
-  maxUsedNoncesUnvouched?: number;
+  /** Cap of its part for every other request (unknown IDs, waiting requests, other keys). */
+  maxUsedNoncesUnvouched: number;
   policy: PolicySettings;
-  /** Security monitor, rate limits and bounded growth (issue #6); defaults: {@link DEFAULT_MONITOR}. */
-  monitor?: Partial<MonitorSettings>;
+  /** Security monitor, rate limits and bounded growth (issue #6). */
+  monitor: MonitorSettings;
 }
 
 /**
  * Settings of the security monitor, the rate limits and the caps (README "Security monitor" explains
- * each default). Rates are per second; a rate of 0 turns that limit off.
+ * each; the defaults are src/config.ts `SETTINGS`, mapped by src/service/settings.ts). Rates are per second; a rate of 0 turns that limit off.
  */
 export interface MonitorSettings {
   /**
@@ -96,23 +96,6 @@ export interface MonitorSettings {
  */
 export const PREFIX56_FACTOR = 4;
 export const PREFIX48_FACTOR = 16;
-
-export const DEFAULT_MONITOR: Readonly<MonitorSettings> = Object.freeze({
-  addressRate: 50,
-  addressBurst: 500,
-  deviceRate: 2,
-  deviceBurst: 10,
-  maxTracked: 100_000,
-  manyIds: 50,
-  manyIdsWindowS: 60,
-  maxAddresses: 10_000,
-  holdFlagged: false,
-  maxFlags: 10_000,
-  maxPending: 100_000,
-  pendingExpiryS: 7 * 86_400,
-  eventRetentionS: 365 * 86_400,
-  maxEvents: 1_000_000,
-});
 
 /** What one maintenance sweep removed. */
 export interface SweepResult {
@@ -169,9 +152,6 @@ export interface SwitchState {
 /** Max-Age (s) of the 5.03 a request gets while the store cannot be reached (see `failure`). */
 export const STORE_UNAVAILABLE_RETRY_S = 5;
 
-/** Default of {@link ServiceSettings.maxUsedNoncesUnvouched}. */
-export const DEFAULT_MAX_USED_NONCES_UNVOUCHED = 500_000;
-
 export class ProvisioningService {
   private readonly used: PartitionedNonces;
   private readonly mutex = new KeyedMutex();
@@ -204,8 +184,8 @@ export class ProvisioningService {
   readonly flags: FlagBook;
 
   constructor(private readonly d: ServiceDeps) {
-    this.used = new PartitionedNonces({ vouched: d.settings.maxUsedNonces, other: d.settings.maxUsedNoncesUnvouched ?? DEFAULT_MAX_USED_NONCES_UNVOUCHED });
-    const m: MonitorSettings = { ...DEFAULT_MONITOR, ...d.settings.monitor };
+    this.used = new PartitionedNonces({ vouched: d.settings.maxUsedNonces, other: d.settings.maxUsedNoncesUnvouched });
+    const m: MonitorSettings = { ...d.settings.monitor };
     this.monitor = Object.freeze(m);
     this.addressLimits = new BucketTable({ rate: m.addressRate, burst: m.addressBurst }, m.maxTracked);
     this.prefix56Limits = new BucketTable({ rate: m.addressRate * PREFIX56_FACTOR, burst: m.addressBurst * PREFIX56_FACTOR }, m.maxTracked);

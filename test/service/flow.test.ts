@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { silentLogger } from '../../src/log.ts';
-import { DEFAULT_POLICY } from '../../src/policy/decide.ts';
+import { DEFAULTS } from '../../src/config.ts';
+import { serviceSettings } from '../../src/service/settings.ts';
 import { parseSign1 } from '../../src/protocol/cose.ts';
 import { decodeClaims } from '../../src/protocol/cwt.ts';
 import { AdminService, ensureTokenKey } from '../../src/service/admin.ts';
@@ -16,15 +17,8 @@ import { tempDir } from '../helpers.ts';
 import { TestDevice } from '../support/device.ts';
 
 const T0 = 1_800_000_000;
-const SETTINGS: ServiceSettings = {
-  issuer: 'idprov',
-  provisionTokenTtl: 3600,
-  tokenTtl: 30 * 86400,
-  nonceTtl: 300,
-  disabledRetryS: 300,
-  maxUsedNonces: 10_000,
-  policy: DEFAULT_POLICY,
-};
+/** The configured defaults (src/config.ts), with a smaller used-once set. */
+const SETTINGS: ServiceSettings = { ...serviceSettings(DEFAULTS), maxUsedNonces: 10_000 };
 
 interface Rig {
   store: SqliteStore;

@@ -8,9 +8,10 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { AllowEntry } from '../../src/domain.ts';
 import { silentLogger } from '../../src/log.ts';
-import { DEFAULT_POLICY } from '../../src/policy/decide.ts';
+import { DEFAULTS } from '../../src/config.ts';
 import { AdminService, ensureTokenKey } from '../../src/service/admin.ts';
 import { ProvisioningService, type MonitorSettings, type Outcome, type ServiceSettings } from '../../src/service/provisioning.ts';
+import { serviceSettings } from '../../src/service/settings.ts';
 import { SqliteStore } from '../../src/store/sqlite.ts';
 import { TokenKeyring } from '../../src/tokens/keyring.ts';
 import { tempDir } from '../helpers.ts';
@@ -18,15 +19,8 @@ import { TestDevice } from '../support/device.ts';
 
 export const T0 = 1_800_000_000;
 
-export const BASE_SETTINGS: ServiceSettings = {
-  issuer: 'idprov',
-  provisionTokenTtl: 3600,
-  tokenTtl: 30 * 86400,
-  nonceTtl: 300,
-  disabledRetryS: 300,
-  maxUsedNonces: 10_000,
-  policy: DEFAULT_POLICY,
-};
+/** The configured defaults (src/config.ts), with a smaller used-once set. */
+export const BASE_SETTINGS: ServiceSettings = { ...serviceSettings(DEFAULTS), maxUsedNonces: 10_000 };
 
 export interface Rig {
   store: SqliteStore;
@@ -39,7 +33,7 @@ export interface Rig {
 }
 
 /** Start a service with `settings` (and `monitor`) over the defaults of {@link BASE_SETTINGS}. */
-export async function rig(settings: Partial<ServiceSettings> = {}, monitor: Partial<MonitorSettings> = {}): Promise<Rig> {
+export async function rig(settings: Partial<Omit<ServiceSettings, 'monitor'>> & { monitor?: Partial<MonitorSettings> } = {}, monitor: Partial<MonitorSettings> = {}): Promise<Rig> {
   const t = tempDir();
   const store = await SqliteStore.open(join(t.dir, 'db.sqlite'));
   const clock = { ms: T0 * 1000 };
@@ -51,7 +45,7 @@ export async function rig(settings: Partial<ServiceSettings> = {}, monitor: Part
     clock: () => clock.ms,
     random: randomBytes,
     nonceSecret: randomBytes(32),
-    settings: { ...BASE_SETTINGS, ...settings, monitor: { ...settings.monitor, ...monitor } },
+    settings: { ...BASE_SETTINGS, ...settings, monitor: { ...BASE_SETTINGS.monitor, ...settings.monitor, ...monitor } },
   });
   await svc.start();
   const admin = new AdminService({ store, keyring, log: silentLogger, now: () => svc.now(), prov: svc });

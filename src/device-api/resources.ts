@@ -1,0 +1,58 @@
+/**
+ * The device API over CoAP (docs/spec/idprov-coap-v1.md §1): the `/idprov/*` resources on a CoAP
+ * engine, and the one mapping of a service {@link Outcome} to a CoAP response. The provisioning
+ * service knows nothing of CoAP; the engine knows nothing of idprov; this room joins them.
+ */
+import { encodeResponse } from '../protocol/messages.ts';
+import { CF } from '../protocol/content-formats.ts';
+import type { Outcome, ProvisioningService, RequestContext } from '../service/provisioning.ts';
+import type { CoapRequest, CoapResponse, CoapServer } from '../transport/coap/engine.ts';
+import { peerKey } from '../transport/datagram.ts';
+
+/**
+ * Keys listed by CoAP `/idprov/keys` at most: the signing key and the newest retired ones that can
+ * still verify a live token (issue 11 F5). The sidecar's key set lists all of them.
+ */
+export const COAP_MAX_KEYS = 8;
+
+/** The idprov POST resources (docs/spec/idprov-coap-v1.md §1): their requests are limited by the provisioning service. */
+export const IDPROV_POSTS: ReadonlySet<string> = new Set(['/idprov/request', '/idprov/refresh']);
+
+/** Map a service outcome to a CoAP response (Content-Format 60, Max-Age = retry). */
+export function toCoap(o: Outcome): CoapResponse {
+  const r: CoapResponse = { code: o.code, contentFormat: CF.cbor, payload: encodeResponse(o.body) };
+  if (o.maxAge !== undefined) r.maxAge = o.maxAge;
+  return r;
+}
+
+/** Where a CoAP request came from, as the service sees it. */
+export function contextOf(req: CoapRequest): RequestContext {
+  const c: RequestContext = { source: peerKey(req.peer) };
+  if (req.peer.pskIdentity !== undefined) c.pskIdentity = req.peer.pskIdentity;
+  return c;
+}
+
+/**
+ * Register the resources of docs/spec/idprov-coap-v1.md §1 on a CoAP engine. `keySet` answers `/idprov/keys`
+ * (default: the service's full key set).
+ */
+export function registerResources(coap: CoapServer, service: ProvisioningService, keySet: () => Buffer = () => service.keySet()): void {
+  for (const [path, handle] of [
+    ['request', (p: Buffer, c: RequestContext) => service.request(p, c)],
+    ['refresh', (p: Buffer, c: RequestContext) => service.refresh(p, c)],
+  ] as const) {
+    coap.addResource({
+      path: `/idprov/${path}`,
+      rt: `idprov.${path}`,
+      ct: CF.cbor,
+      accepts: [CF.coseSign1],
+      methods: { POST: async (req) => toCoap(await handle(req.payload, contextOf(req))) },
+    });
+  }
+  coap.addResource({
+    path: '/idprov/keys',
+    rt: 'idprov.keys',
+    ct: CF.coseKeySet,
+    methods: { GET: () => ({ code: '2.05', contentFormat: CF.coseKeySet, payload: keySet() }) },
+  });
+}
