@@ -29,7 +29,9 @@ import { SourceLimit } from './policy/source-limit.ts';
 import { COAP_MAX_KEYS, registerResources } from './device-api/resources.ts';
 import { unverifiedLimits } from './device-api/unverified.ts';
 import { allowlistPsk } from './service/psk.ts';
-import { serviceSettings } from './service/settings.ts';
+import { SecurityMonitor } from './service/monitor/security-monitor.ts';
+import { monitorSettings, serviceSettings } from './service/settings.ts';
+import { ProvisioningSwitch } from './service/switch.ts';
 import { VERSION } from './version.ts';
 import { CoapServer } from './transport/coap/engine.ts';
 import type { Source } from './transport/source.ts';
@@ -184,19 +186,15 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
       await store.apply([{ kind: 'setting.put', name: 'nonce.secret', value: secretHex }]);
     }
     const coap = new CoapServer({ log: log.child({ c: 'coap' }), maxPayload: cfg.maxPayload, unverified: unverifiedLimits(cfg) });
+    const random = pooledRandom();
+    const monitor = new SecurityMonitor(monitorSettings(cfg), random);
+    const provisioningSwitch = new ProvisioningSwitch();
     let service: ProvisioningService | undefined;
     const metrics = new Metrics({
       store,
       usedNonces: () => service?.usedNonceCount ?? 0,
       coapStats: () => ({ ...coap.stats }) as unknown as Record<string, number>,
-      monitor: () => ({
-        rate_limit_addresses: service?.addressLimits.size ?? 0,
-        rate_limit_undecodable: service?.junkLimits.size ?? 0,
-        rate_limit_devices: service?.deviceLimits.size ?? 0,
-        rate_limit_claims: service?.claimLimits.size ?? 0,
-        tracked_addresses: service?.tracker.size ?? 0,
-        open_flags: service?.flags.size ?? 0,
-      }),
+      monitor: () => monitor.sizes,
     });
     service = new ProvisioningService({
       observe: metrics.observe,
@@ -204,12 +202,14 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
       keyring,
       log: log.child({ c: 'prov' }),
       clock,
-      random: pooledRandom(),
+      random,
       nonceSecret: Buffer.from(secretHex, 'hex'),
       settings: serviceSettings(cfg),
+      monitor,
+      switch: provisioningSwitch,
     });
     await service.start();
-    const admin = new AdminService({ store, keyring, log: log.child({ c: 'admin' }), now: nowS, prov: service });
+    const admin = new AdminService({ store, keyring, log: log.child({ c: 'admin' }), now: nowS, monitor, switch: provisioningSwitch });
     await admin.loadSwitch();
     if (cfg.allowlist) await importAllowlistFile(admin, cfg.allowlist, cfg, nowS(), log);
 

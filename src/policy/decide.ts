@@ -10,7 +10,7 @@ import { verifyOobProof } from '../protocol/oob.ts';
 
 /**
  * Kinds of suspicious observations (the security monitor, README "Security monitor"). `decide` raises
- * the first six; `duplicate-mac` and `many-ids` come from the monitor (src/policy/monitor.ts).
+ * the first six; `duplicate-mac` and `many-ids` come from the monitor (src/policy/monitor/flag-rules.ts).
  */
 export type FlagKind =
   | 'key-changed'
@@ -96,7 +96,7 @@ export type Decision =
   | { kind: 'refuse'; code: Extract<ProvErrorCode, 'rejected' | 'revoked' | 'key-mismatch' | 'mac-mismatch' | 'oob-mismatch'>; retryS: number; reason: string; flags: FlagNote[] }
   /**
    * An approval held back because the device has open flags and `holdFlagged` is on
-   * ({@link import('./monitor.ts').holdFlagged}): answered like pending, no token, nothing recorded
+   * ({@link import('./monitor/flag-rules.ts').holdFlagged}): answered like pending, no token, nothing recorded
    * but the flags, until an admin clears them.
    */
   | { kind: 'hold'; retryS: number; flags: FlagNote[]; heldBy: string[] };

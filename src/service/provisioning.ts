@@ -10,8 +10,8 @@ import { ERROR_TABLE, ProvError, isProvError, type ProvErrorCode } from '../erro
 import type { Logger } from '../log.ts';
 import { bytesEqual, decide, decideRefresh, type Decision, type PolicySettings } from '../policy/decide.ts';
 import { addressScope, scopeKeys, type AddressScope } from '../net/address.ts';
-import { AddressTracker, MAX_MAC_PEERS, duplicateMacNote, holdFlagged, manyIdsNote, raiserOf } from '../policy/monitor.ts';
-import { BucketTable, addressOf, takeEvery } from '../policy/ratelimit.ts';
+import { MAX_MAC_PEERS, duplicateMacNote, holdFlagged, manyIdsNote, raiserOf } from '../policy/monitor/flag-rules.ts';
+import { addressOf, takeEvery } from '../policy/ratelimit.ts';
 import { claimKey, isVouched, keyStanding, oobAttempt, type KeyStanding } from '../policy/standing.ts';
 import { parseSign1, sigStructure } from '../protocol/cose.ts';
 import { STATUS, parseRefreshBody, parseRequestBody, type ResponseBody } from '../protocol/messages.ts';
@@ -20,8 +20,12 @@ import type { Mutation, Store } from '../store/store.ts';
 import { PublicKeyCache, ed25519Verify, keyFingerprint } from '../tokens/ed25519.ts';
 import type { TokenKeyring } from '../tokens/keyring.ts';
 import { sealToken } from '../tokens/seal.ts';
-import { FlagBook } from './flags.ts';
+import { SecurityMonitor, type MonitorSettings } from './monitor/security-monitor.ts';
 import { KeyedMutex, PartitionedNonces } from './nonces.ts';
+import { ProvisioningSwitch, type SwitchState } from './switch.ts';
+
+export { PREFIX48_FACTOR, PREFIX56_FACTOR, type MonitorSettings } from './monitor/security-monitor.ts';
+export type { SwitchState } from './switch.ts';
 
 /** Settings of the provisioning service (validated by the config layer). */
 export interface ServiceSettings {
@@ -50,52 +54,6 @@ export interface ServiceSettings {
   /** Security monitor, rate limits and bounded growth (issue #6). */
   monitor: MonitorSettings;
 }
-
-/**
- * Settings of the security monitor, the rate limits and the caps (README "Security monitor" explains
- * each; the defaults are src/config.ts `SETTINGS`, mapped by src/service/settings.ts). Rates are per second; a rate of 0 turns that limit off.
- */
-export interface MonitorSettings {
-  /**
-   * Per source address (and per IPv6 /64), refill per second and burst, of each of its two buckets:
-   * signature checks (requests with a valid nonce sent to that address), and requests that do not
-   * decode. Nonce challenges spend neither (issue #11 F4). An IPv6 /56 and /48 get
-   * {@link PREFIX56_FACTOR} and {@link PREFIX48_FACTOR} times the signature budget.
-   */
-  addressRate: number;
-  addressBurst: number;
-  /** Authenticated requests per second per device ID (its vouched key) or per ID + key (any other key), and the burst. */
-  deviceRate: number;
-  deviceBurst: number;
-  /** Keys (addresses, prefixes, claims) each rate-limit table tracks at most (least recently used dropped). */
-  maxTracked: number;
-  /** Distinct IDs from one address within `manyIdsWindowS` that raise `many-ids` (0 = off). */
-  manyIds: number;
-  manyIdsWindowS: number;
-  /** Addresses the many-IDs tracker follows at most. */
-  maxAddresses: number;
-  /** Hold flagged devices pending instead of issuing tokens. */
-  holdFlagged: boolean;
-  /** Open flags at most (and flag rows in the database). */
-  maxFlags: number;
-  /** Waiting requests at most; the least recently seen is dropped for a new one. */
-  maxPending: number;
-  /** A waiting request not seen for this long is deleted by the sweep (s). */
-  pendingExpiryS: number;
-  /** Events older than this are deleted by the sweep (s). */
-  eventRetentionS: number;
-  /** Events kept at most; the sweep deletes the oldest beyond. */
-  maxEvents: number;
-}
-
-/**
- * How many times the per-address signature budget an IPv6 /56 and /48 get (review finding 5): a /56
- * is what a home or small site is given (256 /64s), a /48 what a site or an attacker's hosting
- * account can get (65,536 /64s). Growing factors bound the signature checks one allocation can buy
- * — per /48 at most 16 × `addressRate` a second — while a site's many /64s still get more than one.
- */
-export const PREFIX56_FACTOR = 4;
-export const PREFIX48_FACTOR = 16;
 
 /** What one maintenance sweep removed. */
 export interface SweepResult {
@@ -136,18 +94,16 @@ export interface ServiceDeps {
   /** Secret for stateless nonces (shared by instances that accept each other's nonces). */
   nonceSecret: Uint8Array;
   settings: ServiceSettings;
+  /** The security monitor shared with the admin service (default: one of its own, from `settings.monitor`). */
+  monitor?: SecurityMonitor;
+  /** The provisioning switch the admin service turns (default: one of its own, enabled). */
+  switch?: ProvisioningSwitch;
   /** Called once per answered request (metrics). */
   observe?: (op: 'request' | 'refresh', outcome: OutcomeKind, code: string, ms: number) => void;
 }
 
 /** Coarse outcome of one request, for logs and metrics. */
 export type OutcomeKind = 'approved' | 'pending' | 'refused' | 'challenged' | 'malformed' | 'error';
-
-/** Provisioning state the service keeps in memory (persisted through the store). */
-export interface SwitchState {
-  enabled: boolean;
-  reason?: string;
-}
 
 /** Max-Age (s) of the 5.03 a request gets while the store cannot be reached (see `failure`). */
 export const STORE_UNAVAILABLE_RETRY_S = 5;
@@ -156,51 +112,20 @@ export class ProvisioningService {
   private readonly used: PartitionedNonces;
   private readonly mutex = new KeyedMutex();
   private readonly pkCache = new PublicKeyCache(50_000);
-  private switchState: SwitchState = { enabled: true };
-  /** The monitor's settings, defaults filled in. */
-  readonly monitor: Readonly<MonitorSettings>;
-  /**
-   * Rate-limit buckets, shared by request and refresh (README "Rate limits", docs/security.md):
-   * signature checks per source address and IPv6 /64, and (larger) per /56 and /48 (spent only by
-   * requests whose nonce was sent to that address); undecodable requests per address and /64; authenticated requests per device ID
-   * for its vouched key, and per device ID + key for all other keys, in a table of their own.
-   */
-  readonly addressLimits: BucketTable;
-  /** The signature budgets of IPv6 /56s and /48s ({@link PREFIX56_FACTOR}, {@link PREFIX48_FACTOR} times the address's). */
-  readonly prefix56Limits: BucketTable;
-  readonly prefix48Limits: BucketTable;
-  readonly junkLimits: BucketTable;
-  readonly deviceLimits: BucketTable;
-  readonly claimLimits: BucketTable;
-  /**
-   * Wrong out-of-band proofs per device ID, whatever key signed them (review of F1): the bound on
-   * online guessing of an entry's secret. Only wrong proofs spend it, so a guesser cannot make the
-   * genuine device's right proof fail; over it, right and wrong proofs get the same held answer.
-   */
-  readonly oobGuessLimits: BucketTable;
-  /** Distinct IDs per source address (the `many-ids` flag). */
-  readonly tracker: AddressTracker;
-  /** The open flags. */
-  readonly flags: FlagBook;
+  /** The security monitor: rate limits, the `many-ids` tracker, the open flags (shared with the admin service). */
+  readonly monitor: SecurityMonitor;
+  /** The provisioning switch (turned by the admin service). */
+  readonly switch: ProvisioningSwitch;
 
   constructor(private readonly d: ServiceDeps) {
     this.used = new PartitionedNonces({ vouched: d.settings.maxUsedNonces, other: d.settings.maxUsedNoncesUnvouched });
-    const m: MonitorSettings = { ...d.settings.monitor };
-    this.monitor = Object.freeze(m);
-    this.addressLimits = new BucketTable({ rate: m.addressRate, burst: m.addressBurst }, m.maxTracked);
-    this.prefix56Limits = new BucketTable({ rate: m.addressRate * PREFIX56_FACTOR, burst: m.addressBurst * PREFIX56_FACTOR }, m.maxTracked);
-    this.prefix48Limits = new BucketTable({ rate: m.addressRate * PREFIX48_FACTOR, burst: m.addressBurst * PREFIX48_FACTOR }, m.maxTracked);
-    this.junkLimits = new BucketTable({ rate: m.addressRate, burst: m.addressBurst }, m.maxTracked);
-    this.deviceLimits = new BucketTable({ rate: m.deviceRate, burst: m.deviceBurst }, m.maxTracked);
-    this.claimLimits = new BucketTable({ rate: m.deviceRate, burst: m.deviceBurst }, m.maxTracked);
-    this.oobGuessLimits = new BucketTable({ rate: m.deviceRate, burst: m.deviceBurst }, m.maxTracked);
-    this.tracker = new AddressTracker({ threshold: m.manyIds, windowS: m.manyIdsWindowS, maxAddresses: m.maxAddresses });
-    this.flags = new FlagBook(m.maxFlags, d.random);
+    this.monitor = d.monitor ?? new SecurityMonitor(d.settings.monitor, d.random);
+    this.switch = d.switch ?? new ProvisioningSwitch();
   }
 
   /** Load the open flags from the store (once, at start). */
   async start(): Promise<void> {
-    await this.flags.load(this.d.store);
+    await this.monitor.load(this.d.store);
   }
 
   /** Seconds since the epoch. */
@@ -209,12 +134,7 @@ export class ProvisioningService {
   }
 
   get provisioning(): SwitchState {
-    return this.switchState;
-  }
-
-  /** Set the in-memory switch (the admin service persists it). */
-  setSwitch(s: SwitchState): void {
-    this.switchState = { ...s };
+    return this.switch.state;
   }
 
   /** Size of the used-once nonce set, both parts (metrics, tests). */
@@ -249,16 +169,8 @@ export class ProvisioningService {
     const fault = checkNonce(this.d.nonceSecret, id, nonce, now, scope.address);
     if (fault) return this.challenge(id, 'nonce', fault === 'missing' ? 'a server nonce is required (key 4)' : `nonce ${fault}`, now, scope.address);
     if (this.used.has(nonce!, nonceExpiry(nonce!))) return this.challenge(id, 'nonce', 'nonce already used', now, scope.address);
-    const t = takeEvery(this.signatureCharges(scope), nowMs);
+    const t = takeEvery(this.monitor.signatureCharges(scope), nowMs);
     return t.ok ? undefined : this.rateLimited(t.retryS);
-  }
-
-  /** The signature budgets a source is charged to: its address and /64, and its /56 and /48 (review finding 5). */
-  private signatureCharges(scope: AddressScope): Array<readonly [BucketTable, string]> {
-    const c: Array<readonly [BucketTable, string]> = scopeKeys(scope).map((k) => [this.addressLimits, k] as const);
-    if (scope.prefix56) c.push([this.prefix56Limits, scope.prefix56]);
-    if (scope.prefix48) c.push([this.prefix48Limits, scope.prefix48]);
-    return c;
   }
 
   /**
@@ -284,7 +196,7 @@ export class ProvisioningService {
     const vouched = isVouched(standing);
     // A duplicate that raced this one through the signature check spends no budget.
     if (this.used.has(nonce, nonceExpiry(nonce))) return this.challenge(id, 'nonce', 'nonce already used', now, peer);
-    const t = vouched ? this.deviceLimits.take(id, nowMs) : this.claimLimits.take(claimKey(id, pk), nowMs);
+    const t = vouched ? this.monitor.deviceLimits.take(id, nowMs) : this.monitor.claimLimits.take(claimKey(id, pk), nowMs);
     if (!t.ok) return this.rateLimited(t.retryS);
     const u = this.used.use(nonce, nonceExpiry(nonce), now, vouched ? 'vouched' : 'other');
     if (u.ok) return undefined;
@@ -326,7 +238,7 @@ export class ProvisioningService {
       return fn();
     } catch (e) {
       if (!isProvError(e)) throw e;
-      const t = this.junkLimits.takeAll(scopeKeys(scope), nowMs);
+      const t = this.monitor.junkLimits.takeAll(scopeKeys(scope), nowMs);
       if (!t.ok) return this.rateLimited(t.retryS);
       throw e;
     }
@@ -340,9 +252,9 @@ export class ProvisioningService {
       // unproven answers; past that bucket the 5.03 keeps its retry and Max-Age but drops the
       // diagnostic (smaller than any request): a spoofer must not turn a device's long back-off into
       // a 4.29 it retries within seconds (review finding 10).
-      if (!this.switchState.enabled) {
+      if (!this.switch.enabled) {
         const retry = this.d.settings.disabledRetryS;
-        const t = this.junkLimits.takeAll(scopeKeys(scope), t0);
+        const t = this.monitor.junkLimits.takeAll(scopeKeys(scope), t0);
         if (!t.ok) return { code: ERROR_TABLE.disabled.coap, body: { err: ERROR_TABLE.disabled.err!, retry }, maxAge: retry };
         return this.errorOutcome('disabled', 'provisioning is disabled; retry later', retry);
       }
@@ -373,7 +285,7 @@ export class ProvisioningService {
   /** Load, spend the claim's budget and its nonce, decide, record, answer (under the ID's mutex). */
   private async provision(req: Parameters<typeof decide>[0] & { xk?: Uint8Array }, peer: string, t0: number): Promise<Outcome> {
     const now = this.now();
-    const m = this.monitor;
+    const m = this.monitor.settings;
     const [rec, macPeers] = await Promise.all([
       this.d.store.loadSubject(req.id),
       req.mac ? this.d.store.macPeers(req.mac, req.id, MAX_MAC_PEERS) : Promise.resolve([]),
@@ -386,12 +298,12 @@ export class ProvisioningService {
     const notes = [...decision.flags];
     const dup = duplicateMacNote(req, macPeers);
     if (dup) notes.push(dup);
-    const many = this.tracker.observe(addressOf(req.source), req.id, now);
+    const many = this.monitor.tracker.observe(addressOf(req.source), req.id, now);
     if (many) notes.push(manyIdsNote(many, req.id, m.manyIdsWindowS));
     for (const f of notes) this.d.log.warn({ evt: 'flag', kind: f.kind, id: f.deviceId, evidence: f.evidence }, 'suspicious device');
     const raiser = raiserOf(req.id, keyFingerprint(req.pk));
-    const flagMuts = this.flags.raise(notes, now, raiser).muts;
-    decision = holdFlagged(decision, req.id, this.flags.openFor(req.id), { holdFlagged: m.holdFlagged, retryS: this.d.settings.policy.pendingInitialS }, raiser);
+    const flagMuts = this.monitor.flags.raise(notes, now, raiser).muts;
+    decision = holdFlagged(decision, req.id, this.monitor.flags.openFor(req.id), { holdFlagged: m.holdFlagged, retryS: this.d.settings.policy.pendingInitialS }, raiser);
     switch (decision.kind) {
       case 'approve':
         return this.approve(decision, req.xk, now, [...flagMuts, usedOnce(req.nonce)]);
@@ -438,7 +350,7 @@ export class ProvisioningService {
   private guessGate(req: Parameters<typeof decide>[0], rec: SubjectRecords, peer: string, now: number, nowMs: number): Outcome | undefined {
     const attempt = oobAttempt(req, rec, now);
     if (attempt === undefined) return undefined;
-    const t = attempt === 'wrong' ? this.oobGuessLimits.take(req.id, nowMs) : this.oobGuessLimits.peek(req.id, nowMs);
+    const t = attempt === 'wrong' ? this.monitor.oobGuessLimits.take(req.id, nowMs) : this.monitor.oobGuessLimits.peek(req.id, nowMs);
     if (t.ok) return undefined;
     if (attempt === 'right') {
       this.d.log.warn(
@@ -606,7 +518,7 @@ export class ProvisioningService {
    */
   async sweep(): Promise<SweepResult> {
     const now = this.now();
-    const m = this.monitor;
+    const m = this.monitor.settings;
     const expired = { count: 0 };
     const trimmed = { count: 0 };
     const pruned = { count: 0 };

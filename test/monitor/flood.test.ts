@@ -65,12 +65,12 @@ describe('a flood of distinct fake IDs', function () {
     const counts = await store.counts();
     assert.ok(counts.pending <= CAPS.maxPending, `pending rows ${counts.pending}`);
     assert.ok(counts.flags <= CAPS.maxFlags, `flag rows ${counts.flags}`);
-    assert.ok(svc.flags.size <= CAPS.maxFlags, `open flags in memory ${svc.flags.size}`);
-    assert.ok(svc.flags.evicted > 0, 'the flood overflowed the flag cap');
-    assert.ok(svc.tracker.size <= CAPS.monitorMaxAddresses, `addresses tracked ${svc.tracker.size}`);
-    assert.ok(svc.tracker.entries <= CAPS.monitorMaxAddresses * CAPS.manyIdsThreshold, `IDs tracked ${svc.tracker.entries}`);
-    assert.ok(svc.addressLimits.size <= CAPS.rateLimitMaxKeys, `address buckets ${svc.addressLimits.size}`);
-    assert.ok(svc.deviceLimits.size <= CAPS.rateLimitMaxKeys, `device buckets ${svc.deviceLimits.size}`);
+    assert.ok(svc.monitor.flags.size <= CAPS.maxFlags, `open flags in memory ${svc.monitor.flags.size}`);
+    assert.ok(svc.monitor.flags.evicted > 0, 'the flood overflowed the flag cap');
+    assert.ok(svc.monitor.tracker.size <= CAPS.monitorMaxAddresses, `addresses tracked ${svc.monitor.tracker.size}`);
+    assert.ok(svc.monitor.tracker.entries <= CAPS.monitorMaxAddresses * CAPS.manyIdsThreshold, `IDs tracked ${svc.monitor.tracker.entries}`);
+    assert.ok(svc.monitor.addressLimits.size <= CAPS.rateLimitMaxKeys, `address buckets ${svc.monitor.addressLimits.size}`);
+    assert.ok(svc.monitor.deviceLimits.size <= CAPS.rateLimitMaxKeys, `device buckets ${svc.monitor.deviceLimits.size}`);
     assert.ok(counts.allowlist === 0 && counts.devices === 0, 'nothing was provisioned');
 
     // Events grow with the flood until the sweep (every minute in a running server) trims them.

@@ -5,9 +5,10 @@
  */
 import assert from 'node:assert/strict';
 import type { Decision, FlagNote } from '../../src/policy/decide.ts';
-import { AddressTracker, MAX_FLAG_RAISERS, acknowledges, duplicateMacNote, holdFlagged, manyIdsNote, type OpenFlagRef } from '../../src/policy/monitor.ts';
+import { MAX_FLAG_RAISERS, acknowledges, duplicateMacNote, holdFlagged, manyIdsNote, type OpenFlagRef } from '../../src/policy/monitor/flag-rules.ts';
+import { AddressTracker } from '../../src/policy/monitor/id-tracker.ts';
 import { BucketTable, addressOf, fullBucket, refill, take } from '../../src/policy/ratelimit.ts';
-import { CAP_ACTOR, FlagBook } from '../../src/service/flags.ts';
+import { CAP_ACTOR, FlagBook } from '../../src/service/monitor/flag-book.ts';
 
 const T = 1_800_000_000_000;
 

@@ -45,7 +45,7 @@ async function rig(opts: { wrapStore?: (s: Store) => Store } = {}): Promise<Rig>
     nonceSecret: randomBytes(32),
     settings: SETTINGS,
   });
-  const admin = new AdminService({ store: s, keyring, log: silentLogger, now: () => svc.now(), prov: svc });
+  const admin = new AdminService({ store: s, keyring, log: silentLogger, now: () => svc.now(), monitor: svc.monitor, switch: svc.switch });
   return {
     store,
     svc,

@@ -21,7 +21,7 @@ describe('holding flagged devices against forgers (F2)', () => {
     await r.close();
   });
 
-  const openKinds = (id: string): string[] => r.svc.flags.openFor(id).map((f) => f.kind);
+  const openKinds = (id: string): string[] => r.svc.monitor.flags.openFor(id).map((f) => f.kind);
 
   it('does not hold an allowlisted device for a key-mismatch a forger raised in its name', async () => {
     const dev = new TestDevice('hold-km');
@@ -39,7 +39,7 @@ describe('holding flagged devices against forgers (F2)', () => {
     const forger = new TestDevice(dev.id);
     assert.equal((await ask(r, forger, FORGER)).code, '4.03');
     assert.equal((await ask(r, dev, GENUINE)).code, '2.01');
-    const flag = r.svc.flags.openFor(dev.id)[0]!;
+    const flag = r.svc.monitor.flags.openFor(dev.id)[0]!;
     await r.admin.clearFlag(flag.id, 'test', { by: 'admin:test' });
     assert.equal((await ask(r, forger, FORGER)).code, '4.03', 'raised again after the clear');
     assert.equal((await ask(r, dev, GENUINE)).code, '2.01');

@@ -77,8 +77,8 @@ describe('online guesses of an entry\'s out-of-band secret', () => {
     await allow(r, dev, { pk: undefined, secret: SECRET });
     await allow(r, other, { pk: undefined, secret: SECRET });
     assert.equal((await ask(r, dev, GENUINE, { secret: SECRET })).code, '2.01');
-    assert.equal(r.svc.oobGuessLimits.size, 0, 'no guess bucket for an ID whose proof was right');
+    assert.equal(r.svc.monitor.oobGuessLimits.size, 0, 'no guess bucket for an ID whose proof was right');
     await ask(r, new TestDevice(other.id), GUESSER, { secret: guess(1) });
-    assert.equal(r.svc.oobGuessLimits.size, 1, 'a wrong proof opens the ID\'s guess bucket');
+    assert.equal(r.svc.monitor.oobGuessLimits.size, 1, 'a wrong proof opens the ID\'s guess bucket');
   });
 });

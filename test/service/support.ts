@@ -48,7 +48,7 @@ export async function rig(settings: Partial<Omit<ServiceSettings, 'monitor'>> & 
     settings: { ...BASE_SETTINGS, ...settings, monitor: { ...BASE_SETTINGS.monitor, ...settings.monitor, ...monitor } },
   });
   await svc.start();
-  const admin = new AdminService({ store, keyring, log: silentLogger, now: () => svc.now(), prov: svc });
+  const admin = new AdminService({ store, keyring, log: silentLogger, now: () => svc.now(), monitor: svc.monitor, switch: svc.switch });
   return {
     store,
     svc,

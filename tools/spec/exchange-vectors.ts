@@ -207,7 +207,7 @@ class Rig {
       settings: { ...SETTINGS, monitor: { ...SETTINGS.monitor, ...opts.monitor } },
     });
     await svc.start();
-    const admin = new AdminService({ store, keyring, log: silentLogger, now: () => svc.now(), prov: svc });
+    const admin = new AdminService({ store, keyring, log: silentLogger, now: () => svc.now(), monitor: svc.monitor, switch: svc.switch });
     // A frozen engine clock: no exchange ever counts as slow, so every answer is piggybacked.
     const coap = new CoapServer({ log: silentLogger, now: () => 0, random: () => 0 });
     registerResources(coap, svc);

@@ -11,10 +11,10 @@
  * (cleared by `system:cap`), and the `flags.trim` mutation drops the oldest cleared flags so the table
  * never holds more than `maxFlags` rows.
  */
-import type { EventRecord, FlagRecord } from '../domain.ts';
-import type { FlagNote } from '../policy/decide.ts';
-import { MAX_FLAG_RAISERS, STATE_KINDS, acknowledges, type OpenFlagRef } from '../policy/monitor.ts';
-import type { Mutation, Store } from '../store/store.ts';
+import type { EventRecord, FlagRecord } from '../../domain.ts';
+import type { FlagNote } from '../../policy/decide.ts';
+import { MAX_FLAG_RAISERS, STATE_KINDS, acknowledges, type OpenFlagRef } from '../../policy/monitor/flag-rules.ts';
+import type { Mutation, Store } from '../../store/store.ts';
 
 /** Most device IDs one flag lists. */
 export const MAX_FLAG_DEVICES = 32;
@@ -131,7 +131,7 @@ export class FlagBook {
   /**
    * Merge observations into the open flags. Returns the mutations that record them (a `flag.put` per
    * flag touched, a `flag.raised` event per new flag, the cap's bookkeeping) and the new flags.
-   * `raiser` ({@link import('../policy/monitor.ts').raiserOf}) is who observed them: it is added to
+   * `raiser` ({@link import('../../policy/monitor/flag-rules.ts').raiserOf}) is who observed them: it is added to
    * each flag's evidence `raisedBy` (the first {@link MAX_FLAG_RAISERS} kept), which decides whom the
    * flag may hold.
    */
