@@ -3,11 +3,12 @@
  * engine, and the one mapping of a service {@link Outcome} to a CoAP response. The provisioning
  * service knows nothing of CoAP; the engine knows nothing of idprov; this room joins them.
  */
-import { encodeResponse } from '../protocol/messages.ts';
+import { codeText, type CoapCode } from '../protocol/coap-codes.ts';
 import { CF } from '../protocol/content-formats.ts';
+import { encodeResponse } from '../protocol/messages.ts';
+import { outcomeCode } from '../protocol/outcomes.ts';
 import type { Outcome, ProvisioningService, RequestContext } from '../service/provisioning.ts';
 import type { CoapRequest, CoapResponse, CoapServer } from '../transport/coap/engine.ts';
-import { peerKey } from '../transport/datagram.ts';
 
 /**
  * Keys listed by CoAP `/idprov/keys` at most: the signing key and the newest retired ones that can
@@ -18,16 +19,24 @@ export const COAP_MAX_KEYS = 8;
 /** The idprov POST resources (docs/spec/idprov-coap-v1.md §1): their requests are limited by the provisioning service. */
 export const IDPROV_POSTS: ReadonlySet<string> = new Set(['/idprov/request', '/idprov/refresh']);
 
-/** Map a service outcome to a CoAP response (Content-Format 60, Max-Age = retry). */
+/** The CoAP response code of a service outcome (docs/spec/idprov-coap-v1.md §4.2). */
+export function coapCode(o: Outcome): CoapCode {
+  return outcomeCode(o);
+}
+
+/**
+ * Encode a service outcome as a CoAP response, once: its code, the body as CBOR (Content-Format 60),
+ * Max-Age = retry. (`codeText`: the engine takes the `c.dd` text until it speaks numbers.)
+ */
 export function toCoap(o: Outcome): CoapResponse {
-  const r: CoapResponse = { code: o.code, contentFormat: CF.cbor, payload: encodeResponse(o.body) };
-  if (o.maxAge !== undefined) r.maxAge = o.maxAge;
+  const r: CoapResponse = { code: codeText(coapCode(o)), contentFormat: CF.cbor, payload: encodeResponse(o.body) };
+  if (o.retry !== undefined) r.maxAge = o.retry;
   return r;
 }
 
-/** Where a CoAP request came from, as the service sees it. */
+/** Where a CoAP request came from, as the service sees it: the peer's address and port, as values. */
 export function contextOf(req: CoapRequest): RequestContext {
-  const c: RequestContext = { source: peerKey(req.peer) };
+  const c: RequestContext = { source: { address: req.peer.address, port: req.peer.port } };
   if (req.peer.pskIdentity !== undefined) c.pskIdentity = req.peer.pskIdentity;
   return c;
 }

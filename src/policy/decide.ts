@@ -75,7 +75,7 @@ export interface ProvisionFacts {
   oob?: Uint8Array;
   /** DTLS-PSK identity of the session the request came over, if any. */
   pskIdentity?: string;
-  /** `addr:port` of the sender. */
+  /** The sender as records show it (`peerText` of src/net/address.ts). */
   source: string;
 }
 

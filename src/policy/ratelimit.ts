@@ -132,13 +132,3 @@ export function takeEvery(charges: ReadonlyArray<readonly [BucketTable, string]>
   for (const [table, key] of charges) last = table.take(key, nowMs);
   return last;
 }
-
-/** The address part of `addr:port` or `[v6]:port` (rate limits and the monitor count per address). */
-export function addressOf(source: string): string {
-  if (source.startsWith('[')) {
-    const end = source.indexOf(']');
-    return end > 0 ? source.slice(1, end) : source;
-  }
-  const i = source.lastIndexOf(':');
-  return i > 0 && source.indexOf(':') === i ? source.slice(0, i) : source;
-}

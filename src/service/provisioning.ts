@@ -9,12 +9,14 @@ import { ROLE_OF_TYPE } from '../domain.ts';
 import { ERROR_TABLE, ProvError, isProvError, type ProvErrorCode } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { bytesEqual, decide, decideRefresh, type Decision, type PolicySettings } from '../policy/decide.ts';
-import { addressScope, scopeKeys, type AddressScope } from '../net/address.ts';
+import { addressScope, peerText, scopeKeys, type AddressScope, type PeerAddress } from '../net/address.ts';
 import { MAX_MAC_PEERS, duplicateMacNote, holdFlagged, manyIdsNote, raiserOf } from '../policy/monitor/flag-rules.ts';
-import { addressOf, takeEvery } from '../policy/ratelimit.ts';
+import { takeEvery } from '../policy/ratelimit.ts';
 import { claimKey, isVouched, keyStanding, oobAttempt, type KeyStanding } from '../policy/standing.ts';
 import { parseSign1, sigStructure } from '../protocol/cose.ts';
 import { STATUS, parseRefreshBody, parseRequestBody, type ResponseBody } from '../protocol/messages.ts';
+import { codeText } from '../protocol/coap-codes.ts';
+import { kindOfError, outcomeCode, type OutcomeKind } from '../protocol/outcomes.ts';
 import { checkNonce, makeNonce, nonceExpiry } from '../protocol/nonce.ts';
 import type { Mutation, Store } from '../store/store.ts';
 import { PublicKeyCache, ed25519Verify, keyFingerprint } from '../tokens/ed25519.ts';
@@ -65,19 +67,23 @@ export interface SweepResult {
   eventsPruned: number;
 }
 
-/** What a transport needs to answer. */
+/**
+ * The decision a request ends in, as a value: the transport encodes it once
+ * (src/device-api/resources.ts; the CoAP code of each kind and error: src/protocol/outcomes.ts).
+ */
 export interface Outcome {
-  /** CoAP response code `c.dd`. */
-  code: string;
+  kind: OutcomeKind;
+  /** Why, for every kind but approved and pending (the registry of src/errors.ts). */
+  error?: ProvErrorCode;
+  /** Seconds the device should wait before asking again (CoAP Max-Age), when the answer says. */
+  retry?: number;
   body: ResponseBody;
-  /** Max-Age option (s), set with `retry`. */
-  maxAge?: number;
 }
 
 /** Where a request came from. */
 export interface RequestContext {
-  /** `addr:port` of the peer. */
-  source: string;
+  /** The peer's address and port. */
+  source: PeerAddress;
   /** DTLS-PSK identity of the session, when the request came over coaps with a PSK suite. */
   pskIdentity?: string;
 }
@@ -102,8 +108,7 @@ export interface ServiceDeps {
   observe?: (op: 'request' | 'refresh', outcome: OutcomeKind, code: string, ms: number) => void;
 }
 
-/** Coarse outcome of one request, for logs and metrics. */
-export type OutcomeKind = 'approved' | 'pending' | 'refused' | 'challenged' | 'malformed' | 'error';
+export type { OutcomeKind } from '../protocol/outcomes.ts';
 
 /** Max-Age (s) of the 5.03 a request gets while the store cannot be reached (see `failure`). */
 export const STORE_UNAVAILABLE_RETRY_S = 5;
@@ -154,7 +159,7 @@ export class ProvisioningService {
   }
 
   private challenge(id: string, code: 'nonce' | 'bad-signature' | 'oob-mismatch', diag: string, now: number, peer: string): Outcome {
-    return { code: '4.01', body: { nonce: this.nonce(id, this.d.settings.nonceTtl, now, peer), err: ERROR_TABLE[code].err!, diag } };
+    return { kind: 'challenged', error: code, body: { nonce: this.nonce(id, this.d.settings.nonceTtl, now, peer), err: ERROR_TABLE[code].err!, diag } };
   }
 
   /**
@@ -219,7 +224,7 @@ export class ProvisioningService {
     let id: string | undefined;
     let out: Outcome;
     try {
-      out = await work(this.now(), t0, (x) => (id = x), addressScope(ctx.source));
+      out = await work(this.now(), t0, (x) => (id = x), addressScope(ctx.source.address));
     } catch (e) {
       out = this.failure(e, op, id, ctx);
     }
@@ -255,7 +260,7 @@ export class ProvisioningService {
       if (!this.switch.enabled) {
         const retry = this.d.settings.disabledRetryS;
         const t = this.monitor.junkLimits.takeAll(scopeKeys(scope), t0);
-        if (!t.ok) return { code: ERROR_TABLE.disabled.coap, body: { err: ERROR_TABLE.disabled.err!, retry }, maxAge: retry };
+        if (!t.ok) return { kind: 'refused', error: 'disabled', retry, body: { err: ERROR_TABLE.disabled.err!, retry } };
         return this.errorOutcome('disabled', 'provisioning is disabled; retry later', retry);
       }
       const got = this.decode(scope, t0, () => {
@@ -272,14 +277,14 @@ export class ProvisioningService {
         return this.challenge(body.id, 'bad-signature', 'the signature does not verify', now, scope.address);
       }
       return this.mutex.run(body.id, () =>
-        this.provision({ ...body, nonce: body.nonce!, source: ctx.source, ...(ctx.pskIdentity ? { pskIdentity: ctx.pskIdentity } : {}) }, scope.address, t0),
+        this.provision({ ...body, nonce: body.nonce!, source: peerText(ctx.source), ...(ctx.pskIdentity ? { pskIdentity: ctx.pskIdentity } : {}) }, scope.address, t0),
       );
     });
   }
 
   /** 4.29: `retry` (key 10, also Max-Age) and `err` 9 (key 15), as docs/spec/idprov-coap-v1.md §4 lists for it. */
   private rateLimited(retryS: number): Outcome {
-    return { code: ERROR_TABLE['rate-limited'].coap, body: { retry: retryS, err: ERROR_TABLE['rate-limited'].err! }, maxAge: retryS };
+    return { kind: 'refused', error: 'rate-limited', retry: retryS, body: { retry: retryS, err: ERROR_TABLE['rate-limited'].err! } };
   }
 
   /** Load, spend the claim's budget and its nonce, decide, record, answer (under the ID's mutex). */
@@ -298,7 +303,7 @@ export class ProvisioningService {
     const notes = [...decision.flags];
     const dup = duplicateMacNote(req, macPeers);
     if (dup) notes.push(dup);
-    const many = this.monitor.tracker.observe(addressOf(req.source), req.id, now);
+    const many = this.monitor.tracker.observe(peer, req.id, now);
     if (many) notes.push(manyIdsNote(many, req.id, m.manyIdsWindowS));
     for (const f of notes) this.d.log.warn({ evt: 'flag', kind: f.kind, id: f.deviceId, evidence: f.evidence }, 'suspicious device');
     const raiser = raiserOf(req.id, keyFingerprint(req.pk));
@@ -310,11 +315,7 @@ export class ProvisioningService {
       case 'hold': {
         await this.d.store.apply([...flagMuts, this.event(now, 'provision.held', req.id, 'device', req.source, { flags: decision.heldBy })]);
         const retry = decision.retryS;
-        return {
-          code: '2.05',
-          body: { status: STATUS.pending, nonce: this.nonce(req.id, retry + this.d.settings.nonceTtl, now, peer), retry },
-          maxAge: retry,
-        };
+        return { kind: 'pending', retry, body: { status: STATUS.pending, nonce: this.nonce(req.id, retry + this.d.settings.nonceTtl, now, peer), retry } };
       }
       case 'pending': {
         const muts: Mutation[] = [recordPending(rec.pending, decision.pending), ...flagMuts, usedOnce(req.nonce)];
@@ -324,11 +325,7 @@ export class ProvisioningService {
         if (!rec.pending) muts.push({ kind: 'pending.trim', max: m.maxPending, keep: req.id });
         await this.d.store.apply(muts);
         const retry = decision.retryS;
-        return {
-          code: '2.05',
-          body: { status: STATUS.pending, nonce: this.nonce(req.id, retry + this.d.settings.nonceTtl, now, peer), retry },
-          maxAge: retry,
-        };
+        return { kind: 'pending', retry, body: { status: STATUS.pending, nonce: this.nonce(req.id, retry + this.d.settings.nonceTtl, now, peer), retry } };
       }
       case 'refuse': {
         await this.d.store.apply([...flagMuts, this.event(now, 'provision.refused', req.id, 'device', req.source, { code: decision.code })]);
@@ -359,7 +356,7 @@ export class ProvisioningService {
       );
     }
     const retry = this.d.settings.policy.pendingInitialS;
-    return { code: '2.05', body: { status: STATUS.pending, nonce: this.nonce(req.id, retry + this.d.settings.nonceTtl, now, peer), retry }, maxAge: retry };
+    return { kind: 'pending', retry, body: { status: STATUS.pending, nonce: this.nonce(req.id, retry + this.d.settings.nonceTtl, now, peer), retry } };
   }
 
   private async approve(d: Extract<Decision, { kind: 'approve' }>, xk: Uint8Array | undefined, now: number, extra: Mutation[]): Promise<Outcome> {
@@ -397,7 +394,7 @@ export class ProvisioningService {
     if (xk) body.sealed = sealToken(token, xk);
     else body.token = token;
     if (this.d.settings.hubUri) body.hub = this.d.settings.hubUri;
-    return { code: '2.01', body };
+    return { kind: 'approved', body };
   }
 
   /**
@@ -435,9 +432,10 @@ export class ProvisioningService {
         const rec = await this.d.store.loadSubject(body.id);
         const stop = this.spend(body.id, cnf, keyStanding({ id: body.id, pk: cnf }, rec, t), nonce, scope.address, t, t0);
         if (stop) return stop;
-        const d = decideRefresh({ id: body.id, cnf, source: ctx.source }, rec, this.d.settings.policy, t);
+        const source = peerText(ctx.source);
+        const d = decideRefresh({ id: body.id, cnf, source }, rec, this.d.settings.policy, t);
         if (d.kind === 'refuse') {
-          await this.d.store.apply([this.event(t, 'refresh.refused', body.id, 'device', ctx.source, { code: d.code })]);
+          await this.d.store.apply([this.event(t, 'refresh.refused', body.id, 'device', source, { code: d.code })]);
           return this.errorOutcome(d.code, d.reason, d.retryS);
         }
         const ttl = this.d.settings.tokenTtl;
@@ -445,7 +443,7 @@ export class ProvisioningService {
         await this.d.store.apply([
           usedOnce(nonce),
           { kind: 'device.upsert', device: { ...d.device, lastCti: cti, tokenExp: exp } },
-          this.event(t, 'refresh.issued', body.id, 'device', ctx.source, { cti, exp }),
+          this.event(t, 'refresh.issued', body.id, 'device', source, { cti, exp }),
         ]);
         return this.issued(token, exp, ttl, body.xk);
       });
@@ -464,43 +462,33 @@ export class ProvisioningService {
     if (info.err !== undefined) body.err = info.err;
     if (info.coap === '4.03') body.status = STATUS.rejected;
     if (retry !== undefined) body.retry = retry;
-    return retry !== undefined ? { code: info.coap, body, maxAge: retry } : { code: info.coap, body };
+    return retry !== undefined ? { kind: kindOfError(code), error: code, retry, body } : { kind: kindOfError(code), error: code, body };
   }
 
   private failure(e: unknown, op: string, id: string | undefined, ctx: RequestContext): Outcome {
     if (isProvError(e) && e.code === 'unavailable') {
       // The database is down or unreachable (a shared PostgreSQL restarting): the device retries after
       // Max-Age, possibly at another instance. Its message names the database: logged, not sent.
-      this.d.log.warn({ err: e.message, op, id, src: ctx.source }, 'store unavailable');
+      this.d.log.warn({ err: e.message, op, id, src: peerText(ctx.source) }, 'store unavailable');
       return this.errorOutcome('unavailable', 'the server cannot reach its database; retry later', STORE_UNAVAILABLE_RETRY_S);
     }
     if (isProvError(e)) {
       const retry = ERROR_TABLE[e.code].coap === '4.03' ? this.d.settings.policy.rejectedRetryS : undefined;
       return this.errorOutcome(e.code, e.message, retry);
     }
-    this.d.log.error({ err: e, op, id, src: ctx.source }, 'internal error while handling a request');
+    this.d.log.error({ err: e, op, id, src: peerText(ctx.source) }, 'internal error while handling a request');
     return this.errorOutcome('internal', 'internal error');
   }
 
   private logOutcome(op: 'request' | 'refresh', id: string | undefined, ctx: RequestContext, out: Outcome, t0: number): void {
-    const outcome: OutcomeKind =
-      out.body.status === STATUS.approved
-        ? 'approved'
-        : out.body.status === STATUS.pending
-          ? 'pending'
-          : out.code === '4.01'
-            ? 'challenged'
-            : out.code === '4.00'
-              ? 'malformed'
-              : out.code.startsWith('5.00')
-                ? 'error'
-                : 'refused';
+    const outcome = out.kind;
+    const code = codeText(outcomeCode(out));
     const ms = this.d.clock() - t0;
     this.d.log.info(
-      { evt: 'provision', op, id, outcome, code: out.code, err: out.body.err, src: ctx.source, psk: ctx.pskIdentity !== undefined || undefined, ms },
+      { evt: 'provision', op, id, outcome, code, err: out.body.err, src: peerText(ctx.source), psk: ctx.pskIdentity !== undefined || undefined, ms },
       out.body.diag ?? outcome,
     );
-    this.d.observe?.(op, outcome, out.code, ms);
+    this.d.observe?.(op, outcome, code, ms);
   }
 
   private event(at: number, kind: string, deviceId: string, actor: string, source: string | undefined, detail?: Record<string, unknown>): Mutation {
@@ -545,7 +533,7 @@ export class ProvisioningService {
 
 /** True for an {@link Outcome} (as opposed to a decoded request). */
 function isOutcome(x: unknown): x is Outcome {
-  return typeof x === 'object' && x !== null && 'code' in x && 'body' in x;
+  return typeof x === 'object' && x !== null && 'kind' in x && 'body' in x;
 }
 
 /**

@@ -10,6 +10,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { parseResponse } from '../../src/protocol/messages.ts';
 import { buildRequest } from '../../tools/device-sim/client.ts';
 import { startAdminServer, type AdminFixture } from '../admin/support.ts';
+import { codeOf, peer } from '../service/support.ts';
 
 const IDS = 5000;
 const PER_ADDRESS = 5;
@@ -37,11 +38,12 @@ describe('a flood of distinct fake IDs', function () {
     const svc = f.server.service;
     const keys = [generateKeyPairSync('ed25519').privateKey, generateKeyPairSync('ed25519').privateKey];
     /** Challenge, then the signed request with the nonce: the device side of docs/spec/idprov-coap-v1.md §3. */
-    const ask = async (id: string, key: (typeof keys)[number], source: string): Promise<string> => {
+    const ask = async (id: string, key: (typeof keys)[number], from: string): Promise<string> => {
+      const source = peer(from);
       const first = await svc.request(buildRequest({ id, key }), { source });
-      assert.equal(first.code, '4.01');
+      assert.equal(codeOf(first), '4.01');
       const out = await svc.request(buildRequest({ id, key, nonce: first.body.nonce! }), { source });
-      return out.code;
+      return codeOf(out);
     };
     const codes = new Map<string, number>();
     const count = (c: string) => codes.set(c, (codes.get(c) ?? 0) + 1);

@@ -10,6 +10,9 @@ import type { AllowEntry } from '../../src/domain.ts';
 import { silentLogger } from '../../src/log.ts';
 import { DEFAULTS } from '../../src/config.ts';
 import { AdminService, ensureTokenKey } from '../../src/service/admin.ts';
+import { coapCode, toCoap } from '../../src/device-api/resources.ts';
+import type { PeerAddress } from '../../src/net/address.ts';
+import { codeText } from '../../src/protocol/coap-codes.ts';
 import { ProvisioningService, type MonitorSettings, type Outcome, type ServiceSettings } from '../../src/service/provisioning.ts';
 import { serviceSettings } from '../../src/service/settings.ts';
 import { SqliteStore } from '../../src/store/sqlite.ts';
@@ -64,24 +67,42 @@ export async function rig(settings: Partial<Omit<ServiceSettings, 'monitor'>> & 
   };
 }
 
+/**
+ * A peer written as `a.b.c.d:port` or `[v6]:port`, for readable tests (the service takes
+ * `{address, port}`; nothing in src/ parses such text).
+ */
+export function peer(text: string): PeerAddress {
+  const m = /^\[(.*)\]:(\d+)$/.exec(text) ?? /^([^:]*):(\d+)$/.exec(text);
+  assert.ok(m, `a peer: ${text}`);
+  return { address: m[1]!, port: Number(m[2]) };
+}
+
+/** The CoAP code the device API answers `o` with, as `c.dd`. */
+export const codeOf = (o: Outcome): string => codeText(coapCode(o));
+
+/** The Max-Age the device API answers `o` with. */
+export const maxAgeOf = (o: Outcome): number | undefined => toCoap(o).maxAge;
+
 /** Allowlist `dev`'s key (and any other factors given). */
 export function allow(r: Rig, dev: TestDevice, extra: Partial<AllowEntry> = {}): Promise<unknown> {
   return r.admin.importAllowlist([{ id: dev.id, pk: dev.pk, type: 0, createdAt: r.svc.now(), ...extra }], { by: 'test' });
 }
 
 /** The nonce challenge from `source`, then the signed request with it from the same source. */
-export async function ask(r: Rig, dev: TestDevice, source: string, opts: Parameters<TestDevice['request']>[0] = {}): Promise<Outcome> {
+export async function ask(r: Rig, dev: TestDevice, from: string, opts: Parameters<TestDevice['request']>[0] = {}): Promise<Outcome> {
+  const source = peer(from);
   const first = await r.svc.request(dev.request({ ...opts, nonce: undefined }), { source });
-  assert.equal(first.code, '4.01', `the challenge: ${JSON.stringify(first)}`);
+  assert.equal(codeOf(first), '4.01', `the challenge: ${JSON.stringify(first)}`);
   return r.svc.request(dev.request({ ...opts, nonce: first.body.nonce! }), { source });
 }
 
 /** The nonce challenge, then the signed refresh with `token`. */
-export async function refresh(r: Rig, dev: TestDevice, token: Uint8Array, source: string): Promise<Outcome> {
+export async function refresh(r: Rig, dev: TestDevice, token: Uint8Array, from: string): Promise<Outcome> {
+  const source = peer(from);
   const first = await r.svc.refresh(dev.refresh(token), { source });
-  assert.equal(first.code, '4.01', `the challenge: ${JSON.stringify(first)}`);
+  assert.equal(codeOf(first), '4.01', `the challenge: ${JSON.stringify(first)}`);
   return r.svc.refresh(dev.refresh(token, first.body.nonce!), { source });
 }
 
 /** A short description of an outcome for assertion messages. */
-export const show = (o: Outcome): string => `${o.code} ${JSON.stringify({ ...o.body, nonce: undefined, token: undefined })}`;
+export const show = (o: Outcome): string => `${codeOf(o)} ${JSON.stringify({ ...o.body, nonce: undefined, token: undefined })}`;
