@@ -2,27 +2,29 @@
  * The provisioning use cases (docs/spec/idprov-coap-v1.md §3–§5): authenticate → load → decide → record → issue.
  * This is the one place that sequences side effects: a token leaves only after the store has
  * committed the record behind it. Transport-neutral: callers hand in payload bytes and get back an
- * {@link Outcome} (CoAP code, response body, Max-Age).
+ * {@link Outcome} (the decision as a value: kind, error, retry, body; src/service/outcome.ts).
  */
 import type { ClientType, DeviceRecord, EventRecord, PendingRecord, SubjectRecords } from '../domain.ts';
 import { ROLE_OF_TYPE } from '../domain.ts';
-import { ERROR_TABLE, ProvError, isProvError, type ProvErrorCode } from '../errors.ts';
+import { ERROR_TABLE, ProvError, isProvError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { bytesEqual, decide, decideRefresh, type Decision, type PolicySettings } from '../policy/decide.ts';
-import { addressScope, peerText, scopeKeys, type AddressScope, type PeerAddress } from '../net/address.ts';
+import { addressScope, peerText, scopeKeys, type AddressScope } from '../net/address.ts';
 import { MAX_MAC_PEERS, duplicateMacNote, holdFlagged, manyIdsNote, raiserOf } from '../policy/monitor/flag-rules.ts';
 import { takeEvery } from '../policy/ratelimit.ts';
 import { claimKey, isVouched, keyStanding, oobAttempt, type KeyStanding } from '../policy/standing.ts';
 import { parseSign1, sigStructure } from '../protocol/cose.ts';
 import { STATUS, parseRefreshBody, parseRequestBody, type ResponseBody } from '../protocol/messages.ts';
 import { codeText } from '../protocol/coap-codes.ts';
-import { kindOfError, outcomeCode, type OutcomeKind } from '../protocol/outcomes.ts';
+import { outcomeCode } from '../protocol/outcomes.ts';
 import { checkNonce, makeNonce, nonceExpiry } from '../protocol/nonce.ts';
 import type { Mutation, Store } from '../store/store.ts';
 import { PublicKeyCache, ed25519Verify, keyFingerprint } from '../tokens/ed25519.ts';
 import type { TokenKeyring } from '../tokens/keyring.ts';
 import { sealToken } from '../tokens/seal.ts';
 import { SecurityMonitor, type MonitorSettings } from './monitor/security-monitor.ts';
+import { errorOutcome, isOutcome, rateLimited, type Outcome, type OutcomeKind, type RequestContext } from './outcome.ts';
+import { sweep, type SweepResult } from './sweep.ts';
 import { KeyedMutex, PartitionedNonces } from './nonces.ts';
 import { ProvisioningSwitch, type SwitchState } from './switch.ts';
 
@@ -57,37 +59,6 @@ export interface ServiceSettings {
   monitor: MonitorSettings;
 }
 
-/** What one maintenance sweep removed. */
-export interface SweepResult {
-  /** Waiting requests not seen for `pendingExpiry`. */
-  pendingExpired: number;
-  /** Waiting requests beyond `maxPending`. */
-  pendingTrimmed: number;
-  /** Events past `eventRetention` or beyond `maxEvents`. */
-  eventsPruned: number;
-}
-
-/**
- * The decision a request ends in, as a value: the transport encodes it once
- * (src/device-api/resources.ts; the CoAP code of each kind and error: src/protocol/outcomes.ts).
- */
-export interface Outcome {
-  kind: OutcomeKind;
-  /** Why, for every kind but approved and pending (the registry of src/errors.ts). */
-  error?: ProvErrorCode;
-  /** Seconds the device should wait before asking again (CoAP Max-Age), when the answer says. */
-  retry?: number;
-  body: ResponseBody;
-}
-
-/** Where a request came from. */
-export interface RequestContext {
-  /** The peer's address and port. */
-  source: PeerAddress;
-  /** DTLS-PSK identity of the session, when the request came over coaps with a PSK suite. */
-  pskIdentity?: string;
-}
-
 /** Dependencies, chosen by the composition root. */
 export interface ServiceDeps {
   store: Store;
@@ -108,7 +79,8 @@ export interface ServiceDeps {
   observe?: (op: 'request' | 'refresh', outcome: OutcomeKind, code: string, ms: number) => void;
 }
 
-export type { OutcomeKind } from '../protocol/outcomes.ts';
+export { errorOutcome, type Outcome, type OutcomeKind, type RequestContext } from './outcome.ts';
+export type { SweepResult } from './sweep.ts';
 
 /** Max-Age (s) of the 5.03 a request gets while the store cannot be reached (see `failure`). */
 export const STORE_UNAVAILABLE_RETRY_S = 5;
@@ -175,7 +147,7 @@ export class ProvisioningService {
     if (fault) return this.challenge(id, 'nonce', fault === 'missing' ? 'a server nonce is required (key 4)' : `nonce ${fault}`, now, scope.address);
     if (this.used.has(nonce!, nonceExpiry(nonce!))) return this.challenge(id, 'nonce', 'nonce already used', now, scope.address);
     const t = takeEvery(this.monitor.signatureCharges(scope), nowMs);
-    return t.ok ? undefined : this.rateLimited(t.retryS);
+    return t.ok ? undefined : rateLimited(t.retryS);
   }
 
   /**
@@ -202,12 +174,12 @@ export class ProvisioningService {
     // A duplicate that raced this one through the signature check spends no budget.
     if (this.used.has(nonce, nonceExpiry(nonce))) return this.challenge(id, 'nonce', 'nonce already used', now, peer);
     const t = vouched ? this.monitor.deviceLimits.take(id, nowMs) : this.monitor.claimLimits.take(claimKey(id, pk), nowMs);
-    if (!t.ok) return this.rateLimited(t.retryS);
+    if (!t.ok) return rateLimited(t.retryS);
     const u = this.used.use(nonce, nonceExpiry(nonce), now, vouched ? 'vouched' : 'other');
     if (u.ok) return undefined;
     if (u.why === 'used') return this.challenge(id, 'nonce', 'nonce already used', now, peer);
     this.d.log.warn({ evt: 'nonces-full', part: vouched ? 'vouched' : 'other', id }, 'the used-once nonce set is full for this kind of request');
-    return this.rateLimited(u.retryS);
+    return rateLimited(u.retryS);
   }
 
   /**
@@ -244,7 +216,7 @@ export class ProvisioningService {
     } catch (e) {
       if (!isProvError(e)) throw e;
       const t = this.monitor.junkLimits.takeAll(scopeKeys(scope), nowMs);
-      if (!t.ok) return this.rateLimited(t.retryS);
+      if (!t.ok) return rateLimited(t.retryS);
       throw e;
     }
   }
@@ -261,7 +233,7 @@ export class ProvisioningService {
         const retry = this.d.settings.disabledRetryS;
         const t = this.monitor.junkLimits.takeAll(scopeKeys(scope), t0);
         if (!t.ok) return { kind: 'refused', error: 'disabled', retry, body: { err: ERROR_TABLE.disabled.err!, retry } };
-        return this.errorOutcome('disabled', 'provisioning is disabled; retry later', retry);
+        return errorOutcome('disabled', 'provisioning is disabled; retry later', retry);
       }
       const got = this.decode(scope, t0, () => {
         const env = parseSign1(payload, 'request');
@@ -280,11 +252,6 @@ export class ProvisioningService {
         this.provision({ ...body, nonce: body.nonce!, source: peerText(ctx.source), ...(ctx.pskIdentity ? { pskIdentity: ctx.pskIdentity } : {}) }, scope.address, t0),
       );
     });
-  }
-
-  /** 4.29: `retry` (key 10, also Max-Age) and `err` 9 (key 15), as docs/spec/idprov-coap-v1.md §4 lists for it. */
-  private rateLimited(retryS: number): Outcome {
-    return { kind: 'refused', error: 'rate-limited', retry: retryS, body: { retry: retryS, err: ERROR_TABLE['rate-limited'].err! } };
   }
 
   /** Load, spend the claim's budget and its nonce, decide, record, answer (under the ID's mutex). */
@@ -330,7 +297,7 @@ export class ProvisioningService {
       case 'refuse': {
         await this.d.store.apply([...flagMuts, this.event(now, 'provision.refused', req.id, 'device', req.source, { code: decision.code })]);
         if (decision.code === 'oob-mismatch') return this.challenge(req.id, 'oob-mismatch', decision.reason, now, peer);
-        return this.errorOutcome(decision.code, decision.reason, decision.retryS);
+        return errorOutcome(decision.code, decision.reason, decision.retryS);
       }
     }
   }
@@ -436,7 +403,7 @@ export class ProvisioningService {
         const d = decideRefresh({ id: body.id, cnf, source }, rec, this.d.settings.policy, t);
         if (d.kind === 'refuse') {
           await this.d.store.apply([this.event(t, 'refresh.refused', body.id, 'device', source, { code: d.code })]);
-          return this.errorOutcome(d.code, d.reason, d.retryS);
+          return errorOutcome(d.code, d.reason, d.retryS);
         }
         const ttl = this.d.settings.tokenTtl;
         const { token, exp, cti } = this.mint(d.device.id, d.device.pk, d.device.type, ttl, t);
@@ -455,29 +422,19 @@ export class ProvisioningService {
     return this.d.keyring.keySet(this.now());
   }
 
-  /** Outcome for an error code: 4.03 bodies carry status 2 and retry (docs/spec/idprov-coap-v1.md §4). */
-  errorOutcome(code: ProvErrorCode, diag: string, retry?: number): Outcome {
-    const info = ERROR_TABLE[code];
-    const body: ResponseBody = { diag };
-    if (info.err !== undefined) body.err = info.err;
-    if (info.coap === '4.03') body.status = STATUS.rejected;
-    if (retry !== undefined) body.retry = retry;
-    return retry !== undefined ? { kind: kindOfError(code), error: code, retry, body } : { kind: kindOfError(code), error: code, body };
-  }
-
   private failure(e: unknown, op: string, id: string | undefined, ctx: RequestContext): Outcome {
     if (isProvError(e) && e.code === 'unavailable') {
       // The database is down or unreachable (a shared PostgreSQL restarting): the device retries after
       // Max-Age, possibly at another instance. Its message names the database: logged, not sent.
       this.d.log.warn({ err: e.message, op, id, src: peerText(ctx.source) }, 'store unavailable');
-      return this.errorOutcome('unavailable', 'the server cannot reach its database; retry later', STORE_UNAVAILABLE_RETRY_S);
+      return errorOutcome('unavailable', 'the server cannot reach its database; retry later', STORE_UNAVAILABLE_RETRY_S);
     }
     if (isProvError(e)) {
       const retry = ERROR_TABLE[e.code].coap === '4.03' ? this.d.settings.policy.rejectedRetryS : undefined;
-      return this.errorOutcome(e.code, e.message, retry);
+      return errorOutcome(e.code, e.message, retry);
     }
     this.d.log.error({ err: e, op, id, src: peerText(ctx.source) }, 'internal error while handling a request');
-    return this.errorOutcome('internal', 'internal error');
+    return errorOutcome('internal', 'internal error');
   }
 
   private logOutcome(op: 'request' | 'refresh', id: string | undefined, ctx: RequestContext, out: Outcome, t0: number): void {
@@ -498,42 +455,15 @@ export class ProvisioningService {
     return { kind: 'event', event };
   }
 
-  /**
-   * The periodic sweep (bounded growth, issue #6): delete waiting requests not seen for
-   * `pendingExpiry` and those beyond `maxPending` (least recently seen first), events past
-   * `eventRetention` or beyond `maxEvents`, cleared flags beyond `maxFlags`. One transaction; a
-   * `system.sweep` event records what went when anything did.
-   */
-  async sweep(): Promise<SweepResult> {
-    const now = this.now();
-    const m = this.monitor.settings;
-    const expired = { count: 0 };
-    const trimmed = { count: 0 };
-    const pruned = { count: 0 };
-    await this.d.store.apply([
-      { kind: 'pending.expire', before: now - m.pendingExpiryS, removed: expired },
-      { kind: 'pending.trim', max: m.maxPending, removed: trimmed },
-      { kind: 'events.prune', before: now - m.eventRetentionS, max: m.maxEvents, limit: 100_000, removed: pruned },
-      { kind: 'flags.trim', max: m.maxFlags },
-      { kind: 'nonces.prune', before: now },
-    ]);
-    const r: SweepResult = { pendingExpired: expired.count, pendingTrimmed: trimmed.count, eventsPruned: pruned.count };
-    if (r.pendingExpired || r.pendingTrimmed || r.eventsPruned) {
-      this.d.log.info({ evt: 'sweep', ...r }, 'removed stale records');
-      await this.d.store.apply([{ kind: 'event', event: { at: now, kind: 'system.sweep', actor: 'system', detail: { ...r } } }]);
-    }
-    return r;
+  /** The maintenance sweep over this service's store and monitor settings (src/service/sweep.ts). */
+  sweep(): Promise<SweepResult> {
+    return sweep(this.d.store, this.d.log, this.now(), this.monitor.settings);
   }
 
   /** Records about one device (admin views). */
   load(id: string): Promise<SubjectRecords> {
     return this.d.store.loadSubject(id);
   }
-}
-
-/** True for an {@link Outcome} (as opposed to a decoded request). */
-function isOutcome(x: unknown): x is Outcome {
-  return typeof x === 'object' && x !== null && 'kind' in x && 'body' in x;
 }
 
 /**
