@@ -70,8 +70,21 @@ export const ERROR_TABLE: Readonly<Record<ProvErrorCode, ErrorInfo>> = Object.fr
   internal: { coap: '5.00', http: 500, meaning: 'an internal error; see the server log' },
 });
 
+/** Marks a {@link ProvError} whichever copy of this module made it (see `Symbol.hasInstance` below). */
+const BRAND: unique symbol = Symbol.for('idprov.ProvError') as never;
+
 /** The one error class of the project. `code` is stable; `message` is for humans. */
 export class ProvError extends Error {
+  /**
+   * `instanceof ProvError` holds for a ProvError made by any copy of this module. A module loaded by
+   * `import()` from code that was itself loaded through `require` (tsx under mocha loads the test
+   * graph so) is a second copy, with a second class: the PostgreSQL store, imported only when
+   * configured, would throw errors the service did not recognise (a used nonce became 5.00).
+   */
+  static override [Symbol.hasInstance](x: unknown): boolean {
+    return typeof x === 'object' && x !== null && (x as { [BRAND]?: unknown })[BRAND] === true;
+  }
+
   override readonly name = 'ProvError';
   readonly code: ProvErrorCode;
   /** Extra, non-secret detail for logs (never sent to peers unless put in `message`). */
@@ -79,6 +92,7 @@ export class ProvError extends Error {
 
   constructor(code: ProvErrorCode, message?: string, detail?: Record<string, unknown>) {
     super(message ?? ERROR_TABLE[code].meaning);
+    Object.defineProperty(this, BRAND, { value: true });
     this.code = code;
     if (detail) this.detail = detail;
   }

@@ -127,6 +127,18 @@ describe('ProvError', () => {
     assert.deepEqual(e.detail, { key: 1 });
   });
 
+  it('is recognised when another copy of src/errors.ts made it (a module graph loaded twice)', async () => {
+    const spec = new URL('../src/errors.ts?second-copy', import.meta.url).href;
+    const other = (await import(spec)) as typeof import('../src/errors.ts');
+    assert.notEqual(other.ProvError, ProvError, 'a second copy of the module, with a class of its own');
+    const e = new other.ProvError('nonce');
+    assert.ok(e instanceof ProvError);
+    assert.equal(isProvError(e, 'nonce'), true);
+    assert.ok(new ProvError('revoked') instanceof other.ProvError);
+    assert.equal(new Error('x') instanceof ProvError, false);
+    assert.equal(isProvError({ code: 'nonce' }), false, 'a plain object with a code is not one');
+  });
+
   it('is recognised by isProvError, with or without a code', () => {
     const e = new ProvError('revoked');
     assert.equal(isProvError(e), true);
