@@ -162,6 +162,12 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'maxEvents', kind: 'int', def: 1_000_000, min: 1000, max: 1_000_000_000, env: 'IDPROV_MAX_EVENTS', doc: 'Events kept at most, even within `eventRetention` (the oldest go first).' },
 ];
 
+/**
+ * Every setting at its default, frozen: what `loadConfig()` returns with no sources, built from
+ * {@link SETTINGS} (the one place a default is written). Tests start from it.
+ */
+export const DEFAULTS: Readonly<Config> = Object.freeze(Object.fromEntries(SETTINGS.map((s) => [s.key, Array.isArray(s.def) ? Object.freeze([...s.def]) : s.def])) as unknown as Config);
+
 /** Invalid configuration: every problem at once. */
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';

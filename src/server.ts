@@ -16,39 +16,32 @@ import { join, resolve } from 'node:path';
 import type { Config } from './config.ts';
 import { ProvError } from './errors.ts';
 import type { Logger } from './log.ts';
-import { DEFAULT_POLICY } from './policy/decide.ts';
-import { pskOf as pskOfSecret } from './protocol/allowlist.ts';
 import { AdminService, ensureTokenKey } from './service/admin.ts';
 import { AllowlistImporter } from './service/allowlist-import.ts';
-import { ProvisioningService, type Outcome } from './service/provisioning.ts';
-import { Membership } from './store/postgres/membership.ts';
-import { PostgresStore } from './store/postgres/store.ts';
+import { ProvisioningService } from './service/provisioning.ts';
+import type { Membership } from './store/postgres/membership.ts';
+import type { PostgresStore } from './store/postgres/store.ts';
 import { SqliteStore } from './store/sqlite/store.ts';
 import type { Store } from './store/store.ts';
 import { TokenKeyring } from './tokens/keyring.ts';
 import { pooledRandom } from './tokens/random.ts';
 import { SourceLimit } from './policy/source-limit.ts';
+import { COAP_MAX_KEYS, registerResources } from './device-api/resources.ts';
+import { unverifiedLimits } from './device-api/unverified.ts';
+import { allowlistPsk } from './service/psk.ts';
+import { SecurityMonitor } from './service/monitor/security-monitor.ts';
+import { monitorSettings, serviceSettings } from './service/settings.ts';
+import { ProvisioningSwitch } from './service/switch.ts';
 import { VERSION } from './version.ts';
-import { CoapCode, parseCode } from './protocol/coap-codes.ts';
-import { CoapServer, type CoapRequest, type CoapResponse, type UnverifiedLimits } from './transport/coap/engine.ts';
-import { sourceOf, type Source } from './transport/source.ts';
+import { CoapServer } from './transport/coap/engine.ts';
+import type { Source } from './transport/source.ts';
 import { UdpTransport } from './transport/coap/udp.ts';
 import { loadOrCreateCertificate } from './transport/dtls/cert.ts';
 import { DtlsTransport } from './transport/dtls/server.ts';
-import { peerKey, type DatagramTransport } from './transport/datagram.ts';
-import { encodeResponse } from './protocol/messages.ts';
+import type { DatagramTransport } from './transport/datagram.ts';
 
 /** How often the maintenance sweep runs (expiry of waiting requests, event retention, caps). */
 export const SWEEP_INTERVAL_MS = 60_000;
-
-/**
- * Keys listed by CoAP `/idprov/keys` at most: the signing key and the newest retired ones that can
- * still verify a live token (issue 11 F5). The sidecar's key set lists all of them.
- */
-export const COAP_MAX_KEYS = 8;
-
-/** Content-Formats of docs/spec/idprov-coap-v1.md §1. */
-export const CF = { linkFormat: 40, coseSign1: 18, cbor: 60, coseKeySet: 102 } as const;
 
 /** A running server. */
 export interface RunningServer {
@@ -79,73 +72,6 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-/** Map a service outcome to a CoAP response (Content-Format 60, Max-Age = retry). */
-export function toCoap(o: Outcome): CoapResponse {
-  // The service still writes `c.dd` text (issue 15 moves it to CoapCode numbers); parsed once, here.
-  const r: CoapResponse = { code: parseCode(o.code), contentFormat: CF.cbor, payload: encodeResponse(o.body) };
-  if (o.maxAge !== undefined) r.maxAge = o.maxAge;
-  return r;
-}
-
-/**
- * Register the resources of docs/spec/idprov-coap-v1.md §1 on a CoAP engine. `keySet` answers `/idprov/keys`
- * (default: the service's full key set).
- */
-export function registerResources(coap: CoapServer, service: ProvisioningService, keySet: () => Buffer = () => service.keySet()): void {
-  const ctx = (req: CoapRequest) => {
-    const c: { source: string; pskIdentity?: string } = { source: peerKey(req.peer) };
-    if (req.peer.pskIdentity !== undefined) c.pskIdentity = req.peer.pskIdentity;
-    return c;
-  };
-  for (const [path, handle] of [
-    ['request', (p: Buffer, c: ReturnType<typeof ctx>) => service.request(p, c)],
-    ['refresh', (p: Buffer, c: ReturnType<typeof ctx>) => service.refresh(p, c)],
-  ] as const) {
-    coap.addResource({
-      path: `/idprov/${path}`,
-      rt: `idprov.${path}`,
-      ct: CF.cbor,
-      accepts: [CF.coseSign1],
-      methods: { POST: async (req) => toCoap(await handle(req.payload, ctx(req))) },
-    });
-  }
-  coap.addResource({
-    path: '/idprov/keys',
-    rt: 'idprov.keys',
-    ct: CF.coseKeySet,
-    methods: { GET: () => ({ code: CoapCode.Content, contentFormat: CF.coseKeySet, payload: keySet() }) },
-  });
-}
-
-/** The idprov POST resources (docs/spec/idprov-coap-v1.md §1): their requests are limited by the provisioning service. */
-const IDPROV_POSTS: ReadonlySet<string> = new Set(['/idprov/request', '/idprov/refresh']);
-
-/**
- * What the CoAP engine allows a request from an unverified address (plain CoAP/UDP, whose source may
- * be spoofed, or a DTLS session a Connection ID moved to an address it has not proven; RFC 7252
- * §11.3, issue 11 F5 and review findings 2, 3, 6): answers at most `coapAmplificationFactor` times
- * the request, and every request that is not a POST to an idprov resource (those are limited by the
- * provisioning service) limited per source address and /64 (`rateLimitGet`, `rateBurstGet`). Anyone
- * can spend that budget with a forged source address, so going over it must not cost a genuine
- * device anything it needs:
- * - a GET (`/.well-known/core`, `/idprov/keys`, and each of their blocks) is still answered, in the
- *   smallest form (16-byte blocks, at most `SMALLEST_EXTRA` bytes longer than the request), so a
- *   spoofer gains next to nothing and the device at the forged address still gets its answer;
- * - anything else (an error: unknown path or method) and any request to a group gets no answer.
- */
-export function unverifiedLimits(cfg: Pick<Config, 'coapAmplificationFactor' | 'rateLimitGet' | 'rateBurstGet' | 'rateLimitMaxKeys'>): UnverifiedLimits {
-  const answers = new SourceLimit({ rate: cfg.rateLimitGet, burst: cfg.rateBurstGet }, cfg.rateLimitMaxKeys);
-  return {
-    ...(cfg.coapAmplificationFactor > 0 ? { amplificationFactor: cfg.coapAmplificationFactor } : {}),
-    admit: (peer, method, nowMs, path) => {
-      if (method === 'POST' && IDPROV_POSTS.has(path)) return 0;
-      const src = sourceOf(peer.address);
-      if (answers.take(src.address, src.prefix, nowMs).ok) return 0;
-      return method === 'GET' && peer.multicast !== true ? 'smallest' : 'drop';
-    },
-  };
-}
-
 async function bindUdp(address: string, port: number, log: Logger, reuseAddr = false): Promise<UdpTransport> {
   try {
     return await UdpTransport.bind({ address, port, log, reuseAddr });
@@ -156,22 +82,6 @@ async function bindUdp(address: string, port: number, log: Logger, reuseAddr = f
     }
     throw e;
   }
-}
-
-/**
- * The DTLS PSK of a device ID: its out-of-band secret from an unexpired allowlist entry, else
- * undefined. The same steps run for an unknown ID, an entry without a secret and a live one, down to
- * the store read (one row either way; issue 11 F11); the transport then derives a dummy key for the
- * first two (src/transport/dtls/psk.ts).
- */
-export function allowlistPsk(store: Pick<Store, 'pskOf'>, nowS: () => number): (id: string) => Promise<Buffer | undefined> {
-  return async (id) => {
-    const e = await store.pskOf(id);
-    // An over-long secret (only an old database can hold one) is no key: F8 of the security review.
-    const secret = pskOfSecret(e.secret);
-    const live = secret !== undefined && secret.length > 0 && !(e.expires !== undefined && e.expires <= nowS());
-    return live ? secret : undefined;
-  };
 }
 
 /**
@@ -242,7 +152,11 @@ export async function openStore(cfg: Readonly<Config>, log: Logger): Promise<Sql
   const dir = resolve(cfg.dataDir);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   chmodSync(dir, 0o700);
-  if (cfg.store === 'postgres') return PostgresStore.open(cfg.databaseUrl, { log: log.child({ c: 'store' }), stagingDir: dir });
+  // Loaded only when configured: an SQLite install never loads `pg`.
+  if (cfg.store === 'postgres') {
+    const { PostgresStore } = await import('./store/postgres/store.ts');
+    return PostgresStore.open(cfg.databaseUrl, { log: log.child({ c: 'store' }), stagingDir: dir });
+  }
   return SqliteStore.open(join(dir, 'idprov.db'), { log: log.child({ c: 'store' }) });
 }
 
@@ -263,6 +177,7 @@ async function ensureAdminTokenFile(cfg: Readonly<Config>, auth: AdminAuth, now:
 /** Start the server on its configuration. `clock` (ms) is injectable for tests. */
 export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () => number = Date.now): Promise<RunningServer> {
   const opened = await openStore(cfg, log);
+  const shared = cfg.store === 'postgres' ? (opened as PostgresStore) : undefined;
   const changes = new ObservedStore(opened);
   const store = changes.store;
   const transports: DatagramTransport[] = [];
@@ -278,19 +193,15 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
       await store.apply([{ kind: 'setting.put', name: 'nonce.secret', value: secretHex }]);
     }
     const coap = new CoapServer({ log: log.child({ c: 'coap' }), maxPayload: cfg.maxPayload, unverified: unverifiedLimits(cfg) });
+    const random = pooledRandom();
+    const monitor = new SecurityMonitor(monitorSettings(cfg), random);
+    const provisioningSwitch = new ProvisioningSwitch();
     let service: ProvisioningService | undefined;
     const metrics = new Metrics({
       store,
       usedNonces: () => service?.usedNonceCount ?? 0,
       coapStats: () => ({ ...coap.stats }) as unknown as Record<string, number>,
-      monitor: () => ({
-        rate_limit_addresses: service?.addressLimits.size ?? 0,
-        rate_limit_undecodable: service?.junkLimits.size ?? 0,
-        rate_limit_devices: service?.deviceLimits.size ?? 0,
-        rate_limit_claims: service?.claimLimits.size ?? 0,
-        tracked_addresses: service?.tracker.size ?? 0,
-        open_flags: service?.flags.size ?? 0,
-      }),
+      monitor: () => monitor.sizes,
     });
     service = new ProvisioningService({
       observe: metrics.observe,
@@ -298,45 +209,14 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
       keyring,
       log: log.child({ c: 'prov' }),
       clock,
-      random: pooledRandom(),
+      random,
       nonceSecret: Buffer.from(secretHex, 'hex'),
-      settings: {
-        issuer: cfg.issuer,
-        ...(cfg.audience ? { audience: cfg.audience } : {}),
-        ...(cfg.hubUri ? { hubUri: cfg.hubUri } : {}),
-        provisionTokenTtl: cfg.provisionTokenTtl,
-        tokenTtl: cfg.tokenTtl,
-        nonceTtl: cfg.nonceTtl,
-        disabledRetryS: cfg.disabledRetry,
-        maxUsedNonces: cfg.maxUsedNonces,
-        maxUsedNoncesUnvouched: cfg.maxUsedNoncesUnvouched,
-        policy: {
-          ...DEFAULT_POLICY,
-          pendingInitialS: cfg.pendingRetryInitial,
-          pendingStepS: cfg.pendingRetryStep,
-          pendingMaxS: cfg.pendingRetryMax,
-          rejectedRetryS: cfg.rejectedRetry,
-        },
-        monitor: {
-          addressRate: cfg.rateLimitAddress,
-          addressBurst: cfg.rateBurstAddress,
-          deviceRate: cfg.rateLimitDevice,
-          deviceBurst: cfg.rateBurstDevice,
-          maxTracked: cfg.rateLimitMaxKeys,
-          manyIds: cfg.manyIdsThreshold,
-          manyIdsWindowS: cfg.manyIdsWindow,
-          maxAddresses: cfg.monitorMaxAddresses,
-          holdFlagged: cfg.holdFlagged,
-          maxFlags: cfg.maxFlags,
-          maxPending: cfg.maxPending,
-          pendingExpiryS: cfg.pendingExpiry,
-          eventRetentionS: cfg.eventRetention * 86_400,
-          maxEvents: cfg.maxEvents,
-        },
-      },
+      settings: serviceSettings(cfg),
+      monitor,
+      switch: provisioningSwitch,
     });
     await service.start();
-    const admin = new AdminService({ store, keyring, log: log.child({ c: 'admin' }), now: nowS, prov: service });
+    const admin = new AdminService({ store, keyring, log: log.child({ c: 'admin' }), now: nowS, monitor, switch: provisioningSwitch });
     await admin.loadSwitch();
     if (cfg.allowlist) await importAllowlistFile(store, cfg.allowlist, cfg, nowS(), log);
 
@@ -354,7 +234,7 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
     const adminTokenFile = await ensureAdminTokenFile(cfg, auth, nowS(), log);
     let membership: Membership | undefined;
     sidecar = await buildSidecar({
-      ...(opened instanceof PostgresStore ? { instances: () => membership?.instances ?? [] } : {}),
+      ...(shared ? { instances: () => membership?.instances ?? [] } : {}),
       store,
       changes,
       service,
@@ -416,9 +296,9 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
     const memberId = randomBytes(6).toString('hex');
     const startedAt = nowS();
     membership =
-      opened instanceof PostgresStore
-        ? new Membership(
-            opened,
+      shared
+        ? new (await import('./store/postgres/membership.ts')).Membership(
+            shared,
             () => ({ id: memberId, name: discovery?.instanceName ?? (cfg.instanceName || defaultInstanceName(hostname())), host: hostname(), coapPort, coapsPort: dtls.port, adminPort, version: VERSION, startedAt }),
             cfg.trustedServers,
             nowS,
@@ -458,7 +338,7 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
     });
     // Instances sharing a PostgreSQL database (docs/scale-out.md): another instance's commit wakes this
     // one's long polls and SSE streams and changes its ETags (LISTEN/NOTIFY).
-    const unlisten = opened instanceof PostgresStore ? await opened.onForeignChange((kinds) => changes.foreign(kinds)) : () => undefined;
+    const unlisten = shared ? await shared.onForeignChange((kinds) => changes.foreign(kinds)) : () => undefined;
 
     log.info(
       { coap: coapPort, coaps: dtls.port, fp: dtls.fingerprint, bind: cfg.bind, admin: `${cfg.adminCert ? 'https' : 'http'}://${cfg.adminBind.includes(':') ? `[${cfg.adminBind}]` : cfg.adminBind}:${adminPort}`, data: resolve(cfg.dataDir), kid: keyring.current.kid, provisioning: service.provisioning.enabled },

@@ -12,7 +12,7 @@ import { raiseRogueAlert, type AlertTarget } from './alert.ts';
 import { startCoapMulticast } from './coap-multicast.ts';
 import { selectInterfaces, type IfaceAddress } from './interfaces.ts';
 import { openMdnsEndpoint, type MdnsEndpoint } from './mdns.ts';
-import { RogueMonitor } from './monitor.ts';
+import { RogueMonitor } from './rogue-monitor.ts';
 import { isTrusted } from './rogue.ts';
 import { defaultInstanceName, hostLabel, type TxtInput } from './records.ts';
 

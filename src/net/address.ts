@@ -119,3 +119,19 @@ export const sourceOf: (address: string) => Source = addressScope;
 export function scopeKeys(s: AddressScope): string[] {
   return s.prefix ? [s.address, s.prefix] : [s.address];
 }
+
+/** A peer as the transports report it: an address (no port) and a port. Carried as is, never as text. */
+export interface PeerAddress {
+  address: string;
+  port: number;
+}
+
+/**
+ * A peer as records and logs show it: `a.b.c.d:port` (also for an IPv4-mapped IPv6 address),
+ * `[v6]:port`. For people and the event log only: nothing parses it back.
+ */
+export function peerText(p: PeerAddress): string {
+  const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(p.address);
+  if (m) return `${m[1]}:${p.port}`;
+  return p.address.includes(':') ? `[${p.address}]:${p.port}` : `${p.address}:${p.port}`;
+}

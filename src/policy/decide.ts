@@ -10,7 +10,7 @@ import { verifyOobProof } from '../protocol/oob.ts';
 
 /**
  * Kinds of suspicious observations (the security monitor, README "Security monitor"). `decide` raises
- * the first six; `duplicate-mac` and `many-ids` come from the monitor (src/policy/monitor.ts).
+ * the first six; `duplicate-mac` and `many-ids` come from the monitor (src/policy/monitor/flag-rules.ts).
  */
 export type FlagKind =
   | 'key-changed'
@@ -48,24 +48,20 @@ export interface FlagNote {
   subject?: string;
 }
 
-/** Retry and backoff settings (docs/spec/idprov-coap-v1.md §4 "Retry guidance"). */
+/**
+ * Retry and backoff settings (docs/spec/idprov-coap-v1.md §4 "Retry guidance"). The defaults are
+ * src/config.ts `SETTINGS` (`pendingRetry*`, `rejectedRetry`), mapped by src/service/settings.ts.
+ */
 export interface PolicySettings {
-  /** First pending retry hint (s). Default 60. */
+  /** First pending retry hint (s). */
   pendingInitialS: number;
-  /** Added per authenticated repeat (s). Default 30. */
+  /** Added per authenticated repeat (s). */
   pendingStepS: number;
-  /** Upper bound (s). Default 600. */
+  /** Upper bound (s). */
   pendingMaxS: number;
-  /** Retry hint for rejected / forbidden outcomes (s). Default 3600. */
+  /** Retry hint for rejected / forbidden outcomes (s). */
   rejectedRetryS: number;
 }
-
-export const DEFAULT_POLICY: Readonly<PolicySettings> = Object.freeze({
-  pendingInitialS: 60,
-  pendingStepS: 30,
-  pendingMaxS: 600,
-  rejectedRetryS: 3600,
-});
 
 /** What the policy needs from an authenticated `/idprov/request`. */
 export interface ProvisionFacts {
@@ -79,7 +75,7 @@ export interface ProvisionFacts {
   oob?: Uint8Array;
   /** DTLS-PSK identity of the session the request came over, if any. */
   pskIdentity?: string;
-  /** `addr:port` of the sender. */
+  /** The sender as records show it (`peerText` of src/net/address.ts). */
   source: string;
 }
 
@@ -100,7 +96,7 @@ export type Decision =
   | { kind: 'refuse'; code: Extract<ProvErrorCode, 'rejected' | 'revoked' | 'key-mismatch' | 'mac-mismatch' | 'oob-mismatch'>; retryS: number; reason: string; flags: FlagNote[] }
   /**
    * An approval held back because the device has open flags and `holdFlagged` is on
-   * ({@link import('./monitor.ts').holdFlagged}): answered like pending, no token, nothing recorded
+   * ({@link import('./monitor/flag-rules.ts').holdFlagged}): answered like pending, no token, nothing recorded
    * but the flags, until an admin clears them.
    */
   | { kind: 'hold'; retryS: number; flags: FlagNote[]; heldBy: string[] };

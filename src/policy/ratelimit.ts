@@ -5,6 +5,9 @@
  * (docs/spec/idprov-coap-v1.md §4, `err` 9).
  */
 
+import type { LRUCache } from 'lru-cache';
+import { boundedLru } from '../bounded-lru.ts';
+
 /** A bucket's limit: `rate` tokens per second refill, at most `burst` tokens held. `rate` 0 = no limit. */
 export interface BucketLimit {
   rate: number;
@@ -52,14 +55,16 @@ export function take(b: Bucket, limit: BucketLimit, nowMs: number): Take {
  * long enough is exactly its state anyway. Memory: about 150 bytes per key.
  */
 export class BucketTable {
-  private readonly buckets = new Map<string, Bucket>();
+  private readonly buckets: LRUCache<string, Bucket>;
   /** Keys dropped to make room since creation (metrics, tests). */
   evicted = 0;
 
   constructor(
     readonly limit: BucketLimit,
     readonly maxKeys: number,
-  ) {}
+  ) {
+    this.buckets = boundedLru<string, Bucket>(maxKeys, () => this.evicted++);
+  }
 
   /** Keys tracked now (never more than `maxKeys`). */
   get size(): number {
@@ -69,17 +74,8 @@ export class BucketTable {
   /** Take one token for `key` at `nowMs`. A disabled limit (rate 0) tracks nothing. */
   take(key: string, nowMs: number): Take {
     if (this.limit.rate <= 0) return { ok: true, bucket: fullBucket(this.limit, nowMs), retryS: 0 };
-    const prev = this.buckets.get(key);
-    const t = take(prev ?? fullBucket(this.limit, nowMs), this.limit, nowMs);
-    // Re-insert: Map iteration order is insertion order, so the first key is the least recently used.
-    if (prev) this.buckets.delete(key);
-    else if (this.buckets.size >= this.maxKeys) {
-      const oldest = this.buckets.keys().next().value;
-      if (oldest !== undefined) {
-        this.buckets.delete(oldest);
-        this.evicted++;
-      }
-    }
+    const t = take(this.buckets.peek(key) ?? fullBucket(this.limit, nowMs), this.limit, nowMs);
+    // The key becomes the most recently used; a new key in a full table drops the least recently used.
     this.buckets.set(key, t.bucket);
     return t;
   }
@@ -87,7 +83,7 @@ export class BucketTable {
   /** Whether `key` has a token at `nowMs`, without taking it or touching its place in the table. */
   peek(key: string, nowMs: number): Take {
     if (this.limit.rate <= 0) return { ok: true, bucket: fullBucket(this.limit, nowMs), retryS: 0 };
-    const b = this.buckets.get(key);
+    const b = this.buckets.peek(key);
     if (!b) return { ok: true, bucket: fullBucket(this.limit, nowMs), retryS: 0 };
     const r = refill(b, this.limit, nowMs);
     if (r.tokens >= 1) return { ok: true, bucket: r, retryS: 0 };
@@ -105,7 +101,7 @@ export class BucketTable {
     let retryS = 0;
     let last: Bucket = fullBucket(this.limit, nowMs);
     for (const k of keys) {
-      const b = this.buckets.get(k);
+      const b = this.buckets.peek(k);
       const t = take(b ?? fullBucket(this.limit, nowMs), this.limit, nowMs);
       if (!t.ok) retryS = Math.max(retryS, t.retryS);
       last = t.bucket;
@@ -131,14 +127,4 @@ export function takeEvery(charges: ReadonlyArray<readonly [BucketTable, string]>
   let last: Take = { ok: true, bucket: { tokens: 0, at: nowMs }, retryS: 0 };
   for (const [table, key] of charges) last = table.take(key, nowMs);
   return last;
-}
-
-/** The address part of `addr:port` or `[v6]:port` (rate limits and the monitor count per address). */
-export function addressOf(source: string): string {
-  if (source.startsWith('[')) {
-    const end = source.indexOf(']');
-    return end > 0 ? source.slice(1, end) : source;
-  }
-  const i = source.lastIndexOf(':');
-  return i > 0 && source.indexOf(':') === i ? source.slice(0, i) : source;
 }

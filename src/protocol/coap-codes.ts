@@ -81,3 +81,13 @@ export function parseCode(text: string): number {
   if (code >= 0 && PARSED.size < 256) PARSED.set(text, code);
   return code;
 }
+
+/** One of {@link CoapCode}'s numbers. */
+export type CoapCode = (typeof CoapCode)[keyof typeof CoapCode];
+
+/** The number of a `c.dd` code (`4.01` → `0x81`). @throws RangeError for anything else. */
+export function codeNumber(text: string): number {
+  const code = parseCode(text);
+  if (code < 0) throw new RangeError(`not a CoAP response code: ${text}`);
+  return code;
+}

@@ -10,7 +10,8 @@ import { entryProblem } from '../protocol/allowlist.ts';
 import type { Mutation, Store } from '../store/store.ts';
 import { keyFingerprint } from '../tokens/ed25519.ts';
 import { newTokenKey, type TokenKeyring } from '../tokens/keyring.ts';
-import type { ProvisioningService } from './provisioning.ts';
+import type { SecurityMonitor } from './monitor/security-monitor.ts';
+import type { ProvisioningSwitch } from './switch.ts';
 
 export const SETTING_ENABLED = 'provisioning.enabled';
 export const SETTING_REASON = 'provisioning.reason';
@@ -21,15 +22,17 @@ export interface Actor {
   source?: string;
 }
 
-/** Dependencies of the admin service. `prov` is absent in offline CLI commands. */
+/** Dependencies of the admin service. `monitor` and `switch` are absent in offline CLI commands. */
 export interface AdminDeps {
   store: Store;
   keyring: TokenKeyring;
   log: Logger;
   /** Seconds since the epoch. */
   now: () => number;
-  /** The running provisioning service, whose switch this service drives. */
-  prov?: ProvisioningService;
+  /** The security monitor the running provisioning service shares (its open flags are cleared here). */
+  monitor?: SecurityMonitor;
+  /** The provisioning switch the running provisioning service reads (turned here). */
+  switch?: ProvisioningSwitch;
 }
 
 export class AdminService {
@@ -37,14 +40,16 @@ export class AdminService {
   private readonly keyring: TokenKeyring;
   private readonly log: Logger;
   private readonly now: () => number;
-  private readonly prov: ProvisioningService | undefined;
+  private readonly monitor: SecurityMonitor | undefined;
+  private readonly switch: ProvisioningSwitch | undefined;
 
   constructor(d: AdminDeps) {
     this.store = d.store;
     this.keyring = d.keyring;
     this.log = d.log;
     this.now = d.now;
-    this.prov = d.prov;
+    this.monitor = d.monitor;
+    this.switch = d.switch;
   }
 
   private event(kind: string, actor: Actor, deviceId?: string, detail?: Record<string, unknown>): Mutation {
@@ -56,11 +61,11 @@ export class AdminService {
     return { kind: 'event', event };
   }
 
-  /** Load the persisted provisioning switch into the service (at start). */
+  /** Load the persisted provisioning switch (at start). */
   async loadSwitch(): Promise<void> {
     const enabled = (await this.store.getSetting(SETTING_ENABLED)) !== 'false';
     const reason = await this.store.getSetting(SETTING_REASON);
-    this.prov?.setSwitch(enabled ? { enabled } : { enabled, reason: reason || 'provisioning is disabled by an admin' });
+    this.switch?.set(enabled ? { enabled } : { enabled, reason: reason || 'provisioning is disabled by an admin' });
   }
 
   /** Enable or disable `/idprov/request` (refresh keeps working). Durable before it takes effect. */
@@ -70,7 +75,7 @@ export class AdminService {
       { kind: 'setting.put', name: SETTING_REASON, value: enabled ? '' : (reason ?? '') },
       this.event(enabled ? 'admin.enable' : 'admin.disable', actor, undefined, reason ? { reason } : undefined),
     ]);
-    this.prov?.setSwitch(enabled ? { enabled } : { enabled, reason: reason || 'provisioning is disabled by an admin' });
+    this.switch?.set(enabled ? { enabled } : { enabled, reason: reason || 'provisioning is disabled by an admin' });
   }
 
   /**
@@ -139,14 +144,14 @@ export class AdminService {
     const stored = await this.store.getFlag(id);
     if (!stored) throw new ProvError('not-found', `no flag ${id}`);
     if (stored.clearedAt !== undefined) throw new ProvError('conflict', `flag ${id} was already cleared by ${stored.clearedBy ?? '?'}`);
-    // The running service's copy is the newest (count, last seen); take it out before the write so
+    // The running monitor's copy is the newest (count, last seen); take it out before the write so
     // that no observation can re-open the row in between.
-    const current = this.prov?.flags.take(id) ?? stored;
+    const current = this.monitor?.takeFlag(id) ?? stored;
     const cleared: FlagRecord = { ...current, clearedAt: this.now(), clearedBy: actor.by };
     const detail: Record<string, unknown> = { flag: id, kind: cleared.kind, deviceIds: cleared.deviceIds, count: cleared.count };
     if (note) detail['note'] = note;
     await this.store.apply([{ kind: 'flag.put', flag: cleared }, this.event('flag.cleared', actor, cleared.deviceIds[0], detail)]);
-    this.prov?.flags.cleared(cleared);
+    this.monitor?.flagCleared(cleared);
     return cleared;
   }
 

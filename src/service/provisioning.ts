@@ -2,26 +2,34 @@
  * The provisioning use cases (docs/spec/idprov-coap-v1.md §3–§5): authenticate → load → decide → record → issue.
  * This is the one place that sequences side effects: a token leaves only after the store has
  * committed the record behind it. Transport-neutral: callers hand in payload bytes and get back an
- * {@link Outcome} (CoAP code, response body, Max-Age).
+ * {@link Outcome} (the decision as a value: kind, error, retry, body; src/service/outcome.ts).
  */
 import type { ClientType, DeviceRecord, EventRecord, PendingRecord, SubjectRecords } from '../domain.ts';
 import { ROLE_OF_TYPE } from '../domain.ts';
-import { ERROR_TABLE, ProvError, isProvError, type ProvErrorCode } from '../errors.ts';
+import { ERROR_TABLE, ProvError, isProvError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { bytesEqual, decide, decideRefresh, type Decision, type PolicySettings } from '../policy/decide.ts';
-import { addressScope, scopeKeys, type AddressScope } from '../net/address.ts';
-import { AddressTracker, MAX_MAC_PEERS, duplicateMacNote, holdFlagged, manyIdsNote, raiserOf } from '../policy/monitor.ts';
-import { BucketTable, addressOf, takeEvery } from '../policy/ratelimit.ts';
+import { addressScope, peerText, scopeKeys, type AddressScope } from '../net/address.ts';
+import { MAX_MAC_PEERS, duplicateMacNote, holdFlagged, manyIdsNote, raiserOf } from '../policy/monitor/flag-rules.ts';
+import { takeEvery } from '../policy/ratelimit.ts';
 import { claimKey, isVouched, keyStanding, oobAttempt, type KeyStanding } from '../policy/standing.ts';
 import { parseSign1, sigStructure } from '../protocol/cose.ts';
 import { STATUS, parseRefreshBody, parseRequestBody, type ResponseBody } from '../protocol/messages.ts';
+import { codeText } from '../protocol/coap-codes.ts';
+import { outcomeCode } from '../protocol/outcomes.ts';
 import { checkNonce, makeNonce, nonceExpiry } from '../protocol/nonce.ts';
 import type { Mutation, Store } from '../store/store.ts';
 import { PublicKeyCache, ed25519Verify, keyFingerprint } from '../tokens/ed25519.ts';
 import type { TokenKeyring } from '../tokens/keyring.ts';
 import { sealToken } from '../tokens/seal.ts';
-import { FlagBook } from './flags.ts';
+import { SecurityMonitor, type MonitorSettings } from './monitor/security-monitor.ts';
+import { errorOutcome, isOutcome, rateLimited, type Outcome, type OutcomeKind, type RequestContext } from './outcome.ts';
+import { sweep, type SweepResult } from './sweep.ts';
 import { KeyedMutex, PartitionedNonces } from './nonces.ts';
+import { ProvisioningSwitch, type SwitchState } from './switch.ts';
+
+export { PREFIX48_FACTOR, PREFIX56_FACTOR, type MonitorSettings } from './monitor/security-monitor.ts';
+export type { SwitchState } from './switch.ts';
 
 /** Settings of the provisioning service (validated by the config layer). */
 export interface ServiceSettings {
@@ -44,101 +52,11 @@ export interface ServiceSettings {
    * admin-approved, OOB-proven; issue #11 F3).
    */
   maxUsedNonces: number;
-  /** Cap of its part for every other request (unknown IDs, waiting requests, other keys). Default 500,000. */
-  maxUsedNoncesUnvouched?: number;
+  /** Cap of its part for every other request (unknown IDs, waiting requests, other keys). */
+  maxUsedNoncesUnvouched: number;
   policy: PolicySettings;
-  /** Security monitor, rate limits and bounded growth (issue #6); defaults: {@link DEFAULT_MONITOR}. */
-  monitor?: Partial<MonitorSettings>;
-}
-
-/**
- * Settings of the security monitor, the rate limits and the caps (README "Security monitor" explains
- * each default). Rates are per second; a rate of 0 turns that limit off.
- */
-export interface MonitorSettings {
-  /**
-   * Per source address (and per IPv6 /64), refill per second and burst, of each of its two buckets:
-   * signature checks (requests with a valid nonce sent to that address), and requests that do not
-   * decode. Nonce challenges spend neither (issue #11 F4). An IPv6 /56 and /48 get
-   * {@link PREFIX56_FACTOR} and {@link PREFIX48_FACTOR} times the signature budget.
-   */
-  addressRate: number;
-  addressBurst: number;
-  /** Authenticated requests per second per device ID (its vouched key) or per ID + key (any other key), and the burst. */
-  deviceRate: number;
-  deviceBurst: number;
-  /** Keys (addresses, prefixes, claims) each rate-limit table tracks at most (least recently used dropped). */
-  maxTracked: number;
-  /** Distinct IDs from one address within `manyIdsWindowS` that raise `many-ids` (0 = off). */
-  manyIds: number;
-  manyIdsWindowS: number;
-  /** Addresses the many-IDs tracker follows at most. */
-  maxAddresses: number;
-  /** Hold flagged devices pending instead of issuing tokens. */
-  holdFlagged: boolean;
-  /** Open flags at most (and flag rows in the database). */
-  maxFlags: number;
-  /** Waiting requests at most; the least recently seen is dropped for a new one. */
-  maxPending: number;
-  /** A waiting request not seen for this long is deleted by the sweep (s). */
-  pendingExpiryS: number;
-  /** Events older than this are deleted by the sweep (s). */
-  eventRetentionS: number;
-  /** Events kept at most; the sweep deletes the oldest beyond. */
-  maxEvents: number;
-}
-
-/**
- * How many times the per-address signature budget an IPv6 /56 and /48 get (review finding 5): a /56
- * is what a home or small site is given (256 /64s), a /48 what a site or an attacker's hosting
- * account can get (65,536 /64s). Growing factors bound the signature checks one allocation can buy
- * — per /48 at most 16 × `addressRate` a second — while a site's many /64s still get more than one.
- */
-export const PREFIX56_FACTOR = 4;
-export const PREFIX48_FACTOR = 16;
-
-export const DEFAULT_MONITOR: Readonly<MonitorSettings> = Object.freeze({
-  addressRate: 50,
-  addressBurst: 500,
-  deviceRate: 2,
-  deviceBurst: 10,
-  maxTracked: 100_000,
-  manyIds: 50,
-  manyIdsWindowS: 60,
-  maxAddresses: 10_000,
-  holdFlagged: false,
-  maxFlags: 10_000,
-  maxPending: 100_000,
-  pendingExpiryS: 7 * 86_400,
-  eventRetentionS: 365 * 86_400,
-  maxEvents: 1_000_000,
-});
-
-/** What one maintenance sweep removed. */
-export interface SweepResult {
-  /** Waiting requests not seen for `pendingExpiry`. */
-  pendingExpired: number;
-  /** Waiting requests beyond `maxPending`. */
-  pendingTrimmed: number;
-  /** Events past `eventRetention` or beyond `maxEvents`. */
-  eventsPruned: number;
-}
-
-/** What a transport needs to answer. */
-export interface Outcome {
-  /** CoAP response code `c.dd`. */
-  code: string;
-  body: ResponseBody;
-  /** Max-Age option (s), set with `retry`. */
-  maxAge?: number;
-}
-
-/** Where a request came from. */
-export interface RequestContext {
-  /** `addr:port` of the peer. */
-  source: string;
-  /** DTLS-PSK identity of the session, when the request came over coaps with a PSK suite. */
-  pskIdentity?: string;
+  /** Security monitor, rate limits and bounded growth (issue #6). */
+  monitor: MonitorSettings;
 }
 
 /** Dependencies, chosen by the composition root. */
@@ -153,74 +71,38 @@ export interface ServiceDeps {
   /** Secret for stateless nonces (shared by instances that accept each other's nonces). */
   nonceSecret: Uint8Array;
   settings: ServiceSettings;
+  /** The security monitor shared with the admin service (default: one of its own, from `settings.monitor`). */
+  monitor?: SecurityMonitor;
+  /** The provisioning switch the admin service turns (default: one of its own, enabled). */
+  switch?: ProvisioningSwitch;
   /** Called once per answered request (metrics). */
   observe?: (op: 'request' | 'refresh', outcome: OutcomeKind, code: string, ms: number) => void;
 }
 
-/** Coarse outcome of one request, for logs and metrics. */
-export type OutcomeKind = 'approved' | 'pending' | 'refused' | 'challenged' | 'malformed' | 'error';
-
-/** Provisioning state the service keeps in memory (persisted through the store). */
-export interface SwitchState {
-  enabled: boolean;
-  reason?: string;
-}
+export { errorOutcome, type Outcome, type OutcomeKind, type RequestContext } from './outcome.ts';
+export type { SweepResult } from './sweep.ts';
 
 /** Max-Age (s) of the 5.03 a request gets while the store cannot be reached (see `failure`). */
 export const STORE_UNAVAILABLE_RETRY_S = 5;
-
-/** Default of {@link ServiceSettings.maxUsedNoncesUnvouched}. */
-export const DEFAULT_MAX_USED_NONCES_UNVOUCHED = 500_000;
 
 export class ProvisioningService {
   private readonly used: PartitionedNonces;
   private readonly mutex = new KeyedMutex();
   private readonly pkCache = new PublicKeyCache(50_000);
-  private switchState: SwitchState = { enabled: true };
-  /** The monitor's settings, defaults filled in. */
-  readonly monitor: Readonly<MonitorSettings>;
-  /**
-   * Rate-limit buckets, shared by request and refresh (README "Rate limits", docs/security.md):
-   * signature checks per source address and IPv6 /64, and (larger) per /56 and /48 (spent only by
-   * requests whose nonce was sent to that address); undecodable requests per address and /64; authenticated requests per device ID
-   * for its vouched key, and per device ID + key for all other keys, in a table of their own.
-   */
-  readonly addressLimits: BucketTable;
-  /** The signature budgets of IPv6 /56s and /48s ({@link PREFIX56_FACTOR}, {@link PREFIX48_FACTOR} times the address's). */
-  readonly prefix56Limits: BucketTable;
-  readonly prefix48Limits: BucketTable;
-  readonly junkLimits: BucketTable;
-  readonly deviceLimits: BucketTable;
-  readonly claimLimits: BucketTable;
-  /**
-   * Wrong out-of-band proofs per device ID, whatever key signed them (review of F1): the bound on
-   * online guessing of an entry's secret. Only wrong proofs spend it, so a guesser cannot make the
-   * genuine device's right proof fail; over it, right and wrong proofs get the same held answer.
-   */
-  readonly oobGuessLimits: BucketTable;
-  /** Distinct IDs per source address (the `many-ids` flag). */
-  readonly tracker: AddressTracker;
-  /** The open flags. */
-  readonly flags: FlagBook;
+  /** The security monitor: rate limits, the `many-ids` tracker, the open flags (shared with the admin service). */
+  readonly monitor: SecurityMonitor;
+  /** The provisioning switch (turned by the admin service). */
+  readonly switch: ProvisioningSwitch;
 
   constructor(private readonly d: ServiceDeps) {
-    this.used = new PartitionedNonces({ vouched: d.settings.maxUsedNonces, other: d.settings.maxUsedNoncesUnvouched ?? DEFAULT_MAX_USED_NONCES_UNVOUCHED });
-    const m: MonitorSettings = { ...DEFAULT_MONITOR, ...d.settings.monitor };
-    this.monitor = Object.freeze(m);
-    this.addressLimits = new BucketTable({ rate: m.addressRate, burst: m.addressBurst }, m.maxTracked);
-    this.prefix56Limits = new BucketTable({ rate: m.addressRate * PREFIX56_FACTOR, burst: m.addressBurst * PREFIX56_FACTOR }, m.maxTracked);
-    this.prefix48Limits = new BucketTable({ rate: m.addressRate * PREFIX48_FACTOR, burst: m.addressBurst * PREFIX48_FACTOR }, m.maxTracked);
-    this.junkLimits = new BucketTable({ rate: m.addressRate, burst: m.addressBurst }, m.maxTracked);
-    this.deviceLimits = new BucketTable({ rate: m.deviceRate, burst: m.deviceBurst }, m.maxTracked);
-    this.claimLimits = new BucketTable({ rate: m.deviceRate, burst: m.deviceBurst }, m.maxTracked);
-    this.oobGuessLimits = new BucketTable({ rate: m.deviceRate, burst: m.deviceBurst }, m.maxTracked);
-    this.tracker = new AddressTracker({ threshold: m.manyIds, windowS: m.manyIdsWindowS, maxAddresses: m.maxAddresses });
-    this.flags = new FlagBook(m.maxFlags, d.random);
+    this.used = new PartitionedNonces({ vouched: d.settings.maxUsedNonces, other: d.settings.maxUsedNoncesUnvouched });
+    this.monitor = d.monitor ?? new SecurityMonitor(d.settings.monitor, d.random);
+    this.switch = d.switch ?? new ProvisioningSwitch();
   }
 
   /** Load the open flags from the store (once, at start). */
   async start(): Promise<void> {
-    await this.flags.load(this.d.store);
+    await this.monitor.load(this.d.store);
   }
 
   /** Seconds since the epoch. */
@@ -229,12 +111,7 @@ export class ProvisioningService {
   }
 
   get provisioning(): SwitchState {
-    return this.switchState;
-  }
-
-  /** Set the in-memory switch (the admin service persists it). */
-  setSwitch(s: SwitchState): void {
-    this.switchState = { ...s };
+    return this.switch.state;
   }
 
   /** Size of the used-once nonce set, both parts (metrics, tests). */
@@ -254,7 +131,7 @@ export class ProvisioningService {
   }
 
   private challenge(id: string, code: 'nonce' | 'bad-signature' | 'oob-mismatch', diag: string, now: number, peer: string): Outcome {
-    return { code: '4.01', body: { nonce: this.nonce(id, this.d.settings.nonceTtl, now, peer), err: ERROR_TABLE[code].err!, diag } };
+    return { kind: 'challenged', error: code, body: { nonce: this.nonce(id, this.d.settings.nonceTtl, now, peer), err: ERROR_TABLE[code].err!, diag } };
   }
 
   /**
@@ -269,16 +146,8 @@ export class ProvisioningService {
     const fault = checkNonce(this.d.nonceSecret, id, nonce, now, scope.address);
     if (fault) return this.challenge(id, 'nonce', fault === 'missing' ? 'a server nonce is required (key 4)' : `nonce ${fault}`, now, scope.address);
     if (this.used.has(nonce!, nonceExpiry(nonce!))) return this.challenge(id, 'nonce', 'nonce already used', now, scope.address);
-    const t = takeEvery(this.signatureCharges(scope), nowMs);
-    return t.ok ? undefined : this.rateLimited(t.retryS);
-  }
-
-  /** The signature budgets a source is charged to: its address and /64, and its /56 and /48 (review finding 5). */
-  private signatureCharges(scope: AddressScope): Array<readonly [BucketTable, string]> {
-    const c: Array<readonly [BucketTable, string]> = scopeKeys(scope).map((k) => [this.addressLimits, k] as const);
-    if (scope.prefix56) c.push([this.prefix56Limits, scope.prefix56]);
-    if (scope.prefix48) c.push([this.prefix48Limits, scope.prefix48]);
-    return c;
+    const t = takeEvery(this.monitor.signatureCharges(scope), nowMs);
+    return t.ok ? undefined : rateLimited(t.retryS);
   }
 
   /**
@@ -304,13 +173,13 @@ export class ProvisioningService {
     const vouched = isVouched(standing);
     // A duplicate that raced this one through the signature check spends no budget.
     if (this.used.has(nonce, nonceExpiry(nonce))) return this.challenge(id, 'nonce', 'nonce already used', now, peer);
-    const t = vouched ? this.deviceLimits.take(id, nowMs) : this.claimLimits.take(claimKey(id, pk), nowMs);
-    if (!t.ok) return this.rateLimited(t.retryS);
+    const t = vouched ? this.monitor.deviceLimits.take(id, nowMs) : this.monitor.claimLimits.take(claimKey(id, pk), nowMs);
+    if (!t.ok) return rateLimited(t.retryS);
     const u = this.used.use(nonce, nonceExpiry(nonce), now, vouched ? 'vouched' : 'other');
     if (u.ok) return undefined;
     if (u.why === 'used') return this.challenge(id, 'nonce', 'nonce already used', now, peer);
     this.d.log.warn({ evt: 'nonces-full', part: vouched ? 'vouched' : 'other', id }, 'the used-once nonce set is full for this kind of request');
-    return this.rateLimited(u.retryS);
+    return rateLimited(u.retryS);
   }
 
   /**
@@ -327,7 +196,7 @@ export class ProvisioningService {
     let id: string | undefined;
     let out: Outcome;
     try {
-      out = await work(this.now(), t0, (x) => (id = x), addressScope(ctx.source));
+      out = await work(this.now(), t0, (x) => (id = x), addressScope(ctx.source.address));
     } catch (e) {
       out = this.failure(e, op, id, ctx);
     }
@@ -346,8 +215,8 @@ export class ProvisioningService {
       return fn();
     } catch (e) {
       if (!isProvError(e)) throw e;
-      const t = this.junkLimits.takeAll(scopeKeys(scope), nowMs);
-      if (!t.ok) return this.rateLimited(t.retryS);
+      const t = this.monitor.junkLimits.takeAll(scopeKeys(scope), nowMs);
+      if (!t.ok) return rateLimited(t.retryS);
       throw e;
     }
   }
@@ -360,11 +229,11 @@ export class ProvisioningService {
       // unproven answers; past that bucket the 5.03 keeps its retry and Max-Age but drops the
       // diagnostic (smaller than any request): a spoofer must not turn a device's long back-off into
       // a 4.29 it retries within seconds (review finding 10).
-      if (!this.switchState.enabled) {
+      if (!this.switch.enabled) {
         const retry = this.d.settings.disabledRetryS;
-        const t = this.junkLimits.takeAll(scopeKeys(scope), t0);
-        if (!t.ok) return { code: ERROR_TABLE.disabled.coap, body: { err: ERROR_TABLE.disabled.err!, retry }, maxAge: retry };
-        return this.errorOutcome('disabled', 'provisioning is disabled; retry later', retry);
+        const t = this.monitor.junkLimits.takeAll(scopeKeys(scope), t0);
+        if (!t.ok) return { kind: 'refused', error: 'disabled', retry, body: { err: ERROR_TABLE.disabled.err!, retry } };
+        return errorOutcome('disabled', 'provisioning is disabled; retry later', retry);
       }
       const got = this.decode(scope, t0, () => {
         const env = parseSign1(payload, 'request');
@@ -380,20 +249,15 @@ export class ProvisioningService {
         return this.challenge(body.id, 'bad-signature', 'the signature does not verify', now, scope.address);
       }
       return this.mutex.run(body.id, () =>
-        this.provision({ ...body, nonce: body.nonce!, source: ctx.source, ...(ctx.pskIdentity ? { pskIdentity: ctx.pskIdentity } : {}) }, scope.address, t0),
+        this.provision({ ...body, nonce: body.nonce!, source: peerText(ctx.source), ...(ctx.pskIdentity ? { pskIdentity: ctx.pskIdentity } : {}) }, scope.address, t0),
       );
     });
-  }
-
-  /** 4.29: `retry` (key 10, also Max-Age) and `err` 9 (key 15), as docs/spec/idprov-coap-v1.md §4 lists for it. */
-  private rateLimited(retryS: number): Outcome {
-    return { code: ERROR_TABLE['rate-limited'].coap, body: { retry: retryS, err: ERROR_TABLE['rate-limited'].err! }, maxAge: retryS };
   }
 
   /** Load, spend the claim's budget and its nonce, decide, record, answer (under the ID's mutex). */
   private async provision(req: Parameters<typeof decide>[0] & { xk?: Uint8Array }, peer: string, t0: number): Promise<Outcome> {
     const now = this.now();
-    const m = this.monitor;
+    const m = this.monitor.settings;
     const [rec, macPeers] = await Promise.all([
       this.d.store.loadSubject(req.id),
       req.mac ? this.d.store.macPeers(req.mac, req.id, MAX_MAC_PEERS) : Promise.resolve([]),
@@ -406,23 +270,19 @@ export class ProvisioningService {
     const notes = [...decision.flags];
     const dup = duplicateMacNote(req, macPeers);
     if (dup) notes.push(dup);
-    const many = this.tracker.observe(addressOf(req.source), req.id, now);
+    const many = this.monitor.tracker.observe(peer, req.id, now);
     if (many) notes.push(manyIdsNote(many, req.id, m.manyIdsWindowS));
     for (const f of notes) this.d.log.warn({ evt: 'flag', kind: f.kind, id: f.deviceId, evidence: f.evidence }, 'suspicious device');
     const raiser = raiserOf(req.id, keyFingerprint(req.pk));
-    const flagMuts = this.flags.raise(notes, now, raiser).muts;
-    decision = holdFlagged(decision, req.id, this.flags.openFor(req.id), { holdFlagged: m.holdFlagged, retryS: this.d.settings.policy.pendingInitialS }, raiser);
+    const flagMuts = this.monitor.flags.raise(notes, now, raiser).muts;
+    decision = holdFlagged(decision, req.id, this.monitor.flags.openFor(req.id), { holdFlagged: m.holdFlagged, retryS: this.d.settings.policy.pendingInitialS }, raiser);
     switch (decision.kind) {
       case 'approve':
         return this.approve(decision, req.xk, now, [...flagMuts, usedOnce(req.nonce)]);
       case 'hold': {
         await this.d.store.apply([...flagMuts, this.event(now, 'provision.held', req.id, 'device', req.source, { flags: decision.heldBy })]);
         const retry = decision.retryS;
-        return {
-          code: '2.05',
-          body: { status: STATUS.pending, nonce: this.nonce(req.id, retry + this.d.settings.nonceTtl, now, peer), retry },
-          maxAge: retry,
-        };
+        return { kind: 'pending', retry, body: { status: STATUS.pending, nonce: this.nonce(req.id, retry + this.d.settings.nonceTtl, now, peer), retry } };
       }
       case 'pending': {
         const muts: Mutation[] = [recordPending(rec.pending, decision.pending), ...flagMuts, usedOnce(req.nonce)];
@@ -432,16 +292,12 @@ export class ProvisioningService {
         if (!rec.pending) muts.push({ kind: 'pending.trim', max: m.maxPending, keep: req.id });
         await this.d.store.apply(muts);
         const retry = decision.retryS;
-        return {
-          code: '2.05',
-          body: { status: STATUS.pending, nonce: this.nonce(req.id, retry + this.d.settings.nonceTtl, now, peer), retry },
-          maxAge: retry,
-        };
+        return { kind: 'pending', retry, body: { status: STATUS.pending, nonce: this.nonce(req.id, retry + this.d.settings.nonceTtl, now, peer), retry } };
       }
       case 'refuse': {
         await this.d.store.apply([...flagMuts, this.event(now, 'provision.refused', req.id, 'device', req.source, { code: decision.code })]);
         if (decision.code === 'oob-mismatch') return this.challenge(req.id, 'oob-mismatch', decision.reason, now, peer);
-        return this.errorOutcome(decision.code, decision.reason, decision.retryS);
+        return errorOutcome(decision.code, decision.reason, decision.retryS);
       }
     }
   }
@@ -458,7 +314,7 @@ export class ProvisioningService {
   private guessGate(req: Parameters<typeof decide>[0], rec: SubjectRecords, peer: string, now: number, nowMs: number): Outcome | undefined {
     const attempt = oobAttempt(req, rec, now);
     if (attempt === undefined) return undefined;
-    const t = attempt === 'wrong' ? this.oobGuessLimits.take(req.id, nowMs) : this.oobGuessLimits.peek(req.id, nowMs);
+    const t = attempt === 'wrong' ? this.monitor.oobGuessLimits.take(req.id, nowMs) : this.monitor.oobGuessLimits.peek(req.id, nowMs);
     if (t.ok) return undefined;
     if (attempt === 'right') {
       this.d.log.warn(
@@ -467,7 +323,7 @@ export class ProvisioningService {
       );
     }
     const retry = this.d.settings.policy.pendingInitialS;
-    return { code: '2.05', body: { status: STATUS.pending, nonce: this.nonce(req.id, retry + this.d.settings.nonceTtl, now, peer), retry }, maxAge: retry };
+    return { kind: 'pending', retry, body: { status: STATUS.pending, nonce: this.nonce(req.id, retry + this.d.settings.nonceTtl, now, peer), retry } };
   }
 
   private async approve(d: Extract<Decision, { kind: 'approve' }>, xk: Uint8Array | undefined, now: number, extra: Mutation[]): Promise<Outcome> {
@@ -505,7 +361,7 @@ export class ProvisioningService {
     if (xk) body.sealed = sealToken(token, xk);
     else body.token = token;
     if (this.d.settings.hubUri) body.hub = this.d.settings.hubUri;
-    return { code: '2.01', body };
+    return { kind: 'approved', body };
   }
 
   /**
@@ -543,17 +399,18 @@ export class ProvisioningService {
         const rec = await this.d.store.loadSubject(body.id);
         const stop = this.spend(body.id, cnf, keyStanding({ id: body.id, pk: cnf }, rec, t), nonce, scope.address, t, t0);
         if (stop) return stop;
-        const d = decideRefresh({ id: body.id, cnf, source: ctx.source }, rec, this.d.settings.policy, t);
+        const source = peerText(ctx.source);
+        const d = decideRefresh({ id: body.id, cnf, source }, rec, this.d.settings.policy, t);
         if (d.kind === 'refuse') {
-          await this.d.store.apply([this.event(t, 'refresh.refused', body.id, 'device', ctx.source, { code: d.code })]);
-          return this.errorOutcome(d.code, d.reason, d.retryS);
+          await this.d.store.apply([this.event(t, 'refresh.refused', body.id, 'device', source, { code: d.code })]);
+          return errorOutcome(d.code, d.reason, d.retryS);
         }
         const ttl = this.d.settings.tokenTtl;
         const { token, exp, cti } = this.mint(d.device.id, d.device.pk, d.device.type, ttl, t);
         await this.d.store.apply([
           usedOnce(nonce),
           { kind: 'device.upsert', device: { ...d.device, lastCti: cti, tokenExp: exp } },
-          this.event(t, 'refresh.issued', body.id, 'device', ctx.source, { cti, exp }),
+          this.event(t, 'refresh.issued', body.id, 'device', source, { cti, exp }),
         ]);
         return this.issued(token, exp, ttl, body.xk);
       });
@@ -565,50 +422,30 @@ export class ProvisioningService {
     return this.d.keyring.keySet(this.now());
   }
 
-  /** Outcome for an error code: 4.03 bodies carry status 2 and retry (docs/spec/idprov-coap-v1.md §4). */
-  errorOutcome(code: ProvErrorCode, diag: string, retry?: number): Outcome {
-    const info = ERROR_TABLE[code];
-    const body: ResponseBody = { diag };
-    if (info.err !== undefined) body.err = info.err;
-    if (info.coap === '4.03') body.status = STATUS.rejected;
-    if (retry !== undefined) body.retry = retry;
-    return retry !== undefined ? { code: info.coap, body, maxAge: retry } : { code: info.coap, body };
-  }
-
   private failure(e: unknown, op: string, id: string | undefined, ctx: RequestContext): Outcome {
     if (isProvError(e) && e.code === 'unavailable') {
       // The database is down or unreachable (a shared PostgreSQL restarting): the device retries after
       // Max-Age, possibly at another instance. Its message names the database: logged, not sent.
-      this.d.log.warn({ err: e.message, op, id, src: ctx.source }, 'store unavailable');
-      return this.errorOutcome('unavailable', 'the server cannot reach its database; retry later', STORE_UNAVAILABLE_RETRY_S);
+      this.d.log.warn({ err: e.message, op, id, src: peerText(ctx.source) }, 'store unavailable');
+      return errorOutcome('unavailable', 'the server cannot reach its database; retry later', STORE_UNAVAILABLE_RETRY_S);
     }
     if (isProvError(e)) {
       const retry = ERROR_TABLE[e.code].coap === '4.03' ? this.d.settings.policy.rejectedRetryS : undefined;
-      return this.errorOutcome(e.code, e.message, retry);
+      return errorOutcome(e.code, e.message, retry);
     }
-    this.d.log.error({ err: e, op, id, src: ctx.source }, 'internal error while handling a request');
-    return this.errorOutcome('internal', 'internal error');
+    this.d.log.error({ err: e, op, id, src: peerText(ctx.source) }, 'internal error while handling a request');
+    return errorOutcome('internal', 'internal error');
   }
 
   private logOutcome(op: 'request' | 'refresh', id: string | undefined, ctx: RequestContext, out: Outcome, t0: number): void {
-    const outcome: OutcomeKind =
-      out.body.status === STATUS.approved
-        ? 'approved'
-        : out.body.status === STATUS.pending
-          ? 'pending'
-          : out.code === '4.01'
-            ? 'challenged'
-            : out.code === '4.00'
-              ? 'malformed'
-              : out.code.startsWith('5.00')
-                ? 'error'
-                : 'refused';
+    const outcome = out.kind;
+    const code = codeText(outcomeCode(out));
     const ms = this.d.clock() - t0;
     this.d.log.info(
-      { evt: 'provision', op, id, outcome, code: out.code, err: out.body.err, src: ctx.source, psk: ctx.pskIdentity !== undefined || undefined, ms },
+      { evt: 'provision', op, id, outcome, code, err: out.body.err, src: peerText(ctx.source), psk: ctx.pskIdentity !== undefined || undefined, ms },
       out.body.diag ?? outcome,
     );
-    this.d.observe?.(op, outcome, out.code, ms);
+    this.d.observe?.(op, outcome, code, ms);
   }
 
   private event(at: number, kind: string, deviceId: string, actor: string, source: string | undefined, detail?: Record<string, unknown>): Mutation {
@@ -618,42 +455,15 @@ export class ProvisioningService {
     return { kind: 'event', event };
   }
 
-  /**
-   * The periodic sweep (bounded growth, issue #6): delete waiting requests not seen for
-   * `pendingExpiry` and those beyond `maxPending` (least recently seen first), events past
-   * `eventRetention` or beyond `maxEvents`, cleared flags beyond `maxFlags`. One transaction; a
-   * `system.sweep` event records what went when anything did.
-   */
-  async sweep(): Promise<SweepResult> {
-    const now = this.now();
-    const m = this.monitor;
-    const expired = { count: 0 };
-    const trimmed = { count: 0 };
-    const pruned = { count: 0 };
-    await this.d.store.apply([
-      { kind: 'pending.expire', before: now - m.pendingExpiryS, removed: expired },
-      { kind: 'pending.trim', max: m.maxPending, removed: trimmed },
-      { kind: 'events.prune', before: now - m.eventRetentionS, max: m.maxEvents, limit: 100_000, removed: pruned },
-      { kind: 'flags.trim', max: m.maxFlags },
-      { kind: 'nonces.prune', before: now },
-    ]);
-    const r: SweepResult = { pendingExpired: expired.count, pendingTrimmed: trimmed.count, eventsPruned: pruned.count };
-    if (r.pendingExpired || r.pendingTrimmed || r.eventsPruned) {
-      this.d.log.info({ evt: 'sweep', ...r }, 'removed stale records');
-      await this.d.store.apply([{ kind: 'event', event: { at: now, kind: 'system.sweep', actor: 'system', detail: { ...r } } }]);
-    }
-    return r;
+  /** The maintenance sweep over this service's store and monitor settings (src/service/sweep.ts). */
+  sweep(): Promise<SweepResult> {
+    return sweep(this.d.store, this.d.log, this.now(), this.monitor.settings);
   }
 
   /** Records about one device (admin views). */
   load(id: string): Promise<SubjectRecords> {
     return this.d.store.loadSubject(id);
   }
-}
-
-/** True for an {@link Outcome} (as opposed to a decoded request). */
-function isOutcome(x: unknown): x is Outcome {
-  return typeof x === 'object' && x !== null && 'code' in x && 'body' in x;
 }
 
 /**

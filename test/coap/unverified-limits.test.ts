@@ -15,7 +15,7 @@ import { CoapCode } from '../../src/protocol/coap-codes.ts';
 import assert from 'node:assert/strict';
 import { parse } from 'coap-packet';
 import { silentLogger } from '../../src/log.ts';
-import { unverifiedLimits } from '../../src/server.ts';
+import { unverifiedLimits } from '../../src/device-api/unverified.ts';
 import { CoapServer, SMALLEST_EXTRA } from '../../src/transport/coap/engine.ts';
 import { createMemoryPair } from '../../src/transport/coap/memory.ts';
 import type { Peer } from '../../src/transport/datagram.ts';

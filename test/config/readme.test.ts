@@ -17,7 +17,7 @@ describe('docs/protocol.md', () => {
     const doc = readFileSync(new URL('../../docs/protocol.md', import.meta.url), 'utf8');
     for (const [code, info] of Object.entries(ERROR_TABLE)) {
       if (info.err === undefined && !['too-large', 'unsupported-content-format'].includes(code)) continue;
-      const row = new RegExp(`\\| \`${code}\` \\| ${info.coap.replace('.', '\\.')} \\| ${info.err !== undefined && code !== 'too-large' && code !== 'unsupported-content-format' ? info.err : '—'} \\|`);
+      const row = new RegExp(`\\| \`${code}\` \\| ${info.coap.replace('.', '\\.')} \\| ${info.err ?? '—'} \\|`);
       assert.match(doc, row, `docs/protocol.md documents ${code}`);
     }
   });

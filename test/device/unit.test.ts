@@ -37,7 +37,7 @@ describe('device library (C): error codes', () => {
 
   it('gives every err of the server\'s error table the same number and name in idprov_err_t', () => {
     for (const [code, info] of Object.entries(ERROR_TABLE)) {
-      // 4.13 and 4.15 may carry err 1 in their body; the library reports them by CoAP code as 13 and 14
+      // 4.13 and 4.15 carry no err (no CBOR body, spec §1.4); the library reports them by CoAP code as 13 and 14
       if (info.err === undefined || info.coap === '4.13' || info.coap === '4.15') continue;
       assert.equal(names[info.err], code, `err ${info.err}`);
     }

@@ -8,7 +8,7 @@ import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type mdns from 'multicast-dns';
 import { ROGUE_EVENT, raiseRogueAlert, rogueReason, type AlertTarget } from '../../src/discovery/alert.ts';
-import { RogueMonitor } from '../../src/discovery/monitor.ts';
+import { RogueMonitor } from '../../src/discovery/rogue-monitor.ts';
 import { buildRecords, sameRecord, txtPairs, type Answer } from '../../src/discovery/records.ts';
 import { RogueTracker, classifyInstance, isTrusted, type RogueReport, type SelfView } from '../../src/discovery/rogue.ts';
 import { silentLogger } from '../../src/log.ts';

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { createHmac, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { AllowEntry } from '../../src/domain.ts';
-import { allowlistPsk } from '../../src/server.ts';
+import { allowlistPsk } from '../../src/service/psk.ts';
 import { SqliteStore } from '../../src/store/sqlite/store.ts';
 import { prf } from '../../src/transport/dtls/crypto.ts';
 import { DUMMY_PSK_LENGTH, PskSelector, type PskChoice } from '../../src/transport/dtls/psk.ts';

@@ -10,6 +10,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { parseResponse } from '../../src/protocol/messages.ts';
 import { buildRequest } from '../../tools/device-sim/client.ts';
 import { startAdminServer, type AdminFixture } from '../admin/support.ts';
+import { codeOf, peer } from '../service/support.ts';
 
 const IDS = 5000;
 const PER_ADDRESS = 5;
@@ -37,11 +38,12 @@ describe('a flood of distinct fake IDs', function () {
     const svc = f.server.service;
     const keys = [generateKeyPairSync('ed25519').privateKey, generateKeyPairSync('ed25519').privateKey];
     /** Challenge, then the signed request with the nonce: the device side of docs/spec/idprov-coap-v1.md §3. */
-    const ask = async (id: string, key: (typeof keys)[number], source: string): Promise<string> => {
+    const ask = async (id: string, key: (typeof keys)[number], from: string): Promise<string> => {
+      const source = peer(from);
       const first = await svc.request(buildRequest({ id, key }), { source });
-      assert.equal(first.code, '4.01');
+      assert.equal(codeOf(first), '4.01');
       const out = await svc.request(buildRequest({ id, key, nonce: first.body.nonce! }), { source });
-      return out.code;
+      return codeOf(out);
     };
     const codes = new Map<string, number>();
     const count = (c: string) => codes.set(c, (codes.get(c) ?? 0) + 1);
@@ -65,12 +67,12 @@ describe('a flood of distinct fake IDs', function () {
     const counts = await store.counts();
     assert.ok(counts.pending <= CAPS.maxPending, `pending rows ${counts.pending}`);
     assert.ok(counts.flags <= CAPS.maxFlags, `flag rows ${counts.flags}`);
-    assert.ok(svc.flags.size <= CAPS.maxFlags, `open flags in memory ${svc.flags.size}`);
-    assert.ok(svc.flags.evicted > 0, 'the flood overflowed the flag cap');
-    assert.ok(svc.tracker.size <= CAPS.monitorMaxAddresses, `addresses tracked ${svc.tracker.size}`);
-    assert.ok(svc.tracker.entries <= CAPS.monitorMaxAddresses * CAPS.manyIdsThreshold, `IDs tracked ${svc.tracker.entries}`);
-    assert.ok(svc.addressLimits.size <= CAPS.rateLimitMaxKeys, `address buckets ${svc.addressLimits.size}`);
-    assert.ok(svc.deviceLimits.size <= CAPS.rateLimitMaxKeys, `device buckets ${svc.deviceLimits.size}`);
+    assert.ok(svc.monitor.flags.size <= CAPS.maxFlags, `open flags in memory ${svc.monitor.flags.size}`);
+    assert.ok(svc.monitor.flags.evicted > 0, 'the flood overflowed the flag cap');
+    assert.ok(svc.monitor.tracker.size <= CAPS.monitorMaxAddresses, `addresses tracked ${svc.monitor.tracker.size}`);
+    assert.ok(svc.monitor.tracker.entries <= CAPS.monitorMaxAddresses * CAPS.manyIdsThreshold, `IDs tracked ${svc.monitor.tracker.entries}`);
+    assert.ok(svc.monitor.addressLimits.size <= CAPS.rateLimitMaxKeys, `address buckets ${svc.monitor.addressLimits.size}`);
+    assert.ok(svc.monitor.deviceLimits.size <= CAPS.rateLimitMaxKeys, `device buckets ${svc.monitor.deviceLimits.size}`);
     assert.ok(counts.allowlist === 0 && counts.devices === 0, 'nothing was provisioned');
 
     // Events grow with the flood until the sweep (every minute in a running server) trims them.

@@ -5,8 +5,9 @@
  * apart, so one host's /64 was an endless supply of fresh sources.
  */
 import assert from 'node:assert/strict';
-import { AddressTracker, manyIdsNote, type ManyIds } from '../../src/policy/monitor.ts';
-import { monitorSource } from '../../src/policy/source-prefix.ts';
+import { AddressTracker, type ManyIds } from '../../src/policy/monitor/id-tracker.ts';
+import { manyIdsNote } from '../../src/policy/monitor/flag-rules.ts';
+import { monitorSource } from '../../src/policy/monitor/tracked-source.ts';
 
 const T0 = 1_800_000_000;
 const DEFAULTS = { threshold: 50, windowS: 60 };

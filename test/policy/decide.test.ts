@@ -3,10 +3,11 @@
  * a decision value out, nothing stored, nothing read from the system clock.
  */
 import assert from 'node:assert/strict';
+import { DEFAULTS } from '../../src/config.ts';
+import { policySettings } from '../../src/service/settings.ts';
 import { hex, toHex } from '../helpers.ts';
 import type { AllowEntry, DeviceRecord, PendingRecord, SubjectRecords } from '../../src/domain.ts';
 import {
-  DEFAULT_POLICY,
   activeAllowEntry,
   bytesEqual,
   decide,
@@ -18,7 +19,8 @@ import {
 } from '../../src/policy/decide.ts';
 import { oobProof } from '../../src/protocol/oob.ts';
 
-const S: PolicySettings = DEFAULT_POLICY;
+/** The configured defaults (src/config.ts). */
+const S: PolicySettings = policySettings(DEFAULTS);
 const NOW = 1_767_225_600;
 const ID = 'dev-1';
 const PK = Buffer.alloc(32, 0x11);

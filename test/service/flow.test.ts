@@ -2,11 +2,12 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { silentLogger } from '../../src/log.ts';
-import { DEFAULT_POLICY } from '../../src/policy/decide.ts';
+import { DEFAULTS } from '../../src/config.ts';
+import { serviceSettings } from '../../src/service/settings.ts';
 import { parseSign1 } from '../../src/protocol/cose.ts';
 import { decodeClaims } from '../../src/protocol/cwt.ts';
 import { AdminService, ensureTokenKey } from '../../src/service/admin.ts';
-import { ProvisioningService, recordPending, type Outcome, type ServiceSettings } from '../../src/service/provisioning.ts';
+import { ProvisioningService, recordPending, type Outcome, type RequestContext, type ServiceSettings } from '../../src/service/provisioning.ts';
 import { SqliteStore } from '../../src/store/sqlite/store.ts';
 import type { Mutation, Store } from '../../src/store/store.ts';
 import { keyFingerprint } from '../../src/tokens/ed25519.ts';
@@ -14,17 +15,11 @@ import { TokenKeyring, newTokenKey } from '../../src/tokens/keyring.ts';
 import { openSealed } from '../../src/tokens/seal.ts';
 import { tempDir } from '../helpers.ts';
 import { TestDevice } from '../support/device.ts';
+import { codeOf, maxAgeOf, peer } from './support.ts';
 
 const T0 = 1_800_000_000;
-const SETTINGS: ServiceSettings = {
-  issuer: 'idprov',
-  provisionTokenTtl: 3600,
-  tokenTtl: 30 * 86400,
-  nonceTtl: 300,
-  disabledRetryS: 300,
-  maxUsedNonces: 10_000,
-  policy: DEFAULT_POLICY,
-};
+/** The configured defaults (src/config.ts), with a smaller used-once set. */
+const SETTINGS: ServiceSettings = { ...serviceSettings(DEFAULTS), maxUsedNonces: 10_000 };
 
 interface Rig {
   store: SqliteStore;
@@ -32,7 +27,7 @@ interface Rig {
   admin: AdminService;
   keyring: TokenKeyring;
   clock: { ms: number };
-  ctx: { source: string };
+  ctx: RequestContext;
   close(): Promise<void>;
 }
 
@@ -51,14 +46,14 @@ async function rig(opts: { wrapStore?: (s: Store) => Store } = {}): Promise<Rig>
     nonceSecret: randomBytes(32),
     settings: SETTINGS,
   });
-  const admin = new AdminService({ store: s, keyring, log: silentLogger, now: () => svc.now(), prov: svc });
+  const admin = new AdminService({ store: s, keyring, log: silentLogger, now: () => svc.now(), monitor: svc.monitor, switch: svc.switch });
   return {
     store,
     svc,
     admin,
     keyring,
     clock,
-    ctx: { source: '127.0.0.1:40000' },
+    ctx: { source: peer('127.0.0.1:40000') },
     async close() {
       await store.close();
       t.cleanup();
@@ -69,7 +64,7 @@ async function rig(opts: { wrapStore?: (s: Store) => Store } = {}): Promise<Rig>
 /** Send without a nonce, take the 4.01 challenge, send again with it. */
 async function provision(r: Rig, dev: TestDevice, opts: Parameters<TestDevice['request']>[0] = {}): Promise<Outcome> {
   const first = await r.svc.request(dev.request({ ...opts, nonce: undefined }), r.ctx);
-  assert.equal(first.code, '4.01');
+  assert.equal(codeOf(first), '4.01');
   assert.equal(first.body.err, 3);
   return r.svc.request(dev.request({ ...opts, nonce: first.body.nonce! }), r.ctx);
 }
@@ -90,7 +85,7 @@ describe('provisioning service end to end on a real SQLite store (docs/spec/idpr
     const dev = new TestDevice('sensor-0001');
     await allow(r, dev);
     const out = await provision(r, dev);
-    assert.equal(out.code, '2.01');
+    assert.equal(codeOf(out), '2.01');
     assert.equal(out.body.status, 0);
     assert.equal(out.body.ttl, 3600);
     assert.equal(out.body.exp, T0 + 3600);
@@ -108,15 +103,15 @@ describe('provisioning service end to end on a real SQLite store (docs/spec/idpr
     const dev = new TestDevice('sensor-0002');
     await allow(r, dev);
     const c = await r.svc.request(dev.request(), r.ctx);
-    assert.equal((await r.svc.request(dev.request({ nonce: c.body.nonce! }), r.ctx)).code, '2.01');
+    assert.equal(codeOf(await r.svc.request(dev.request({ nonce: c.body.nonce! }), r.ctx)), '2.01');
     const again = await r.svc.request(dev.request({ nonce: c.body.nonce! }), r.ctx);
-    assert.equal(again.code, '4.01');
+    assert.equal(codeOf(again), '4.01');
     assert.equal(again.body.err, 3);
     assert.ok(again.body.nonce);
     const forger = new TestDevice(dev.id);
     const forged = forger.sign(parseSign1(dev.request({ nonce: again.body.nonce! })).payload);
     const bad = await r.svc.request(forged, r.ctx);
-    assert.equal(bad.code, '4.01');
+    assert.equal(codeOf(bad), '4.01');
     assert.equal(bad.body.err, 2);
   });
 
@@ -133,10 +128,10 @@ describe('provisioning service end to end on a real SQLite store (docs/spec/idpr
     const dev = new TestDevice('unknown-7');
     const mac = Buffer.from('240ac4000001', 'hex');
     let out = await provision(r, dev, { mac });
-    assert.equal(out.code, '2.05');
+    assert.equal(codeOf(out), '2.05');
     assert.equal(out.body.status, 1);
     assert.equal(out.body.retry, 60);
-    assert.equal(out.maxAge, 60);
+    assert.equal(maxAgeOf(out), 60);
     for (const expected of [90, 120]) {
       r.clock.ms += out.body.retry! * 1000;
       out = await r.svc.request(dev.request({ nonce: out.body.nonce!, mac }), r.ctx);
@@ -146,7 +141,7 @@ describe('provisioning service end to end on a real SQLite store (docs/spec/idpr
     await assert.rejects(r.admin.approve(dev.id, { fingerprint: 'AAAA-BBBB-CCCC' }, { by: 'admin:alice' }), { code: 'conflict' });
     await r.admin.approve(dev.id, { fingerprint: keyFingerprint(dev.pk) }, { by: 'admin:alice' });
     out = await r.svc.request(dev.request({ nonce: out.body.nonce! }), r.ctx);
-    assert.equal(out.code, '2.01');
+    assert.equal(codeOf(out), '2.01');
     assert.equal((await r.store.getDevice(dev.id))?.via, 'admin');
     assert.equal(await r.store.getPending(dev.id), undefined);
   });
@@ -181,7 +176,7 @@ describe('provisioning service end to end on a real SQLite store (docs/spec/idpr
       assert.equal(p?.status, 'approved', 'the poll did not undo the approval');
       assert.equal(p?.count, 2, 'and still counted');
       const next = await raced.svc.request(dev.request({ nonce: poll.body.nonce! }), raced.ctx);
-      assert.equal(next.code, '2.01');
+      assert.equal(codeOf(next), '2.01');
     } finally {
       await raced.close();
     }
@@ -192,7 +187,7 @@ describe('provisioning service end to end on a real SQLite store (docs/spec/idpr
     const out = await provision(r, dev);
     await r.admin.approve(dev.id, { pkHex: dev.pk.toString('hex') }, { by: 'admin:alice' });
     const impostor = new TestDevice(dev.id);
-    assert.equal((await r.svc.request(impostor.request({ nonce: out.body.nonce! }), r.ctx)).code, '2.05');
+    assert.equal(codeOf(await r.svc.request(impostor.request({ nonce: out.body.nonce! }), r.ctx)), '2.05');
     const events = await r.store.listEvents(0, 100);
     assert.ok(events.some((e) => e.kind === 'flag.raised' && e.deviceId === dev.id && e.detail?.['kind'] === 'approved-key-changed'));
   });
@@ -202,7 +197,7 @@ describe('provisioning service end to end on a real SQLite store (docs/spec/idpr
     await r.admin.reject(dev.id, 'not ours', { by: 'admin:bob' });
     await allow(r, dev);
     const out = await provision(r, dev);
-    assert.equal(out.code, '4.03');
+    assert.equal(codeOf(out), '4.03');
     assert.equal(out.body.status, 2);
     assert.equal(out.body.err, 6);
     assert.equal(out.body.retry, 3600);
@@ -211,12 +206,12 @@ describe('provisioning service end to end on a real SQLite store (docs/spec/idpr
   it('re-provisions a known device with the same key and refuses another key', async () => {
     const dev = new TestDevice('repro-1');
     await allow(r, dev, 1);
-    assert.equal((await provision(r, dev)).code, '2.01');
+    assert.equal(codeOf(await provision(r, dev)), '2.01');
     const second = await provision(r, dev);
-    assert.equal(second.code, '2.01');
+    assert.equal(codeOf(second), '2.01');
     assert.equal(r.keyring.verify(second.body.token!, T0).role, 'service');
     const other = await provision(r, new TestDevice(dev.id));
-    assert.equal(other.code, '4.03');
+    assert.equal(codeOf(other), '4.03');
     assert.equal(other.body.err, 4);
   });
 
@@ -226,9 +221,9 @@ describe('provisioning service end to end on a real SQLite store (docs/spec/idpr
     await r.admin.importAllowlist([{ id: dev.id, mac, secret: 'label-code-7Q4K', type: 0, createdAt: T0 }], { by: 'test' });
     assert.equal((await provision(r, dev, { mac: Buffer.from('240ac4123457', 'hex'), secret: 'label-code-7Q4K' })).body.err, 5);
     const wrongSecret = await provision(r, dev, { mac, secret: 'label-code-XXXX' });
-    assert.equal(wrongSecret.code, '4.01');
+    assert.equal(codeOf(wrongSecret), '4.01');
     assert.equal(wrongSecret.body.err, 11);
-    assert.equal((await provision(r, dev, { mac, secret: 'label-code-7Q4K' })).code, '2.01');
+    assert.equal(codeOf(await provision(r, dev, { mac, secret: 'label-code-7Q4K' })), '2.01');
     assert.deepEqual(Buffer.from((await r.store.getDevice(dev.id))!.pk), dev.pk, 'the key from a MAC/secret-only entry is recorded');
   });
 
@@ -238,9 +233,9 @@ describe('provisioning service end to end on a real SQLite store (docs/spec/idpr
     const token = (await provision(r, dev)).body.token!;
     r.clock.ms += 1800_000;
     const ch = await r.svc.refresh(dev.refresh(token), r.ctx);
-    assert.equal(ch.code, '4.01');
+    assert.equal(codeOf(ch), '4.01');
     const fresh = await r.svc.refresh(dev.refresh(token, ch.body.nonce!), r.ctx);
-    assert.equal(fresh.code, '2.01');
+    assert.equal(codeOf(fresh), '2.01');
     assert.equal(fresh.body.ttl, 30 * 86400);
     assert.equal(fresh.body.exp, T0 + 1800 + 30 * 86400);
     const alien = new TokenKeyring([newTokenKey(T0)], 3600).issue({ ...decodeClaims(parseSign1(token).payload) });
@@ -252,11 +247,11 @@ describe('provisioning service end to end on a real SQLite store (docs/spec/idpr
     await r.admin.revoke(dev.id, 'lost', { by: 'admin:alice' });
     const ch4 = await r.svc.refresh(dev.refresh(fresh.body.token!), r.ctx);
     const revoked = await r.svc.refresh(dev.refresh(fresh.body.token!, ch4.body.nonce!), r.ctx);
-    assert.equal(revoked.code, '4.03');
+    assert.equal(codeOf(revoked), '4.03');
     assert.equal(revoked.body.err, 7);
     await r.admin.reenable(dev.id, { by: 'admin:alice' });
     const ch5 = await r.svc.refresh(dev.refresh(fresh.body.token!), r.ctx);
-    assert.equal((await r.svc.refresh(dev.refresh(fresh.body.token!, ch5.body.nonce!), r.ctx)).code, '2.01');
+    assert.equal(codeOf(await r.svc.refresh(dev.refresh(fresh.body.token!, ch5.body.nonce!), r.ctx)), '2.01');
   });
 
   it('refuses a refresh signed by a key other than the token cnf key', async () => {
@@ -266,7 +261,7 @@ describe('provisioning service end to end on a real SQLite store (docs/spec/idpr
     const thief = new TestDevice(dev.id);
     const ch = await r.svc.refresh(thief.refresh(token), r.ctx);
     const out = await r.svc.refresh(thief.refresh(token, ch.body.nonce!), r.ctx);
-    assert.equal(out.code, '4.01');
+    assert.equal(codeOf(out), '4.01');
     assert.equal(out.body.err, 2);
   });
 
@@ -276,13 +271,13 @@ describe('provisioning service end to end on a real SQLite store (docs/spec/idpr
     const token = (await provision(r, dev)).body.token!;
     await r.admin.setProvisioning(false, 'maintenance', { by: 'admin:alice' });
     const off = await r.svc.request(new TestDevice('dis-2').request(), r.ctx);
-    assert.equal(off.code, '5.03');
+    assert.equal(codeOf(off), '5.03');
     assert.equal(off.body.err, 10);
     assert.equal(off.body.retry, 300);
     const ch = await r.svc.refresh(dev.refresh(token), r.ctx);
-    assert.equal((await r.svc.refresh(dev.refresh(token, ch.body.nonce!), r.ctx)).code, '2.01');
+    assert.equal(codeOf(await r.svc.refresh(dev.refresh(token, ch.body.nonce!), r.ctx)), '2.01');
     await r.admin.setProvisioning(true, undefined, { by: 'admin:alice' });
-    assert.equal((await r.svc.request(new TestDevice('dis-2').request(), r.ctx)).code, '4.01');
+    assert.equal(codeOf(await r.svc.request(new TestDevice('dis-2').request(), r.ctx)), '4.01');
   });
 
   it('seals the token to xk so that only the key holder can open it', async () => {
@@ -299,20 +294,20 @@ describe('provisioning service end to end on a real SQLite store (docs/spec/idpr
   it('keeps a spent pre-approval spent when the same file is imported again, and re-arms it for a new key', async () => {
     const dev = new TestDevice('reimport-1');
     await allow(r, dev);
-    assert.equal((await provision(r, dev)).code, '2.01');
+    assert.equal(codeOf(await provision(r, dev)), '2.01');
     await allow(r, dev);
     assert.equal((await r.store.getAllow(dev.id))?.consumedAt, T0, 'an identical re-import keeps the entry consumed');
     const rekeyed = new TestDevice(dev.id);
     await allow(r, rekeyed);
     assert.equal((await r.store.getAllow(dev.id))?.consumedAt, undefined, 'an entry with a new key is usable again');
-    assert.equal((await provision(r, rekeyed)).code, '2.01', 'the admin re-keyed the device through the allowlist');
+    assert.equal(codeOf(await provision(r, rekeyed)), '2.01', 'the admin re-keyed the device through the allowlist');
     assert.equal((await provision(r, dev)).body.err, 4, 'the old key is refused now');
   });
 
   it('answers malformed envelopes with 4.00 and err 1', async () => {
     for (const junk of [Buffer.alloc(0), Buffer.from('ff', 'hex'), Buffer.from('84404040', 'hex'), Buffer.from('a0', 'hex')]) {
       const out = await r.svc.request(junk, r.ctx);
-      assert.equal(out.code, '4.00');
+      assert.equal(codeOf(out), '4.00');
       assert.equal(out.body.err, 1);
       assert.equal(typeof out.body.diag, 'string');
     }
@@ -342,7 +337,7 @@ describe('durability: a token is only sent after its record is committed', () =>
       await allow(r, dev);
       failApprove = true;
       const out = await provision(r, dev);
-      assert.equal(out.code, '5.00');
+      assert.equal(codeOf(out), '5.00');
       assert.equal(out.body.token, undefined);
       assert.equal(out.body.sealed, undefined);
       assert.equal((await r.store.getAllow(dev.id))?.consumedAt, undefined, 'the entry is not consumed');

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { TestDevice } from '../support/device.ts';
-import { allow, ask, rig, show, type Rig } from './support.ts';
+import { allow, ask, codeOf, rig, show, type Rig } from './support.ts';
 
 const GENUINE = '192.0.2.20:5683';
 const FORGER = '203.0.113.77:40000';
@@ -21,7 +21,7 @@ describe('holding flagged devices against forgers (F2)', () => {
     await r.close();
   });
 
-  const openKinds = (id: string): string[] => r.svc.flags.openFor(id).map((f) => f.kind);
+  const openKinds = (id: string): string[] => r.svc.monitor.flags.openFor(id).map((f) => f.kind);
 
   it('does not hold an allowlisted device for a key-mismatch a forger raised in its name', async () => {
     const dev = new TestDevice('hold-km');
@@ -29,33 +29,33 @@ describe('holding flagged devices against forgers (F2)', () => {
     assert.equal((await ask(r, new TestDevice(dev.id), FORGER)).body.err, 4);
     assert.deepEqual(openKinds(dev.id), ['key-mismatch'], 'the admin still sees the attempt');
     const out = await ask(r, dev, GENUINE);
-    assert.equal(out.code, '2.01', show(out));
+    assert.equal(codeOf(out), '2.01', show(out));
   });
 
   it('does not hold a provisioned device after a forger raised key-changed, cleared or not', async () => {
     const dev = new TestDevice('hold-kc');
     await allow(r, dev);
-    assert.equal((await ask(r, dev, GENUINE)).code, '2.01');
+    assert.equal(codeOf(await ask(r, dev, GENUINE)), '2.01');
     const forger = new TestDevice(dev.id);
-    assert.equal((await ask(r, forger, FORGER)).code, '4.03');
-    assert.equal((await ask(r, dev, GENUINE)).code, '2.01');
-    const flag = r.svc.flags.openFor(dev.id)[0]!;
+    assert.equal(codeOf(await ask(r, forger, FORGER)), '4.03');
+    assert.equal(codeOf(await ask(r, dev, GENUINE)), '2.01');
+    const flag = r.svc.monitor.flags.openFor(dev.id)[0]!;
     await r.admin.clearFlag(flag.id, 'test', { by: 'admin:test' });
-    assert.equal((await ask(r, forger, FORGER)).code, '4.03', 'raised again after the clear');
-    assert.equal((await ask(r, dev, GENUINE)).code, '2.01');
+    assert.equal(codeOf(await ask(r, forger, FORGER)), '4.03', 'raised again after the clear');
+    assert.equal(codeOf(await ask(r, dev, GENUINE)), '2.01');
   });
 
   it('does not hold a device whose MAC a forger reports under another ID, and holds the ID that reported it', async () => {
     const dev = new TestDevice('hold-mac');
     await allow(r, dev, { mac: MAC });
-    assert.equal((await ask(r, dev, GENUINE, { mac: MAC })).code, '2.01');
+    assert.equal(codeOf(await ask(r, dev, GENUINE, { mac: MAC })), '2.01');
     const clone = new TestDevice('hold-mac-clone');
     await allow(r, clone);
     const held = await ask(r, clone, FORGER, { mac: MAC });
-    assert.equal(held.code, '2.05', `the ID that reports a MAC recorded for another device is held: ${show(held)}`);
+    assert.equal(codeOf(held), '2.05', `the ID that reports a MAC recorded for another device is held: ${show(held)}`);
     assert.deepEqual(openKinds(dev.id), ['duplicate-mac']);
     const out = await ask(r, dev, GENUINE, { mac: MAC });
-    assert.equal(out.code, '2.01', show(out));
+    assert.equal(codeOf(out), '2.01', show(out));
   });
 
   it('does not hold a device for out-of-band failures of keys it never used', async () => {
@@ -64,7 +64,7 @@ describe('holding flagged devices against forgers (F2)', () => {
     for (let i = 0; i < 3; i++) assert.equal((await ask(r, new TestDevice(dev.id), FORGER, { secret: 'guess-guess-guess' })).body.err, 11);
     assert.deepEqual(openKinds(dev.id), ['oob-failed']);
     const out = await ask(r, dev, GENUINE, { secret: 'label-code-7Q4K-x' });
-    assert.equal(out.code, '2.01', show(out));
+    assert.equal(codeOf(out), '2.01', show(out));
   });
 
   it('still holds a key that failed the out-of-band proof before proving it, whatever other keys did since', async () => {
@@ -73,6 +73,6 @@ describe('holding flagged devices against forgers (F2)', () => {
     assert.equal((await ask(r, dev, GENUINE, { secret: 'wrong-secret-1' })).body.err, 11);
     for (let i = 0; i < 3; i++) await ask(r, new TestDevice(dev.id), FORGER, { secret: 'wrong-secret-2' });
     const out = await ask(r, dev, GENUINE, { secret: 'label-code-7Q4K-y' });
-    assert.equal(out.code, '2.05', `held: this key failed before: ${show(out)}`);
+    assert.equal(codeOf(out), '2.05', `held: this key failed before: ${show(out)}`);
   });
 });

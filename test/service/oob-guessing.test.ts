@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { ERROR_TABLE } from '../../src/errors.ts';
 import { STATUS } from '../../src/protocol/messages.ts';
 import { TestDevice } from '../support/device.ts';
-import { allow, ask, rig, show, type Rig } from './support.ts';
+import { allow, ask, codeOf, maxAgeOf, rig, show, type Rig } from './support.ts';
 
 const ERR_OOB = ERROR_TABLE['oob-mismatch'].err!;
 const SECRET = 'label-code-7Q4K-z';
@@ -32,8 +32,8 @@ describe('online guesses of an entry\'s out-of-band secret', () => {
     // 40 guesses within one second from one address, a fresh key for each: the ID's burst is 10.
     for (let i = 0; i < 40; i++) {
       const out = await ask(r, new TestDevice(dev.id), GUESSER, { secret: guess(i) });
-      if (out.code === '4.01') assert.equal(out.body.err, ERR_OOB, show(out));
-      codes.push(out.code);
+      if (codeOf(out) === '4.01') assert.equal(out.body.err, ERR_OOB, show(out));
+      codes.push(codeOf(out));
     }
     const evaluated = codes.filter((c) => c === '4.01').length;
     assert.ok(evaluated <= 12, `wrong proofs evaluated for one ID within a second: ${evaluated} of 40 (${[...new Set(codes)]})`);
@@ -46,14 +46,14 @@ describe('online guesses of an entry\'s out-of-band secret', () => {
     const wrong = await ask(r, new TestDevice(dev.id), GUESSER, { secret: guess(99) });
     const right = await ask(r, new TestDevice(dev.id), GUESSER, { secret: SECRET });
     for (const out of [wrong, right]) {
-      assert.equal(out.code, '2.05', show(out));
+      assert.equal(codeOf(out), '2.05', show(out));
       assert.equal(out.body.status, STATUS.pending, show(out));
       assert.equal(out.body.token, undefined);
       assert.equal(out.body.sealed, undefined);
     }
     assert.deepEqual(Object.keys(right.body).sort(), Object.keys(wrong.body).sort());
     assert.equal(right.body.retry, wrong.body.retry);
-    assert.equal(right.maxAge, wrong.maxAge);
+    assert.equal(maxAgeOf(right), maxAgeOf(wrong));
     assert.equal(right.body.nonce!.length, wrong.body.nonce!.length);
     assert.equal(await r.store.getDevice(dev.id), undefined, 'a lucky guess past the budget provisions nothing');
   });
@@ -63,11 +63,11 @@ describe('online guesses of an entry\'s out-of-band secret', () => {
     await allow(r, dev, { pk: undefined, secret: SECRET });
     for (let i = 0; i < 20; i++) await ask(r, new TestDevice(dev.id), GUESSER, { secret: guess(i) });
     const held = await ask(r, dev, GENUINE, { secret: SECRET });
-    assert.equal(held.code, '2.05', `held, not refused: ${show(held)}`);
+    assert.equal(codeOf(held), '2.05', `held, not refused: ${show(held)}`);
     assert.equal(held.body.status, STATUS.pending);
     r.tick(held.body.retry!);
     const out = await ask(r, dev, GENUINE, { secret: SECRET });
-    assert.equal(out.code, '2.01', show(out));
+    assert.equal(codeOf(out), '2.01', show(out));
     assert.deepEqual(Buffer.from((await r.store.getDevice(dev.id))!.pk), dev.pk);
   });
 
@@ -76,9 +76,9 @@ describe('online guesses of an entry\'s out-of-band secret', () => {
     const other = new TestDevice('printed-label-5');
     await allow(r, dev, { pk: undefined, secret: SECRET });
     await allow(r, other, { pk: undefined, secret: SECRET });
-    assert.equal((await ask(r, dev, GENUINE, { secret: SECRET })).code, '2.01');
-    assert.equal(r.svc.oobGuessLimits.size, 0, 'no guess bucket for an ID whose proof was right');
+    assert.equal(codeOf(await ask(r, dev, GENUINE, { secret: SECRET })), '2.01');
+    assert.equal(r.svc.monitor.oobGuessLimits.size, 0, 'no guess bucket for an ID whose proof was right');
     await ask(r, new TestDevice(other.id), GUESSER, { secret: guess(1) });
-    assert.equal(r.svc.oobGuessLimits.size, 1, 'a wrong proof opens the ID\'s guess bucket');
+    assert.equal(r.svc.monitor.oobGuessLimits.size, 1, 'a wrong proof opens the ID\'s guess bucket');
   });
 });

@@ -8,9 +8,13 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { AllowEntry } from '../../src/domain.ts';
 import { silentLogger } from '../../src/log.ts';
-import { DEFAULT_POLICY } from '../../src/policy/decide.ts';
+import { DEFAULTS } from '../../src/config.ts';
 import { AdminService, ensureTokenKey } from '../../src/service/admin.ts';
+import { coapCode, toCoap } from '../../src/device-api/resources.ts';
+import type { PeerAddress } from '../../src/net/address.ts';
+import { codeText } from '../../src/protocol/coap-codes.ts';
 import { ProvisioningService, type MonitorSettings, type Outcome, type ServiceSettings } from '../../src/service/provisioning.ts';
+import { serviceSettings } from '../../src/service/settings.ts';
 import { SqliteStore } from '../../src/store/sqlite/store.ts';
 import { TokenKeyring } from '../../src/tokens/keyring.ts';
 import { tempDir } from '../helpers.ts';
@@ -18,15 +22,8 @@ import { TestDevice } from '../support/device.ts';
 
 export const T0 = 1_800_000_000;
 
-export const BASE_SETTINGS: ServiceSettings = {
-  issuer: 'idprov',
-  provisionTokenTtl: 3600,
-  tokenTtl: 30 * 86400,
-  nonceTtl: 300,
-  disabledRetryS: 300,
-  maxUsedNonces: 10_000,
-  policy: DEFAULT_POLICY,
-};
+/** The configured defaults (src/config.ts), with a smaller used-once set. */
+export const BASE_SETTINGS: ServiceSettings = { ...serviceSettings(DEFAULTS), maxUsedNonces: 10_000 };
 
 export interface Rig {
   store: SqliteStore;
@@ -39,7 +36,7 @@ export interface Rig {
 }
 
 /** Start a service with `settings` (and `monitor`) over the defaults of {@link BASE_SETTINGS}. */
-export async function rig(settings: Partial<ServiceSettings> = {}, monitor: Partial<MonitorSettings> = {}): Promise<Rig> {
+export async function rig(settings: Partial<Omit<ServiceSettings, 'monitor'>> & { monitor?: Partial<MonitorSettings> } = {}, monitor: Partial<MonitorSettings> = {}): Promise<Rig> {
   const t = tempDir();
   const store = await SqliteStore.open(join(t.dir, 'db.sqlite'));
   const clock = { ms: T0 * 1000 };
@@ -51,10 +48,10 @@ export async function rig(settings: Partial<ServiceSettings> = {}, monitor: Part
     clock: () => clock.ms,
     random: randomBytes,
     nonceSecret: randomBytes(32),
-    settings: { ...BASE_SETTINGS, ...settings, monitor: { ...settings.monitor, ...monitor } },
+    settings: { ...BASE_SETTINGS, ...settings, monitor: { ...BASE_SETTINGS.monitor, ...settings.monitor, ...monitor } },
   });
   await svc.start();
-  const admin = new AdminService({ store, keyring, log: silentLogger, now: () => svc.now(), prov: svc });
+  const admin = new AdminService({ store, keyring, log: silentLogger, now: () => svc.now(), monitor: svc.monitor, switch: svc.switch });
   return {
     store,
     svc,
@@ -70,24 +67,42 @@ export async function rig(settings: Partial<ServiceSettings> = {}, monitor: Part
   };
 }
 
+/**
+ * A peer written as `a.b.c.d:port` or `[v6]:port`, for readable tests (the service takes
+ * `{address, port}`; nothing in src/ parses such text).
+ */
+export function peer(text: string): PeerAddress {
+  const m = /^\[(.*)\]:(\d+)$/.exec(text) ?? /^([^:]*):(\d+)$/.exec(text);
+  assert.ok(m, `a peer: ${text}`);
+  return { address: m[1]!, port: Number(m[2]) };
+}
+
+/** The CoAP code the device API answers `o` with, as `c.dd`. */
+export const codeOf = (o: Outcome): string => codeText(coapCode(o));
+
+/** The Max-Age the device API answers `o` with. */
+export const maxAgeOf = (o: Outcome): number | undefined => toCoap(o).maxAge;
+
 /** Allowlist `dev`'s key (and any other factors given). */
 export function allow(r: Rig, dev: TestDevice, extra: Partial<AllowEntry> = {}): Promise<unknown> {
   return r.admin.importAllowlist([{ id: dev.id, pk: dev.pk, type: 0, createdAt: r.svc.now(), ...extra }], { by: 'test' });
 }
 
 /** The nonce challenge from `source`, then the signed request with it from the same source. */
-export async function ask(r: Rig, dev: TestDevice, source: string, opts: Parameters<TestDevice['request']>[0] = {}): Promise<Outcome> {
+export async function ask(r: Rig, dev: TestDevice, from: string, opts: Parameters<TestDevice['request']>[0] = {}): Promise<Outcome> {
+  const source = peer(from);
   const first = await r.svc.request(dev.request({ ...opts, nonce: undefined }), { source });
-  assert.equal(first.code, '4.01', `the challenge: ${JSON.stringify(first)}`);
+  assert.equal(codeOf(first), '4.01', `the challenge: ${JSON.stringify(first)}`);
   return r.svc.request(dev.request({ ...opts, nonce: first.body.nonce! }), { source });
 }
 
 /** The nonce challenge, then the signed refresh with `token`. */
-export async function refresh(r: Rig, dev: TestDevice, token: Uint8Array, source: string): Promise<Outcome> {
+export async function refresh(r: Rig, dev: TestDevice, token: Uint8Array, from: string): Promise<Outcome> {
+  const source = peer(from);
   const first = await r.svc.refresh(dev.refresh(token), { source });
-  assert.equal(first.code, '4.01', `the challenge: ${JSON.stringify(first)}`);
+  assert.equal(codeOf(first), '4.01', `the challenge: ${JSON.stringify(first)}`);
   return r.svc.refresh(dev.refresh(token, first.body.nonce!), { source });
 }
 
 /** A short description of an outcome for assertion messages. */
-export const show = (o: Outcome): string => `${o.code} ${JSON.stringify({ ...o.body, nonce: undefined, token: undefined })}`;
+export const show = (o: Outcome): string => `${codeOf(o)} ${JSON.stringify({ ...o.body, nonce: undefined, token: undefined })}`;

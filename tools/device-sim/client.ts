@@ -47,7 +47,9 @@ export type { DeviceSimErrorCode } from './errors.ts';
 /** Resource paths (§1). */
 export const PATHS = { request: '/idprov/request', refresh: '/idprov/refresh', keys: '/idprov/keys', core: '/.well-known/core' } as const;
 /** Content-Formats (§1). */
-export const CF = { coseSign1: 18, linkFormat: 40, cbor: 60, coseKeySet: 102 } as const;
+import { CF } from '../../src/protocol/content-formats.ts';
+
+export { CF };
 /** Client types of Body key 5 (§2). */
 export const CLIENT_TYPES = { device: 0, service: 1, consumer: 2 } as const;
 export type ClientTypeName = keyof typeof CLIENT_TYPES;

@@ -24,11 +24,12 @@ import { syncBuiltinESMExports } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type { AllowEntry } from '../../src/domain.ts';
 import { silentLogger } from '../../src/log.ts';
-import { DEFAULT_POLICY } from '../../src/policy/decide.ts';
+import { DEFAULTS } from '../../src/config.ts';
+import { serviceSettings } from '../../src/service/settings.ts';
 import { encodeSign1, parseSign1, protectedHeader, sigStructure } from '../../src/protocol/cose.ts';
 import { encodeRefreshBody, encodeRequestBody, parseResponse, type RequestBody } from '../../src/protocol/messages.ts';
 import { oobProof } from '../../src/protocol/oob.ts';
-import { registerResources } from '../../src/server.ts';
+import { registerResources } from '../../src/device-api/resources.ts';
 import { AdminService } from '../../src/service/admin.ts';
 import { ProvisioningService, type MonitorSettings, type ServiceSettings } from '../../src/service/provisioning.ts';
 import { SqliteStore } from '../../src/store/sqlite/store.ts';
@@ -65,15 +66,8 @@ const DEVICE_SECRET: string = VECTORS.device.oob_secret_utf8;
 /** A second key, for the flows where the wrong key signs or is allowlisted: seed 0x21 0x22 … 0x40. */
 const OTHER_KEY = privateKeyFromSeed(Buffer.from(Array.from({ length: 32 }, (_, i) => 0x21 + i)));
 
-const SETTINGS: ServiceSettings = {
-  issuer: 'idprov',
-  provisionTokenTtl: 3600,
-  tokenTtl: 30 * 86_400,
-  nonceTtl: 300,
-  disabledRetryS: 300,
-  maxUsedNonces: 10_000,
-  policy: DEFAULT_POLICY,
-};
+/** The configured defaults (src/config.ts), with a smaller used-once set. */
+const SETTINGS: ServiceSettings = { ...serviceSettings(DEFAULTS), maxUsedNonces: 10_000 };
 
 /** One request → response. Hex strings. */
 export interface ExchangeStep {
@@ -210,10 +204,10 @@ class Rig {
       clock: () => clock.s * 1000,
       random: counterRandom(RANDOM_START),
       nonceSecret: NONCE_SECRET,
-      settings: { ...SETTINGS, ...(opts.monitor ? { monitor: opts.monitor } : {}) },
+      settings: { ...SETTINGS, monitor: { ...SETTINGS.monitor, ...opts.monitor } },
     });
     await svc.start();
-    const admin = new AdminService({ store, keyring, log: silentLogger, now: () => svc.now(), prov: svc });
+    const admin = new AdminService({ store, keyring, log: silentLogger, now: () => svc.now(), monitor: svc.monitor, switch: svc.switch });
     // A frozen engine clock: no exchange ever counts as slow, so every answer is piggybacked.
     const coap = new CoapServer({ log: silentLogger, now: () => 0, random: () => 0 });
     registerResources(coap, svc);

@@ -11,10 +11,12 @@
  * (cleared by `system:cap`), and the `flags.trim` mutation drops the oldest cleared flags so the table
  * never holds more than `maxFlags` rows.
  */
-import type { EventRecord, FlagRecord } from '../domain.ts';
-import type { FlagNote } from '../policy/decide.ts';
-import { MAX_FLAG_RAISERS, STATE_KINDS, acknowledges, type OpenFlagRef } from '../policy/monitor.ts';
-import type { Mutation, Store } from '../store/store.ts';
+import type { EventRecord, FlagRecord } from '../../domain.ts';
+import type { FlagNote } from '../../policy/decide.ts';
+import { MAX_FLAG_RAISERS, STATE_KINDS, acknowledges, type OpenFlagRef } from '../../policy/monitor/flag-rules.ts';
+import type { LRUCache } from 'lru-cache';
+import { boundedLru } from '../../bounded-lru.ts';
+import type { Mutation, Store } from '../../store/store.ts';
 
 /** Most device IDs one flag lists. */
 export const MAX_FLAG_DEVICES = 32;
@@ -44,19 +46,27 @@ function withRaiser(latest: Readonly<Record<string, string>>, prev: Readonly<Rec
 }
 
 export class FlagBook {
-  /** kind + subject → open flag, least recently seen first (re-inserted on every observation). */
+  /**
+   * kind + subject → open flag, least recently seen first (re-inserted on every observation). A Map,
+   * not the project's bounded LRU (src/bounded-lru.ts): dropping a flag here is a decision that is
+   * recorded — it closes the flag in the database (a `flag.put` by `system:cap` in the same
+   * transaction as the observation that needed the room) and leaves the device index — so `raise`
+   * makes room itself before the insert, where the mutation can be returned.
+   */
   private readonly open = new Map<string, FlagRecord>();
   private readonly keyById = new Map<string, string>();
   private readonly idsByDevice = new Map<string, Set<string>>();
-  /** kind + subject → the flag an admin cleared last (state kinds only), oldest first. */
-  private readonly acked = new Map<string, FlagRecord>();
+  /** kind + subject → the flag an admin cleared last (state kinds only); the oldest clear goes first. */
+  private readonly acked: LRUCache<string, FlagRecord>;
   /** Open flags closed to make room since start (metrics, tests). */
   evicted = 0;
 
   constructor(
     readonly maxFlags: number,
     private readonly random: (n: number) => Buffer,
-  ) {}
+  ) {
+    this.acked = boundedLru<string, FlagRecord>(maxFlags);
+  }
 
   /** Open flags held now (never more than `maxFlags`). */
   get size(): number {
@@ -88,13 +98,7 @@ export class FlagBook {
   /** Remember a flag an admin cleared (state kinds only; never one closed by the cap). */
   private acknowledge(f: FlagRecord): void {
     if (f.clearedBy === CAP_ACTOR || !STATE_KINDS.has(f.kind as OpenFlagRef['kind'])) return;
-    const k = keyOf(f.kind, f.subject);
-    this.acked.delete(k);
-    if (this.acked.size >= this.maxFlags) {
-      const oldest = this.acked.keys().next().value;
-      if (oldest !== undefined) this.acked.delete(oldest);
-    }
-    this.acked.set(k, f);
+    this.acked.set(keyOf(f.kind, f.subject), f);
   }
 
   private index(f: FlagRecord): void {
@@ -131,7 +135,7 @@ export class FlagBook {
   /**
    * Merge observations into the open flags. Returns the mutations that record them (a `flag.put` per
    * flag touched, a `flag.raised` event per new flag, the cap's bookkeeping) and the new flags.
-   * `raiser` ({@link import('../policy/monitor.ts').raiserOf}) is who observed them: it is added to
+   * `raiser` ({@link import('../../policy/monitor/flag-rules.ts').raiserOf}) is who observed them: it is added to
    * each flag's evidence `raisedBy` (the first {@link MAX_FLAG_RAISERS} kept), which decides whom the
    * flag may hold.
    */
@@ -142,7 +146,7 @@ export class FlagBook {
       const subject = n.subject ?? n.deviceId;
       const k = keyOf(n.kind, subject);
       const prev = this.open.get(k);
-      const ack = prev ? undefined : this.acked.get(k);
+      const ack = prev ? undefined : this.acked.peek(k);
       if (ack && acknowledges(ack, n)) continue;
       if (prev) {
         const ids = [...prev.deviceIds];

@@ -5,7 +5,7 @@
  * the rate limits and transports use (`src/net/address.ts`); the monitor only drops the zone, so one
  * host's link-local addresses count once whatever interface they came in on. Pure: no I/O.
  */
-import { addressScope } from '../net/address.ts';
+import { addressScope } from '../../net/address.ts';
 
 /**
  * The source a request is counted under: `a.b.c.d` for IPv4 (also when written IPv4-mapped,

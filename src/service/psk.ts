@@ -1,0 +1,16 @@
+/**
+ * The PSK lookup the DTLS transport asks for a PSK identity (= device ID), over the store and the
+ * rule of {@link livePsk}.
+ */
+import { livePsk } from '../policy/psk.ts';
+import type { Store } from '../store/store.ts';
+
+/**
+ * The DTLS PSK of a device ID: its out-of-band secret from an unexpired allowlist entry, else
+ * undefined. The same steps run for an unknown ID, an entry without a secret and a live one, down to
+ * the store read (one row either way; issue 11 F11); the transport then derives a dummy key for the
+ * first two (src/transport/dtls/psk.ts).
+ */
+export function allowlistPsk(store: Pick<Store, 'pskOf'>, nowS: () => number): (id: string) => Promise<Buffer | undefined> {
+  return async (id) => livePsk(await store.pskOf(id), nowS());
+}
