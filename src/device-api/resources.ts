@@ -3,7 +3,7 @@
  * engine, and the one mapping of a service {@link Outcome} to a CoAP response. The provisioning
  * service knows nothing of CoAP; the engine knows nothing of idprov; this room joins them.
  */
-import { codeText, type CoapCode } from '../protocol/coap-codes.ts';
+import { CoapCode } from '../protocol/coap-codes.ts';
 import { CF } from '../protocol/content-formats.ts';
 import { encodeResponse } from '../protocol/messages.ts';
 import { outcomeCode } from '../protocol/outcomes.ts';
@@ -26,10 +26,10 @@ export function coapCode(o: Outcome): CoapCode {
 
 /**
  * Encode a service outcome as a CoAP response, once: its code, the body as CBOR (Content-Format 60),
- * Max-Age = retry. (`codeText`: the engine takes the `c.dd` text until it speaks numbers.)
+ * Max-Age = retry. The engine writes the code number into the header as it is.
  */
 export function toCoap(o: Outcome): CoapResponse {
-  const r: CoapResponse = { code: codeText(coapCode(o)), contentFormat: CF.cbor, payload: encodeResponse(o.body) };
+  const r: CoapResponse = { code: coapCode(o), contentFormat: CF.cbor, payload: encodeResponse(o.body) };
   if (o.retry !== undefined) r.maxAge = o.retry;
   return r;
 }
@@ -62,6 +62,6 @@ export function registerResources(coap: CoapServer, service: ProvisioningService
     path: '/idprov/keys',
     rt: 'idprov.keys',
     ct: CF.coseKeySet,
-    methods: { GET: () => ({ code: '2.05', contentFormat: CF.coseKeySet, payload: keySet() }) },
+    methods: { GET: () => ({ code: CoapCode.Content, contentFormat: CF.coseKeySet, payload: keySet() }) },
   });
 }

@@ -15,7 +15,7 @@ import { takeEvery } from '../policy/ratelimit.ts';
 import { claimKey, isVouched, keyStanding, oobAttempt, type KeyStanding } from '../policy/standing.ts';
 import { parseSign1, sigStructure } from '../protocol/cose.ts';
 import { STATUS, parseRefreshBody, parseRequestBody, type ResponseBody } from '../protocol/messages.ts';
-import { codeText } from '../protocol/coap-codes.ts';
+import { formatCode } from '../protocol/coap-codes.ts';
 import { outcomeCode } from '../protocol/outcomes.ts';
 import { checkNonce, makeNonce, nonceExpiry } from '../protocol/nonce.ts';
 import type { Mutation, Store } from '../store/store.ts';
@@ -439,7 +439,7 @@ export class ProvisioningService {
 
   private logOutcome(op: 'request' | 'refresh', id: string | undefined, ctx: RequestContext, out: Outcome, t0: number): void {
     const outcome = out.kind;
-    const code = codeText(outcomeCode(out));
+    const code = formatCode(outcomeCode(out));
     const ms = this.d.clock() - t0;
     this.d.log.info(
       { evt: 'provision', op, id, outcome, code, err: out.body.err, src: peerText(ctx.source), psk: ctx.pskIdentity !== undefined || undefined, ms },

@@ -12,7 +12,7 @@ import { DEFAULTS } from '../../src/config.ts';
 import { AdminService, ensureTokenKey } from '../../src/service/admin.ts';
 import { coapCode, toCoap } from '../../src/device-api/resources.ts';
 import type { PeerAddress } from '../../src/net/address.ts';
-import { codeText } from '../../src/protocol/coap-codes.ts';
+import { formatCode } from '../../src/protocol/coap-codes.ts';
 import { ProvisioningService, type MonitorSettings, type Outcome, type ServiceSettings } from '../../src/service/provisioning.ts';
 import { serviceSettings } from '../../src/service/settings.ts';
 import { SqliteStore } from '../../src/store/sqlite/store.ts';
@@ -78,7 +78,7 @@ export function peer(text: string): PeerAddress {
 }
 
 /** The CoAP code the device API answers `o` with, as `c.dd`. */
-export const codeOf = (o: Outcome): string => codeText(coapCode(o));
+export const codeOf = (o: Outcome): string => formatCode(coapCode(o));
 
 /** The Max-Age the device API answers `o` with. */
 export const maxAgeOf = (o: Outcome): number | undefined => toCoap(o).maxAge;
