@@ -8,7 +8,7 @@ import { ProvError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { entryProblem } from '../protocol/allowlist.ts';
 import type { Mutation, Store } from '../store/store.ts';
-import { keyFingerprint } from '../tokens/ed25519.ts';
+import { fingerprintMatches, keyFingerprint } from '../tokens/ed25519.ts';
 import { newTokenKey, type TokenKeyring } from '../tokens/keyring.ts';
 import type { ProvisioningService } from './provisioning.ts';
 
@@ -82,8 +82,9 @@ export class AdminService {
   }
 
   /**
-   * Approve a pending request, pinned to the key the admin was shown: `fingerprint` (as listed) or the
-   * full key hex must match the pending record's key, else `conflict`.
+   * Approve a pending request, pinned to the key the admin was shown: `fingerprint` (as listed, in any
+   * spelling `canonicalFingerprint` accepts, or in the format before issue 14) or the full key hex must
+   * match the pending record's key, else `conflict`.
    */
   async approve(id: string, pin: { fingerprint?: string; pkHex?: string }, actor: Actor): Promise<PendingRecord> {
     const p = await this.store.getPending(id);
@@ -91,7 +92,7 @@ export class AdminService {
     if (p.status === 'rejected') throw new ProvError('conflict', `${id} was rejected; re-admit it first`);
     if (!pin.fingerprint && !pin.pkHex) throw new ProvError('malformed', 'approval must name the key shown (fingerprint or pk)');
     const fp = keyFingerprint(p.pk);
-    if ((pin.fingerprint && pin.fingerprint !== fp) || (pin.pkHex && pin.pkHex.toLowerCase() !== Buffer.from(p.pk).toString('hex'))) {
+    if ((pin.fingerprint && !fingerprintMatches(p.pk, pin.fingerprint)) || (pin.pkHex && pin.pkHex.toLowerCase() !== Buffer.from(p.pk).toString('hex'))) {
       throw new ProvError('conflict', `the key of ${id} changed since it was shown (now ${fp}); review it again`);
     }
     const next: PendingRecord = { ...p, status: 'approved', decidedAt: this.now(), decidedBy: actor.by };

@@ -8,6 +8,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { ERROR_TABLE } from '../../src/errors.ts';
+import { legacyKeyFingerprint } from '../../src/tokens/ed25519.ts';
 import { PATHS } from '../../tools/device-sim/client.ts';
 import { call, lastEventSeq, startAdminServer, type AdminFixture } from './support.ts';
 
@@ -85,7 +86,7 @@ describe('oob command line against the running server', () => {
     writeFileSync(file, JSON.stringify([{ id: 'cli-json', pk: c.publicKey.toString('hex') }]));
     const r = await oob([...conn, 'import', file]);
     assert.equal(r.code, 0, show(r));
-    assert.match(r.stdout, /devices\.json: 1 rows — 1 added, 0 updated, 0 invalid/);
+    assert.match(r.stdout, /devices\.json: 1 row — 1 added, 0 updated, 0 invalid/);
     assert.equal((await call(f.base, 'GET', '/api/v1/allowlist/cli-json', { token: f.adminToken })).json.fingerprint, c.fingerprint);
     const missing = await oob([...conn, 'import', join(f.tmp, 'nope.csv')]);
     assert.equal(missing.code, 2, show(missing));
@@ -144,6 +145,19 @@ describe('oob command line against the running server', () => {
     const pinned = await oob([...conn, 'approve', c.id, '--fingerprint', c.fingerprint, '--yes']);
     assert.equal(pinned.code, 0, show(pinned));
     assert.equal((await c.provision()).status, 'approved');
+  });
+
+  it('approves with a pin typed as a person reads it off a label (lower case, spaces, o for 0) or in the old base64url format', async () => {
+    const typed = await f.pendingDevice();
+    const spoken = typed.fingerprint.toLowerCase().replace(/-/g, ' ').replace(/0/g, 'o');
+    const r = await oob([...conn, 'approve', typed.id, '--fingerprint', spoken, '--yes']);
+    assert.equal(r.code, 0, show(r));
+    assert.match(r.stdout, new RegExp(`approved ${typed.id} \\(key ${typed.fingerprint}\\)`));
+    assert.equal((await typed.provision()).status, 'approved');
+    const old = await f.pendingDevice();
+    const legacy = await oob([...conn, 'approve', old.id, '--fingerprint', legacyKeyFingerprint(old.publicKey), '--yes']);
+    assert.equal(legacy.code, 0, show(legacy));
+    assert.equal((await old.provision()).status, 'approved');
   });
 
   it('revokes a device so that its refresh fails, and re-enables it', async () => {

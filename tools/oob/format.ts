@@ -30,6 +30,19 @@ export function shortTime(iso: unknown): string | undefined {
   return iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z');
 }
 
+/** `1 row`, `2 rows`, `0 rows`: a count and its noun, singular only for exactly one. */
+export function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+/** Detail keys of events that hold a time in seconds since the epoch (`exp` of an issued token). */
+const EPOCH_KEYS = new Set(['exp', 'iat', 'nbf', 'at', 'until', 'expires', 'seenAt', 'startedAt']);
+
+/** Seconds since the epoch as `2026-11-26 14:24:56Z` (the form {@link shortTime} gives ISO strings). */
+export function epochTime(s: number): string {
+  return shortTime(new Date(s * 1000).toISOString())!;
+}
+
 /** 1536 → `1.5 KiB`. */
 export function bytes(n: number): string {
   if (n < 1024) return `${n} B`;
@@ -107,12 +120,18 @@ export interface EventView {
   detail?: Record<string, unknown>;
 }
 
-/** One line per event: `#12 2026-11-26 14:24:56Z admin.approve stranger-9 by admin:alice from 127.0.0.1 fingerprint=…`. */
+/**
+ * One line per event: `#12 2026-11-26 14:24:56Z admin.approve stranger-9 by admin:alice from 127.0.0.1 fingerprint=…`.
+ * Times in the detail (`exp` of an issued token) are printed as UTC times, not epoch seconds.
+ */
 export function eventLine(e: EventView): string {
   const parts = [`#${e.seq}`, shortTime(e.at) ?? e.at, e.kind];
   if (e.deviceId) parts.push(e.deviceId);
   parts.push(`by ${e.actor}`);
   if (e.source) parts.push(`from ${e.source}`);
-  for (const [k, v] of Object.entries(e.detail ?? {})) parts.push(`${k}=${typeof v === 'string' ? (/\s/.test(v) ? JSON.stringify(v) : v) : JSON.stringify(v)}`);
+  for (const [k, v] of Object.entries(e.detail ?? {})) {
+    if (EPOCH_KEYS.has(k) && typeof v === 'number' && Number.isFinite(v) && v > 0) parts.push(`${k}=${epochTime(v).replace(' ', 'T')}`);
+    else parts.push(`${k}=${typeof v === 'string' ? (/\s/.test(v) ? JSON.stringify(v) : v) : JSON.stringify(v)}`);
+  }
   return parts.join(' ');
 }
