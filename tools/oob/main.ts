@@ -15,7 +15,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { AdminClient, EXIT, OobError, readJson, recordPath, resolveConnection, type ConnectionOptions } from './client.ts';
 import { VERSION } from '../../src/version.ts';
 import { ProgressBar, bytes, epochTime, eventLine, plural, shortTime, table, type Column, type EventView } from './format.ts';
-import { fingerprintMatches } from '../../src/tokens/ed25519.ts';
+import { fingerprintMatches, keyFingerprint } from '../../src/tokens/ed25519.ts';
 
 // ------------------------------------------------------------------------------------------------
 // Views the sidecar sends (src/admin/sidecar.ts `views`)
@@ -489,10 +489,10 @@ program
     out(`allowed ${id}${how.length ? ` (${how.join(', ')})` : ''}${a?.expires ? ` until ${shortTime(a.expires)}` : ''}; its next request is provisioned`);
   });
 
-/** `k=v k=v` of a flag's evidence, for the table. */
+/** `k=v k=v` of a flag's evidence, for the table; keys (64 hex digits) as their fingerprints, as everywhere else. */
 const evidenceText = (e: Record<string, string> | undefined): string =>
   Object.entries(e ?? {})
-    .map(([k, v]) => `${k}=${v.length > 24 ? `${v.slice(0, 20)}…` : v}`)
+    .map(([k, v]) => (/^[0-9a-f]{64}$/i.test(v) ? `${k}=${keyFingerprint(Buffer.from(v, 'hex'))}` : `${k}=${v.length > 24 ? `${v.slice(0, 20)}…` : v}`))
     .join(' ');
 
 program
