@@ -124,6 +124,29 @@ export interface FlagRecord {
   clearedBy?: string;
 }
 
+/** Role of an admin-API bearer token: an admin (every route) or a Hub (the read and feed routes). */
+export type AdminTokenRole = 'admin' | 'hub';
+
+/**
+ * An admin-API token in the token registry (issue 14, token lifecycle): every token carries an ID
+ * (`jti`) recorded here when it is issued, so tokens can be listed and revoked; a revoked token stops
+ * working at once. Times are seconds since the epoch.
+ */
+export interface AdminTokenRecord {
+  /** The token's ID (its `jti` claim). */
+  jti: string;
+  /** Who or what it was issued to (e.g. `alice`, `hub-1`). */
+  name: string;
+  role: AdminTokenRole;
+  issuedAt: number;
+  /** When it stops being valid; null = never. */
+  expiresAt: number | null;
+  /** When it was revoked; null while it is valid. */
+  revokedAt: number | null;
+  revokedBy: string | null;
+  revokedReason: string | null;
+}
+
 /** Everything the policy needs to know about one device ID. */
 export interface SubjectRecords {
   allow?: AllowEntry;

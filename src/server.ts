@@ -352,6 +352,7 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
       keyring,
       auth,
       importer: new AllowlistImporter(store, nowS, cfg.minSecretLength, resolve(cfg.dataDir)),
+      minSecretLength: cfg.minSecretLength,
       metrics,
       log: log.child({ c: 'sidecar' }),
       now: nowS,

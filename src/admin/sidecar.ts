@@ -10,7 +10,8 @@ import type { Readable } from 'node:stream';
 import type { AllowEntry, DeviceRecord, EventRecord, FlagRecord, PendingRecord, Revocation } from '../domain.ts';
 import { ERROR_TABLE, ProvError, isProvError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { formatMac } from '../protocol/allowlist.ts';
+import { formatMac, parseAllowRow } from '../protocol/allowlist.ts';
+import { AdminQueries, MAX_QUERY_CHARS, type SearchOptions } from '../service/admin-queries.ts';
 import type { AdminService } from '../service/admin.ts';
 import type { Collection, ObservedStore } from '../service/changes.ts';
 import type { ProvisioningService } from '../service/provisioning.ts';
@@ -41,6 +42,8 @@ export interface SidecarDeps {
    * with SQLite (one instance).
    */
   instances?: () => ReadonlyArray<{ name: string; host: string; coapPort: number; coapsPort: number; adminPort: number; version: string; startedAt: number; seenAt: number }>;
+  /** Shortest OOB secret an allowlist entry may have (setting minSecretLength). Default 12. */
+  minSecretLength?: number;
   /** Longest long-poll wait (s). Default 30. */
   maxWaitS?: number;
   /** Cap of concurrent event watchers (SSE + long polls). Default 256; a quarter is kept for admin tokens. */
@@ -176,12 +179,14 @@ function optString(o: Record<string, unknown>, k: string, max = 500): string | u
   return v;
 }
 
-function listOpts(q: Record<string, unknown>): { after?: string; limit: number } {
+function listOpts(q: Record<string, unknown>): SearchOptions & { limit: number } {
   const limit = q['limit'] === undefined ? 100 : typeof q['limit'] === 'string' ? Number(q['limit']) : NaN;
   if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new ProvError('malformed', 'limit must be an integer from 1 to 1000');
   const after = q['after'];
   if (after !== undefined && (typeof after !== 'string' || after.length > 256)) throw new ProvError('malformed', 'after must be one cursor (the "next" of the previous page)');
-  return after ? { after, limit } : { limit };
+  const search = q['q'];
+  if (search !== undefined && (typeof search !== 'string' || search.length > MAX_QUERY_CHARS)) throw new ProvError('malformed', `q must be a string of at most ${MAX_QUERY_CHARS} characters`);
+  return { limit, ...(after ? { after } : {}), ...(search ? { q: search } : {}) };
 }
 
 /** True when an If-None-Match header (a list of entity tags, or `*`) matches `tag` (weak comparison). */
@@ -214,6 +219,7 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
     },
   });
   const maxWaitS = d.maxWaitS ?? 30;
+  const queries = new AdminQueries({ store: d.store, keyring: d.keyring });
   const watcherLimits = { max: d.maxWatchers ?? 256, perToken: d.watchersPerToken ?? 16 };
   const watchers = new WatcherSlots(watcherLimits);
   /** A watcher slot for the request's token, or 429 naming the cap that refused it. */
@@ -325,10 +331,27 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
   app.get(`${v1}/allowlist`, { config: { role: 'admin' } }, async (req, reply) => {
     const opts = listOpts(req.query as Record<string, unknown>);
     if (etagged(req, reply, ['allowlist'])) return reply;
-    return pageOut(await d.store.listAllow(opts), views.allow);
+    return pageOut(await queries.listAllow(opts), views.allow);
+  });
+  // One entry, added or replaced, validated like a row of an allowlist file.
+  app.put(`${v1}/allowlist/:id`, { config: { role: 'admin' } }, async (req, reply) => {
+    const id = routeId(req);
+    const b = bodyObject(req);
+    if (b['id'] !== undefined && b['id'] !== id) throw new ProvError('malformed', 'the body names another id than the path');
+    for (const k of Object.keys(b)) if (!['id', 'pk', 'mac', 'secret', 'type', 'expires'].includes(k)) throw new ProvError('malformed', `unknown field "${k.slice(0, 40)}"`);
+    let parsed: ReturnType<typeof parseAllowRow>;
+    try {
+      parsed = parseAllowRow({ ...b, id }, { now: d.now(), minSecretLength: d.minSecretLength ?? 12 });
+    } catch (e) {
+      throw new ProvError('malformed', (e as Error).message);
+    }
+    const { entry, created } = await d.admin.putAllow(parsed.entry, actor(req));
+    d.log.info({ evt: 'admin', kind: 'allowlist.put', by: req.principal!.name, id, created }, 'allowlist entry put');
+    void reply.status(created ? 201 : 200);
+    return { ...views.allow(entry), ...(parsed.warnings.length ? { warnings: parsed.warnings } : {}) };
   });
   app.get(`${v1}/allowlist/:id`, { config: { role: 'admin' } }, async (req) => {
-    const e = await d.store.getAllow(routeId(req));
+    const e = await queries.getAllow(routeId(req));
     if (!e) throw new ProvError('not-found', 'no such allowlist entry');
     return views.allow(e);
   });
@@ -344,10 +367,10 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
     if (typeof status !== 'string' || !['pending', 'approved', 'rejected'].includes(status)) throw new ProvError('malformed', 'status must be pending, approved or rejected');
     const opts = listOpts(q);
     if (etagged(req, reply, ['pending'])) return reply;
-    return pageOut(await d.store.listPending({ ...opts, status: status as PendingRecord['status'] }), views.pending);
+    return pageOut(await queries.listPending({ ...opts, status: status as PendingRecord['status'] }), views.pending);
   });
   app.get(`${v1}/pending/:id`, { config: { role: 'hub' } }, async (req) => {
-    const p = await d.store.getPending(routeId(req));
+    const p = await queries.getPending(routeId(req));
     if (!p) throw new ProvError('not-found', 'no pending request for this id');
     return views.pending(p);
   });
@@ -371,15 +394,12 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
   app.get(`${v1}/devices`, { config: { role: 'hub' } }, async (req, reply) => {
     const opts = listOpts(req.query as Record<string, unknown>);
     if (etagged(req, reply, ['devices', 'revocations'])) return reply;
-    const page = await d.store.listDevices(opts);
-    const revs = await Promise.all(page.items.map((x) => d.store.getRevocation(x.id)));
-    return pageOut({ items: page.items.map((x, i) => [x, revs[i]] as const), ...(page.next ? { next: page.next } : {}) }, ([x, r]) => views.device(x, r));
+    return pageOut(await queries.listDevices(opts), (x) => views.device(x.device, x.revocation));
   });
   app.get(`${v1}/devices/:id`, { config: { role: 'hub' } }, async (req) => {
-    const id = routeId(req);
-    const dev = await d.store.getDevice(id);
-    if (!dev) throw new ProvError('not-found', 'no such device');
-    return views.device(dev, await d.store.getRevocation(id));
+    const x = await queries.getDevice(routeId(req));
+    if (!x) throw new ProvError('not-found', 'no such device');
+    return views.device(x.device, x.revocation);
   });
   app.post(`${v1}/devices/:id/revoke`, { config: { role: 'admin' } }, async (req, reply) => {
     await d.admin.revoke(routeId(req), optString(bodyObject(req), 'reason'), actor(req));
@@ -397,7 +417,7 @@ export async function buildSidecar(d: SidecarDeps): Promise<FastifyInstance> {
     if (typeof status !== 'string' || !['open', 'cleared', 'all'].includes(status)) throw new ProvError('malformed', 'status must be open, cleared or all');
     const opts = listOpts(q);
     if (etagged(req, reply, ['flags'])) return reply;
-    return pageOut(await d.store.listFlags(status === 'all' ? opts : { ...opts, status: status as 'open' | 'cleared' }), views.flag);
+    return pageOut(await queries.listFlags({ ...opts, status: status as 'open' | 'cleared' | 'all' }), views.flag);
   });
   app.post(`${v1}/flags/:id/clear`, { config: { role: 'admin' } }, async (req) => {
     const f = await d.admin.clearFlag(routeId(req), optString(bodyObject(req), 'note'), actor(req));

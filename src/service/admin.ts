@@ -163,6 +163,20 @@ export class AdminService {
     return { upserted: entries.length };
   }
 
+  /**
+   * Add or replace one allowlist entry (`PUT /api/v1/allowlist/{id}`, `oob allow`), validated like a
+   * row of a file. Written with its event `admin.allowlist.put` in one transaction. Returns the entry
+   * and whether it is new. @throws ProvError `malformed` for an entry over the bounds of a row.
+   */
+  async putAllow(entry: AllowEntry, actor: Actor): Promise<{ entry: AllowEntry; created: boolean }> {
+    const problem = entryProblem(entry);
+    if (problem) throw new ProvError('malformed', `allowlist entry ${JSON.stringify(entry.id.slice(0, 80))}: ${problem}`);
+    const created = (await this.store.getAllow(entry.id)) === undefined;
+    const detail = { created, pk: entry.pk !== undefined, mac: entry.mac !== undefined, secret: entry.secret !== undefined };
+    await this.store.apply([{ kind: 'allow.upsert', entry }, this.event('admin.allowlist.put', actor, entry.id, detail)]);
+    return { entry, created };
+  }
+
   /** Delete an allowlist entry. */
   async deleteAllow(id: string, actor: Actor): Promise<void> {
     if (!(await this.store.getAllow(id))) throw new ProvError('not-found', `no allowlist entry ${id}`);

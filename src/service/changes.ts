@@ -14,7 +14,7 @@ import type { Mutation, Store } from '../store/store.ts';
 export type ChangeListener = (muts: readonly Mutation[], version: number, foreign?: ReadonlySet<Mutation['kind']>) => void;
 
 /** What changed, coarsely, for ETags per collection. */
-export type Collection = 'allowlist' | 'devices' | 'pending' | 'revocations' | 'keys' | 'settings' | 'events' | 'flags' | 'nonces';
+export type Collection = 'allowlist' | 'devices' | 'pending' | 'revocations' | 'keys' | 'settings' | 'events' | 'flags' | 'nonces' | 'adminTokens';
 
 const COLLECTION_OF: Record<Mutation['kind'], Collection> = {
   'allow.upsert': 'allowlist',
@@ -33,6 +33,8 @@ const COLLECTION_OF: Record<Mutation['kind'], Collection> = {
   'flag.put': 'flags',
   'flag.delete': 'flags',
   'flags.trim': 'flags',
+  'admin-token.put': 'adminTokens',
+  'admin-token.revoke': 'adminTokens',
   'nonce.use': 'nonces',
   'nonces.prune': 'nonces',
   'pending.trim': 'pending',

@@ -26,6 +26,7 @@ export interface CopyReport {
   settings: number;
   events: number;
   flags: number;
+  adminTokens: number;
 }
 
 async function* pages<T>(list: (after: string | undefined) => Promise<Page<T>>): AsyncGenerator<T[]> {
@@ -52,7 +53,7 @@ export async function copyStore(from: Store, to: Store): Promise<CopyReport> {
   const c = await to.counts();
   const nonEmpty = Object.entries(c).filter(([, n]) => n > 0);
   if (nonEmpty.length > 0) throw new ProvError('conflict', `the target store is not empty (${nonEmpty.map(([k, n]) => `${k} ${n}`).join(', ')})`);
-  const r: CopyReport = { allowlist: 0, devices: 0, pending: 0, revocations: 0, keys: 0, settings: 0, events: 0, flags: 0 };
+  const r: CopyReport = { allowlist: 0, devices: 0, pending: 0, revocations: 0, keys: 0, settings: 0, events: 0, flags: 0, adminTokens: 0 };
   const put = async (muts: Mutation[], kind: keyof CopyReport) => {
     await to.apply(muts);
     r[kind] += muts.length;
@@ -62,6 +63,7 @@ export async function copyStore(from: Store, to: Store): Promise<CopyReport> {
   for await (const p of pages((after) => from.listPending({ after, limit: BATCH }))) await put(p.map((pending) => ({ kind: 'pending.upsert', pending })), 'pending');
   for await (const p of pages((after) => from.listRevocations({ after, limit: BATCH }))) await put(p.map((revocation) => ({ kind: 'revocation.put', revocation })), 'revocations');
   for await (const p of pages((after) => from.listFlags({ after, limit: BATCH }))) await put(p.map((flag) => ({ kind: 'flag.put', flag })), 'flags');
+  for await (const p of pages((after) => from.listAdminTokens({ after, limit: BATCH }))) await put(p.map((token) => ({ kind: 'admin-token.put', token })), 'adminTokens');
   await put((await from.listKeys()).map((key) => ({ kind: 'key.put', key })), 'keys');
   await put((await from.listSettings()).map(({ name, value }) => ({ kind: 'setting.put', name, value })), 'settings');
   for await (const batch of eventPages(from)) {
@@ -77,7 +79,8 @@ export async function copyStore(from: Store, to: Store): Promise<CopyReport> {
 export async function verifyCopy(a: Store, b: Store, max = 20): Promise<string[]> {
   const diffs: string[] = [];
   const same = (x: unknown, y: unknown) => isDeepStrictEqual(x, y);
-  const compare = async <T extends { id: string }>(kind: string, list: (s: Store) => (after: string | undefined) => Promise<Page<T>>) => {
+  const compare = async <T extends { id: string } | { jti: string }>(kind: string, list: (s: Store) => (after: string | undefined) => Promise<Page<T>>) => {
+    const key = (v: T) => ('id' in v ? v.id : v.jti);
     const ia = pages(list(a));
     const ib = pages(list(b));
     const flat = async function* (g: AsyncGenerator<T[]>) {
@@ -89,7 +92,7 @@ export async function verifyCopy(a: Store, b: Store, max = 20): Promise<string[]
       const [x, y] = await Promise.all([fa.next(), fb.next()]);
       if (x.done && y.done) return;
       if (diffs.length >= max) return;
-      if (x.done || y.done || !same(x.value, y.value)) diffs.push(`${kind}: ${x.done ? '(end)' : x.value.id} ≠ ${y.done ? '(end)' : y.value.id}`);
+      if (x.done || y.done || !same(x.value, y.value)) diffs.push(`${kind}: ${x.done ? '(end)' : key(x.value)} ≠ ${y.done ? '(end)' : key(y.value)}`);
     }
   };
   await compare('allowlist', (s) => (after) => s.listAllow({ after, limit: BATCH }));
@@ -97,6 +100,7 @@ export async function verifyCopy(a: Store, b: Store, max = 20): Promise<string[]
   await compare('pending', (s) => (after) => s.listPending({ after, limit: BATCH }));
   await compare('revocations', (s) => (after) => s.listRevocations({ after, limit: BATCH }));
   await compare('flags', (s) => (after) => s.listFlags({ after, limit: BATCH }));
+  await compare('admin tokens', (s) => (after) => s.listAdminTokens({ after, limit: BATCH }));
   if (!same(await a.listKeys(), await b.listKeys())) diffs.push('keys differ');
   if (!same(await a.listSettings(), await b.listSettings())) diffs.push('settings differ');
   const ea = eventPages(a);

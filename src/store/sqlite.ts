@@ -29,6 +29,8 @@ import { dirname } from 'node:path';
 import sqlite3 from 'sqlite3';
 import type { Database, RunResult, Statement } from 'sqlite3';
 import type {
+  AdminTokenRecord,
+  AdminTokenRole,
   AllowEntry,
   ClientType,
   DeviceRecord,
@@ -43,7 +45,7 @@ import type {
 } from '../domain.ts';
 import { ProvError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import type { ListOptions, Mutation, Page, Store } from './store.ts';
+import type { ListOptions, Mutation, Page, Store, StoreTable } from './store.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Schema
@@ -163,6 +165,19 @@ export const MIGRATIONS: readonly string[] = [
   ) STRICT, WITHOUT ROWID;
   CREATE UNIQUE INDEX flags_open ON flags (kind, subject) WHERE cleared_at IS NULL;
   CREATE INDEX flags_cleared ON flags (cleared_at) WHERE cleared_at IS NOT NULL;
+  `,
+  // 3: the admin-API token registry (issue 14): every issued token by its jti, for listing and revoking.
+  `
+  CREATE TABLE admin_tokens (
+    jti            TEXT    NOT NULL PRIMARY KEY CHECK (length(jti) > 0),
+    name           TEXT    NOT NULL,
+    role           TEXT    NOT NULL CHECK (role IN ('admin', 'hub')),
+    issued_at      INTEGER NOT NULL,
+    expires_at     INTEGER,
+    revoked_at     INTEGER,
+    revoked_by     TEXT,
+    revoked_reason TEXT
+  ) STRICT, WITHOUT ROWID;
   `,
 ];
 
@@ -446,6 +461,21 @@ function flagFromRow(r: Row): FlagRecord {
   return f;
 }
 
+const ADMIN_TOKEN_COLS = ['jti', 'name', 'role', 'issued_at', 'expires_at', 'revoked_at', 'revoked_by', 'revoked_reason'] as const;
+
+function adminTokenFromRow(r: Row): AdminTokenRecord {
+  return {
+    jti: r.jti as string,
+    name: r.name as string,
+    role: r.role as AdminTokenRole,
+    issuedAt: r.issued_at as number,
+    expiresAt: (r.expires_at as number | null) ?? null,
+    revokedAt: (r.revoked_at as number | null) ?? null,
+    revokedBy: (r.revoked_by as string | null) ?? null,
+    revokedReason: (r.revoked_reason as string | null) ?? null,
+  };
+}
+
 function clampLimit(limit: number | undefined): number {
   if (limit === undefined || !Number.isFinite(limit)) return DEFAULT_PAGE;
   return Math.min(MAX_PAGE, Math.max(1, Math.trunc(limit)));
@@ -689,6 +719,8 @@ const WRITE_SQL = {
   eventInsert: 'INSERT INTO events (at, kind, device_id, actor, source, detail) VALUES (?, ?, ?, ?, ?, ?)',
   flagPut: upsertSql('flags', 'id', FLAG_COLS),
   flagDelete: 'DELETE FROM flags WHERE id = ?',
+  adminTokenPut: upsertSql('admin_tokens', 'jti', ADMIN_TOKEN_COLS),
+  adminTokenRevoke: 'UPDATE admin_tokens SET revoked_at = ?, revoked_by = ?, revoked_reason = ? WHERE jti = ? AND revoked_at IS NULL',
   flagsTrim:
     'DELETE FROM flags WHERE id IN (SELECT id FROM flags WHERE cleared_at IS NOT NULL ORDER BY cleared_at, id ' +
     'LIMIT max(0, (SELECT count(*) FROM flags) - ?))',
@@ -735,7 +767,9 @@ const READ_SQL = {
     'SELECT (SELECT count(*) FROM allowlist) AS allowlist, (SELECT count(*) FROM devices) AS devices, ' +
     '(SELECT count(*) FROM pending) AS pending, (SELECT count(*) FROM revocations) AS revocations, ' +
     '(SELECT count(*) FROM token_keys) AS keys, (SELECT count(*) FROM events) AS events, ' +
-    '(SELECT count(*) FROM flags) AS flags',
+    '(SELECT count(*) FROM flags) AS flags, (SELECT count(*) FROM admin_tokens) AS adminTokens',
+  getAdminToken: `SELECT ${ADMIN_TOKEN_COLS.join(', ')} FROM admin_tokens WHERE jti = ?`,
+  listAdminTokens: `SELECT ${ADMIN_TOKEN_COLS.join(', ')} FROM admin_tokens WHERE jti > ? ORDER BY jti LIMIT ?`,
   listFlags: `SELECT ${FLAG_COLS.join(', ')} FROM flags WHERE id > ? ORDER BY id LIMIT ?`,
   listFlagsOpen: `SELECT ${FLAG_COLS.join(', ')} FROM flags WHERE cleared_at IS NULL AND id > ? ORDER BY id LIMIT ?`,
   listFlagsCleared: `SELECT ${FLAG_COLS.join(', ')} FROM flags WHERE cleared_at IS NOT NULL AND id > ? ORDER BY id LIMIT ?`,
@@ -1275,6 +1309,14 @@ export class SqliteStore implements Store {
       case 'flags.trim':
         await run(w.flagsTrim, [m.max]);
         return;
+      case 'admin-token.put': {
+        const t = m.token;
+        await run(w.adminTokenPut, [t.jti, t.name, t.role, t.issuedAt, t.expiresAt, t.revokedAt, t.revokedBy, t.revokedReason]);
+        return;
+      }
+      case 'admin-token.revoke':
+        await run(w.adminTokenRevoke, [m.at, m.by, m.reason, m.jti]);
+        return;
       case 'nonce.use':
       case 'nonces.prune':
         // One process: the service's in-memory used-once set is authoritative (see Mutation).
@@ -1440,6 +1482,24 @@ export class SqliteStore implements Store {
     });
   }
 
+  /** The admin-API token `jti`, if recorded. */
+  getAdminToken(jti: string): Promise<AdminTokenRecord | undefined> {
+    return this.read('getAdminToken', async (st) => {
+      const [r] = await all(st.getAdminToken, [jti]);
+      return r === undefined ? undefined : adminTokenFromRow(r);
+    });
+  }
+
+  /** Admin-API tokens by jti (keyset pagination; `limit` clamped to 1..1000). */
+  listAdminTokens(opts: { after?: string; limit: number }): Promise<Page<AdminTokenRecord>> {
+    const limit = clampLimit(opts.limit);
+    return this.read('listAdminTokens', async (st) => {
+      const rows = await all(st.listAdminTokens, [opts.after ?? '', limit + 1]);
+      const items = rows.slice(0, limit).map(adminTokenFromRow);
+      return rows.length > limit ? { items, next: items[items.length - 1].jti } : { items };
+    });
+  }
+
   /** IDs other than `exceptId` whose device or pending request holds `mac`, at most `limit`. */
   macPeers(mac: Uint8Array, exceptId: string, limit: number): Promise<string[]> {
     return this.read('macPeers', async (st) => (await all(st.macPeers, [blob(mac), exceptId, clampLimit(limit)])).map((r) => r.id as string));
@@ -1475,7 +1535,7 @@ export class SqliteStore implements Store {
   }
 
   /** Row counts per table (full counts: meant for health output and tests, not a hot path). */
-  counts(): Promise<Record<'allowlist' | 'devices' | 'pending' | 'revocations' | 'keys' | 'events' | 'flags', number>> {
+  counts(): Promise<Record<StoreTable, number>> {
     return this.read('counts', async (st) => {
       const [r] = await all(st.counts, []);
       return {
@@ -1486,6 +1546,7 @@ export class SqliteStore implements Store {
         keys: r.keys as number,
         events: r.events as number,
         flags: r.flags as number,
+        adminTokens: r.adminTokens as number,
       };
     });
   }

@@ -6,6 +6,7 @@
  * transaction (group commit) as long as each call's promise resolves only after its commit.
  */
 import type {
+  AdminTokenRecord,
   AllowEntry,
   DeviceRecord,
   EventRecord,
@@ -44,6 +45,13 @@ export type Mutation =
   /** Insert or replace a flag (by id). */
   | { kind: 'flag.put'; flag: FlagRecord }
   | { kind: 'flag.delete'; id: string }
+  /** Insert or replace an admin-API token of the registry (by jti). */
+  | { kind: 'admin-token.put'; token: AdminTokenRecord }
+  /**
+   * Revoke the admin-API token `jti`: sets `revokedAt`, `revokedBy`, `revokedReason`. A no-op when the
+   * token is unknown or already revoked (the first revocation stays as it was).
+   */
+  | { kind: 'admin-token.revoke'; jti: string; at: number; by: string; reason: string | null }
   /**
    * Marks a server nonce used (its `expires`, seconds, is when it stops being valid anyway). A store
    * shared by several instances (PostgreSQL) records it in the database: when the nonce was already
@@ -87,6 +95,9 @@ export interface ListOptions {
   limit?: number;
 }
 
+/** The tables {@link Store.counts} reports. */
+export type StoreTable = 'allowlist' | 'devices' | 'pending' | 'revocations' | 'keys' | 'events' | 'flags' | 'adminTokens';
+
 export interface Store {
   /** All records about one device ID, read consistently. */
   loadSubject(id: string): Promise<SubjectRecords>;
@@ -124,6 +135,10 @@ export interface Store {
   /** Flags by id; `status` open (default: all). Keyset pagination as for the other lists. */
   listFlags(opts?: ListOptions & { status?: 'open' | 'cleared' }): Promise<Page<FlagRecord>>;
   getFlag(id: string): Promise<FlagRecord | undefined>;
+  /** The admin-API token `jti` of the registry, if recorded. */
+  getAdminToken(jti: string): Promise<AdminTokenRecord | undefined>;
+  /** Admin-API tokens by jti; keyset pagination as for the other lists (`next` is the last jti). */
+  listAdminTokens(opts: { after?: string; limit: number }): Promise<Page<AdminTokenRecord>>;
   /**
    * IDs other than `exceptId` whose device or pending request holds `mac` (duplicate-MAC check), at
    * most `limit`.
@@ -134,7 +149,7 @@ export interface Store {
   /** Events with seq > afterSeq, oldest first. */
   listEvents(afterSeq: number, limit: number): Promise<EventRecord[]>;
   /** Row counts per table (for health and tests). */
-  counts(): Promise<Record<'allowlist' | 'devices' | 'pending' | 'revocations' | 'keys' | 'events' | 'flags', number>>;
+  counts(): Promise<Record<StoreTable, number>>;
 
   /** Flush pending writes and close. */
   close(): Promise<void>;

@@ -47,6 +47,13 @@ const ROWS: Row[] = [
     },
   },
   {
+    method: 'PUT',
+    route: '/api/v1/allowlist/:id',
+    need: 'admin',
+    ok: 201,
+    request: async () => ({ path: `/api/v1/allowlist/matrix-put-${Math.random().toString(36).slice(2, 8)}`, json: { mac: 'aa:bb:cc:00:00:04' } }),
+  },
+  {
     method: 'DELETE',
     route: '/api/v1/allowlist/:id',
     need: 'admin',

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import type {
+  AdminTokenRecord,
   AllowEntry,
   DeviceRecord,
   EventRecord,
@@ -107,6 +108,10 @@ export const currentKey: TokenKeyRecord = {
   privateKey: Uint8Array.from({ length: 48 }, (_, i) => 255 - i),
   createdAt: T0 + 1000,
 };
+
+export function adminToken(jti: string, extra: Partial<AdminTokenRecord> = {}): AdminTokenRecord {
+  return { jti, name: 'alice', role: 'admin', issuedAt: T0, expiresAt: null, revokedAt: null, revokedBy: null, revokedReason: null, ...extra };
+}
 
 export function allowEntry(id: string, extra: Partial<AllowEntry> = {}): AllowEntry {
   return { id, pk: key32(id.length), type: 0, createdAt: T0, ...extra };
@@ -305,6 +310,7 @@ export function storeContract(name: string, target: ContractTarget): void {
           keys: 0,
           events: 0,
           flags: 0,
+          adminTokens: 0,
         });
       });
 
@@ -326,6 +332,7 @@ export function storeContract(name: string, target: ContractTarget): void {
           { kind: 'key.put', key: currentKey },
           { kind: 'event', event: { at: T0, kind: 'k', actor: 'system' } },
           { kind: 'event', event: { at: T0, kind: 'k', actor: 'system' } },
+          { kind: 'admin-token.put', token: adminToken('jti-1') },
         ]);
         assert.deepEqual(await store.counts(), {
           allowlist: 2,
@@ -335,7 +342,67 @@ export function storeContract(name: string, target: ContractTarget): void {
           keys: 1,
           events: 2,
           flags: 0,
+          adminTokens: 1,
         });
+      });
+
+      it('round-trips admin tokens with and without an expiry, and replaces the whole row on put', async () => {
+        const hub = adminToken('jti-hub', { role: 'hub', name: 'hub-1', expiresAt: T0 + 86_400 });
+        const revoked = adminToken('jti-old', { revokedAt: T0 + 5, revokedBy: 'admin:alice', revokedReason: 'left' });
+        await store.apply([
+          { kind: 'admin-token.put', token: adminToken('jti-adm') },
+          { kind: 'admin-token.put', token: hub },
+          { kind: 'admin-token.put', token: revoked },
+        ]);
+        assert.deepEqual(await store.getAdminToken('jti-adm'), adminToken('jti-adm'));
+        assert.deepEqual(await store.getAdminToken('jti-hub'), hub);
+        assert.deepEqual(await store.getAdminToken('jti-old'), revoked);
+        assert.equal(await store.getAdminToken('jti-none'), undefined);
+        await store.apply([{ kind: 'admin-token.put', token: { ...hub, name: 'hub-2', expiresAt: null } }]);
+        assert.deepEqual(await store.getAdminToken('jti-hub'), { ...hub, name: 'hub-2', expiresAt: null });
+      });
+
+      it('revokes an admin token once: a second revocation and one of an unknown jti change nothing', async () => {
+        await store.apply([{ kind: 'admin-token.put', token: adminToken('jti-r') }]);
+        await store.apply([{ kind: 'admin-token.revoke', jti: 'jti-r', at: T0 + 10, by: 'admin:alice', reason: 'lost laptop' }]);
+        const once = { ...adminToken('jti-r'), revokedAt: T0 + 10, revokedBy: 'admin:alice', revokedReason: 'lost laptop' };
+        assert.deepEqual(await store.getAdminToken('jti-r'), once);
+        await store.apply([
+          { kind: 'admin-token.revoke', jti: 'jti-r', at: T0 + 20, by: 'admin:bob', reason: null },
+          { kind: 'admin-token.revoke', jti: 'jti-ghost', at: T0 + 20, by: 'admin:bob', reason: null },
+        ]);
+        assert.deepEqual(await store.getAdminToken('jti-r'), once, 'the first revocation stays');
+        assert.equal(await store.getAdminToken('jti-ghost'), undefined, 'revoking an unknown jti records nothing');
+        await store.apply([
+          { kind: 'admin-token.put', token: adminToken('jti-n') },
+          { kind: 'admin-token.revoke', jti: 'jti-n', at: T0 + 30, by: 'system', reason: null },
+        ]);
+        assert.deepEqual(await store.getAdminToken('jti-n'), { ...adminToken('jti-n'), revokedAt: T0 + 30, revokedBy: 'system', revokedReason: null });
+      });
+
+      it('pages admin tokens by jti, setting next only while more remain', async () => {
+        await store.apply(Array.from({ length: 25 }, (_, i) => ({ kind: 'admin-token.put', token: adminToken(`t-${String(24 - i).padStart(2, '0')}`) }) as Mutation));
+        const seen: string[] = [];
+        let after: string | undefined;
+        let pages = 0;
+        do {
+          const page = await store.listAdminTokens({ after, limit: 10 });
+          assert.ok(page.items.length <= 10);
+          seen.push(...page.items.map((t) => t.jti));
+          after = page.next;
+          pages++;
+        } while (after !== undefined);
+        assert.deepEqual(seen, Array.from({ length: 25 }, (_, i) => `t-${String(i).padStart(2, '0')}`));
+        assert.equal(pages, 3);
+        const last = await store.listAdminTokens({ after: 't-20', limit: 10 });
+        assert.deepEqual(last.items.map((t) => t.jti), ['t-21', 't-22', 't-23', 't-24']);
+        assert.ok(!('next' in last));
+        assert.deepEqual(await store.listAdminTokens({ after: 't-24', limit: 10 }), { items: [] });
+      });
+
+      it('rejects an admin token with an unknown role with internal', async () => {
+        await rejectsWith(store.apply([{ kind: 'admin-token.put', token: adminToken('jti-x', { role: 'root' as 'admin' }) }]), 'internal');
+        assert.equal(await store.getAdminToken('jti-x'), undefined);
       });
 
       it('resolves a call without mutations', async () => {

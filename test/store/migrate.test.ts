@@ -15,6 +15,7 @@ import { tempDir } from '../helpers.ts';
 import { TestPostgres } from '../support/postgres.ts';
 import {
   T0,
+  adminToken,
   currentKey,
   fullAllow,
   fullDevice,
@@ -48,6 +49,8 @@ function records(): Mutation[] {
     { kind: 'setting.put', name: 'provisioning.enabled', value: 'false' },
     { kind: 'flag.put', flag },
     { kind: 'flag.put', flag: { ...flag, id: 'flag-2', subject: 'cc', clearedAt: undefined, clearedBy: undefined } as FlagRecord },
+    { kind: 'admin-token.put', token: adminToken('jti-admin', { expiresAt: T0 + 86_400 }) },
+    { kind: 'admin-token.put', token: adminToken('jti-hub', { role: 'hub', name: 'hub-1', revokedAt: T0 + 9, revokedBy: 'admin:alice', revokedReason: 'rotated' }) },
   ];
   for (let i = 0; i < 2500; i++) ms.push(upsertAllow(`bulk-${String(i).padStart(4, '0')}`, i % 7 ? {} : { consumedAt: T0 + i, secret: `s-${i}` }));
   for (let i = 0; i < 1200; i++) ms.push({ kind: 'event', event: { at: T0 + i, kind: `k${i % 5}`, actor: 'system', ...(i % 3 ? { deviceId: `d${i}`, detail: { i, nested: [i, 'x'] } } : {}) } });
@@ -76,7 +79,7 @@ describe('idprov migrate', function () {
     const url = pg.createDatabase('migrate');
     const out = JSON.parse((await cli('migrate', '--from', `sqlite:${src}`, '--to', url)).stdout) as { copied: Record<string, number>; verified: boolean };
     assert.equal(out.verified, true);
-    assert.deepEqual(out.copied, { allowlist: 2502, devices: 2, pending: 2, revocations: 1, keys: 2, settings: 2, events: 1200, flags: 2 });
+    assert.deepEqual(out.copied, { allowlist: 2502, devices: 2, pending: 2, revocations: 1, keys: 2, settings: 2, events: 1200, flags: 2, adminTokens: 2 });
     const back = join(t.dir, 'back.db');
     const again = JSON.parse((await cli('migrate', '--from', url, '--to', `sqlite:${back}`)).stdout) as { verified: boolean };
     assert.equal(again.verified, true);
@@ -85,6 +88,7 @@ describe('idprov migrate', function () {
       assert.deepEqual(await verifyCopy(a, b), [], 'the round trip is exact');
       assert.deepEqual(await b.getAllow('dev-full'), fullAllow);
       assert.equal(await b.getSetting('nonce.secret'), 'ab'.repeat(32), "the source's nonce secret replaced the target's own");
+      assert.equal((await b.getAdminToken('jti-hub'))?.revokedReason, 'rotated', 'the token registry came along, revocations included');
     } finally {
       await Promise.all([a.close(), b.close()]);
     }
@@ -94,11 +98,13 @@ describe('idprov migrate', function () {
     const a = await SqliteStore.open(':memory:');
     const b = await PostgresStore.open(pg.createDatabase('verify'));
     try {
-      await a.apply(records().slice(0, 13));
+      await a.apply(records().slice(0, 15));
       await copyStore(a, b);
       assert.deepEqual(await verifyCopy(a, b), []);
       await b.apply([{ kind: 'device.upsert', device: { ...fullDevice, lastSeen: fullDevice.lastSeen + 1 } }]);
       assert.deepEqual(await verifyCopy(a, b), ['devices: dev-full ≠ dev-full']);
+      await b.apply([{ kind: 'device.upsert', device: fullDevice }, { kind: 'admin-token.revoke', jti: 'jti-admin', at: T0 + 1, by: 'admin:x', reason: null }]);
+      assert.deepEqual(await verifyCopy(a, b), ['admin tokens: jti-admin ≠ jti-admin'], 'a revocation in one copy only is a difference');
       await rejectsWith(copyStore(a, b), 'conflict');
     } finally {
       await Promise.all([a.close(), b.close()]);

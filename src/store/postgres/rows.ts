@@ -4,6 +4,8 @@
  * `row_to_json`, as `\x…` hex text), BIGINT as a number (see `TYPES` in store.ts).
  */
 import type {
+  AdminTokenRecord,
+  AdminTokenRole,
   AllowEntry,
   ClientType,
   DeviceRecord,
@@ -29,6 +31,7 @@ export const KEY_COLS = ['kid', 'public', 'private', 'created_at', 'retired_at']
 export const FLAG_COLS = [
   'id', 'kind', 'subject', 'device_ids', 'evidence', 'first_seen', 'last_seen', 'count', 'cleared_at', 'cleared_by',
 ] as const;
+export const ADMIN_TOKEN_COLS = ['jti', 'name', 'role', 'issued_at', 'expires_at', 'revoked_at', 'revoked_by', 'revoked_reason'] as const;
 export const EVENT_COLS = ['seq', 'at', 'kind', 'device_id', 'actor', 'source', 'detail'] as const;
 
 /** A byte field as a bind parameter (NULL when absent). */
@@ -157,4 +160,21 @@ export function flagFromRow(r: Row): FlagRecord {
   if (r.cleared_at !== null) f.clearedAt = r.cleared_at as number;
   if (r.cleared_by !== null) f.clearedBy = r.cleared_by as string;
   return f;
+}
+
+export function adminTokenParams(t: AdminTokenRecord): Param[] {
+  return [t.jti, t.name, t.role, t.issuedAt, t.expiresAt, t.revokedAt, t.revokedBy, t.revokedReason];
+}
+
+export function adminTokenFromRow(r: Row): AdminTokenRecord {
+  return {
+    jti: r.jti as string,
+    name: r.name as string,
+    role: r.role as AdminTokenRole,
+    issuedAt: r.issued_at as number,
+    expiresAt: (r.expires_at as number | null) ?? null,
+    revokedAt: (r.revoked_at as number | null) ?? null,
+    revokedBy: (r.revoked_by as string | null) ?? null,
+    revokedReason: (r.revoked_reason as string | null) ?? null,
+  };
 }

@@ -136,6 +136,19 @@ export const PG_MIGRATIONS: readonly string[] = [
     seen_at     BIGINT NOT NULL
   );
   `,
+  // 3: the admin-API token registry (issue 14), as SQLite's migration 3.
+  `
+  CREATE TABLE admin_tokens (
+    jti            TEXT COLLATE "C" NOT NULL PRIMARY KEY CHECK (length(jti) > 0),
+    name           TEXT   NOT NULL,
+    role           TEXT   NOT NULL CHECK (role IN ('admin', 'hub')),
+    issued_at      BIGINT NOT NULL,
+    expires_at     BIGINT,
+    revoked_at     BIGINT,
+    revoked_by     TEXT,
+    revoked_reason TEXT
+  );
+  `,
 ];
 
 /** Advisory lock key held while migrating (an arbitrary constant: "idprov" + schema). */

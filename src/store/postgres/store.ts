@@ -38,6 +38,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import type { PoolClient, QueryResult } from 'pg';
 import type {
+  AdminTokenRecord,
   AllowEntry,
   DeviceRecord,
   EventRecord,
@@ -50,8 +51,9 @@ import type {
 } from '../../domain.ts';
 import { ProvError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
-import { allowRow, type ListOptions, type Mutation, type Page, type Store } from '../store.ts';
+import { allowRow, type ListOptions, type Mutation, type Page, type Store, type StoreTable } from '../store.ts';
 import {
+  ADMIN_TOKEN_COLS,
   ALLOW_COLS,
   DEVICE_COLS,
   EVENT_COLS,
@@ -59,6 +61,8 @@ import {
   KEY_COLS,
   PENDING_COLS,
   REVOCATION_COLS,
+  adminTokenFromRow,
+  adminTokenParams,
   allowFromRow,
   allowParams,
   blob,
@@ -243,6 +247,10 @@ const SQL = {
   flagMerge:
     'UPDATE flags SET last_seen = greatest(last_seen, $3), count = greatest(count, $4) WHERE kind = $1 AND subject = $2 AND cleared_at IS NULL',
   flagDelete: 'DELETE FROM flags WHERE id = $1',
+  adminTokenPut: upsertSql('admin_tokens', 'jti', ADMIN_TOKEN_COLS),
+  adminTokenRevoke: 'UPDATE admin_tokens SET revoked_at = $1, revoked_by = $2, revoked_reason = $3 WHERE jti = $4 AND revoked_at IS NULL',
+  getAdminToken: `SELECT ${cols(ADMIN_TOKEN_COLS)} FROM admin_tokens WHERE jti = $1`,
+  listAdminTokens: `SELECT ${cols(ADMIN_TOKEN_COLS)} FROM admin_tokens WHERE jti > $1 ORDER BY jti LIMIT $2`,
   nonceUse: 'INSERT INTO used_nonces (nonce, expires) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING',
   noncesPrune: 'DELETE FROM used_nonces WHERE nonce IN (SELECT nonce FROM used_nonces WHERE expires < $1 ORDER BY expires LIMIT $2)',
   flagsTrim:
@@ -294,7 +302,7 @@ const SQL = {
     'SELECT (SELECT count(*) FROM allowlist)::int AS allowlist, (SELECT count(*) FROM devices)::int AS devices, ' +
     '(SELECT count(*) FROM pending)::int AS pending, (SELECT count(*) FROM revocations)::int AS revocations, ' +
     '(SELECT count(*) FROM token_keys)::int AS keys, (SELECT count(*) FROM events)::int AS events, ' +
-    '(SELECT count(*) FROM flags)::int AS flags',
+    '(SELECT count(*) FROM flags)::int AS flags, (SELECT count(*) FROM admin_tokens)::int AS "adminTokens"',
 } as const;
 
 /** `pg`'s Pool, with the types our options use. */
@@ -565,6 +573,12 @@ export class PostgresStore implements Store {
       case 'flags.trim':
         await c.query(SQL.flagsTrim, [m.max]);
         return;
+      case 'admin-token.put':
+        await c.query(SQL.adminTokenPut, adminTokenParams(m.token));
+        return;
+      case 'admin-token.revoke':
+        await c.query(SQL.adminTokenRevoke, [m.at, m.by, m.reason, m.jti]);
+        return;
       case 'nonce.use': {
         const r = await c.query(SQL.nonceUse, [blob(m.nonce), m.expires]);
         if (r.rowCount !== 1) throw new ProvError('nonce', 'nonce already used');
@@ -731,6 +745,17 @@ export class PostgresStore implements Store {
     return this.one('getFlag', SQL.getFlag, [id], flagFromRow);
   }
 
+  getAdminToken(jti: string): Promise<AdminTokenRecord | undefined> {
+    return this.one('getAdminToken', SQL.getAdminToken, [jti], adminTokenFromRow);
+  }
+
+  async listAdminTokens(opts: { after?: string; limit: number }): Promise<Page<AdminTokenRecord>> {
+    const limit = clampLimit(opts.limit);
+    const rows = await this.rows('listAdminTokens', SQL.listAdminTokens, [opts.after ?? '', limit + 1], adminTokenFromRow);
+    const items = rows.slice(0, limit);
+    return rows.length > limit ? { items, next: items[items.length - 1].jti } : { items };
+  }
+
   async macPeers(mac: Uint8Array, exceptId: string, limit: number): Promise<string[]> {
     return this.rows('macPeers', SQL.macPeers, [blob(mac), exceptId, clampLimit(limit)], (r) => r.id as string);
   }
@@ -757,7 +782,7 @@ export class PostgresStore implements Store {
     return this.rows('listEvents', SQL.listEvents, [after, clampLimit(limit)], eventFromRow);
   }
 
-  async counts(): Promise<Record<'allowlist' | 'devices' | 'pending' | 'revocations' | 'keys' | 'events' | 'flags', number>> {
+  async counts(): Promise<Record<StoreTable, number>> {
     const [r] = (await this.query('counts', SQL.counts, [])).rows;
     return {
       allowlist: r.allowlist as number,
@@ -767,6 +792,7 @@ export class PostgresStore implements Store {
       keys: r.keys as number,
       events: r.events as number,
       flags: r.flags as number,
+      adminTokens: r.adminTokens as number,
     };
   }
 
