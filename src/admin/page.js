@@ -9,6 +9,9 @@ const TOKEN_KEY = 'idprov-token';
 const PAGE = 50;
 let token = sessionStorage.getItem(TOKEN_KEY) || '';
 let reachable = true;
+/** Set when the server refused the token, until a new one is pasted: the message says so. */
+let tokenWasRefused = false;
+const REFUSED = 'The server refused the admin token: it expired, was revoked or is mistyped. Paste a new one.';
 
 // ---------------------------------------------------------------------------------------------
 // Messages, errors, the API
@@ -48,8 +51,9 @@ function tokenRefused() {
   token = '';
   sessionStorage.removeItem(TOKEN_KEY);
   $('#token').value = '';
+  tokenWasRefused = true;
   setLive('off');
-  say('The server refused the admin token: it expired, was revoked or is mistyped. Paste a new one.', true);
+  say(REFUSED, true);
   $('#token').focus();
 }
 
@@ -71,7 +75,7 @@ async function call(method, path, body) {
   const data = await res.json().catch(() => ({}));
   if (res.status === 401) {
     tokenRefused();
-    throw new ApiError('unauthenticated', 401, 'unauthenticated', 'The server refused the admin token: paste a new one.');
+    throw new ApiError('unauthenticated', 401, 'unauthenticated', REFUSED);
   }
   if (!res.ok) {
     const code = (data.error && data.error.code) || String(res.status);
@@ -134,6 +138,21 @@ function el(tag, props, ...children) {
 // Dialogs: a modal <dialog> (focus stays inside, Escape cancels), focus back where it was after.
 
 let dialogOpener = null;
+/** Tab and Shift+Tab go round the dialog's controls: the focus never leaves an open dialog. */
+function trapTab(ev) {
+  if (ev.key !== 'Tab') return;
+  const all = [...$('#dialog').querySelectorAll('button, input, select, textarea, [tabindex]:not([tabindex="-1"])')].filter((c) => !c.disabled && c.getClientRects().length);
+  if (!all.length) return;
+  const first = all[0];
+  const last = all[all.length - 1];
+  if (ev.shiftKey && (document.activeElement === first || !$('#dialog').contains(document.activeElement))) {
+    ev.preventDefault();
+    last.focus();
+  } else if (!ev.shiftKey && (document.activeElement === last || !$('#dialog').contains(document.activeElement))) {
+    ev.preventDefault();
+    first.focus();
+  }
+}
 /**
  * Ask in the dialog. `body`: nodes; `validate()`: an error text or ''; `submit()`: the action (its error
  * is shown in the dialog, which stays open). Resolves true when the action ran.
@@ -156,6 +175,7 @@ function ask({ title, body, ok, okClass, validate, submit, focus }) {
       $('#dialog-form').removeEventListener('submit', onSubmit);
       $('#dialog-cancel').removeEventListener('click', onCancel);
       d.removeEventListener('close', onClose);
+      d.removeEventListener('keydown', trapTab);
       if (d.open) d.close();
       resolve(v);
     };
@@ -181,6 +201,7 @@ function ask({ title, body, ok, okClass, validate, submit, focus }) {
     $('#dialog-form').addEventListener('submit', onSubmit);
     $('#dialog-cancel').addEventListener('click', onCancel);
     d.addEventListener('close', onClose);
+    d.addEventListener('keydown', trapTab);
     d.showModal();
     const f = focus ? $(focus, d) : null;
     (f || $('#dialog-cancel')).focus();
@@ -266,7 +287,7 @@ const LISTS = {
   pending: {
     path: '/pending',
     params: { status: 'pending' },
-    search: 'ID, MAC or source',
+    search: 'part of a device ID',
     empty: 'No device is waiting.',
     cols: [
       ['Device ID', (p) => p.id, 'code id'],
@@ -274,7 +295,6 @@ const LISTS = {
       ['Type', (p) => p.type],
       ['MAC', (p) => p.mac, 'code'],
       ['Source', (p) => p.source, 'code'],
-      ['First seen', (p) => p.firstSeen, 'time'],
       ['Last seen', (p) => p.lastSeen, 'time'],
       ['Requests', (p) => p.count, 'num'],
     ],
@@ -300,7 +320,7 @@ const LISTS = {
   },
   devices: {
     path: '/devices',
-    search: 'ID, MAC or source',
+    search: 'part of a device ID',
     empty: 'No device is provisioned.',
     cols: [
       ['Device ID', (d) => d.id, 'code id'],
@@ -344,7 +364,7 @@ const LISTS = {
   },
   allowlist: {
     path: '/allowlist',
-    search: 'ID or MAC',
+    search: 'part of a device ID',
     empty: 'The allowlist is empty.',
     cols: [
       ['Device ID', (a) => a.id, 'code id'],
@@ -376,7 +396,7 @@ const LISTS = {
   rejected: {
     path: '/pending',
     params: { status: 'rejected' },
-    search: 'ID, MAC or source',
+    search: 'part of a device ID',
     empty: 'No ID is rejected.',
     cols: [
       ['Device ID', (p) => p.id, 'code id'],
@@ -384,7 +404,6 @@ const LISTS = {
       ['Source', (p) => p.source, 'code'],
       ['Rejected', (p) => p.decidedAt, 'time'],
       ['By', (p) => p.decidedBy],
-      ['Reason', (p) => p.reason],
     ],
     actions: (p) => [
       [
@@ -401,7 +420,7 @@ const LISTS = {
     path: '/flags',
     params: { status: 'open' },
     filter: { name: 'status', label: 'Show', options: [['open', 'open flags'], ['cleared', 'cleared flags'], ['all', 'all flags']] },
-    search: 'kind, device ID or evidence',
+    search: 'part of a flag or device ID',
     empty: 'No flags.',
     cols: [
       ['Kind', (f) => f.kind, 'nowrap'],
@@ -446,7 +465,7 @@ const LISTS = {
       ['Device', (e) => e.deviceId, 'code id'],
       ['By', (e) => e.actor],
       ['From', (e) => e.source, 'code'],
-      ['Detail', (e) => Object.entries(e.detail || {}).map(([k, v]) => k + '=' + (k === 'exp' && typeof v === 'number' ? isoOf(v) : typeof v === 'string' ? v : JSON.stringify(v))).join(' '), 'wrap'],
+      ['Detail', (e) => Object.entries(e.detail || {}).map(([k, v]) => k + '=' + (k === 'exp' && typeof v === 'number' ? isoOf(v).replace(/\.000Z$/, 'Z') : typeof v === 'string' ? v : JSON.stringify(v))).join(' '), 'wrap'],
     ],
   },
   instances: {
@@ -590,8 +609,18 @@ function render(name, items, first) {
     }
     return tr;
   });
+  // A redraw replaces the buttons: keep the focus on the same button of the same row, or, when the row
+  // is gone (approved, deleted), on the view's heading.
+  const a = document.activeElement;
+  const keep = a && a.tagName === 'BUTTON' && tb.contains(a) ? [a.closest('tr').dataset.id, a.className] : null;
   if (!rows.length) rows.push(el('tr', { class: 'empty' }, el('td', { colspan: String(spec.cols.length + (spec.actions ? 1 : 0)), class: 'muted', text: s.q ? 'Nothing matches "' + s.q + '".' : spec.empty })));
   tb.replaceChildren(...rows);
+  if (keep) {
+    const tr = [...tb.children].find((r) => r.dataset.id === keep[0]);
+    const b = tr && [...tr.querySelectorAll('button')].find((x) => x.className === keep[1]);
+    if (b) b.focus();
+    else table.closest('.view').querySelector('h2').focus();
+  }
   const host = $('.list-host[data-list="' + name + '"]');
   $('.prev', host).disabled = s.pos === 0;
   $('.next', host).disabled = !s.next;
@@ -600,14 +629,20 @@ function render(name, items, first) {
 
 function actionButton(list, label, cls, run, item) {
   const b = el('button', { type: 'button', class: cls, text: label, 'aria-label': label + ' ' + (item.id || '') });
+  // Busy rather than disabled while it runs: a disabled button loses the focus, and the focus must come
+  // back to it when its dialog closes.
+  let busy = false;
   b.addEventListener('click', async () => {
-    b.disabled = true;
+    if (busy) return;
+    busy = true;
+    b.setAttribute('aria-busy', 'true');
     try {
       await run();
     } catch (e) {
       say(e.message, true);
     } finally {
-      b.disabled = false;
+      busy = false;
+      b.removeAttribute('aria-busy');
       // The list may have scrolled sideways on a narrow window: back to its start after an action.
       const sc = $('#' + list).closest('.scroll');
       if (sc) sc.scrollLeft = 0;
@@ -646,7 +681,8 @@ function refresh() {
 
 async function refreshNow() {
   if (!token) {
-    say('Paste an admin token to start.', false);
+    if (tokenWasRefused) say(REFUSED, true);
+    else say('Paste an admin token to start.', false);
     return;
   }
   try {
@@ -874,6 +910,7 @@ function importFile(ev) {
 $('#login-form').addEventListener('submit', (ev) => {
   ev.preventDefault();
   token = $('#token').value.trim();
+  tokenWasRefused = false;
   if (token) sessionStorage.setItem(TOKEN_KEY, token);
   else sessionStorage.removeItem(TOKEN_KEY);
   say('');
@@ -897,12 +934,18 @@ $('#prov-form').addEventListener('submit', async (ev) => {
   }
   refresh();
 });
-for (const v of VIEWS) $('#tab-' + v).addEventListener('click', () => showView(v, true));
+for (const v of VIEWS)
+  $('#tab-' + v).addEventListener('click', () => {
+    // The last action's message belongs to the view it was made in; errors stay until they are over.
+    if ($('#message').className !== 'error') say('');
+    showView(v, true);
+  });
 window.addEventListener('hashchange', () => showView(location.hash.replace(/^#view=/, ''), false));
 $('#allow-how').addEventListener('change', updateHow);
 $('#allow-form').addEventListener('submit', addAllow);
 $('#import-form').addEventListener('submit', importFile);
 updateHow();
+for (const name of Object.keys(LISTS)) buildList(name);
 if (token) $('#token').value = token;
 showView(location.hash.replace(/^#view=/, ''), false);
 stream();
