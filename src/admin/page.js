@@ -175,6 +175,7 @@ function ask({ title, body, ok, okClass, validate, submit, focus }) {
       $('#dialog-form').removeEventListener('submit', onSubmit);
       $('#dialog-cancel').removeEventListener('click', onCancel);
       d.removeEventListener('close', onClose);
+      d.removeEventListener('cancel', onClose);
       d.removeEventListener('keydown', trapTab);
       if (d.open) d.close();
       resolve(v);
@@ -197,10 +198,13 @@ function ask({ title, body, ok, okClass, validate, submit, focus }) {
       }
     };
     const onCancel = () => finish(false);
+    // Escape: 'cancel' comes at once, in the key's own turn ('close' is queued after it), so the
+    // opening button is ready for the next key as soon as the dialog is gone.
     const onClose = () => finish(false);
     $('#dialog-form').addEventListener('submit', onSubmit);
     $('#dialog-cancel').addEventListener('click', onCancel);
     d.addEventListener('close', onClose);
+    d.addEventListener('cancel', onClose);
     d.addEventListener('keydown', trapTab);
     d.showModal();
     const f = focus ? $(focus, d) : null;
@@ -615,6 +619,9 @@ function render(name, items, first) {
   const keep = a && a.tagName === 'BUTTON' && tb.contains(a) ? [a.closest('tr').dataset.id, a.className] : null;
   if (!rows.length) rows.push(el('tr', { class: 'empty' }, el('td', { colspan: String(spec.cols.length + (spec.actions ? 1 : 0)), class: 'muted', text: s.q ? 'Nothing matches "' + s.q + '".' : spec.empty })));
   tb.replaceChildren(...rows);
+  // What the rows are the answer to (tests wait for it after a search).
+  table.dataset.q = s.q;
+  table.dataset.page = String(s.pos);
   if (keep) {
     const tr = [...tb.children].find((r) => r.dataset.id === keep[0]);
     const b = tr && [...tr.querySelectorAll('button')].find((x) => x.className === keep[1]);

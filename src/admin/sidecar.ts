@@ -16,7 +16,7 @@ import type { AdminService } from '../service/admin.ts';
 import type { Collection, ObservedStore } from '../service/changes.ts';
 import type { ProvisioningService } from '../service/provisioning.ts';
 import type { Page, Store } from '../store/store.ts';
-import { keyFingerprint } from '../tokens/ed25519.ts';
+import { keyFingerprint, keyFingerprintsIn } from '../tokens/ed25519.ts';
 import type { TokenKeyring } from '../tokens/keyring.ts';
 import { roleAllows, type AdminAuth, type Principal, type Role } from './auth.ts';
 import { MAX_UPLOAD_BYTES, type AllowlistImporter } from './import.ts';
@@ -87,13 +87,6 @@ const hex = (b: Uint8Array | undefined): string | undefined => (b ? Buffer.from(
 const iso = (t: number | undefined): string | undefined => (t === undefined ? undefined : new Date(t * 1000).toISOString());
 const TYPE_NAMES = ['device', 'service', 'consumer'] as const;
 
-/** The fingerprint of each evidence value that is an Ed25519 key (64 hex digits), or undefined when none is. */
-function evidenceFingerprints(e: Readonly<Record<string, string>> | undefined): Record<string, string> | undefined {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(e ?? {})) if (/^[0-9a-f]{64}$/i.test(v)) out[k] = keyFingerprint(Buffer.from(v, 'hex'));
-  return Object.keys(out).length ? out : undefined;
-}
-
 /** JSON views: keys as hex with their fingerprint, MACs as aa:bb:…, times as ISO 8601. No secrets. */
 export const views = {
   allow: (e: AllowEntry) => ({
@@ -142,7 +135,7 @@ export const views = {
     subject: f.subject,
     evidence: f.evidence,
     // Keys in the evidence (64 hex digits: expected / got / recorded …) as the fingerprints people compare.
-    fingerprints: evidenceFingerprints(f.evidence),
+    fingerprints: keyFingerprintsIn(f.evidence),
     firstSeen: iso(f.firstSeen),
     lastSeen: iso(f.lastSeen),
     count: f.count,

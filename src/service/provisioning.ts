@@ -17,7 +17,7 @@ import { parseSign1, sigStructure } from '../protocol/cose.ts';
 import { STATUS, parseRefreshBody, parseRequestBody, type ResponseBody } from '../protocol/messages.ts';
 import { checkNonce, makeNonce, nonceExpiry } from '../protocol/nonce.ts';
 import type { Mutation, Store } from '../store/store.ts';
-import { PublicKeyCache, ed25519Verify, keyFingerprint } from '../tokens/ed25519.ts';
+import { PublicKeyCache, ed25519Verify, keyFingerprint, keyFingerprintsIn } from '../tokens/ed25519.ts';
 import type { TokenKeyring } from '../tokens/keyring.ts';
 import { sealToken } from '../tokens/seal.ts';
 import { FlagBook } from './flags.ts';
@@ -408,7 +408,7 @@ export class ProvisioningService {
     if (dup) notes.push(dup);
     const many = this.tracker.observe(addressOf(req.source), req.id, now);
     if (many) notes.push(manyIdsNote(many, req.id, m.manyIdsWindowS));
-    for (const f of notes) this.d.log.warn({ evt: 'flag', kind: f.kind, id: f.deviceId, evidence: f.evidence }, 'suspicious device');
+    for (const f of notes) this.d.log.warn({ evt: 'flag', kind: f.kind, id: f.deviceId, evidence: f.evidence, keys: keyFingerprintsIn(f.evidence) }, 'suspicious device');
     const raiser = raiserOf(req.id, keyFingerprint(req.pk));
     const flagMuts = this.flags.raise(notes, now, raiser).muts;
     decision = holdFlagged(decision, req.id, this.flags.openFor(req.id), { holdFlagged: m.holdFlagged, retryS: this.d.settings.policy.pendingInitialS }, raiser);

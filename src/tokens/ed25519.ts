@@ -106,6 +106,16 @@ export function keyFingerprint(publicRaw: Uint8Array): string {
 }
 
 /**
+ * The fingerprint of each value of a flag's evidence that is an Ed25519 key (64 hex digits: `expected`,
+ * `got`, `recorded` …), or undefined when none is: what the admin views and logs show beside the hex.
+ */
+export function keyFingerprintsIn(evidence: Readonly<Record<string, string>> | undefined): Record<string, string> | undefined {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(evidence ?? {})) if (/^[0-9a-f]{64}$/i.test(v)) out[k] = keyFingerprint(Buffer.from(v, 'hex'));
+  return Object.keys(out).length ? out : undefined;
+}
+
+/**
  * The fingerprint format before issue 14: base64url of the first 9 bytes of SHA-256 over the key, in
  * three groups of four (`CDe--v5G4-DdRT`). Still accepted where a fingerprint is typed (an approval's
  * pin, `oob approve --fingerprint`), never shown.

@@ -96,9 +96,11 @@ describe('admin console in headless Chromium (1280 px and 390 px)', function () 
         await page.click(`#tab-${name}`);
         await page.locator(`#view-${name}`).waitFor();
       };
+      /** Search a list and wait for the rows that answer it (the table says which query it shows). */
       const search = async (name: View, q: string) => {
         await page.fill(`#search-${name}`, q);
         await page.press(`#search-${name}`, 'Enter');
+        await page.locator(`#${name}[data-q=${JSON.stringify(q)}][data-page="0"]`).waitFor({ state: 'attached' });
       };
       const row = (table: View, id: string) => page.locator(`#${table} tr[data-id="${id}"]`);
       const assertInView = async (what: string) => {

@@ -160,6 +160,27 @@ describe('oob command line against the running server', () => {
     assert.equal((await old.provision()).status, 'approved');
   });
 
+  it('allows one device by key with `oob allow`, and it is provisioned at its first request', async () => {
+    const c = f.device();
+    const r = await oob([...conn, 'allow', c.id, '--pk', c.publicKey.toString('hex'), '--expires', '2099-01-01T00:00:00Z']);
+    assert.equal(r.code, 0, show(r));
+    assert.equal(r.stdout, `allowed ${c.id} (key ${c.fingerprint}) until 2099-01-01 00:00:00Z; its next request is provisioned\n`);
+    assert.equal((await c.provision()).status, 'approved');
+    const byMac = await oob([...conn, '--json', 'allow', `${c.id}-mac`, '--mac', '24:0a:c4:00:00:01', '--type', 'service']);
+    assert.equal(byMac.code, 0, show(byMac));
+    const j = JSON.parse(byMac.stdout);
+    assert.deepEqual([j.id, j.mac, j.type], [`${c.id}-mac`, '24:0a:c4:00:00:01', 'service']);
+    const none = await oob([...conn, 'allow', 'x-1']);
+    assert.equal(none.code, 2, show(none));
+    assert.match(none.stderr, /--pk HEX, --mac MAC or --secret S/);
+    const short = await oob([...conn, 'allow', 'x-1', '--pk', 'abcd']);
+    assert.equal(short.code, 2, show(short));
+    assert.match(short.stderr, /64 hex digits/);
+    const weak = await oob([...conn, 'allow', 'x-1', '--secret', 'short']);
+    assert.equal(weak.code, 1, show(weak));
+    assert.equal((await call(f.base, 'GET', '/api/v1/allowlist/x-1', { token: f.adminToken })).status, 404);
+  });
+
   it('revokes a device so that its refresh fails, and re-enables it', async () => {
     const c = await f.provisionedDevice();
     const r = await oob([...conn, 'revoke', c.id, '--reason', 'lost']);

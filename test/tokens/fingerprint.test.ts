@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { FINGERPRINT_ALPHABET, canonicalFingerprint, fingerprintMatches, keyFingerprint, legacyKeyFingerprint } from '../../src/tokens/ed25519.ts';
+import { FINGERPRINT_ALPHABET, canonicalFingerprint, fingerprintMatches, keyFingerprint, keyFingerprintsIn, legacyKeyFingerprint } from '../../src/tokens/ed25519.ts';
 
 const VEC = JSON.parse(readFileSync(new URL('../../fixtures/vectors/idprov-v1.json', import.meta.url), 'utf8')) as { device: { ed25519_pk: string; fingerprint: string; fingerprint_legacy: string } };
 const PK = Buffer.from(VEC.device.ed25519_pk, 'hex');
@@ -59,5 +59,15 @@ describe('key fingerprints', () => {
       assert.ok(!fingerprintMatches(PK, junk), junk);
     }
     assert.equal(canonicalFingerprint('CPV0-CWYP-XP44-QW0U'), undefined, 'U is not in the alphabet');
+  });
+
+  it('names the keys in a flag\'s evidence by their fingerprints, and nothing else', () => {
+    const other = randomBytes(32);
+    assert.deepEqual(keyFingerprintsIn({ expected: VEC.device.ed25519_pk, got: other.toString('hex'), source: '127.0.0.1:5683', mac: '240ac4123456' }), {
+      expected: VEC.device.fingerprint,
+      got: keyFingerprint(other),
+    });
+    assert.equal(keyFingerprintsIn({ source: '127.0.0.1:5683' }), undefined);
+    assert.equal(keyFingerprintsIn(undefined), undefined);
   });
 });
