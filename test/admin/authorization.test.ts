@@ -150,6 +150,18 @@ const ROWS: Row[] = [
     ok: 200,
     request: async (f) => ({ json: { token: (await provisioned(f)).token!.toString('hex') } }),
   },
+  { method: 'GET', route: '/api/v1/openapi.json', need: 'public', ok: 200 },
+  { method: 'GET', route: '/api/v1/tokens', need: 'admin', ok: 200 },
+  {
+    method: 'POST',
+    route: '/api/v1/tokens/:jti/revoke',
+    need: 'admin',
+    ok: 200,
+    request: async (f) => {
+      const { record } = await f.server.auth.mintRecord({ name: 'matrix-doomed', role: 'hub', ttlS: 3600 }, Math.floor(Date.now() / 1000));
+      return { path: `/api/v1/tokens/${record.jti}/revoke`, json: { reason: 'matrix' } };
+    },
+  },
   { method: 'GET', route: '/api/v1/events', need: 'hub', ok: 200 },
   { method: 'GET', route: '/api/v1/events/stream', need: 'hub', ok: 200, stream: true },
   { method: 'GET', route: '/metrics', need: 'hub', ok: 200 },
