@@ -50,7 +50,7 @@ describe('the Hub example', function () {
     }
   });
 
-  it('refuses a token with a flipped signature bit, one whose kid the JWKS lacks, an expired one and another issuer's', async () => {
+  it('refuses a token with a flipped signature bit, one whose kid the JWKS lacks, an expired one and another issuer’s', async () => {
     const dev = await f.provisionedDevice();
     const tampered = Buffer.from(dev.token!);
     tampered[tampered.length - 1]! ^= 1;
