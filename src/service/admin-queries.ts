@@ -6,12 +6,12 @@
 import type { AllowEntry, DeviceRecord, EventRecord, FlagRecord, PendingRecord, Revocation } from '../domain.ts';
 import { isProvError } from '../errors.ts';
 import type { ListOptions, Page, Store } from '../store/store.ts';
-import { keyFingerprint } from '../tokens/ed25519.ts';
+import { keyFingerprint, keyFingerprintsIn } from '../tokens/ed25519.ts';
 import type { TokenKeyring } from '../tokens/keyring.ts';
 
 export type { Page, ListOptions } from '../store/store.ts';
 /** The short fingerprint of a device key, as admins are shown it (re-exported for the sidecar's views). */
-export { keyFingerprint };
+export { keyFingerprint, keyFingerprintsIn };
 
 /** Longest `q` search string (the longest device ID). */
 export const MAX_QUERY_CHARS = 64;

@@ -1,4 +1,5 @@
 /** Output helpers of `oob`: aligned text tables, a progress bar for stderr, one-line events. */
+import type { EventView } from '../../src/admin/views.ts';
 
 /** A column of {@link table}: header and how to get the cell text from a row. */
 export interface Column<T> {
@@ -109,16 +110,8 @@ export class ProgressBar {
   }
 }
 
-/** An event of the feed, as the sidecar sends it. */
-export interface EventView {
-  seq: number;
-  at: string;
-  kind: string;
-  deviceId?: string;
-  actor: string;
-  source?: string;
-  detail?: Record<string, unknown>;
-}
+/** An event of the feed, as the sidecar sends it (src/admin/views.ts). */
+export type { EventView };
 
 /**
  * One line per event: `#12 2026-11-26 14:24:56Z admin.approve stranger-9 by admin:alice from 127.0.0.1 fingerprint=…`.

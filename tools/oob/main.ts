@@ -1,4 +1,4 @@
-import type { ImportResult } from '../../src/admin/import.ts';
+import type { AllowView, DeviceView, FlagView, ImportView, Jwk, PageView, PendingView } from '../../src/admin/views.ts';
 /**
  * `oob`: the out-of-band admin tool of idprov. A client of the admin sidecar's HTTP API (`/api/v1`):
  * upload allowlists, see who is waiting, approve / reject / revoke, switch provisioning, follow the
@@ -16,75 +16,6 @@ import { AdminClient, EXIT, OobError, readJson, recordPath, resolveConnection, t
 import { VERSION } from '../../src/version.ts';
 import { ProgressBar, bytes, epochTime, eventLine, plural, shortTime, table, type Column, type EventView } from './format.ts';
 import { fingerprintMatches, keyFingerprint } from '../../src/tokens/ed25519.ts';
-
-// ------------------------------------------------------------------------------------------------
-// Views the sidecar sends (src/admin/sidecar.ts `views`)
-
-interface PendingView {
-  id: string;
-  status: 'pending' | 'approved' | 'rejected';
-  pk?: string;
-  fingerprint?: string;
-  mac?: string;
-  type?: string;
-  source?: string;
-  firstSeen?: string;
-  lastSeen?: string;
-  count?: number;
-  decidedAt?: string;
-  decidedBy?: string;
-}
-interface DeviceView {
-  id: string;
-  pk?: string;
-  fingerprint?: string;
-  mac?: string;
-  type?: string;
-  via?: string;
-  provisionedAt?: string;
-  lastSeen?: string;
-  source?: string;
-  tokenExp?: string;
-  revoked?: { at?: string; by?: string; reason?: string };
-}
-interface AllowView {
-  id: string;
-  pk?: string;
-  fingerprint?: string;
-  mac?: string;
-  hasSecret?: boolean;
-  type?: string;
-  expires?: string;
-  createdAt?: string;
-  consumedAt?: string;
-}
-interface FlagView {
-  id: string;
-  kind: string;
-  status: 'open' | 'cleared';
-  deviceIds: string[];
-  subject?: string;
-  evidence?: Record<string, string>;
-  firstSeen?: string;
-  lastSeen?: string;
-  count?: number;
-  clearedAt?: string;
-  clearedBy?: string;
-}
-interface PageView<T> {
-  items: T[];
-  next?: string;
-}
-/** What `POST /api/v1/allowlist` answers. */
-type ImportView = ImportResult;
-interface Jwk {
-  kty: string;
-  crv: string;
-  alg?: string;
-  use?: string;
-  kid: string;
-  x: string;
-}
 
 // ------------------------------------------------------------------------------------------------
 // Plumbing
