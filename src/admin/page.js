@@ -177,6 +177,7 @@ function ask({ title, body, ok, okClass, validate, submit, focus }) {
       d.removeEventListener('close', onClose);
       d.removeEventListener('cancel', onClose);
       d.removeEventListener('keydown', trapTab);
+      d.removeEventListener('keydown', onKey);
       if (d.open) d.close();
       resolve(v);
     };
@@ -198,14 +199,20 @@ function ask({ title, body, ok, okClass, validate, submit, focus }) {
       }
     };
     const onCancel = () => finish(false);
-    // Escape: 'cancel' comes at once, in the key's own turn ('close' is queued after it), so the
-    // opening button is ready for the next key as soon as the dialog is gone.
     const onClose = () => finish(false);
+    // Escape ends the dialog in the key's own turn: the browser's 'close' comes a turn later (and its
+    // 'cancel' not always), and the opening button must be ready for the next key at once.
+    const onKey = (ev) => {
+      if (ev.key !== 'Escape') return;
+      ev.preventDefault();
+      finish(false);
+    };
     $('#dialog-form').addEventListener('submit', onSubmit);
     $('#dialog-cancel').addEventListener('click', onCancel);
     d.addEventListener('close', onClose);
     d.addEventListener('cancel', onClose);
     d.addEventListener('keydown', trapTab);
+    d.addEventListener('keydown', onKey);
     d.showModal();
     const f = focus ? $(focus, d) : null;
     (f || $('#dialog-cancel')).focus();
@@ -472,6 +479,43 @@ const LISTS = {
       ['Detail', (e) => Object.entries(e.detail || {}).map(([k, v]) => k + '=' + (k === 'exp' && typeof v === 'number' ? isoOf(v).replace(/\.000Z$/, 'Z') : typeof v === 'string' ? v : JSON.stringify(v))).join(' '), 'wrap'],
     ],
   },
+  tokens: {
+    path: '/tokens',
+    // The tokens route has no `q`: the search filters the page shown.
+    pageSearch: true,
+    search: 'name, role, state or ID',
+    empty: 'No token in the registry.',
+    key: (t) => t.jti,
+    cols: [
+      ['Name', (t) => t.name + (t.jti === ownJti() ? ' (this tab)' : ''), 'id'],
+      ['Role', (t) => t.role],
+      ['State', (t) => (t.state === 'revoked' ? 'revoked by ' + (t.revokedBy || '?') + (t.revokedReason ? ' (' + t.revokedReason + ')' : '') : t.state)],
+      ['Token ID', (t) => t.jti, 'code'],
+      ['Issued', (t) => t.issuedAt, 'time'],
+      ['Expires', (t) => t.expiresAt, 'time'],
+    ],
+    actions: (t) =>
+      t.state !== 'valid'
+        ? []
+        : [
+            [
+              'Revoke',
+              'bad revoke-token',
+              () =>
+                reasonDialog({
+                  title: 'Revoke the token ' + t.name + ' (' + t.role + ')?',
+                  text: t.jti === ownJti() ? 'This is the token this tab uses: the console will ask for another one.' : 'Whoever holds it is refused from the next request on.',
+                  label: 'Reason (kept in the registry and the event log)',
+                  ok: 'Revoke',
+                  required: true,
+                  submit: async (reason) => {
+                    await call('POST', '/tokens/' + encodeURIComponent(t.jti) + '/revoke', { reason });
+                    say('Revoked the token ' + t.name + ' (' + t.jti + ').');
+                  },
+                }),
+            ],
+          ],
+  },
   instances: {
     local: () => instances,
     search: 'name, host or version',
@@ -578,11 +622,11 @@ async function load(name) {
   } else {
     const qs = new URLSearchParams(Object.assign({}, spec.params || {}, { limit: String(PAGE) }));
     if (spec.filter) qs.set(spec.filter.name, s.filter);
-    if (s.q) qs.set('q', s.q);
+    if (s.q && !spec.pageSearch) qs.set('q', s.q);
     if (s.stack[s.pos]) qs.set('after', s.stack[s.pos]);
     const r = await call('GET', spec.path + '?' + qs);
     if (gen !== s.gen) return;
-    items = r.items;
+    items = spec.pageSearch ? r.items.filter((it) => matches(spec, it, s.q)) : r.items;
     next = r.next || '';
   }
   s.next = next;
@@ -662,7 +706,17 @@ function actionButton(list, label, cls, run, item) {
 // ---------------------------------------------------------------------------------------------
 // Views, refresh, the provisioning switch
 
-const VIEWS = ['pending', 'devices', 'allowlist', 'rejected', 'flags', 'events', 'instances'];
+const VIEWS = ['pending', 'devices', 'allowlist', 'rejected', 'flags', 'events', 'instances', 'tokens'];
+
+/** The ID (jti) of this tab's token, read from its payload (a JWT), or '' when it has none. */
+function ownJti() {
+  try {
+    const p = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    return JSON.parse(atob(p + '='.repeat((4 - (p.length % 4)) % 4))).jti || '';
+  } catch (e) {
+    return '';
+  }
+}
 let current = 'pending';
 
 function showView(name, focus) {

@@ -16,7 +16,7 @@ import { call, makeTokens, startAdminServer, type AdminFixture } from './support
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = new URL('../../test-artifacts/console/', import.meta.url).pathname;
-const VIEWS = ['pending', 'devices', 'allowlist', 'rejected', 'flags', 'events', 'instances'] as const;
+const VIEWS = ['pending', 'devices', 'allowlist', 'rejected', 'flags', 'events', 'instances', 'tokens'] as const;
 type View = (typeof VIEWS)[number];
 
 /**
@@ -289,6 +289,26 @@ describe('admin console in headless Chromium (1280 px and 390 px)', function () 
         await page.locator('#pending tbody tr button.approve').first().waitFor();
         await shot('pending');
         await assertInView('the pending view');
+      });
+
+      it('lists the tokens and revokes one with a reason, refused from its next request', async () => {
+        const name = `ops-${tag}`;
+        const t = await f.server.auth.mint({ name, role: 'hub', ttlS: 3600 }, Math.floor(Date.now() / 1000));
+        assert.equal((await call(f.base, 'GET', '/api/v1/devices?limit=1', { token: t })).status, 200);
+        await view('tokens');
+        await search('tokens', name);
+        const tr = page.locator('#tokens tbody tr[data-id]', { has: page.locator('td', { hasText: name }) });
+        await tr.waitFor();
+        assert.equal(await page.locator('#tokens tbody tr[data-id]').count(), 1, 'the search finds one token');
+        assert.match(await tr.innerText(), /hub\s+valid/);
+        await page.locator('#tokens tbody tr', { hasText: name }).locator('button.revoke-token').click();
+        await page.fill('#dlg-reason', 'rotated');
+        await page.click('#dialog-ok');
+        await page.locator('#tokens tbody tr td', { hasText: `revoked by admin:admin (rotated)` }).waitFor();
+        assert.equal((await call(f.base, 'GET', '/api/v1/devices?limit=1', { token: t })).status, 401);
+        await search('tokens', '');
+        await shot('tokens');
+        await assertInView('the tokens view');
       });
 
       it('says so when the server is unreachable, and recovers', async () => {
