@@ -20,50 +20,50 @@ export type ClientTypeName = (typeof TYPE_NAMES)[number];
 export interface PageView<T> {
   items: T[];
   /** Pass as `after` for the following page; absent on the last one. */
-  next?: string;
+  next?: string | undefined;
 }
 
 export interface AllowView {
   id: string;
-  pk?: string;
-  fingerprint?: string;
-  mac?: string;
+  pk?: string | undefined;
+  fingerprint?: string | undefined;
+  mac?: string | undefined;
   hasSecret: boolean;
   type: ClientTypeName;
-  expires?: string;
-  createdAt?: string;
-  consumedAt?: string;
+  expires?: string | undefined;
+  createdAt?: string | undefined;
+  consumedAt?: string | undefined;
   /** `PUT /allowlist/{id}` only: what the row would have been warned about in a file. */
-  warnings?: string[];
+  warnings?: string[] | undefined;
 }
 
 export interface PendingView {
   id: string;
   status: PendingRecord['status'];
-  pk?: string;
-  fingerprint?: string;
-  mac?: string;
+  pk?: string | undefined;
+  fingerprint?: string | undefined;
+  mac?: string | undefined;
   type: ClientTypeName;
-  source?: string;
-  firstSeen?: string;
-  lastSeen?: string;
+  source?: string | undefined;
+  firstSeen?: string | undefined;
+  lastSeen?: string | undefined;
   count: number;
-  decidedAt?: string;
-  decidedBy?: string;
+  decidedAt?: string | undefined;
+  decidedBy?: string | undefined;
 }
 
 export interface DeviceView {
   id: string;
   pk: string;
   fingerprint: string;
-  mac?: string;
+  mac?: string | undefined;
   type: ClientTypeName;
   via: DeviceRecord['via'];
-  provisionedAt?: string;
-  lastSeen?: string;
-  source?: string;
-  tokenExp?: string;
-  revoked?: { at?: string; by?: string; reason?: string };
+  provisionedAt?: string | undefined;
+  lastSeen?: string | undefined;
+  source?: string | undefined;
+  tokenExp?: string | undefined;
+  revoked?: { at?: string | undefined; by?: string | undefined; reason?: string | undefined } | undefined;
 }
 
 export interface FlagView {
@@ -74,22 +74,22 @@ export interface FlagView {
   subject: string;
   evidence: Record<string, string>;
   /** The fingerprint of each evidence value that is a key (64 hex digits), by evidence key; absent when none is. */
-  fingerprints?: Record<string, string>;
-  firstSeen?: string;
-  lastSeen?: string;
+  fingerprints?: Record<string, string> | undefined;
+  firstSeen?: string | undefined;
+  lastSeen?: string | undefined;
   count: number;
-  clearedAt?: string;
-  clearedBy?: string;
+  clearedAt?: string | undefined;
+  clearedBy?: string | undefined;
 }
 
 export interface EventView {
   seq: number;
   at: string;
   kind: string;
-  deviceId?: string;
+  deviceId?: string | undefined;
   actor: string;
-  source?: string;
-  detail?: Record<string, unknown>;
+  source?: string | undefined;
+  detail?: Record<string, unknown> | undefined;
 }
 
 export interface HealthView {
@@ -97,12 +97,12 @@ export interface HealthView {
   version: string;
   provisioning: ProvisioningView;
   kid: string;
-  instances?: number;
+  instances?: number | undefined;
 }
 
 export interface ProvisioningView {
   enabled: boolean;
-  reason?: string;
+  reason?: string | undefined;
 }
 
 export interface InstanceView {
@@ -418,10 +418,10 @@ export interface AdminTokenView {
   /** valid, expired (by the server clock) or revoked. */
   state: 'valid' | 'expired' | 'revoked';
   issuedAt: string;
-  expiresAt?: string;
-  revokedAt?: string;
-  revokedBy?: string;
-  revokedReason?: string;
+  expiresAt?: string | undefined;
+  revokedAt?: string | undefined;
+  revokedBy?: string | undefined;
+  revokedReason?: string | undefined;
 }
 
 /** An admin token record as its view, its state by the clock `now` (s). */
