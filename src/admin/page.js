@@ -734,11 +734,20 @@ function showView(name, focus) {
 }
 
 let refreshTimer = null;
-/** Redraw the current view and the badges; several calls in a row draw once. */
-function refresh() {
+/**
+ * Redraw the current view and the badges; several calls in a row draw once. After an action (the
+ * default) it draws at once; for events (`EVENT_REDRAW_MS`) at most that often, however many arrive.
+ */
+function refresh(delay) {
+  const ms = delay || 30;
+  if (refreshTimer && ms > 30) return;
   clearTimeout(refreshTimer);
-  refreshTimer = setTimeout(refreshNow, 30);
+  refreshTimer = setTimeout(() => {
+    refreshTimer = null;
+    refreshNow();
+  }, ms);
 }
+const EVENT_REDRAW_MS = 400;
 
 async function refreshNow() {
   if (!token) {
@@ -803,7 +812,7 @@ function onEvent(e) {
   events.cursor = Math.max(events.cursor, e.seq);
   events.items.unshift(e);
   if (events.items.length > 5000) events.items.length = 5000;
-  refresh();
+  refresh(EVENT_REDRAW_MS);
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
