@@ -35,6 +35,7 @@ export interface Config {
   adminMaxWatchers: number;
   adminWatchersPerToken: number;
   adminStreamLifetime: number;
+  adminTokenTtl: number;
   allowlist: string;
   mdns: boolean;
   logLevel: string;
@@ -107,6 +108,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'adminMaxWatchers', kind: 'int', def: 256, min: 2, max: 100_000, env: 'IDPROV_ADMIN_MAX_WATCHERS', doc: 'Event feed watchers (long polls and event streams) open at once at most; a quarter is kept for admin tokens, so hub tokens cannot take them all. Over it: 429.' },
   { key: 'adminWatchersPerToken', kind: 'int', def: 16, min: 1, max: 100_000, env: 'IDPROV_ADMIN_WATCHERS_PER_TOKEN', doc: 'Event feed watchers one bearer token may hold at once.' },
   { key: 'adminStreamLifetime', kind: 'int', def: 300, min: 1, max: DAY, env: 'IDPROV_ADMIN_STREAM_LIFETIME', doc: 'An event stream (`/api/v1/events/stream`) is ended after this long (s); clients reconnect with `Last-Event-ID` (EventSource does it by itself). Idle streams get a heartbeat comment every 15 s (a third of this when shorter).' },
+  { key: 'adminTokenTtl', kind: 'int', def: 30 * DAY, min: 60, max: 3650 * DAY, env: 'IDPROV_ADMIN_TOKEN_TTL', doc: 'Lifetime of the first admin token, the one the server writes to `<data>/admin.token` (s). At start an expired token there (or one minted before the token registry) is replaced by a new one; see docs/operations.md "Admin tokens".' },
   { key: 'allowlist', kind: 'string', def: '', env: 'IDPROV_ALLOWLIST', flag: 'allowlist', doc: 'Allowlist file (JSON or CSV) imported (upsert) at start; all or nothing.' },
   { key: 'mdns', kind: 'bool', def: true, env: 'IDPROV_MDNS', doc: 'Advertise `_idprov._udp` by mDNS and watch for rogue servers (`--no-mdns` turns both off); see docs/discovery.md.' },
   { key: 'logLevel', kind: 'string', def: 'info', env: 'IDPROV_LOG_LEVEL', flag: 'log-level', doc: 'pino level: fatal, error, warn, info, debug, trace, silent.' },

@@ -4,9 +4,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { chmodSync, createReadStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, createReadStream, mkdirSync, readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import { AdminAuth } from './admin/auth.ts';
+import { ensureAdminTokenFile } from './admin/token-file.ts';
+import { AdminQueries } from './service/admin-queries.ts';
 import { Metrics } from './admin/metrics.ts';
 import { buildSidecar } from './admin/sidecar.ts';
 import { ObservedStore } from './service/changes.ts';
@@ -163,17 +165,6 @@ export async function openStore(cfg: Readonly<Config>, log: Logger): Promise<Sql
 /** The package version (for health and logs). */
 export { VERSION };
 
-/** Write `<data>/admin.token` (mode 0600) with an admin token, if it does not exist yet. */
-async function ensureAdminTokenFile(cfg: Readonly<Config>, auth: AdminAuth, now: number, log: Logger): Promise<string> {
-  const file = join(resolve(cfg.dataDir), 'admin.token');
-  if (!existsSync(file)) {
-    writeFileSync(file, `${await auth.mint({ name: 'admin', role: 'admin' }, now)}\n`, { mode: 0o600 });
-    log.info({ file }, 'wrote the first admin token (keep it secret; `idprov token create` mints more)');
-  }
-  chmodSync(file, 0o600);
-  return file;
-}
-
 /** Start the server on its configuration. `clock` (ms) is injectable for tests. */
 export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () => number = Date.now): Promise<RunningServer> {
   const opened = await openStore(cfg, log);
@@ -231,17 +222,18 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
     coap.attach(dtls.transport);
 
     const auth = await AdminAuth.open(store);
-    const adminTokenFile = await ensureAdminTokenFile(cfg, auth, nowS(), log);
+    const adminTokenFile = join(resolve(cfg.dataDir), 'admin.token');
+    await ensureAdminTokenFile(adminTokenFile, auth, cfg.adminTokenTtl, nowS(), log);
     let membership: Membership | undefined;
     sidecar = await buildSidecar({
       ...(shared ? { instances: () => membership?.instances ?? [] } : {}),
-      store,
       changes,
       service,
       admin,
-      keyring,
+      queries: new AdminQueries({ store, keyring }),
       auth,
       importer: new AllowlistImporter(store, nowS, cfg.minSecretLength),
+      minSecretLength: cfg.minSecretLength,
       metrics,
       log: log.child({ c: 'sidecar' }),
       now: nowS,

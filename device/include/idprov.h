@@ -397,8 +397,14 @@ int idprov_coap_build(uint8_t *buf, size_t cap, uint8_t type, uint8_t code, uint
 /* Tokens and keys (token.c)                                                                    */
 /* ------------------------------------------------------------------------------------------ */
 
-/** Fingerprint of an Ed25519 key as admins see it: "xxxx-xxxx-xxxx" (base64url of SHA-256(pk)[0..9]). */
-int idprov_fingerprint(const idprov_crypto_t *c, const uint8_t pk[32], char out[15]);
+/** Size of a fingerprint buffer: "XXXX-XXXX-XXXX-XXXX" and its NUL. */
+#define IDPROV_FINGERPRINT_SIZE 20
+/**
+ * Fingerprint of an Ed25519 key as admins see it and compare it with the device's label:
+ * "XXXX-XXXX-XXXX-XXXX", Crockford base32 (0-9 A-Z without I L O U) of SHA-256(pk)[0..10]
+ * (docs/spec/idprov-coap-v1.md §5). The server, oob, device-sim and the console show the same.
+ */
+int idprov_fingerprint(const idprov_crypto_t *c, const uint8_t pk[32], char out[IDPROV_FINGERPRINT_SIZE]);
 /** The kid rule: first 8 bytes of SHA-256 over the raw 32-byte public key. */
 void idprov_kid_of(const idprov_crypto_t *c, const uint8_t pk[32], uint8_t kid[IDPROV_KID_LEN]);
 /**

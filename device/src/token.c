@@ -2,18 +2,20 @@
 #include "internal.h"
 #include <string.h>
 
-int idprov_fingerprint(const idprov_crypto_t *c, const uint8_t pk[32], char out[15]) {
-  static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+int idprov_fingerprint(const idprov_crypto_t *c, const uint8_t pk[32], char out[IDPROV_FINGERPRINT_SIZE]) {
+  /* Crockford base32 (no I, L, O, U) of SHA-256(pk)[0..10], four groups of four (docs/spec §5). */
+  static const char B32[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
   uint8_t h[32];
-  size_t i, o = 0;
+  size_t b, o = 0;
+  int k;
   c->sha256(c->user, h, pk, 32);
-  for (i = 0; i < 9; i += 3) { /* 9 bytes → 12 base64url characters, grouped by four */
-    uint32_t v = ((uint32_t)h[i] << 16) | ((uint32_t)h[i + 1] << 8) | h[i + 2];
-    if (i) out[o++] = '-';
-    out[o++] = B64[(v >> 18) & 63];
-    out[o++] = B64[(v >> 12) & 63];
-    out[o++] = B64[(v >> 6) & 63];
-    out[o++] = B64[v & 63];
+  for (b = 0; b < 10; b += 5) { /* two 40-bit blocks, 8 symbols each, most significant first */
+    uint64_t v = ((uint64_t)h[b] << 32) | ((uint64_t)h[b + 1] << 24) | ((uint64_t)h[b + 2] << 16) |
+                 ((uint64_t)h[b + 3] << 8) | h[b + 4];
+    for (k = 7; k >= 0; k--) {
+      if (o == 4 || o == 9 || o == 14) out[o++] = '-';
+      out[o++] = B32[(v >> (5 * k)) & 31u];
+    }
   }
   out[o] = '\0';
   return IDPROV_OK;

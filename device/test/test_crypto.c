@@ -28,12 +28,12 @@ TEST(the_oob_proof_is_the_vectors) {
 }
 TEST(kid_and_fingerprint_follow_the_rules) {
   uint8_t kid[8];
-  char fp[15];
+  char fp[IDPROV_FINGERPRINT_SIZE];
   idprov_kid_of(&C, VEC_SERVER_PK, kid);
   CHECK_MEM(kid, VEC_KID, 8);
   CHECK_EQ(idprov_fingerprint(&C, VEC_PK, fp), 0);
   CHECK(strcmp(fp, VEC_FINGERPRINT) == 0);
-  CHECK_EQ(strlen(fp), 14);
+  CHECK_EQ(strlen(fp), IDPROV_FINGERPRINT_SIZE - 1);
 }
 TEST(the_sealed_vector_response_opens_to_the_vector_token) {
   idprov_response_t r;

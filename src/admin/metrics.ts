@@ -4,14 +4,18 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { OutcomeKind } from '../service/provisioning.ts';
-import type { Store } from '../store/store.ts';
+
+/** What the metrics read of the store: the record counts (the Store, or AdminQueries, has them). */
+export interface RecordCounts {
+  counts(): Promise<Record<string, number>>;
+}
 
 export class Metrics {
   readonly registry = new Registry();
   private readonly outcomes: Counter<'op' | 'outcome' | 'code'>;
   private readonly latency: Histogram<'op'>;
 
-  constructor(opts: { store: Store; usedNonces: () => number; coapStats?: () => Record<string, number>; monitor?: () => Record<string, number> }) {
+  constructor(opts: { store: RecordCounts; usedNonces: () => number; coapStats?: () => Record<string, number>; monitor?: () => Record<string, number> }) {
     collectDefaultMetrics({ register: this.registry, prefix: 'idprov_process_' });
     this.outcomes = new Counter({
       name: 'idprov_requests_total',

@@ -160,7 +160,7 @@ common(allow.command('import <file>').description('import (upsert) an allowlist 
   const store = await openStore(cfg, log);
   try {
     const n = await importAllowlistFile(store, file, cfg, nowS(), log);
-    console.log(`imported ${n} entries`);
+    console.log(`imported ${n} ${n === 1 ? 'entry' : 'entries'}`);
   } finally {
     await store.close();
   }
@@ -179,7 +179,53 @@ common(token.command('create').description('mint a bearer token for the admin si
     const store = await openStore(cfg, createLogger('warn', 2));
     try {
       const auth = await AdminAuth.open(store);
-      console.log(await auth.mint({ name: String(opts['name']), role, ttlS }, nowS()));
+      const { token: text, record } = await auth.mintRecord({ name: String(opts['name']), role, ttlS }, nowS(), { by: 'cli' });
+      // The token alone on stdout (scripts capture it); its ID, to list or revoke it by, on stderr.
+      console.log(text);
+      console.error(`token ${record.jti} (${record.role}, ${record.name}) ${record.expiresAt === null ? 'never expires' : `expires ${new Date(record.expiresAt * 1000).toISOString()}`}; revoke with \`idprov token revoke ${record.jti}\``);
+    } finally {
+      await store.close();
+    }
+  });
+common(token.command('list').description('list the tokens of the token registry (never the token text: it is not kept)'))
+  .option('--json', 'one JSON object per token')
+  .action(async (opts: Record<string, unknown>) => {
+    const cfg = configFrom(opts);
+    const store = await openStore(cfg, createLogger('warn', 2));
+    try {
+      const auth = await AdminAuth.open(store);
+      const now = nowS();
+      const iso = (t: number | null) => (t === null ? '-' : new Date(t * 1000).toISOString().replace('.000Z', 'Z'));
+      const rows: string[][] = [];
+      let after: string | undefined;
+      do {
+        const page = await auth.list({ limit: 1000, ...(after ? { after } : {}) });
+        for (const t of page.items) {
+          const state = t.revokedAt !== null ? 'revoked' : t.expiresAt !== null && t.expiresAt <= now ? 'expired' : 'valid';
+          if (opts['json']) console.log(JSON.stringify({ ...t, state }));
+          else rows.push([t.jti, t.role, t.name, state, iso(t.issuedAt), iso(t.expiresAt), t.revokedAt === null ? '' : `${t.revokedBy ?? '?'}${t.revokedReason ? `: ${t.revokedReason}` : ''}`]);
+        }
+        after = page.next;
+      } while (after);
+      if (!opts['json']) {
+        const head = ['ID', 'ROLE', 'NAME', 'STATE', 'ISSUED', 'EXPIRES', 'REVOKED BY'];
+        const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+        for (const r of [head, ...rows]) console.log(r.map((c, i) => c.padEnd(w[i]!)).join('  ').trimEnd());
+        console.log(`${rows.length} ${rows.length === 1 ? 'token' : 'tokens'}`);
+      }
+    } finally {
+      await store.close();
+    }
+  });
+common(token.command('revoke').description('revoke a token at once (the running server refuses it from its next request)').argument('<id>', 'the token ID (see `idprov token list`)'))
+  .option('--reason <text>', 'why (kept in the registry and the event log)')
+  .action(async (id: string, opts: Record<string, unknown>) => {
+    const cfg = configFrom(opts);
+    const store = await openStore(cfg, createLogger('warn', 2));
+    try {
+      const auth = await AdminAuth.open(store);
+      const t = await auth.revoke(id, typeof opts['reason'] === 'string' ? opts['reason'] : undefined, { by: 'cli' }, nowS());
+      console.log(`revoked token ${t.jti} (${t.role}, ${t.name})`);
     } finally {
       await store.close();
     }
@@ -245,7 +291,7 @@ common(program.command('restore <file>').description('replace the database with 
     const store = await openStore(cfg, createLogger('warn', 2, cfg.logFormat));
     const migrated = store.stats.migrationsApplied;
     await store.close();
-    console.log(`restored ${file} into ${join(dir, 'idprov.db')} (${r.pages} pages, schema version ${r.schemaVersion}${migrated ? `, upgraded by ${migrated} migration(s)` : ''})`);
+    console.log(`restored ${file} into ${join(dir, 'idprov.db')} (${r.pages} ${r.pages === 1 ? 'page' : 'pages'}, schema version ${r.schemaVersion}${migrated ? `, upgraded by ${migrated} ${migrated === 1 ? 'migration' : 'migrations'}` : ''})`);
   },
 );
 

@@ -153,6 +153,17 @@ function toEntry(row: Record<string, unknown>, opts: Required<AllowlistOptions>,
   return e;
 }
 
+/**
+ * Validate one allowlist row given on its own (an API caller's JSON object, `PUT /api/v1/allowlist/{id}`)
+ * with the rules of a file's row: the same fields, bounds and messages. Returns the entry and its
+ * warnings. @throws Error with the row's first problem.
+ */
+export function parseAllowRow(row: Record<string, unknown>, options: AllowlistOptions): { entry: AllowEntry; warnings: string[] } {
+  const warnings: string[] = [];
+  const entry = toEntry(row, { minSecretLength: 12, warnSecretLength: 16, ...options }, (m) => warnings.push(m));
+  return { entry, warnings };
+}
+
 /** Upper bounds of allowlist files and fields (README "Allowlist files"). */
 export const ALLOWLIST_LIMITS = {
   /** Characters of one CSV row (all its lines) or one JSON array element. */

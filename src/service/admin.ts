@@ -8,7 +8,7 @@ import { ProvError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { entryProblem } from '../protocol/allowlist.ts';
 import type { Mutation, Store } from '../store/store.ts';
-import { keyFingerprint } from '../tokens/ed25519.ts';
+import { fingerprintMatches, keyFingerprint } from '../tokens/ed25519.ts';
 import { newTokenKey, type TokenKeyring } from '../tokens/keyring.ts';
 import type { SecurityMonitor } from './monitor/security-monitor.ts';
 import type { ProvisioningSwitch } from './switch.ts';
@@ -87,8 +87,9 @@ export class AdminService {
   }
 
   /**
-   * Approve a pending request, pinned to the key the admin was shown: `fingerprint` (as listed) or the
-   * full key hex must match the pending record's key, else `conflict`.
+   * Approve a pending request, pinned to the key the admin was shown: `fingerprint` (as listed, in any
+   * spelling `canonicalFingerprint` accepts, or in the format before issue 14) or the full key hex must
+   * match the pending record's key, else `conflict`.
    */
   async approve(id: string, pin: { fingerprint?: string; pkHex?: string }, actor: Actor): Promise<PendingRecord> {
     const p = await this.store.getPending(id);
@@ -96,7 +97,7 @@ export class AdminService {
     if (p.status === 'rejected') throw new ProvError('conflict', `${id} was rejected; re-admit it first`);
     if (!pin.fingerprint && !pin.pkHex) throw new ProvError('malformed', 'approval must name the key shown (fingerprint or pk)');
     const fp = keyFingerprint(p.pk);
-    if ((pin.fingerprint && pin.fingerprint !== fp) || (pin.pkHex && pin.pkHex.toLowerCase() !== Buffer.from(p.pk).toString('hex'))) {
+    if ((pin.fingerprint && !fingerprintMatches(p.pk, pin.fingerprint)) || (pin.pkHex && pin.pkHex.toLowerCase() !== Buffer.from(p.pk).toString('hex'))) {
       throw new ProvError('conflict', `the key of ${id} changed since it was shown (now ${fp}); review it again`);
     }
     const next: PendingRecord = { ...p, status: 'approved', decidedAt: this.now(), decidedBy: actor.by };
@@ -165,6 +166,20 @@ export class AdminService {
     muts.push(this.event('admin.allowlist.import', actor, undefined, { count: entries.length, source }));
     await this.store.apply(muts);
     return { upserted: entries.length };
+  }
+
+  /**
+   * Add or replace one allowlist entry (`PUT /api/v1/allowlist/{id}`, `oob allow`), validated like a
+   * row of a file. Written with its event `admin.allowlist.put` in one transaction. Returns the entry
+   * and whether it is new. @throws ProvError `malformed` for an entry over the bounds of a row.
+   */
+  async putAllow(entry: AllowEntry, actor: Actor): Promise<{ entry: AllowEntry; created: boolean }> {
+    const problem = entryProblem(entry);
+    if (problem) throw new ProvError('malformed', `allowlist entry ${JSON.stringify(entry.id.slice(0, 80))}: ${problem}`);
+    const created = (await this.store.getAllow(entry.id)) === undefined;
+    const detail = { created, pk: entry.pk !== undefined, mac: entry.mac !== undefined, secret: entry.secret !== undefined };
+    await this.store.apply([{ kind: 'allow.upsert', entry }, this.event('admin.allowlist.put', actor, entry.id, detail)]);
+    return { entry, created };
   }
 
   /** Delete an allowlist entry. */

@@ -19,7 +19,7 @@ import { formatCode } from '../protocol/coap-codes.ts';
 import { outcomeCode } from '../protocol/outcomes.ts';
 import { checkNonce, makeNonce, nonceExpiry } from '../protocol/nonce.ts';
 import type { Mutation, Store } from '../store/store.ts';
-import { PublicKeyCache, ed25519Verify, keyFingerprint } from '../tokens/ed25519.ts';
+import { PublicKeyCache, ed25519Verify, keyFingerprint, keyFingerprintsIn } from '../tokens/ed25519.ts';
 import type { TokenKeyring } from '../tokens/keyring.ts';
 import { sealToken } from '../tokens/seal.ts';
 import { SecurityMonitor, type MonitorSettings } from './monitor/security-monitor.ts';
@@ -272,7 +272,7 @@ export class ProvisioningService {
     if (dup) notes.push(dup);
     const many = this.monitor.tracker.observe(peer, req.id, now);
     if (many) notes.push(manyIdsNote(many, req.id, m.manyIdsWindowS));
-    for (const f of notes) this.d.log.warn({ evt: 'flag', kind: f.kind, id: f.deviceId, evidence: f.evidence }, 'suspicious device');
+    for (const f of notes) this.d.log.warn({ evt: 'flag', kind: f.kind, id: f.deviceId, evidence: f.evidence, keys: keyFingerprintsIn(f.evidence) }, 'suspicious device');
     const raiser = raiserOf(req.id, keyFingerprint(req.pk));
     const flagMuts = this.monitor.flags.raise(notes, now, raiser).muts;
     decision = holdFlagged(decision, req.id, this.monitor.flags.openFor(req.id), { holdFlagged: m.holdFlagged, retryS: this.d.settings.policy.pendingInitialS }, raiser);

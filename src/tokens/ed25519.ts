@@ -81,9 +81,71 @@ export function kidOf(publicRaw: Uint8Array): Buffer {
   return createHash('sha256').update(publicRaw).digest().subarray(0, 8);
 }
 
-/** Short fingerprint of a device key shown to admins and printed by the device simulator:
- * base64url of the first 9 bytes of SHA-256 over the raw key, in three groups (e.g. `Xk3a-91Qz-Lm0P`). */
+/**
+ * Crockford's base32 alphabet (https://www.crockford.com/base32.html): digits and upper-case letters
+ * without I, L, O and U, so no two symbols look or sound alike and a typed `O`, `I` or `L` can be read
+ * as the digit it was meant to be (docs/spec/idprov-coap-v1.md §5, "Key fingerprint").
+ */
+export const FINGERPRINT_ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
+
+/**
+ * Fingerprint of a device key shown to admins, printed by device-sim and the C library, and pinned by an
+ * approval: Crockford base32 of the first 10 bytes (80 bits) of SHA-256 over the raw 32-byte key, in four
+ * groups of four (e.g. `7TQ4-M2KD-9XCE-P0AW`). The C library's `idprov_fingerprint` computes the same.
+ */
 export function keyFingerprint(publicRaw: Uint8Array): string {
+  const h = createHash('sha256').update(publicRaw).digest();
+  let s = '';
+  // 10 bytes = two 40-bit blocks of 8 symbols each (5 bits per symbol, most significant first).
+  for (let b = 0; b < 10; b += 5) {
+    let v = 0n;
+    for (let i = 0; i < 5; i++) v = (v << 8n) | BigInt(h[b + i]!);
+    for (let k = 7; k >= 0; k--) s += FINGERPRINT_ALPHABET[Number((v >> BigInt(k * 5)) & 31n)];
+  }
+  return `${s.slice(0, 4)}-${s.slice(4, 8)}-${s.slice(8, 12)}-${s.slice(12, 16)}`;
+}
+
+/**
+ * The fingerprint of each value of a flag's evidence that is an Ed25519 key (64 hex digits: `expected`,
+ * `got`, `recorded` …), or undefined when none is: what the admin views and logs show beside the hex.
+ */
+export function keyFingerprintsIn(evidence: Readonly<Record<string, string>> | undefined): Record<string, string> | undefined {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(evidence ?? {})) if (/^[0-9a-f]{64}$/i.test(v)) out[k] = keyFingerprint(Buffer.from(v, 'hex'));
+  return Object.keys(out).length ? out : undefined;
+}
+
+/**
+ * The fingerprint format before issue 14: base64url of the first 9 bytes of SHA-256 over the key, in
+ * three groups of four (`CDe--v5G4-DdRT`). Still accepted where a fingerprint is typed (an approval's
+ * pin, `oob approve --fingerprint`), never shown.
+ */
+export function legacyKeyFingerprint(publicRaw: Uint8Array): string {
   const s = createHash('sha256').update(publicRaw).digest().subarray(0, 9).toString('base64url');
   return `${s.slice(0, 4)}-${s.slice(4, 8)}-${s.slice(8, 12)}`;
+}
+
+/**
+ * A typed fingerprint in the canonical form of {@link keyFingerprint}, or undefined when it is not one:
+ * case, spaces and hyphens do not matter, and `O` reads as `0`, `I` and `L` as `1` (Crockford's decoding
+ * rules), so `7tq4 m2kd 9xce poaw` is `7TQ4-M2KD-9XCE-P0AW`.
+ */
+export function canonicalFingerprint(typed: string): string | undefined {
+  const s = typed
+    .toUpperCase()
+    .replace(/[\s-]+/g, '')
+    .replace(/O/g, '0')
+    .replace(/[IL]/g, '1');
+  if (s.length !== 16 || [...s].some((c) => !FINGERPRINT_ALPHABET.includes(c))) return undefined;
+  return `${s.slice(0, 4)}-${s.slice(4, 8)}-${s.slice(8, 12)}-${s.slice(12, 16)}`;
+}
+
+/**
+ * True when `typed` names this key: its fingerprint (in any spelling {@link canonicalFingerprint}
+ * accepts) or, exactly as it was shown, its fingerprint in the format before issue 14.
+ */
+export function fingerprintMatches(publicRaw: Uint8Array, typed: string): boolean {
+  const t = typed.trim();
+  if (t === legacyKeyFingerprint(publicRaw)) return true;
+  return canonicalFingerprint(t) === keyFingerprint(publicRaw);
 }

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { DeviceClient } from '../../tools/device-sim/client.ts';
-import { assertError, call, makeTokens, readSse, startAdminServer, type AdminFixture, type Answer, type Tokens } from './support.ts';
+import { assertError, call, makeTokens, readSse, registeredRoutes, startAdminServer, type AdminFixture, type Answer, type Tokens } from './support.ts';
 
 type Need = 'public' | 'hub' | 'admin';
 
@@ -45,6 +45,13 @@ const ROWS: Row[] = [
       await f.allow({ id: 'matrix-entry', mac: Buffer.from('aabbcc000002', 'hex') });
       return { path: '/api/v1/allowlist/matrix-entry' };
     },
+  },
+  {
+    method: 'PUT',
+    route: '/api/v1/allowlist/:id',
+    need: 'admin',
+    ok: 201,
+    request: async () => ({ path: `/api/v1/allowlist/matrix-put-${Math.random().toString(36).slice(2, 8)}`, json: { mac: 'aa:bb:cc:00:00:04' } }),
   },
   {
     method: 'DELETE',
@@ -143,6 +150,18 @@ const ROWS: Row[] = [
     ok: 200,
     request: async (f) => ({ json: { token: (await provisioned(f)).token!.toString('hex') } }),
   },
+  { method: 'GET', route: '/api/v1/openapi.json', need: 'public', ok: 200 },
+  { method: 'GET', route: '/api/v1/tokens', need: 'admin', ok: 200 },
+  {
+    method: 'POST',
+    route: '/api/v1/tokens/:jti/revoke',
+    need: 'admin',
+    ok: 200,
+    request: async (f) => {
+      const { record } = await f.server.auth.mintRecord({ name: 'matrix-doomed', role: 'hub', ttlS: 3600 }, Math.floor(Date.now() / 1000));
+      return { path: `/api/v1/tokens/${record.jti}/revoke`, json: { reason: 'matrix' } };
+    },
+  },
   { method: 'GET', route: '/api/v1/events', need: 'hub', ok: 200 },
   { method: 'GET', route: '/api/v1/events/stream', need: 'hub', ok: 200, stream: true },
   { method: 'GET', route: '/metrics', need: 'hub', ok: 200 },
@@ -169,24 +188,6 @@ async function openFlag(f: AdminFixture): Promise<string> {
   return flag.id;
 }
 
-/**
- * The routes fastify registered, from `printRoutes({ commonPrefix: false })`: each line is a path
- * segment (indented four columns per level) with its methods in parentheses.
- */
-function registeredRoutes(tree: string): Array<{ method: string; route: string }> {
-  const out: Array<{ method: string; route: string }> = [];
-  const stack: string[] = [];
-  for (const line of tree.split('\n')) {
-    const m = /^([\s│]*)[└├]── (.*?)(?: \(([A-Z, ]+)\))?$/.exec(line);
-    if (!m) continue;
-    const depth = m[1]!.length / 4;
-    stack.length = depth;
-    stack.push(m[2]!);
-    const route = stack.join('').replace(/\/{2,}/g, '/');
-    for (const method of (m[3] ?? '').split(',').map((s) => s.trim()).filter(Boolean)) out.push({ method, route });
-  }
-  return out;
-}
 
 const key = (r: { method: string; route: string }) => `${r.method} ${r.route}`;
 

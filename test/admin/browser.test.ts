@@ -2,6 +2,9 @@
  * The approval web page in headless Chromium (Debian `chromium`, driven by playwright-core): paste the
  * admin token, see the pending device with its key fingerprint, approve it, and watch the simulated
  * device receive its token over CoAP; revoke and reject in the page; flip the provisioning switch.
+ * (Since issue 14 the page is the console of docs/console.md: views behind tabs, and approve, reject
+ * and revoke go through a dialog — the fingerprint confirmed, a reason given. test/admin/console.test.ts
+ * covers the rest of it.)
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -52,6 +55,15 @@ describe('approval web page in headless Chromium', function () {
 
   /** The row of a device in one of the page's tables. */
   const row = (table: 'pending' | 'devices', id: string) => page.locator(`#${table} tr[data-id="${id}"]`);
+  /** Show one of the console's views. */
+  const view = (name: 'pending' | 'devices') => page.click(`#tab-${name}`);
+  /** Confirm the open dialog: tick the box when there is one, give a reason when asked. */
+  async function confirmDialog(reason?: string): Promise<void> {
+    if (reason !== undefined) await page.fill('#dlg-reason', reason);
+    else await page.check('#dlg-match');
+    await page.click('#dialog-ok');
+    await page.locator('#dialog').waitFor({ state: 'hidden' });
+  }
 
   it('shows a pending device with its key fingerprint once the admin token is pasted', async () => {
     const c = await f.pendingDevice();
@@ -70,14 +82,17 @@ describe('approval web page in headless Chromium', function () {
     await ensureLoggedIn();
     const c = await f.pendingDevice();
     await page.click('#save-token');
+    await view('pending');
     await row('pending', c.id).waitFor();
     await page.click(`tr[data-id="${c.id}"] button.approve`);
+    await confirmDialog();
     await page.locator('#message', { hasText: `Approved ${c.id}` }).waitFor();
     await row('pending', c.id).waitFor({ state: 'detached' });
     const r = await c.provision();
     assert.equal(r.status, 'approved', JSON.stringify(r));
     assert.equal(r.claims!.sub, c.id);
     // The page follows the event feed: the new device shows up without a reload.
+    await view('devices');
     const dev = row('devices', c.id);
     await dev.waitFor();
     assert.equal(await dev.locator('td').nth(1).innerText(), c.fingerprint);
@@ -88,8 +103,10 @@ describe('approval web page in headless Chromium', function () {
     await ensureLoggedIn();
     const c = await f.provisionedDevice();
     await page.click('#save-token');
+    await view('devices');
     await row('devices', c.id).waitFor();
     await page.click(`#devices tr[data-id="${c.id}"] button.revoke`);
+    await confirmDialog('lost in the field');
     await page.locator(`#devices tr[data-id="${c.id}"] td`, { hasText: 'revoked by admin:admin' }).waitFor();
     assert.equal(await row('devices', c.id).locator('button.enable').count(), 1, 'a re-enable button replaces revoke');
     const r = await c.refresh();
@@ -104,8 +121,10 @@ describe('approval web page in headless Chromium', function () {
     await f.server.store.apply([{ kind: 'device.upsert', device: { id: '..', pk: new Uint8Array(32).fill(7), type: 0, via: 'admin', provisionedAt: now, lastSeen: now } }]);
     await f.provisionedDevice();
     await page.click('#save-token');
+    await view('devices');
     await row('devices', '..').waitFor();
     await page.click('#devices tr[data-id=".."] button.revoke');
+    await confirmDialog('an old record');
     await page.locator('#devices tr[data-id=".."] td', { hasText: 'revoked by admin:admin' }).waitFor();
     assert.equal((await f.server.store.getRevocation('..'))?.by, 'admin:admin');
     await page.click('#devices tr[data-id=".."] button.enable');
@@ -117,7 +136,9 @@ describe('approval web page in headless Chromium', function () {
     await ensureLoggedIn();
     const c = await f.pendingDevice();
     await page.click('#save-token');
+    await view('pending');
     await page.click(`tr[data-id="${c.id}"] button.reject`);
+    await confirmDialog('not ours');
     await page.locator('#message', { hasText: `Rejected ${c.id}` }).waitFor();
     const r = await c.provision();
     assert.deepEqual([r.status, r.err], ['refused', ERROR_TABLE.rejected.err]);
@@ -162,6 +183,7 @@ describe('approval web page in headless Chromium', function () {
     await f.pendingDevice();
     await f.pendingDevice({ mac: '24:0a:c4:12:34:56' });
     await page.click('#save-token');
+    await view('pending');
     await page.locator('#pending tbody tr').nth(1).waitFor();
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
     assert.ok(existsSync(SCREENSHOT));

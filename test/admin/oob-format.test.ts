@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { EXIT, OobError, resolveConnection } from '../../tools/oob/client.ts';
-import { ProgressBar, bytes, eventLine, table } from '../../tools/oob/format.ts';
+import { ProgressBar, bytes, eventLine, plural, table } from '../../tools/oob/format.ts';
 import { tempDir } from '../helpers.ts';
 
 describe('oob output helpers', () => {
@@ -25,6 +25,16 @@ describe('oob output helpers', () => {
   it('prints an event as one line with its detail as key=value', () => {
     const line = eventLine({ seq: 12, at: '2026-11-26T14:24:56.000Z', kind: 'admin.revoke', deviceId: 'dev-1', actor: 'admin:alice', source: '127.0.0.1', detail: { reason: 'lost in the field', n: 2 } });
     assert.equal(line, '#12 2026-11-26 14:24:56Z admin.revoke dev-1 by admin:alice from 127.0.0.1 reason="lost in the field" n=2');
+  });
+
+  it('prints the times of an event\'s detail (exp of an issued token) as ISO 8601 UTC, not epoch seconds', () => {
+    const line = eventLine({ seq: 3, at: '2026-11-26T14:24:56.000Z', kind: 'refresh.issued', deviceId: 'dev-1', actor: 'device', detail: { cti: 'ab12', exp: 1795790696 } });
+    assert.equal(line, '#3 2026-11-26 14:24:56Z refresh.issued dev-1 by device cti=ab12 exp=2026-11-27T14:44:56Z');
+    assert.doesNotMatch(line, /1795790696/);
+  });
+
+  it('says 1 row but 0 and 2 rows', () => {
+    assert.deepEqual([plural(0, 'row'), plural(1, 'row'), plural(2, 'row'), plural(1, 'entry', 'entries'), plural(3, 'entry', 'entries')], ['0 rows', '1 row', '2 rows', '1 entry', '3 entries']);
   });
 
   it('formats byte counts in binary units', () => {

@@ -8,6 +8,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { ERROR_TABLE } from '../../src/errors.ts';
+import { legacyKeyFingerprint } from '../../src/tokens/ed25519.ts';
 import { PATHS } from '../../tools/device-sim/client.ts';
 import { call, lastEventSeq, startAdminServer, type AdminFixture } from './support.ts';
 
@@ -85,7 +86,7 @@ describe('oob command line against the running server', () => {
     writeFileSync(file, JSON.stringify([{ id: 'cli-json', pk: c.publicKey.toString('hex') }]));
     const r = await oob([...conn, 'import', file]);
     assert.equal(r.code, 0, show(r));
-    assert.match(r.stdout, /devices\.json: 1 rows — 1 added, 0 updated, 0 invalid/);
+    assert.match(r.stdout, /devices\.json: 1 row — 1 added, 0 updated, 0 invalid/);
     assert.equal((await call(f.base, 'GET', '/api/v1/allowlist/cli-json', { token: f.adminToken })).json.fingerprint, c.fingerprint);
     const missing = await oob([...conn, 'import', join(f.tmp, 'nope.csv')]);
     assert.equal(missing.code, 2, show(missing));
@@ -144,6 +145,40 @@ describe('oob command line against the running server', () => {
     const pinned = await oob([...conn, 'approve', c.id, '--fingerprint', c.fingerprint, '--yes']);
     assert.equal(pinned.code, 0, show(pinned));
     assert.equal((await c.provision()).status, 'approved');
+  });
+
+  it('approves with a pin typed as a person reads it off a label (lower case, spaces, o for 0) or in the old base64url format', async () => {
+    const typed = await f.pendingDevice();
+    const spoken = typed.fingerprint.toLowerCase().replace(/-/g, ' ').replace(/0/g, 'o');
+    const r = await oob([...conn, 'approve', typed.id, '--fingerprint', spoken, '--yes']);
+    assert.equal(r.code, 0, show(r));
+    assert.match(r.stdout, new RegExp(`approved ${typed.id} \\(key ${typed.fingerprint}\\)`));
+    assert.equal((await typed.provision()).status, 'approved');
+    const old = await f.pendingDevice();
+    const legacy = await oob([...conn, 'approve', old.id, '--fingerprint', legacyKeyFingerprint(old.publicKey), '--yes']);
+    assert.equal(legacy.code, 0, show(legacy));
+    assert.equal((await old.provision()).status, 'approved');
+  });
+
+  it('allows one device by key with `oob allow`, and it is provisioned at its first request', async () => {
+    const c = f.device();
+    const r = await oob([...conn, 'allow', c.id, '--pk', c.publicKey.toString('hex'), '--expires', '2099-01-01T00:00:00Z']);
+    assert.equal(r.code, 0, show(r));
+    assert.equal(r.stdout, `allowed ${c.id} (key ${c.fingerprint}) until 2099-01-01 00:00:00Z; its next request is provisioned\n`);
+    assert.equal((await c.provision()).status, 'approved');
+    const byMac = await oob([...conn, '--json', 'allow', `${c.id}-mac`, '--mac', '24:0a:c4:00:00:01', '--type', 'service']);
+    assert.equal(byMac.code, 0, show(byMac));
+    const j = JSON.parse(byMac.stdout);
+    assert.deepEqual([j.id, j.mac, j.type], [`${c.id}-mac`, '24:0a:c4:00:00:01', 'service']);
+    const none = await oob([...conn, 'allow', 'x-1']);
+    assert.equal(none.code, 2, show(none));
+    assert.match(none.stderr, /--pk HEX, --mac MAC or --secret S/);
+    const short = await oob([...conn, 'allow', 'x-1', '--pk', 'abcd']);
+    assert.equal(short.code, 2, show(short));
+    assert.match(short.stderr, /64 hex digits/);
+    const weak = await oob([...conn, 'allow', 'x-1', '--secret', 'short']);
+    assert.equal(weak.code, 1, show(weak));
+    assert.equal((await call(f.base, 'GET', '/api/v1/allowlist/x-1', { token: f.adminToken })).status, 404);
   });
 
   it('revokes a device so that its refresh fails, and re-enables it', async () => {

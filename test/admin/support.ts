@@ -215,3 +215,22 @@ export async function lastEventSeq(base: string, token: string): Promise<number>
     if (a.json.events.length < 1000) return after;
   }
 }
+
+/**
+ * The routes fastify registered, from `printRoutes({ commonPrefix: false })`: each line is a path
+ * segment (indented four columns per level) with its methods in parentheses.
+ */
+export function registeredRoutes(tree: string): Array<{ method: string; route: string }> {
+  const out: Array<{ method: string; route: string }> = [];
+  const stack: string[] = [];
+  for (const line of tree.split('\n')) {
+    const m = /^([\s│]*)[└├]── (.*?)(?: \(([A-Z, ]+)\))?$/.exec(line);
+    if (!m) continue;
+    const depth = m[1]!.length / 4;
+    stack.length = depth;
+    stack.push(m[2]!);
+    const route = stack.join('').replace(/\/{2,}/g, '/');
+    for (const method of (m[3] ?? '').split(',').map((s) => s.trim()).filter(Boolean)) out.push({ method, route });
+  }
+  return out;
+}

@@ -1,4 +1,5 @@
 /** Output helpers of `oob`: aligned text tables, a progress bar for stderr, one-line events. */
+import type { EventView } from '../../src/admin/views.ts';
 
 /** A column of {@link table}: header and how to get the cell text from a row. */
 export interface Column<T> {
@@ -28,6 +29,19 @@ export function table<T>(rows: readonly T[], cols: ReadonlyArray<Column<T>>): st
 export function shortTime(iso: unknown): string | undefined {
   if (typeof iso !== 'string' || !iso) return undefined;
   return iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z');
+}
+
+/** `1 row`, `2 rows`, `0 rows`: a count and its noun, singular only for exactly one. */
+export function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+/** Detail keys of events that hold a time in seconds since the epoch (`exp` of an issued token). */
+const EPOCH_KEYS = new Set(['exp', 'iat', 'nbf', 'at', 'until', 'expires', 'seenAt', 'startedAt']);
+
+/** Seconds since the epoch as `2026-11-26 14:24:56Z` (the form {@link shortTime} gives ISO strings). */
+export function epochTime(s: number): string {
+  return shortTime(new Date(s * 1000).toISOString())!;
 }
 
 /** 1536 → `1.5 KiB`. */
@@ -96,23 +110,21 @@ export class ProgressBar {
   }
 }
 
-/** An event of the feed, as the sidecar sends it. */
-export interface EventView {
-  seq: number;
-  at: string;
-  kind: string;
-  deviceId?: string;
-  actor: string;
-  source?: string;
-  detail?: Record<string, unknown>;
-}
+/** An event of the feed, as the sidecar sends it (src/admin/views.ts). */
+export type { EventView };
 
-/** One line per event: `#12 2026-11-26 14:24:56Z admin.approve stranger-9 by admin:alice from 127.0.0.1 fingerprint=…`. */
+/**
+ * One line per event: `#12 2026-11-26 14:24:56Z admin.approve stranger-9 by admin:alice from 127.0.0.1 fingerprint=…`.
+ * Times in the detail (`exp` of an issued token) are printed as UTC times, not epoch seconds.
+ */
 export function eventLine(e: EventView): string {
   const parts = [`#${e.seq}`, shortTime(e.at) ?? e.at, e.kind];
   if (e.deviceId) parts.push(e.deviceId);
   parts.push(`by ${e.actor}`);
   if (e.source) parts.push(`from ${e.source}`);
-  for (const [k, v] of Object.entries(e.detail ?? {})) parts.push(`${k}=${typeof v === 'string' ? (/\s/.test(v) ? JSON.stringify(v) : v) : JSON.stringify(v)}`);
+  for (const [k, v] of Object.entries(e.detail ?? {})) {
+    if (EPOCH_KEYS.has(k) && typeof v === 'number' && Number.isFinite(v) && v > 0) parts.push(`${k}=${epochTime(v).replace(' ', 'T')}`);
+    else parts.push(`${k}=${typeof v === 'string' ? (/\s/.test(v) ? JSON.stringify(v) : v) : JSON.stringify(v)}`);
+  }
   return parts.join(' ');
 }

@@ -1,4 +1,4 @@
-import type { ImportResult } from '../../src/service/allowlist-import.ts';
+import type { AllowView, DeviceView, FlagView, ImportView, Jwk, PageView, PendingView } from '../../src/admin/views.ts';
 /**
  * `oob`: the out-of-band admin tool of idprov. A client of the admin sidecar's HTTP API (`/api/v1`):
  * upload allowlists, see who is waiting, approve / reject / revoke, switch provisioning, follow the
@@ -14,76 +14,8 @@ import { createInterface } from 'node:readline/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import { AdminClient, EXIT, OobError, readJson, recordPath, resolveConnection, type ConnectionOptions } from './client.ts';
 import { VERSION } from '../../src/version.ts';
-import { ProgressBar, bytes, eventLine, shortTime, table, type Column, type EventView } from './format.ts';
-
-// ------------------------------------------------------------------------------------------------
-// Views the sidecar sends (src/admin/sidecar.ts `views`)
-
-interface PendingView {
-  id: string;
-  status: 'pending' | 'approved' | 'rejected';
-  pk?: string;
-  fingerprint?: string;
-  mac?: string;
-  type?: string;
-  source?: string;
-  firstSeen?: string;
-  lastSeen?: string;
-  count?: number;
-  decidedAt?: string;
-  decidedBy?: string;
-}
-interface DeviceView {
-  id: string;
-  pk?: string;
-  fingerprint?: string;
-  mac?: string;
-  type?: string;
-  via?: string;
-  provisionedAt?: string;
-  lastSeen?: string;
-  source?: string;
-  tokenExp?: string;
-  revoked?: { at?: string; by?: string; reason?: string };
-}
-interface AllowView {
-  id: string;
-  pk?: string;
-  fingerprint?: string;
-  mac?: string;
-  hasSecret?: boolean;
-  type?: string;
-  expires?: string;
-  createdAt?: string;
-  consumedAt?: string;
-}
-interface FlagView {
-  id: string;
-  kind: string;
-  status: 'open' | 'cleared';
-  deviceIds: string[];
-  subject?: string;
-  evidence?: Record<string, string>;
-  firstSeen?: string;
-  lastSeen?: string;
-  count?: number;
-  clearedAt?: string;
-  clearedBy?: string;
-}
-interface PageView<T> {
-  items: T[];
-  next?: string;
-}
-/** What `POST /api/v1/allowlist` answers. */
-type ImportView = ImportResult;
-interface Jwk {
-  kty: string;
-  crv: string;
-  alg?: string;
-  use?: string;
-  kid: string;
-  x: string;
-}
+import { ProgressBar, bytes, epochTime, eventLine, plural, shortTime, table, type Column, type EventView } from './format.ts';
+import { fingerprintMatches, keyFingerprint } from '../../src/tokens/ed25519.ts';
 
 // ------------------------------------------------------------------------------------------------
 // Plumbing
@@ -187,7 +119,7 @@ program
     const r = await c.json<{ shared: boolean; instances: { name: string; host: string; coapPort: number; coapsPort: number; adminPort: number; version: string; seenAt: number }[] }>('/api/v1/instances');
     if (g.json) return printJson(r);
     if (!r.shared) return out('one instance (SQLite store): nothing is shared');
-    for (const i of r.instances) out(`${i.name || '(no mDNS name)'}  ${i.host}  coap ${i.coapPort}  coaps ${i.coapsPort}  admin ${i.adminPort}  v${i.version}  seen ${new Date(i.seenAt * 1000).toISOString()}`);
+    for (const i of r.instances) out(`${i.name || '(no mDNS name)'}  ${i.host}  coap ${i.coapPort}  coaps ${i.coapsPort}  admin ${i.adminPort}  v${i.version}  seen ${epochTime(i.seenAt)}`);
   });
 
 program
@@ -253,11 +185,11 @@ program
     if (g.json) return printJson(r);
     const name = basename(file);
     for (const w of r.warnings) err(`warning: line ${w.line}${w.id ? ` (${w.id})` : ''}: ${w.message}`);
-    if (r.imported) out(`${name}: ${r.rows} rows — ${r.added} added, ${r.updated} updated, ${r.invalid} invalid`);
-    else if (r.invalid) out(`${name}: ${r.rows} rows, ${r.invalid} invalid — nothing imported (all or nothing; fix the rows below, or use --valid-only)`);
+    if (r.imported) out(`${name}: ${plural(r.rows, 'row')} — ${r.added} added, ${r.updated} updated, ${r.invalid} invalid`);
+    else if (r.invalid) out(`${name}: ${plural(r.rows, 'row')}, ${r.invalid} invalid — nothing imported (all or nothing; fix the rows below, or use --valid-only)`);
     else out(`${name}: no entries — nothing imported`);
     for (const e of r.errors) out(`  line ${e.line}${e.id ? ` (${e.id})` : ''}: ${e.message}`);
-    if (r.invalid > r.errors.length) out(`  … and ${r.invalid - r.errors.length} more invalid rows`);
+    if (r.invalid > r.errors.length) out(`  … and ${plural(r.invalid - r.errors.length, 'more invalid row')}`);
   });
 
 const LISTS = {
@@ -370,7 +302,7 @@ program
   .command('approve')
   .argument('<id>', 'device ID of a pending request')
   .description('approve a pending request, pinned to the key fingerprint shown (the device gets its token at its next poll)')
-  .option('--fingerprint <fp>', 'pin this fingerprint (as the device prints it) instead of the one listed')
+  .option('--fingerprint <fp>', 'pin this fingerprint (as the device or its label shows it; any case, spaces allowed, or the old base64url form) instead of the one listed')
   .option('-y, --yes', 'do not ask for confirmation (required when stdin is not a terminal)')
   .action(async (id: string, o: { fingerprint?: string; yes?: boolean }, cmd: Command) => {
     const g = globals(cmd);
@@ -383,9 +315,10 @@ program
       if (decided?.status === 'rejected') throw new OobError(EXIT.failed, `${id} was rejected (by ${decided.decidedBy ?? '?'}); \`oob unreject ${id}\` re-admits it`, 'conflict');
       throw new OobError(EXIT.failed, `no pending request for ${id} (\`oob list pending\` shows who is waiting)`, 'not-found');
     }
-    const fingerprint = o.fingerprint ?? p.fingerprint;
-    if (!fingerprint) throw new OobError(EXIT.failed, `the pending request of ${id} has no key to pin`, 'conflict');
-    if (o.fingerprint && p.fingerprint && o.fingerprint !== p.fingerprint) {
+    if (!p.fingerprint || !p.pk) throw new OobError(EXIT.failed, `the pending request of ${id} has no key to pin`, 'conflict');
+    // A typed pin is compared here (any case, spaces, O for 0, I/L for 1, or the old format), and the
+    // fingerprint listed is what is sent: the server checks the key has not changed since.
+    if (o.fingerprint && !fingerprintMatches(Buffer.from(p.pk, 'hex'), o.fingerprint)) {
       throw new OobError(EXIT.failed, `the key of ${id} is ${p.fingerprint}, not ${o.fingerprint} — do not approve it unless the device shows ${p.fingerprint}`, 'conflict');
     }
     if (!g.json || !o.yes) {
@@ -393,14 +326,15 @@ program
       say(`pending request ${id}`);
       say(`  key fingerprint  ${p.fingerprint ?? '-'}`);
       say(`  type             ${p.type ?? '-'}${p.mac ? `, mac ${p.mac}` : ''}`);
-      say(`  source           ${p.source ?? '-'}, ${p.count ?? 0} request(s), first ${shortTime(p.firstSeen) ?? '-'}, last ${shortTime(p.lastSeen) ?? '-'}`);
+      say(`  source           ${p.source ?? '-'}, ${plural(p.count ?? 0, 'request')}, first ${shortTime(p.firstSeen) ?? '-'}, last ${shortTime(p.lastSeen) ?? '-'}`);
     }
     if (!o.yes) {
       if (!process.stdin.isTTY) throw new OobError(EXIT.usage, 'not approving: stdin is not a terminal, so there is no one to confirm; pass --yes');
-      if (!(await confirm(`Approve ${id} with key ${fingerprint}? It must match the fingerprint the device shows.`))) {
+      if (!(await confirm(`Approve ${id} with key ${p.fingerprint}? It must match the fingerprint the device or its label shows.`))) {
         throw new OobError(EXIT.failed, 'not approved');
       }
     }
+    const fingerprint = p.fingerprint;
     const r = await c.json<PendingView>(recordPath('pending', id, 'approve'), { method: 'POST', json: { fingerprint } });
     if (g.json) return printJson(r);
     out(`approved ${id} (key ${fingerprint}); it gets its token at its next poll`);
@@ -458,10 +392,38 @@ program
     out(`deleted the allowlist entry ${id}`);
   });
 
-/** `k=v k=v` of a flag's evidence, for the table. */
+program
+  .command('allow')
+  .argument('<id>', 'device ID')
+  .description('add (or replace) the allowlist entry of one device: its key, MAC or out-of-band secret')
+  .option('--pk <hex>', 'the device\'s Ed25519 public key, 64 hex digits (device-sim keygen prints it as "pk")')
+  .option('--mac <mac>', 'the device\'s MAC (aa:bb:cc:dd:ee:ff, aa-bb-…, or 12 hex digits)')
+  .option('--secret <secret>', 'an out-of-band secret printed on the device\'s label (visible in the process list: prefer an allowlist file for many)')
+  .addOption(new Option('--type <type>', 'the role its token gets').choices(['device', 'service', 'consumer']))
+  .option('--expires <time>', 'the entry is valid until this ISO 8601 time (e.g. 2027-01-31T00:00:00Z)')
+  .action(async (id: string, o: { pk?: string; mac?: string; secret?: string; type?: string; expires?: string }, cmd: Command) => {
+    if (o.pk === undefined && o.mac === undefined && o.secret === undefined) throw new OobError(EXIT.usage, 'allow how? give --pk HEX, --mac MAC or --secret S (or several)');
+    if (o.pk !== undefined && !/^[0-9a-fA-F]{64}$/.test(o.pk)) throw new OobError(EXIT.usage, `--pk must be 64 hex digits (32 bytes), got ${o.pk.length} characters`);
+    if (o.expires !== undefined && Number.isNaN(Date.parse(o.expires))) throw new OobError(EXIT.usage, `--expires must be an ISO 8601 time, got "${o.expires}"`);
+    const json: Record<string, string> = {};
+    for (const k of ['pk', 'mac', 'secret', 'type', 'expires'] as const) if (o[k] !== undefined) json[k] = o[k]!;
+    const res = await client(cmd).request(recordPath('allowlist', id), { method: 'PUT', json });
+    const text = res.status === 204 ? '' : await res.text();
+    let a: AllowView | undefined;
+    try {
+      a = text ? (JSON.parse(text) as AllowView) : undefined;
+    } catch {
+      a = undefined;
+    }
+    if (globals(cmd).json) return printJson(a ?? { id, ...json, ...(json['secret'] ? { secret: undefined, hasSecret: true } : {}) });
+    const how = [a?.fingerprint ? `key ${a.fingerprint}` : o.pk ? 'key' : undefined, (a?.mac ?? o.mac) ? `mac ${a?.mac ?? o.mac}` : undefined, (a?.hasSecret ?? o.secret !== undefined) ? 'a secret' : undefined].filter(Boolean);
+    out(`allowed ${id}${how.length ? ` (${how.join(', ')})` : ''}${a?.expires ? ` until ${shortTime(a.expires)}` : ''}; its next request is provisioned`);
+  });
+
+/** `k=v k=v` of a flag's evidence, for the table; keys (64 hex digits) as their fingerprints, as everywhere else. */
 const evidenceText = (e: Record<string, string> | undefined): string =>
   Object.entries(e ?? {})
-    .map(([k, v]) => `${k}=${v.length > 24 ? `${v.slice(0, 20)}…` : v}`)
+    .map(([k, v]) => (/^[0-9a-f]{64}$/i.test(v) ? `${k}=${keyFingerprint(Buffer.from(v, 'hex'))}` : `${k}=${v.length > 24 ? `${v.slice(0, 20)}…` : v}`))
     .join(' ');
 
 program
@@ -481,7 +443,7 @@ program
       if (!id) throw new OobError(EXIT.usage, 'which flag? `oob flags clear ID` (`oob flags` lists them)');
       const f = await c.json<FlagView>(recordPath('flags', id, 'clear'), { method: 'POST', ...(o.note ? { json: { note: o.note } } : {}) });
       if (g.json) return printJson(f);
-      out(`cleared flag ${f.id} (${f.kind}: ${f.deviceIds.join(', ')}, seen ${f.count ?? 1} time(s))`);
+      out(`cleared flag ${f.id} (${f.kind}: ${f.deviceIds.join(', ')}, seen ${plural(f.count ?? 1, 'time')})`);
       return;
     }
     if (action !== undefined && action !== 'list') throw new OobError(EXIT.usage, `flags what? "${action}" is not list or clear`);
@@ -627,7 +589,7 @@ program
     else out(`valid`);
     if (r.claims) {
       const cl = r.claims;
-      out(`  sub ${cl['sub']}, role ${cl['role']}, issued ${shortTime(new Date(Number(cl['iat']) * 1000).toISOString())}, expires ${shortTime(new Date(Number(cl['exp']) * 1000).toISOString())}`);
+      out(`  sub ${cl['sub']}, role ${cl['role']}, issued ${epochTime(Number(cl['iat']))}, expires ${epochTime(Number(cl['exp']))}`);
     }
   });
 

@@ -135,7 +135,7 @@ static int mac_parse(const char *s, uint8_t *out, size_t *len) {
 
 static int print_key(const flags_t *f, idprov_crypto_t *c, const uint8_t k[64], int created) {
   uint8_t pk[32], xpk[32];
-  char fp[15];
+  char fp[IDPROV_FINGERPRINT_SIZE];
   c->derive(c->user, pk, k, xpk, k + 32);
   idprov_fingerprint(c, pk, fp);
   if (f->json) {
@@ -254,7 +254,7 @@ static int device_verb(const flags_t *f, int refresh) {
   idprov_udp_t udp;
   idprov_dgram_t dg;
   trace_t trace;
-  char host[256], fp[15];
+  char host[256], fp[IDPROV_FINGERPRINT_SIZE];
   uint8_t mac[8];
   uint16_t port;
   int secure, rc, n;

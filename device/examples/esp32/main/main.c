@@ -115,7 +115,7 @@ void app_main(void) {
   ctx.transport.user = &coap;
   ESP_ERROR_CHECK(idprov_init(&ctx, 1) == IDPROV_OK ? ESP_OK : ESP_FAIL); /* makes the key on first boot */
   {
-    char fp[15];
+    char fp[IDPROV_FINGERPRINT_SIZE];
     idprov_fingerprint(&ctx.crypto, ctx.pk, fp);
     ESP_LOGI(TAG, "device %s, key %s", id, fp); /* what the admin compares before approving */
   }
