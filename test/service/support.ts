@@ -84,8 +84,12 @@ export const codeOf = (o: Outcome): string => formatCode(coapCode(o));
 export const maxAgeOf = (o: Outcome): number | undefined => toCoap(o).maxAge;
 
 /** Allowlist `dev`'s key (and any other factors given). */
-export function allow(r: Rig, dev: TestDevice, extra: Partial<AllowEntry> = {}): Promise<unknown> {
-  return r.admin.importAllowlist([{ id: dev.id, pk: dev.pk, type: 0, createdAt: r.svc.now(), ...extra }], { by: 'test' });
+/** Fields of an allowlist entry to override; `undefined` leaves one out (`pk: undefined`: an entry without a key). */
+export type AllowOverrides = { [K in keyof AllowEntry]?: AllowEntry[K] | undefined };
+
+export function allow(r: Rig, dev: TestDevice, extra: AllowOverrides = {}): Promise<unknown> {
+  const fields = Object.entries({ id: dev.id, pk: dev.pk, type: 0, createdAt: r.svc.now(), ...extra }).filter(([, v]) => v !== undefined);
+  return r.admin.importAllowlist([Object.fromEntries(fields) as unknown as AllowEntry], { by: 'test' });
 }
 
 /** The nonce challenge from `source`, then the signed request with it from the same source. */

@@ -198,7 +198,7 @@ export function storeContract(name: string, target: ContractTarget): void {
         ]);
         const keys = await store.listKeys();
         assert.deepEqual(keys, [currentKey, retiredKey]);
-        assert.ok(!('retiredAt' in keys[0]));
+        assert.ok(!('retiredAt' in keys[0]!));
       });
 
       it('round-trips a setting and overwrites it on a second put', async () => {
@@ -223,11 +223,13 @@ export function storeContract(name: string, target: ContractTarget): void {
         await store.apply([{ kind: 'event', event: { ...minimal, seq: 999 } }]);
         const events = await store.listEvents(0, 10);
         assert.equal(events.length, 2);
-        assert.ok(events[0].seq! > 0 && events[1].seq! > events[0].seq!, 'seqs increase');
-        assert.notEqual(events[1].seq, 999, 'seq is assigned by the store, not the caller');
-        assert.deepEqual(events[0], { ...full, seq: events[0].seq });
-        assert.deepEqual(events[1], { ...minimal, seq: events[1].seq });
-        for (const k of ['deviceId', 'source', 'detail'] as const) assert.ok(!(k in events[1]), `${k} absent`);
+        const [e0, e1] = events;
+        assert.ok(e0 && e1);
+        assert.ok(e0.seq! > 0 && e1.seq! > e0.seq!, 'seqs increase');
+        assert.notEqual(e1.seq, 999, 'seq is assigned by the store, not the caller');
+        assert.deepEqual(e0, { ...full, seq: e0.seq });
+        assert.deepEqual(e1, { ...minimal, seq: e1.seq });
+        for (const k of ['deviceId', 'source', 'detail'] as const) assert.ok(!(k in e1), `${k} absent`);
       });
 
       it('copies events with their seqs, in seq order, and numbers later events after them', async () => {
@@ -469,7 +471,7 @@ export function storeContract(name: string, target: ContractTarget): void {
           if (i === 10 || i === 20 || i === 25) assert.equal(r.status, 'rejected', `call ${i}`);
           else assert.equal(r.status, 'fulfilled', `call ${i}`);
         });
-        const [halfway, first, ghost] = [results[10], results[20], results[25]] as PromiseRejectedResult[];
+        const [halfway, first, ghost] = [results[10], results[20], results[25]] as [PromiseRejectedResult, PromiseRejectedResult, PromiseRejectedResult];
         assert.equal(halfway.reason.code, 'internal');
         assert.equal(first.reason.code, 'internal');
         assert.equal(ghost.reason.code, 'conflict');
@@ -581,7 +583,7 @@ export function storeContract(name: string, target: ContractTarget): void {
           ms.push({ kind: 'revocation.put', revocation: { ...minimalRevocation, id } });
           ms.push({
             kind: 'pending.upsert',
-            pending: { ...minimalPending, id, status: (['pending', 'approved', 'rejected'] as const)[i % 3] },
+            pending: { ...minimalPending, id, status: (['pending', 'approved', 'rejected'] as const)[i % 3]! },
           });
         }
         for (let i = 0; i < 1200; i++) ms.push(upsertAllow(`many-${String(i).padStart(4, '0')}`));
@@ -620,10 +622,10 @@ export function storeContract(name: string, target: ContractTarget): void {
       it('defaults the page size to 100 and caps it at 1000', async () => {
         const def = await store.listAllow();
         assert.equal(def.items.length, 100);
-        assert.equal(def.next, def.items[99].id);
+        assert.equal(def.next, def.items[99]!.id);
         const big = await store.listAllow({ limit: 5000 });
         assert.equal(big.items.length, 1000);
-        assert.equal(big.next, big.items[999].id);
+        assert.equal(big.next, big.items[999]!.id);
       });
 
       it('pages devices and revocations by id', async () => {
@@ -661,10 +663,10 @@ export function storeContract(name: string, target: ContractTarget): void {
           first.map((e) => e.kind),
           Array.from({ length: 10 }, (_, i) => `k${i}`),
         );
-        const next = await store.listEvents(first[9].seq!, 100);
+        const next = await store.listEvents(first[9]!.seq!, 100);
         assert.equal(next.length, 20);
-        assert.equal(next[0].kind, 'k10');
-        assert.deepEqual(await store.listEvents(next[19].seq!, 10), []);
+        assert.equal(next[0]?.kind, 'k10');
+        assert.deepEqual(await store.listEvents(next[19]!.seq!, 10), []);
       });
     });
 

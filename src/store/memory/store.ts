@@ -386,7 +386,7 @@ export class MemoryStore implements Store {
     return this.page(this.flags, opts, (r) => r.id, keep);
   }
 
-  async listAdminTokens(opts: { after?: string; limit: number }): Promise<Page<AdminTokenRecord>> {
+  async listAdminTokens(opts: { after?: string | undefined; limit: number }): Promise<Page<AdminTokenRecord>> {
     return this.page(this.adminTokens, opts, (r) => r.jti);
   }
 
