@@ -11,7 +11,7 @@ import { copyStore, verifyCopy } from '../../src/store/copy.ts';
 import { PostgresStore } from '../../src/store/postgres/store.ts';
 import { SqliteStore } from '../../src/store/sqlite/store.ts';
 import type { Mutation } from '../../src/store/store.ts';
-import { tempDir } from '../helpers.ts';
+import { tempDir } from '../support/temp-dir.ts';
 import { TestPostgres } from '../support/postgres.ts';
 import {
   T0,
@@ -27,7 +27,7 @@ import {
   rejectsWith,
   retiredKey,
   upsertAllow,
-} from './contract.ts';
+} from '../support/store-contract.ts';
 
 const flag: FlagRecord = {
   id: 'flag-1', kind: 'duplicate-mac', subject: 'aa:bb', deviceIds: ['dev-full', 'dev-min'], evidence: { mac: 'aa:bb', 'é"': 'x' },
