@@ -7,7 +7,7 @@
  *   node tools/build.mjs --if-stale  incremental build, only when a source is newer than the last build:
  *                                    `prepare` (npm ci in a clone; also every first `npx idprov` in a
  *                                    clone, which installs the folder into npx's cache) and the mocha
- *                                    hook test/build-dist.mjs (tests spawn the bins)
+ *                                    hook test/support/mocha-build-dist.mjs (tests spawn the bins)
  */
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';

@@ -8,8 +8,8 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
-import { startAdminServer } from '../../test/admin/support.ts';
-import { tempDir } from '../../test/helpers.ts';
+import { startAdminServer } from '../../test/support/admin-server.ts';
+import { tempDir } from '../../test/support/temp-dir.ts';
 
 const CLI = join(import.meta.dirname, '../build/host/idprov-device');
 const runs = Number(process.argv[2] ?? 20);

@@ -130,7 +130,7 @@ export class AdminAuth {
   }
 
   /** The registry, by jti (never the token text: it is not stored). */
-  list(opts: { after?: string; limit: number }): Promise<Page<AdminTokenRecord>> {
+  list(opts: { after?: string | undefined; limit: number }): Promise<Page<AdminTokenRecord>> {
     return this.store.listAdminTokens(opts);
   }
 

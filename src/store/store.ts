@@ -108,10 +108,10 @@ export interface Page<T> {
 }
 
 export interface ListOptions {
-  /** Return items with id > after. */
-  after?: string;
+  /** Return items with id > after (undefined: from the start, as pagers pass it). */
+  after?: string | undefined;
   /** At most this many (default 100, max 1000). */
-  limit?: number;
+  limit?: number | undefined;
 }
 
 /** The tables {@link Store.counts} reports. */
@@ -164,7 +164,7 @@ export interface Store {
   /** The admin-API token `jti` of the registry, if recorded. */
   getAdminToken(jti: string): Promise<AdminTokenRecord | undefined>;
   /** Admin-API tokens by jti; keyset pagination as for the other lists (`next` is the last jti). */
-  listAdminTokens(opts: { after?: string; limit: number }): Promise<Page<AdminTokenRecord>>;
+  listAdminTokens(opts: { after?: string | undefined; limit: number }): Promise<Page<AdminTokenRecord>>;
   /**
    * IDs other than `exceptId` whose device or pending request holds `mac` (duplicate-MAC check), at
    * most `limit`.

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { DeviceClient } from '../../tools/device-sim/client.ts';
-import { assertError, call, makeTokens, readSse, registeredRoutes, startAdminServer, type AdminFixture, type Answer, type Tokens } from './support.ts';
+import { assertError, call, makeTokens, readSse, registeredRoutes, startAdminServer, type AdminFixture, type Answer, type Tokens } from '../support/admin-server.ts';
 
 type Need = 'public' | 'hub' | 'admin';
 

@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { ERROR_TABLE } from '../../src/errors.ts';
-import { startAdminServer, type AdminFixture } from './support.ts';
+import { startAdminServer, type AdminFixture } from '../support/admin-server.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const SCREENSHOT = '/tmp/idprov-page.png';

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { keyFingerprint } from '../../src/tokens/ed25519.ts';
 import { SEARCH_SCAN_ROWS } from '../../src/service/admin-queries.ts';
-import { assertError, call, startAdminServer, type AdminFixture } from './support.ts';
+import { assertError, call, startAdminServer, type AdminFixture } from '../support/admin-server.ts';
 
 const hexKey = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const ids = (a: { json: { items: Array<{ id: string }> } }) => a.json.items.map((e) => e.id);

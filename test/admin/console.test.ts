@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { ERROR_TABLE } from '../../src/errors.ts';
 import { keyFingerprint } from '../../src/tokens/ed25519.ts';
-import { call, makeTokens, startAdminServer, type AdminFixture } from './support.ts';
+import { call, makeTokens, startAdminServer, type AdminFixture } from '../support/admin-server.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = new URL('../../test-artifacts/console/', import.meta.url).pathname;

@@ -11,7 +11,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { keyFingerprint } from '../../src/tokens/ed25519.ts';
 import { recordPath } from '../../tools/oob/client.ts';
-import { assertError, call, nowS, startAdminServer, type AdminFixture } from './support.ts';
+import { assertError, call, nowS, startAdminServer, type AdminFixture } from '../support/admin-server.ts';
 
 const BIN = new URL('../../bin/oob.js', import.meta.url).pathname;
 

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { ALERT } from '../../src/transport/dtls/wire.ts';
 import { DtlsClient, HandshakeError } from '../../tools/dtls-peers/client.ts';
-import { nowS, startAdminServer, type AdminFixture } from './support.ts';
+import { nowS, startAdminServer, type AdminFixture } from '../support/admin-server.ts';
 
 const PSK_CCM8 = 0xc0a8;
 

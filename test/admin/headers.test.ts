@@ -5,7 +5,7 @@
  * CSP, and refusing a foreign frame, is checked in Chromium (test/admin/browser.test.ts).
  */
 import assert from 'node:assert/strict';
-import { call, startAdminServer, type AdminFixture, type Answer } from './support.ts';
+import { call, startAdminServer, type AdminFixture, type Answer } from '../support/admin-server.ts';
 
 function assertSecurityHeaders(a: { headers: Headers }, what: string): void {
   assert.equal(a.headers.get('x-frame-options'), 'DENY', `${what}: X-Frame-Options`);

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { loadConfig } from '../../src/config.ts';
 import { silentLogger } from '../../src/log.ts';
 import { startServer } from '../../src/server.ts';
-import { tempDir } from '../helpers.ts';
+import { tempDir } from '../support/temp-dir.ts';
 
 function get(port: number, path: string, ca: Buffer, token?: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {

@@ -12,8 +12,8 @@ import { isProvError } from '../../src/errors.ts';
 import { silentLogger } from '../../src/log.ts';
 import { importAllowlistFile } from '../../src/server.ts';
 import { SqliteStore } from '../../src/store/sqlite/store.ts';
-import { tempDir } from '../helpers.ts';
-import { assertError, call, startAdminServer, type AdminFixture } from './support.ts';
+import { tempDir } from '../support/temp-dir.ts';
+import { assertError, call, startAdminServer, type AdminFixture } from '../support/admin-server.ts';
 
 const NOW = 1_767_225_600;
 const actor = { by: 'admin:test' };

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { ERROR_TABLE } from '../../src/errors.ts';
 import { legacyKeyFingerprint } from '../../src/tokens/ed25519.ts';
 import { PATHS } from '../../tools/device-sim/client.ts';
-import { call, lastEventSeq, startAdminServer, type AdminFixture } from './support.ts';
+import { call, lastEventSeq, startAdminServer, type AdminFixture } from '../support/admin-server.ts';
 
 const BIN = new URL('../../bin/oob.js', import.meta.url).pathname;
 

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { Validator } from '@seriousme/openapi-schema-validator';
-import { call, registeredRoutes, startAdminServer, type AdminFixture } from './support.ts';
+import { call, registeredRoutes, startAdminServer, type AdminFixture } from '../support/admin-server.ts';
 
 describe('OpenAPI document', () => {
   let f: AdminFixture;

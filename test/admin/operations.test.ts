@@ -10,7 +10,7 @@ import { ERROR_TABLE } from '../../src/errors.ts';
 import { decodeKeySet } from '../../src/protocol/cwt.ts';
 import { keyFingerprint } from '../../src/tokens/ed25519.ts';
 import { PATHS } from '../../tools/device-sim/client.ts';
-import { assertError, call, lastEventSeq, readSse, startAdminServer, type AdminFixture } from './support.ts';
+import { assertError, call, lastEventSeq, readSse, startAdminServer, type AdminFixture } from '../support/admin-server.ts';
 
 const CSV_HEADER = 'id,pk,mac,secret,type,expires';
 const hexKey = (b: Uint8Array) => Buffer.from(b).toString('hex');

@@ -15,7 +15,7 @@ import { loadConfig } from '../../src/config.ts';
 import { silentLogger } from '../../src/log.ts';
 import { startServer, type RunningServer } from '../../src/server.ts';
 import { TestPostgres } from '../support/postgres.ts';
-import { assertError, call, nowS, startAdminServer, type AdminFixture } from './support.ts';
+import { assertError, call, nowS, startAdminServer, type AdminFixture } from '../support/admin-server.ts';
 
 const CLI = join(import.meta.dirname, '../../src/cli/idprov.ts');
 const TSX = join(import.meta.dirname, '../../node_modules/.bin/tsx');

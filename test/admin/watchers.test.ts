@@ -5,7 +5,7 @@
  * tokens — so the page and `oob watch` keep working whatever a hub token opens.
  */
 import assert from 'node:assert/strict';
-import { assertError, call, nowS, readSse, startAdminServer, type AdminFixture } from './support.ts';
+import { assertError, call, nowS, readSse, startAdminServer, type AdminFixture } from '../support/admin-server.ts';
 
 /** An open event stream (status 200 once its headers came) and how to close it. */
 async function openStream(base: string, token: string): Promise<{ status: number; text: string; close(): void }> {

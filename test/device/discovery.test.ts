@@ -1,17 +1,17 @@
 /**
  * `idprov-device discover` (the C library's minimal mDNS browser, device/ports/mdns.c) finds the real
- * server in a network namespace lab (test/discovery/netns.ts: two namespaces joined by a veth pair),
+ * server in a network namespace lab (test/support/netns-lab.ts: two namespaces joined by a veth pair),
  * remembers its kid/fp next to the key file, reports a change, and provisions at the discovered URI.
  * Needs root; outside CI the suite is skipped with the reason, with CI=true it fails instead.
  */
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Lab, netnsUnavailable, type Proc } from '../discovery/netns.ts';
-import { ROOT, hostBuild } from './support.ts';
+import { Lab, netnsUnavailable, type Proc } from '../support/netns-lab.ts';
+import { ROOT, hostBuild } from '../support/c-library.ts';
 
 const NODE = process.execPath;
-const SERVER_CHILD = join(ROOT, 'test/discovery/server-child.ts');
+const SERVER_CHILD = join(ROOT, 'test/support/discovery-server-child.ts');
 const host = hostBuild();
 const CLI = join(host.dir, 'idprov-device');
 

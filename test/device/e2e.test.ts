@@ -12,10 +12,10 @@ import { promisify } from 'node:util';
 import { decodeKeySet } from '../../src/protocol/cwt.ts';
 import { parseSign1 } from '../../src/protocol/cose.ts';
 import { keyFingerprint } from '../../src/tokens/ed25519.ts';
-import { tempDir } from '../helpers.ts';
+import { tempDir } from '../support/temp-dir.ts';
 import { coapRequest } from '../support/coap-client.ts';
-import { startAdminServer, type AdminFixture } from '../admin/support.ts';
-import { ROOT, hostBuild } from './support.ts';
+import { startAdminServer, type AdminFixture } from '../support/admin-server.ts';
+import { ROOT, hostBuild } from '../support/c-library.ts';
 import { ServerChild } from '../support/server-process.ts';
 
 const run = promisify(execFile);

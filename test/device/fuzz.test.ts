@@ -5,8 +5,8 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { tempDir } from '../helpers.ts';
-import { DEVICE, ROOT, cmakeBuild } from './support.ts';
+import { tempDir } from '../support/temp-dir.ts';
+import { DEVICE, ROOT, cmakeBuild } from '../support/c-library.ts';
 
 const TARGETS = ['cbor', 'sign1', 'claims', 'keyset', 'response', 'coap', 'mdns'] as const;
 const RUNS = 50_000;

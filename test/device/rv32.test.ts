@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { DEVICE } from './support.ts';
+import { DEVICE } from '../support/c-library.ts';
 
 interface Report {
   flash: { core: number; transport: number; total: number };

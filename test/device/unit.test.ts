@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ERROR_TABLE } from '../../src/errors.ts';
-import { DEVICE, ROOT, TEST_BINARIES, cmakeBuild, detailsOf, hostBuild, listTests, runTests, sentence, type RunResult } from './support.ts';
+import { DEVICE, ROOT, TEST_BINARIES, cmakeBuild, detailsOf, hostBuild, listTests, runTests, sentence, type RunResult } from '../support/c-library.ts';
 
 const host = hostBuild();
 

@@ -11,13 +11,13 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Lab, netnsUnavailable, type Proc } from './netns.ts';
+import { Lab, netnsUnavailable, type Proc } from '../support/netns-lab.ts';
 
 const NODE = process.execPath;
 const ROOT = new URL('../..', import.meta.url).pathname;
 const DEVICE_SIM = join(ROOT, 'bin/device-sim.js');
-const SERVER_CHILD = join(ROOT, 'test/discovery/server-child.ts');
-const COAP_PROBE = join(ROOT, 'test/discovery/coap-probe.ts');
+const SERVER_CHILD = join(ROOT, 'test/support/discovery-server-child.ts');
+const COAP_PROBE = join(ROOT, 'test/support/coap-probe-child.ts');
 
 describe('discovery in network namespaces (docs/spec/idprov-coap-v1.md §7)', function () {
   this.timeout(60_000);

@@ -8,7 +8,7 @@ import { MdnsAdvertiser } from '../../src/discovery/advertiser.ts';
 import { PublishedHistory, competingProbe, probeDelay, probeQuery, probeTiebreak, responseConflicts } from '../../src/discovery/probe.ts';
 import { buildRecords, txtPairs, type Answer } from '../../src/discovery/records.ts';
 import { silentLogger } from '../../src/log.ts';
-import { FakeEndpoint, manualClock, noWait } from './fakes.ts';
+import { FakeEndpoint, manualClock, noWait } from '../support/discovery-fakes.ts';
 
 const info = { instance: 'idprov-gw', host: 'gw.local', port: 5683, txt: txtPairs({ kid: 'aa' }), ipv4: ['10.213.7.1'], ipv6: [] };
 const ours = buildRecords(info);

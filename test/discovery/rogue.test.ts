@@ -12,7 +12,7 @@ import { RogueMonitor } from '../../src/discovery/rogue-monitor.ts';
 import { buildRecords, sameRecord, txtPairs, type Answer } from '../../src/discovery/records.ts';
 import { RogueTracker, classifyInstance, isTrusted, type RogueReport, type SelfView } from '../../src/discovery/rogue.ts';
 import { silentLogger } from '../../src/log.ts';
-import { FakeEndpoint, noWait } from './fakes.ts';
+import { FakeEndpoint, noWait } from '../support/discovery-fakes.ts';
 
 const ours = buildRecords({ instance: 'idprov-gw', host: 'gw.local', port: 5683, txt: txtPairs({ kid: 'aa' }), ipv4: ['10.213.7.1'], ipv6: [] });
 const self: SelfView = { instance: 'idprov-gw', isOurs: (r) => [ours.ptr, ours.srv, ours.txt, ...ours.addresses].some((o) => sameRecord(o, r)) };

@@ -11,7 +11,7 @@ import type mdns from 'multicast-dns';
 import type { AlertTarget } from '../../src/discovery/alert.ts';
 import { startDiscovery, type DiscoveryOptions } from '../../src/discovery/index.ts';
 import { silentLogger } from '../../src/log.ts';
-import { FakeEndpoint } from './fakes.ts';
+import { FakeEndpoint } from '../support/discovery-fakes.ts';
 
 function announcement(instance: string): mdns.Packet {
   const fqdn = `${instance}._idprov._udp.local`;

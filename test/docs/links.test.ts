@@ -3,8 +3,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { tempDir } from '../helpers.ts';
-import { FORBIDDEN_NAMES, anchorsOf, checkFile, findLinks, formatProblems, slug } from './links.ts';
+import { tempDir } from '../support/temp-dir.ts';
+import { FORBIDDEN_NAMES, anchorsOf, checkFile, findLinks, formatProblems, slug } from '../support/doc-links.ts';
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 

@@ -3,7 +3,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeKeySet } from '../../src/protocol/cwt.ts';
-import { tempDir } from '../helpers.ts';
+import { tempDir } from '../support/temp-dir.ts';
 import { coapRequest } from '../support/coap-client.ts';
 
 const BIN = 'bin/idprov.js';

@@ -5,7 +5,7 @@ import { parseResponse, type ResponseBody } from '../../src/protocol/messages.ts
 import { keyFingerprint } from '../../src/tokens/ed25519.ts';
 import { decodeKeySet } from '../../src/protocol/cwt.ts';
 import { parseSign1 } from '../../src/protocol/cose.ts';
-import { tempDir } from '../helpers.ts';
+import { tempDir } from '../support/temp-dir.ts';
 import { coapRequest } from '../support/coap-client.ts';
 import { TestDevice } from '../support/device.ts';
 import { ServerChild } from '../support/server-process.ts';

@@ -7,7 +7,9 @@ import { loadConfig } from '../../src/config.ts';
 import { silentLogger } from '../../src/log.ts';
 import { parseResponse } from '../../src/protocol/messages.ts';
 import { startServer, type RunningServer } from '../../src/server.ts';
-import { V, hex, tempDir } from '../helpers.ts';
+import { hex } from '../support/bytes.ts';
+import { tempDir } from '../support/temp-dir.ts';
+import { V } from '../support/vectors.ts';
 import { TestDevice } from '../support/device.ts';
 import { privateKeyFromSeed } from '../../src/tokens/ed25519.ts';
 

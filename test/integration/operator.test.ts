@@ -10,7 +10,7 @@ import { createServer, type Server } from 'node:net';
 import { createSocket } from 'node:dgram';
 import { join } from 'node:path';
 import { EXIT_CODES } from '../../src/cli/startup.ts';
-import { tempDir } from '../helpers.ts';
+import { tempDir } from '../support/temp-dir.ts';
 import { outputUntil, run, serve } from '../support/processes.ts';
 
 const ROOT = new URL('../..', import.meta.url).pathname;

@@ -16,8 +16,8 @@ import { COAP_MAX_KEYS } from '../../src/device-api/resources.ts';
 import { startServer, type RunningServer } from '../../src/server.ts';
 import { SMALLEST_EXTRA } from '../../src/transport/coap/engine.ts';
 import { DtlsClient } from '../../tools/dtls-peers/client.ts';
-import { halfOpenHandshake, until } from '../dtls/support.ts';
-import { tempDir } from '../helpers.ts';
+import { halfOpenHandshake, until } from '../support/dtls-server.ts';
+import { tempDir } from '../support/temp-dir.ts';
 import { coapRequest } from '../support/coap-client.ts';
 
 const GENUINE = '127.0.0.2';

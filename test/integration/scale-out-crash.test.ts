@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseResponse, type ResponseBody } from '../../src/protocol/messages.ts';
 import { PostgresStore } from '../../src/store/postgres/store.ts';
-import { tempDir } from '../helpers.ts';
+import { tempDir } from '../support/temp-dir.ts';
 import { coapRequest } from '../support/coap-client.ts';
 import { TestDevice } from '../support/device.ts';
 import { TestPostgres } from '../support/postgres.ts';

@@ -1,6 +1,6 @@
 /**
  * Instances on one PostgreSQL, each in a network namespace of its own (issue 16): two real server
- * processes (test/discovery/server-child.ts) with their own addresses, each with a link to the
+ * processes (test/support/discovery-server-child.ts) with their own addresses, each with a link to the
  * database network and one to the device network; PostgreSQL (test/support/postgres.ts) in a hub
  * namespace on 10.213.8.1; the devices (test/support/netns-device.ts) in a namespace of their own
  * (the lab: test/support/netns-cluster.ts).
@@ -18,14 +18,14 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { tempDir } from '../helpers.ts';
+import { tempDir } from '../support/temp-dir.ts';
 import { TestDevice } from '../support/device.ts';
 import { ClusterLab, clusterLabUnavailable, type Proc } from '../support/netns-cluster.ts';
 import { TestPostgres } from '../support/postgres.ts';
 
 const NODE = process.execPath;
 const ROOT = new URL('../..', import.meta.url).pathname;
-const SERVER_CHILD = join(ROOT, 'test/discovery/server-child.ts');
+const SERVER_CHILD = join(ROOT, 'test/support/discovery-server-child.ts');
 const DEVICES = join(ROOT, 'test/support/netns-device.ts');
 
 type Answer = { n: number; code?: string; maxAge?: number; err?: number; diag?: string; token?: string; ms?: number; error?: string; servers?: { uri: string; via: string; address: string; port: number; instance?: string }[] };

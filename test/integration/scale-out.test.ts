@@ -14,7 +14,7 @@ import { parseSign1 } from '../../src/protocol/cose.ts';
 import { startServer, type RunningServer } from '../../src/server.ts';
 import { PostgresStore } from '../../src/store/postgres/store.ts';
 import { keyFingerprint } from '../../src/tokens/ed25519.ts';
-import { tempDir } from '../helpers.ts';
+import { tempDir } from '../support/temp-dir.ts';
 import { coapRequest } from '../support/coap-client.ts';
 import { TestDevice } from '../support/device.ts';
 import { TestPostgres } from '../support/postgres.ts';

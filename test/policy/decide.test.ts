@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { DEFAULTS } from '../../src/config.ts';
 import { policySettings } from '../../src/service/settings.ts';
-import { hex, toHex } from '../helpers.ts';
+import { hex, toHex } from '../support/bytes.ts';
 import type { AllowEntry, DeviceRecord, PendingRecord, SubjectRecords } from '../../src/domain.ts';
 import {
   activeAllowEntry,

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { AllowlistReader, parseAllowlist } from '../../src/protocol/allowlist.ts';
-import { prng } from '../helpers.ts';
+import { prng } from '../support/mutation.ts';
 
 const NOW = 1_800_000_000;
 const fixture = (name: string) => readFileSync(new URL(`../../fixtures/allowlists/${name}`, import.meta.url), 'utf8');

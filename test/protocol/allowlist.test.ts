@@ -6,7 +6,8 @@
 import assert from 'node:assert/strict';
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mutate, prng, toHex } from '../helpers.ts';
+import { toHex } from '../support/bytes.ts';
+import { mutate, prng } from '../support/mutation.ts';
 import { formatMac, parseAllowlist, parseMac, parsePublicKey, type AllowlistParse } from '../../src/protocol/allowlist.ts';
 import { isValidDeviceId } from '../../src/protocol/messages.ts';
 import { privateKeyFromSeed, rawPublicKey } from '../../src/tokens/ed25519.ts';

@@ -6,7 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
-import { V, hex, mutate, prng, toHex } from '../helpers.ts';
+import { hex, toHex } from '../support/bytes.ts';
+import { mutate, prng } from '../support/mutation.ts';
+import { V } from '../support/vectors.ts';
 import { ProvError } from '../../src/errors.ts';
 import { MAX_CBOR_BYTES, asTag, decodeCbor, encodeCanonical } from '../../src/protocol/cbor.ts';
 import { parseSign1 } from '../../src/protocol/cose.ts';

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { toHex } from '../helpers.ts';
+import { toHex } from '../support/bytes.ts';
 import { NONCE_BYTES, checkNonce, makeNonce, nonceExpiry } from '../../src/protocol/nonce.ts';
 
 const SECRET = Buffer.alloc(32, 0x5e);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { asTag, decodeCbor } from '../../src/protocol/cbor.ts';
 import { parseRequestBody } from '../../src/protocol/messages.ts';
-import { hex } from '../helpers.ts';
+import { hex } from '../support/bytes.ts';
 
 describe('the CBOR subset of idprov v1 (docs/protocol.md)', () => {
   it('refuses a map with a duplicate key, nested or not, definite or indefinite', () => {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { V, hex, toHex } from '../helpers.ts';
+import { hex, toHex } from '../support/bytes.ts';
+import { V } from '../support/vectors.ts';
 import { encodeSign1, parseSign1, protectedHeader, sigStructure } from '../../src/protocol/cose.ts';
 import { encodeRequestBody, encodeResponse, parseRequestBody } from '../../src/protocol/messages.ts';
 import { decodeClaims, encodeClaims, encodeKeySet } from '../../src/protocol/cwt.ts';

@@ -14,8 +14,8 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { SETTINGS_DEFAULTS } from './settings.ts';
-import { tempDir } from '../helpers.ts';
+import { SETTINGS_DEFAULTS } from '../support/settings-defaults.ts';
+import { tempDir } from '../support/temp-dir.ts';
 import { run, serve, type Served } from '../support/processes.ts';
 
 const ROOT = new URL('../..', import.meta.url).pathname;

@@ -13,9 +13,9 @@ import type { Mutation, Store } from '../../src/store/store.ts';
 import { keyFingerprint } from '../../src/tokens/ed25519.ts';
 import { TokenKeyring, newTokenKey } from '../../src/tokens/keyring.ts';
 import { openSealed } from '../../src/tokens/seal.ts';
-import { tempDir } from '../helpers.ts';
+import { tempDir } from '../support/temp-dir.ts';
 import { TestDevice } from '../support/device.ts';
-import { codeOf, maxAgeOf, peer } from './support.ts';
+import { codeOf, maxAgeOf, peer } from '../support/service-rig.ts';
 
 const T0 = 1_800_000_000;
 /** The configured defaults (src/config.ts), with a smaller used-once set. */

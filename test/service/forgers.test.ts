@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { ERROR_TABLE } from '../../src/errors.ts';
 import { encodeResponse } from '../../src/protocol/messages.ts';
 import { TestDevice } from '../support/device.ts';
-import { allow, ask, codeOf, maxAgeOf, peer, refresh, rig, show, type Rig } from './support.ts';
+import { allow, ask, codeOf, maxAgeOf, peer, refresh, rig, show, type Rig } from '../support/service-rig.ts';
 
 const ERR_RATE = ERROR_TABLE['rate-limited'].err!;
 const ERR_NONCE = ERROR_TABLE.nonce.err!;

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { TestDevice } from '../support/device.ts';
-import { allow, ask, codeOf, rig, show, type Rig } from './support.ts';
+import { allow, ask, codeOf, rig, show, type Rig } from '../support/service-rig.ts';
 
 const GENUINE = '192.0.2.20:5683';
 const FORGER = '203.0.113.77:40000';

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { ERROR_TABLE } from '../../src/errors.ts';
 import { STATUS } from '../../src/protocol/messages.ts';
 import { TestDevice } from '../support/device.ts';
-import { allow, ask, codeOf, maxAgeOf, rig, show, type Rig } from './support.ts';
+import { allow, ask, codeOf, maxAgeOf, rig, show, type Rig } from '../support/service-rig.ts';
 
 const ERR_OOB = ERROR_TABLE['oob-mismatch'].err!;
 const SECRET = 'label-code-7Q4K-z';

@@ -4,7 +4,8 @@ import { parse } from 'coap-packet';
 import nacl from 'tweetnacl';
 import { parseResponse } from '../../src/protocol/messages.ts';
 import { JSON_PATH, MD_PATH, expectedFiles, type ExchangeFile, type ExchangeStep } from '../../tools/spec/exchange-vectors.ts';
-import { V, hex } from '../helpers.ts';
+import { hex } from '../support/bytes.ts';
+import { V } from '../support/vectors.ts';
 
 /** The flows issue 13 asks the spec to show, by their names in the vectors. */
 const REQUIRED_FLOWS = ['allowlisted-key', 'mac', 'oob-secret', 'oob-psk', 'pending-approve', 'refresh', 'rejected', 'revoked', 'rate-limited', 'disabled', 'errors', 'discovery'];

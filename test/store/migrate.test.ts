@@ -11,7 +11,7 @@ import { copyStore, verifyCopy } from '../../src/store/copy.ts';
 import { PostgresStore } from '../../src/store/postgres/store.ts';
 import { SqliteStore } from '../../src/store/sqlite/store.ts';
 import type { Mutation } from '../../src/store/store.ts';
-import { tempDir } from '../helpers.ts';
+import { tempDir } from '../support/temp-dir.ts';
 import { TestPostgres } from '../support/postgres.ts';
 import {
   T0,
@@ -27,12 +27,15 @@ import {
   rejectsWith,
   retiredKey,
   upsertAllow,
-} from './contract.ts';
+} from '../support/store-contract.ts';
 
 const flag: FlagRecord = {
   id: 'flag-1', kind: 'duplicate-mac', subject: 'aa:bb', deviceIds: ['dev-full', 'dev-min'], evidence: { mac: 'aa:bb', 'é"': 'x' },
   firstSeen: T0, lastSeen: T0 + 5, count: 2, clearedAt: T0 + 9, clearedBy: 'admin:alice',
 };
+
+/** A second flag, still open: `flag` without its clearing. */
+const { clearedAt: _clearedAt, clearedBy: _clearedBy, ...openFlag } = flag;
 
 function records(): Mutation[] {
   const ms: Mutation[] = [
@@ -48,7 +51,7 @@ function records(): Mutation[] {
     { kind: 'setting.put', name: 'nonce.secret', value: 'ab'.repeat(32) },
     { kind: 'setting.put', name: 'provisioning.enabled', value: 'false' },
     { kind: 'flag.put', flag },
-    { kind: 'flag.put', flag: { ...flag, id: 'flag-2', subject: 'cc', clearedAt: undefined, clearedBy: undefined } as FlagRecord },
+    { kind: 'flag.put', flag: { ...openFlag, id: 'flag-2', subject: 'cc' } },
     { kind: 'admin-token.put', token: adminToken('jti-admin', { expiresAt: T0 + 86_400 }) },
     { kind: 'admin-token.put', token: adminToken('jti-hub', { role: 'hub', name: 'hub-1', revokedAt: T0 + 9, revokedBy: 'admin:alice', revokedReason: 'rotated' }) },
   ];

@@ -14,7 +14,7 @@ import { startServer } from '../../src/server.ts';
 import { MIGRATIONS, SqliteStore } from '../../src/store/sqlite/store.ts';
 import { DeviceClient } from '../../tools/device-sim/client.ts';
 import { snapshot } from '../../fixtures/upgrade/snapshot.ts';
-import { tempDir } from '../helpers.ts';
+import { tempDir } from '../support/temp-dir.ts';
 
 const REV = 'd20115d';
 const dump = readFileSync(new URL(`../../fixtures/upgrade/${REV}.sql`, import.meta.url), 'utf8');

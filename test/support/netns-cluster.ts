@@ -9,12 +9,12 @@
  *   devices (idpv<pid>d): dv0 10.213.9.2/24 → brdev
  *
  * Taking an instance's `idb` down cuts it off from the database and from nothing else. Processes are
- * started with {@link ClusterLab.spawn} (tracked; see test/discovery/netns.ts `Proc`) and stopped by
+ * started with {@link ClusterLab.spawn} (tracked; see test/support/netns-lab.ts `Proc`) and stopped by
  * {@link ClusterLab.cleanup}, which also deletes the namespaces (and with them the veths and bridges);
  * an exit hook does the same when a run dies first.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { Proc } from '../discovery/netns.ts';
+import { Proc } from './netns-lab.ts';
 
 export { Proc };
 

@@ -26,7 +26,8 @@ export function postgresBinDir(): string | undefined {
   const versions = readdirSync(root)
     .filter((v) => /^\d+$/.test(v) && existsSync(join(root, v, 'bin', 'pg_ctl')))
     .sort((a, b) => Number(b) - Number(a));
-  return versions.length > 0 ? join(root, versions[0], 'bin') : undefined;
+  const [newest] = versions;
+  return newest === undefined ? undefined : join(root, newest, 'bin');
 }
 
 /** A free TCP port on 127.0.0.1 (bound then released; PostgreSQL binds it a moment later). */

@@ -4,7 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { createPublicKey, verify as nodeVerify } from 'node:crypto';
-import { V, hex, toHex } from '../helpers.ts';
+import { hex, toHex } from '../support/bytes.ts';
+import { V } from '../support/vectors.ts';
 import { ROLE_OF_TYPE, type ClientType, type TokenKeyRecord } from '../../src/domain.ts';
 import { ProvError } from '../../src/errors.ts';
 import { decodeCbor, encodeCanonical } from '../../src/protocol/cbor.ts';

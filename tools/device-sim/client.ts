@@ -101,7 +101,7 @@ export interface RequestParams {
   /** The device key; its public key is key 2. */
   key: SigningKey;
   /** Key 4: the server nonce being answered (§3); absent on the very first POST. */
-  nonce?: Uint8Array;
+  nonce?: Uint8Array | undefined;
   /** Key 3: EUI-48 / EUI-64. */
   mac?: Uint8Array;
   /** Key 5: 0 device (default, not sent), 1 service, 2 consumer. */

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Compile the mbedTLS 2.28 test client (Debian libmbedtls-dev) into OUT (default: a temp dir).
-# Prints the path of the binary. Used by test/dtls/interop.test.ts.
+# Prints the path of the binary. Used by test/transport/dtls/interop.test.ts.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 out="${1:-$(mktemp -d)}"

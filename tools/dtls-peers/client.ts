@@ -4,7 +4,7 @@
  * speaks), optional fragmentation of its own handshake messages, flight retransmission, and a
  * `rebind()` that moves to a new local port mid-session (a NAT rebinding). It reuses the server's
  * wire and crypto helpers, so it proves behaviour (CID, loss, migration) rather than the codecs,
- * which the real peers in test/dtls/interop.test.ts prove.
+ * which the real peers in test/transport/dtls/interop.test.ts prove.
  */
 import { X509Certificate, createECDH, createHash, randomBytes, verify, type Hash } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';

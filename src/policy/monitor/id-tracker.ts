@@ -67,7 +67,7 @@ export interface ManyIds {
  * within the window; the (source, ID) pairs of the last window or two are kept in a Bloom filter
  * ({@link RecentPairs}), so that a returning source's repeats are not counted again. Cycling through
  * more addresses than the table holds therefore no longer resets anyone's count: 40,000 IDs from 300
- * addresses with 100 slots raise the flag (test/monitor/unit.test.ts).
+ * addresses with 100 slots raise the flag (test/policy/monitor/unit.test.ts).
  *
  * Bounded: at most `maxAddresses` sources × `threshold` ID hashes (~40 bytes each) plus the sketch
  * (8 bytes × 4 rows × the power of two ≥ 4 × `maxAddresses`, at most 32 MiB: 2 MiB at the defaults) and

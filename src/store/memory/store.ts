@@ -5,7 +5,7 @@
  * Durability: none. A call's promise resolves once its mutations are applied to the maps; everything
  * is gone when the process ends or the store is closed. Nothing is shared between processes.
  *
- * Otherwise it keeps the Store contract as the SQL stores do (test/store/contract.ts runs against it):
+ * Otherwise it keeps the Store contract as the SQL stores do (test/support/store-contract.ts runs against it):
  * each `apply` call is atomic (an undo log rolls a failing call back, alone, while the other calls of
  * its group commit); concurrent calls are grouped into one "transaction" per event-loop turn (group
  * commit, counted in {@link MemoryStore.stats}); records are checked against the rules the SQL schemas
@@ -386,7 +386,7 @@ export class MemoryStore implements Store {
     return this.page(this.flags, opts, (r) => r.id, keep);
   }
 
-  async listAdminTokens(opts: { after?: string; limit: number }): Promise<Page<AdminTokenRecord>> {
+  async listAdminTokens(opts: { after?: string | undefined; limit: number }): Promise<Page<AdminTokenRecord>> {
     return this.page(this.adminTokens, opts, (r) => r.jti);
   }
 

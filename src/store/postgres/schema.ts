@@ -168,10 +168,12 @@ export async function migratePostgres(client: PoolClient, migrations: readonly s
       throw new ProvError('internal', `the database schema is version ${current}, newer than this idprov knows (${migrations.length})`);
     }
     let applied = 0;
-    for (let version = current + 1; version <= migrations.length; version++) {
+    for (const [k, migration] of migrations.entries()) {
+      const version = k + 1;
+      if (version <= current) continue;
       await client.query('BEGIN');
       try {
-        await client.query(migrations[version - 1]);
+        await client.query(migration);
         await client.query('INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)', [version, Math.floor(Date.now() / 1000)]);
         await client.query('COMMIT');
       } catch (e) {

@@ -220,7 +220,7 @@ export class PostgresStore implements Store {
 
   /** The four subject records of `id`, from one statement (one snapshot). */
   async loadSubject(id: string): Promise<SubjectRecords> {
-    const [r] = (await this.query('loadSubject', SQL.loadSubject, [id])).rows;
+    const r = (await this.query('loadSubject', SQL.loadSubject, [id])).rows[0]!; // a SELECT without FROM yields exactly one row
     const out: SubjectRecords = {};
     if (r.a !== null) out.allow = allowFromRow(r.a as Row);
     if (r.d !== null) out.device = deviceFromRow(r.d as Row);
@@ -289,7 +289,7 @@ export class PostgresStore implements Store {
     return this.one('getAdminToken', SQL.getAdminToken, [jti], adminTokenFromRow);
   }
 
-  async listAdminTokens(opts: { after?: string; limit: number }): Promise<Page<AdminTokenRecord>> {
+  async listAdminTokens(opts: { after?: string | undefined; limit: number }): Promise<Page<AdminTokenRecord>> {
     const limit = clampLimit(opts.limit);
     return pageOf(await this.rows('listAdminTokens', SQL.listAdminTokens, [opts.after ?? '', limit + 1], adminTokenFromRow), limit, (t) => t.jti);
   }

@@ -184,9 +184,9 @@ export class PgWriter {
     let i = 0;
     while (i < ms.length) {
       let j = i;
-      while (j < ms.length && ms[j].kind === 'allow.upsert') j++;
+      while (j < ms.length && ms[j]?.kind === 'allow.upsert') j++;
       if (j - i < ALLOW_JSON_MIN) {
-        await this.applyOne(c, ms[i], state);
+        await this.applyOne(c, ms[i]!, state); // i < ms.length
         i++;
         continue;
       }

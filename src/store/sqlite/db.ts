@@ -31,6 +31,13 @@ export function queryDb(db: Database, sql: string, params: Param[] = []): Promis
   );
 }
 
+/** The one row a statement that always yields one (a PRAGMA, an aggregate) returns. */
+export async function queryRow(db: Database, sql: string, params: Param[] = []): Promise<Row> {
+  const [r] = await queryDb(db, sql, params);
+  if (r === undefined) throw new ProvError('internal', `no row from ${sql}`);
+  return r;
+}
+
 export function prepare(db: Database, sql: string): Promise<Statement> {
   return new Promise((resolve, reject) => {
     const st: Statement = db.prepare(sql, (err) => (err ? reject(err) : resolve(st)));

@@ -5,7 +5,7 @@
 import type { Database } from 'sqlite3';
 import { ProvError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
-import { execSql, queryDb, toProvError } from './db.ts';
+import { execSql, queryDb, queryRow, toProvError } from './db.ts';
 
 /**
  * Ordered schema migrations: element `i` is schema version `i + 1`. Each runs in its own
@@ -145,11 +145,12 @@ export async function migrate(db: Database, migrations: readonly string[], log: 
     'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT',
   );
   let applied = 0;
-  for (let version = 1; version <= migrations.length; version++) {
+  for (const [k, migration] of migrations.entries()) {
+    const version = k + 1;
     await execSql(db, 'BEGIN IMMEDIATE');
     try {
       // Read inside the write transaction: another process may be migrating the same file.
-      const [r] = await queryDb(db, 'SELECT coalesce(max(version), 0) AS v FROM schema_migrations');
+      const r = await queryRow(db, 'SELECT coalesce(max(version), 0) AS v FROM schema_migrations');
       const current = r.v as number;
       if (current > migrations.length) {
         throw new ProvError(
@@ -161,7 +162,7 @@ export async function migrate(db: Database, migrations: readonly string[], log: 
         await execSql(db, 'COMMIT');
         continue;
       }
-      await execSql(db, migrations[version - 1]);
+      await execSql(db, migration);
       await queryDb(db, 'INSERT INTO schema_migrations (version, applied_at) VALUES (?, unixepoch())', [version]);
       await execSql(db, 'COMMIT');
       applied++;

@@ -58,7 +58,7 @@ import {
 import { FileStaging } from '../staging.ts';
 import type { AllowStaging, BulkResult, ListOptions, Mutation, Page, Store, StoreTable } from '../store.ts';
 import { BATCH_SCHEMA } from './batch.ts';
-import { ReadGate, all, closeDatabase, closedError, execSql, finalize, openDatabase, queryDb, toProvError } from './db.ts';
+import { ReadGate, all, closeDatabase, closedError, execSql, finalize, openDatabase, queryDb, queryRow, toProvError } from './db.ts';
 import { subjectFromSlots } from './rows.ts';
 import { MIGRATIONS, migrate } from './schema.ts';
 import { READ_SQL, READ_STATEMENT_COPIES, WRITER_CACHE_KIB, WRITE_SQL, prepareAll, type ReadStatements, type WriteStatements } from './statements.ts';
@@ -394,7 +394,7 @@ export class SqliteStore implements Store {
   }
 
   /** Admin-API tokens by jti (keyset pagination; `limit` clamped to 1..1000). */
-  listAdminTokens(opts: { after?: string; limit: number }): Promise<Page<AdminTokenRecord>> {
+  listAdminTokens(opts: { after?: string | undefined; limit: number }): Promise<Page<AdminTokenRecord>> {
     const limit = clampLimit(opts.limit);
     return this.read('listAdminTokens', async (st) =>
       pageOf((await all(st.listAdminTokens, [opts.after ?? '', limit + 1])).map(adminTokenFromRow), limit, (t) => t.jti),
@@ -450,13 +450,13 @@ export class SqliteStore implements Store {
   async diagnostics(): Promise<SqliteDiagnostics> {
     if (this.closing) throw closedError();
     try {
-      const [[j], [s], [f], [b], [v], [m]] = await Promise.all([
-        queryDb(this.db, 'PRAGMA journal_mode'),
-        queryDb(this.db, 'PRAGMA synchronous'),
-        queryDb(this.db, 'PRAGMA foreign_keys'),
-        queryDb(this.db, 'PRAGMA busy_timeout'),
-        queryDb(this.db, 'SELECT sqlite_version() AS v'),
-        queryDb(this.db, 'SELECT coalesce(max(version), 0) AS v FROM schema_migrations'),
+      const [j, s, f, b, v, m] = await Promise.all([
+        queryRow(this.db, 'PRAGMA journal_mode'),
+        queryRow(this.db, 'PRAGMA synchronous'),
+        queryRow(this.db, 'PRAGMA foreign_keys'),
+        queryRow(this.db, 'PRAGMA busy_timeout'),
+        queryRow(this.db, 'SELECT sqlite_version() AS v'),
+        queryRow(this.db, 'SELECT coalesce(max(version), 0) AS v FROM schema_migrations'),
       ]);
       return {
         journalMode: String(j.journal_mode),

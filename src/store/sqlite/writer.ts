@@ -251,8 +251,7 @@ export class SqliteWriter {
         this.stats.transactions++;
         let dirty = -1;
         let anyApplied = false;
-        for (let i = 0; i < group.length; i++) {
-          const call = group[i];
+        for (const [i, call] of group.entries()) {
           if (call.error !== undefined || call.mutations.length === 0) continue;
           const savepoint = i >= savepointFrom && call.mutations.length > 1;
           const progress = { statements: 0 };
@@ -299,10 +298,10 @@ export class SqliteWriter {
   private async applyCall(ms: readonly Mutation[], progress: { statements: number }): Promise<void> {
     let i = 0;
     while (i < ms.length) {
-      const m = ms[i];
+      const m = ms[i]!; // i < ms.length
       if (m.kind === 'allow.upsert') {
         let j = i + 1;
-        while (j < ms.length && ms[j].kind === 'allow.upsert') j++;
+        while (j < ms.length && ms[j]?.kind === 'allow.upsert') j++;
         await this.upsertAllowRun(ms as readonly AllowUpsert[], i, j, progress);
         i = j;
       } else {
@@ -327,7 +326,7 @@ export class SqliteWriter {
   ): Promise<void> {
     if (to - from < ALLOW_JSON_MIN) {
       for (let i = from; i < to; i++) {
-        await this.applyOne(ms[i]);
+        await this.applyOne(ms[i]!); // from <= i < to <= ms.length
         progress.statements++;
       }
       return;
@@ -337,7 +336,7 @@ export class SqliteWriter {
       for (let i = from; i < to; i += ALLOW_JSON_CHUNK) {
         const end = Math.min(to, i + ALLOW_JSON_CHUNK);
         const rows: unknown[] = new Array(end - i);
-        for (let r = i; r < end; r++) rows[r - i] = allowRow(ms[r].entry);
+        for (let r = i; r < end; r++) rows[r - i] = allowRow(ms[r]!.entry); // r < end <= to <= ms.length
         inflight.push(run(this.w.allowUpsertJson, [JSON.stringify(rows)]).then(() => void progress.statements++));
         if (inflight.length >= 2) await inflight.shift();
       }

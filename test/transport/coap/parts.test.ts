@@ -1,0 +1,197 @@
+import assert from 'node:assert/strict';
+import { DedupCache } from '../../../src/transport/coap/dedup.ts';
+import { BlockCache, blockSize, decodeBlock, encodeBlock, szxOf, type CachedRepresentation } from '../../../src/transport/coap/block-cache.ts';
+import { linkFormat, linkValue, matches, parseFilters } from '../../../src/transport/coap/link-format.ts';
+import { createMemoryPair } from '../../../src/transport/coap/memory.ts';
+import { prng } from '../../support/coap-engine.ts';
+
+const buf = (s: string) => Buffer.from(s);
+
+describe('CoAP engine parts', () => {
+  describe('DedupCache', () => {
+    it('returns what was stored until it expires', () => {
+      const c = new DedupCache({ maxEntries: 10, perPeer: 5 });
+      c.set('p', 'p#1', buf('r1'), 100, 0);
+      assert.deepEqual(c.get('p#1', 99)?.response, buf('r1'));
+      assert.equal(c.get('p#1', 100), undefined);
+      assert.equal(c.size, 0);
+      assert.equal(c.peerCount, 0);
+    });
+
+    it('remembers silence as a null response', () => {
+      const c = new DedupCache({ maxEntries: 10, perPeer: 5 });
+      c.set('p', 'p#1', null, 100, 0);
+      assert.equal(c.get('p#1', 1)?.response, null);
+    });
+
+    it('evicts a peer’s oldest entry at the per-peer cap without touching other peers', () => {
+      const c = new DedupCache({ maxEntries: 100, perPeer: 2 });
+      c.set('a', 'a#1', buf('1'), 1e9, 0);
+      c.set('b', 'b#1', buf('1'), 1e9, 0);
+      c.set('a', 'a#2', buf('2'), 1e9, 0);
+      c.set('a', 'a#3', buf('3'), 1e9, 0);
+      assert.equal(c.get('a#1', 0), undefined);
+      assert.ok(c.get('a#2', 0));
+      assert.ok(c.get('b#1', 0));
+      assert.equal(c.size, 3);
+    });
+
+    it('evicts the globally oldest entry at the total cap', () => {
+      const c = new DedupCache({ maxEntries: 3, perPeer: 10 });
+      for (const k of ['a#1', 'b#1', 'c#1', 'd#1']) c.set(k[0]!, k, buf(k), 1e9, 0);
+      assert.equal(c.get('a#1', 0), undefined);
+      assert.equal(c.size, 3);
+      assert.equal(c.peerCount, 3);
+    });
+
+    it('replaces an entry stored again under the same key', () => {
+      const c = new DedupCache({ maxEntries: 3, perPeer: 3 });
+      c.set('a', 'a#1', buf('old'), 1e9, 0);
+      c.set('a', 'a#1', buf('new'), 1e9, 0);
+      assert.deepEqual(c.get('a#1', 0)?.response, buf('new'));
+      assert.equal(c.size, 1);
+    });
+
+    it('stays consistent with a model under random operations', () => {
+      const rnd = prng(4711);
+      const c = new DedupCache({ maxEntries: 50, perPeer: 4 });
+      let now = 0;
+      for (let i = 0; i < 50_000; i++) {
+        now += Math.floor(rnd() * 3);
+        const peer = `p${Math.floor(rnd() * 30)}`;
+        const key = `${peer}#${Math.floor(rnd() * 8)}`;
+        if (rnd() < 0.6) c.set(peer, key, buf(String(i)), now + 20 + Math.floor(rnd() * 200), now);
+        else c.get(key, now);
+        assert.ok(c.size <= 50);
+        assert.ok(c.peerCount <= c.size);
+      }
+    });
+  });
+
+  describe('BlockCache', () => {
+    const rep = (n: number): CachedRepresentation => ({
+      code: 69,
+      contentFormat: undefined,
+      maxAge: undefined,
+      etag: undefined,
+      handlerEtag: false,
+      payload: Buffer.alloc(n),
+      options: undefined,
+    });
+
+    it('bounds entries and bytes, evicting the oldest', () => {
+      const c = new BlockCache({ maxEntries: 3, maxBytes: 1000, lifetimeMs: 1e9 });
+      c.set('a', rep(400), 0);
+      c.set('b', rep(400), 0);
+      c.set('c', rep(400), 0);
+      assert.equal(c.get('a', 0), undefined);
+      assert.ok(c.byteCount <= 1000);
+      c.set('d', rep(10), 0);
+      c.set('e', rep(10), 0);
+      assert.equal(c.size, 3);
+    });
+
+    it('does not cache a representation larger than its byte budget', () => {
+      const c = new BlockCache({ maxEntries: 3, maxBytes: 100, lifetimeMs: 1e9 });
+      c.set('a', rep(101), 0);
+      assert.equal(c.size, 0);
+    });
+
+    it('expires entries lazily', () => {
+      const c = new BlockCache({ maxEntries: 3, maxBytes: 1000, lifetimeMs: 10 });
+      c.set('a', rep(1), 0);
+      assert.ok(c.get('a', 9));
+      assert.equal(c.get('a', 10), undefined);
+      assert.equal(c.byteCount, 0);
+    });
+
+    it('drops expired entries before it inserts, so they hold no room', () => {
+      const c = new BlockCache({ maxEntries: 3, maxBytes: 1000, lifetimeMs: 10 });
+      c.set('a', rep(100), 0);
+      c.set('b', rep(100), 5);
+      c.set('c', rep(100), 12); // a expired at 10: gone; b lives until 15
+      assert.equal(c.size, 2);
+      assert.equal(c.byteCount, 200);
+      assert.ok(c.get('b', 12));
+      c.set('d', rep(100), 30); // b and c expired: both gone
+      assert.equal(c.size, 1);
+      assert.equal(c.byteCount, 100);
+      assert.ok(c.get('d', 30));
+    });
+
+    it('encodes and decodes Block option values (RFC 7959 §2.2)', () => {
+      assert.equal(encodeBlock(2, false, 6), 0x26);
+      assert.deepEqual(decodeBlock(0x1e), { num: 1, more: true, szx: 6 });
+      assert.equal(blockSize(0), 16);
+      assert.equal(blockSize(6), 1024);
+      assert.equal(szxOf(64), 2);
+      assert.throws(() => szxOf(2048), RangeError);
+      assert.throws(() => szxOf(100), RangeError);
+    });
+  });
+
+  describe('link format (RFC 6690)', () => {
+    const links = [
+      { path: '/idprov/request', rt: 'idprov.request', ct: 60 },
+      { path: '/sensors/temp', rt: 'temperature-c core.s', title: 'Temp "inside"' },
+      { path: '/plain' },
+    ];
+
+    it('serialises rt and title as quoted strings with escapes, ct as a number', () => {
+      assert.equal(linkValue(links[0]!), '</idprov/request>;rt="idprov.request";ct=60');
+      assert.equal(linkValue(links[1]!), '</sensors/temp>;rt="temperature-c core.s";title="Temp \\"inside\\""');
+      assert.equal(linkValue(links[2]!), '</plain>');
+    });
+
+    it('matches any of several space-separated rt values', () => {
+      assert.ok(matches(links[1]!, parseFilters(['rt=core.s'])));
+      assert.ok(matches(links[1]!, parseFilters(['rt=temp*'])));
+      assert.ok(!matches(links[1]!, parseFilters(['rt=core'])));
+    });
+
+    it('does not match a filter on an attribute the link lacks, or an unknown attribute', () => {
+      assert.ok(!matches(links[2]!, parseFilters(['rt=*'])));
+      assert.ok(!matches(links[0]!, parseFilters(['sz=10'])));
+    });
+
+    it('requires every filter to match', () => {
+      assert.equal(linkFormat(links, parseFilters(['rt=idprov*', 'ct=60'])), '</idprov/request>;rt="idprov.request";ct=60');
+      assert.equal(linkFormat(links, parseFilters(['rt=idprov*', 'ct=61'])), '');
+    });
+  });
+
+  describe('in-memory transport pair', () => {
+    it('delivers datagrams asynchronously with the sender’s address', async () => {
+      const [a, b] = createMemoryPair();
+      const got: [string, number][] = [];
+      b.onMessage((d, p) => got.push([d.toString(), p.port]));
+      a.send(buf('x'), b.peer);
+      assert.equal(got.length, 0);
+      await new Promise((r) => setImmediate(r));
+      assert.deepEqual(got, [['x', a.peer.port]]);
+    });
+
+    it('loses and duplicates datagrams through its fault hooks', async () => {
+      const [a, b] = createMemoryPair();
+      const got: string[] = [];
+      b.onMessage((d) => got.push(d.toString()));
+      a.faults.drop = (d) => d.toString() === 'lost';
+      a.faults.duplicate = (d) => d.toString() === 'twice';
+      for (const s of ['lost', 'twice', 'once']) a.send(buf(s), b.peer);
+      await new Promise((r) => setImmediate(r));
+      assert.deepEqual(got, ['twice', 'twice', 'once']);
+    });
+
+    it('counts datagrams to unknown peers as unroutable and stops after close', async () => {
+      const [a, b] = createMemoryPair();
+      let n = 0;
+      b.onMessage(() => n++);
+      a.send(buf('x'), { address: '127.0.0.9', port: 1, family: 'IPv4' });
+      assert.equal(a.unroutable, 1);
+      await b.close();
+      a.send(buf('x'), b.peer);
+      await new Promise((r) => setImmediate(r));
+      assert.equal(n, 0);
+    });
+  });
+});
