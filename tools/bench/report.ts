@@ -440,6 +440,8 @@ export function renderReport(r: Results, jsonPath: string): string {
         p(`| ${name} | ${q.n} | ${num(q.ours.opsPerSec)} | ${ms(q.ours.latency.p50)} | ${ms(q.ours.latency.p99)} | ${num(q.ours.server?.cpuPerOpUs)} | ${num(q.ours.generatorCpuPct)}% | ${num(l?.opsPerSec)} | ${ms(l?.latency.p50)} | ${ms(l?.latency.p99)} | ${num(l?.server?.cpuPerOpUs)} | ${num(l?.generatorCpuPct)}% | ${x(l ? q.ours.opsPerSec / l.opsPerSec : NaN)} | ${Object.keys(q.ours.suites ?? {}).join(',')} / ${Object.keys(l?.suites ?? {}).join(',') || '—'} |`);
       }
     }
+    const withRounds = [...(r.s4.psk ?? []).map((q) => ['PSK', q] as const), ...(r.s4.ecdhe ?? []).map((q) => ['ECDHE-ECDSA', q] as const)].filter(([, q]) => q.rounds !== undefined);
+    if (withRounds.length) p(`\nEach kind first gets one uncounted window on both servers (JIT warm-up); each row is the round of median server CPU of ${withRounds[0]![1].rounds!.ours.length} alternating rounds. All rounds (server CPU µs/hs): ${withRounds.map(([name, q]) => `${name} N=${q.n}: ours ${q.rounds!.ours.map((v) => num(v)).join(', ')}; libcoap ${q.rounds!.libcoap.map((v) => num(v)).join(', ') || '—'}`).join(' · ')}.`);
     const errored = [...(r.s4.psk ?? []), ...(r.s4.ecdhe ?? [])].filter((q) => Object.keys(q.ours.errors).length || Object.keys(q.libcoap?.errors ?? {}).length);
     if (errored.length) p(`\nErrors: ${errored.map((q) => `N=${q.n}: ours ${errs(q.ours)}, libcoap ${errs(q.libcoap)}`).join('; ')}.`);
     if (r.floor) p(`\nECDHE floor (same run): ECDH P-256 key generation + shared secret ${num(r.floor.ecdhUs)} µs + ECDSA sign ${num(r.floor.ecdsaSignUs)} µs = ${num(r.floor.ecdheHandshakeUs)} µs per handshake (≈ ${num(1e6 / r.floor.ecdheHandshakeUs)}/s per core).`);
