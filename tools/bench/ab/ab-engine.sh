@@ -10,10 +10,15 @@ here="$(cd "$(dirname "$0")" && pwd)"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
-start() { (cd "$1" && BENCH_PORT="$2" BENCH_PAYLOAD_HEX=68656c6c6f exec node --import tsx tools/bench/engine-server.ts >/dev/null 2>&1) & pids+=($!); }
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
-start "$old" 25690; pa=$!; start "$new" 25692; pb=$!
 coap-server-notls -A 127.0.0.1 -p 25694 -v 0 >/dev/null 2>&1 & pl=$!; pids+=($pl)
+sleep 1
+# The engine servers answer what libcoap answers at GET / (payload and Max-Age), as scenario 1 does.
+probe=$(node -e "
+const s=require('dgram').createSocket('udp4');s.on('message',m=>{let i=4+(m[0]&15),num=0,ma='';while(i<m.length){const h=m[i++];if(h===0xff){console.log(m.subarray(i).toString('hex')+' '+ma);break}let d=h>>4,l=h&15;if(d===13)d=m[i++]+13;if(l===13)l=m[i++]+13;num+=d;if(num===14)ma=String(m.subarray(i,i+l).reduce((a,b)=>a*256+b,0));i+=l}process.exit(0)});s.bind(0,'127.0.0.1',()=>s.send(Buffer.from([0x41,1,0,1,7]),25694,'127.0.0.1'))")
+payload=${probe%% *}; maxage=${probe#* }
+start() { (cd "$1" && BENCH_PORT="$2" BENCH_PAYLOAD_HEX="$payload" BENCH_MAX_AGE="$maxage" exec node --import tsx tools/bench/engine-server.ts >/dev/null 2>&1) & pids+=($!); }
+start "$old" 25690; pa=$!; start "$new" 25692; pb=$!
 sleep 6
 declare -A port=([old]=25690 [new]=25692 [libcoap]=25694) pid=([old]=$pa [new]=$pb [libcoap]=$pl) cur rs
 names=(old new libcoap)
