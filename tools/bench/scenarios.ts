@@ -47,7 +47,7 @@ export const QUICK: Mode = {
   warmupMs: 300,
   durationMs: 1200,
   concurrency: [1, 16],
-  rounds: 1,
+  rounds: 3, // issue 17: one round of 1.2 s on a loaded machine swung the CoAP-engine ratios by ±15%
   dtlsConcurrency: [16],
   importRows: 100_000,
   pendingDevices: 10_000,
@@ -181,8 +181,12 @@ export interface S1Point {
   ours: LoadResult;
   libcoap: LoadResult;
   rounds: { ours: number[]; libcoap: number[] };
+  /** req/s ours ÷ libcoap: the median of the per-round ratios (each round runs the two back to back). */
   ratio: number;
+  /** Server CPU per request ours ÷ libcoap, the median of the per-round ratios likewise. */
   cpuRatio: number;
+  /** Server CPU per request (µs) of every round (absent in older results). */
+  cpuRounds?: { ours: number[]; libcoap: number[] };
 }
 
 export interface S1 {
@@ -260,13 +264,19 @@ export async function scenario1(ctx: Ctx): Promise<S1> {
       }
       const o = median(runs.ours, (x) => x.opsPerSec);
       const l = median(runs.libcoap, (x) => x.opsPerSec);
+      // Issue 17: the machine's load moves both servers' figures round by round (CPU per request
+      // rises as throughput falls: fewer requests per event-loop turn), so each round's ours ÷
+      // libcoap is taken and the median of those reported, not the ratio of two separate medians.
+      const cpuOf = (x: LoadResult): number => x.server?.cpuPerOpUs ?? NaN;
+      const perRound = (f: (x: LoadResult) => number): number => median(runs.ours.map((x, i) => f(x) / f(runs.libcoap[i]!)), (v) => v);
       points.push({
         n,
         ours: o,
         libcoap: l,
         rounds: { ours: runs.ours.map((x) => round(x.opsPerSec, 0)), libcoap: runs.libcoap.map((x) => round(x.opsPerSec, 0)) },
-        ratio: o.opsPerSec / l.opsPerSec,
-        cpuRatio: (o.server?.cpuPerOpUs ?? NaN) / (l.server?.cpuPerOpUs ?? NaN),
+        ratio: perRound((x) => x.opsPerSec),
+        cpuRatio: perRound(cpuOf),
+        cpuRounds: { ours: runs.ours.map((x) => round(cpuOf(x), 2)), libcoap: runs.libcoap.map((x) => round(cpuOf(x), 2)) },
       });
     }
     return { resource: 'GET /', responseBytes: { ours: oursProbe.bytes, libcoap: probe.bytes }, commands: { ours: ours.command, libcoap: lib.command }, points };
