@@ -47,7 +47,7 @@ export const QUICK: Mode = {
   warmupMs: 300,
   durationMs: 1200,
   concurrency: [1, 16],
-  rounds: 1,
+  rounds: 3, // issue 17: one round of 1.2 s on a loaded machine swung the CoAP-engine ratios by ±15%
   dtlsConcurrency: [16],
   importRows: 100_000,
   pendingDevices: 10_000,
@@ -181,8 +181,12 @@ export interface S1Point {
   ours: LoadResult;
   libcoap: LoadResult;
   rounds: { ours: number[]; libcoap: number[] };
+  /** req/s ours ÷ libcoap: the median of the per-round ratios (each round runs the two back to back). */
   ratio: number;
+  /** Server CPU per request ours ÷ libcoap, the median of the per-round ratios likewise. */
   cpuRatio: number;
+  /** Server CPU per request (µs) of every round (absent in older results). */
+  cpuRounds?: { ours: number[]; libcoap: number[] };
 }
 
 export interface S1 {
@@ -260,13 +264,19 @@ export async function scenario1(ctx: Ctx): Promise<S1> {
       }
       const o = median(runs.ours, (x) => x.opsPerSec);
       const l = median(runs.libcoap, (x) => x.opsPerSec);
+      // Issue 17: the machine's load moves both servers' figures round by round (CPU per request
+      // rises as throughput falls: fewer requests per event-loop turn), so each round's ours ÷
+      // libcoap is taken and the median of those reported, not the ratio of two separate medians.
+      const cpuOf = (x: LoadResult): number => x.server?.cpuPerOpUs ?? NaN;
+      const perRound = (f: (x: LoadResult) => number): number => median(runs.ours.map((x, i) => f(x) / f(runs.libcoap[i]!)), (v) => v);
       points.push({
         n,
         ours: o,
         libcoap: l,
         rounds: { ours: runs.ours.map((x) => round(x.opsPerSec, 0)), libcoap: runs.libcoap.map((x) => round(x.opsPerSec, 0)) },
-        ratio: o.opsPerSec / l.opsPerSec,
-        cpuRatio: (o.server?.cpuPerOpUs ?? NaN) / (l.server?.cpuPerOpUs ?? NaN),
+        ratio: perRound((x) => x.opsPerSec),
+        cpuRatio: perRound(cpuOf),
+        cpuRounds: { ours: runs.ours.map((x) => round(cpuOf(x), 2)), libcoap: runs.libcoap.map((x) => round(cpuOf(x), 2)) },
       });
     }
     return { resource: 'GET /', responseBytes: { ours: oursProbe.bytes, libcoap: probe.bytes }, commands: { ours: ours.command, libcoap: lib.command }, points };
@@ -389,8 +399,11 @@ export async function scenarios2and3(ctx: Ctx, floor: Floor | undefined, after?:
 
 export interface DtlsPoint {
   n: number;
+  /** The round of median server CPU per handshake (of `rounds`). */
   ours: LoadResult;
   libcoap: LoadResult | undefined;
+  /** Server CPU per handshake (µs) of every round, ours and libcoap alternating (absent in older results = one round). */
+  rounds?: { ours: number[]; libcoap: number[] };
 }
 
 export interface S4 {
@@ -486,8 +499,8 @@ export async function scenario4(ctx: Ctx, srv: IdprovServer): Promise<S4> {
     : ctx.gen.command;
   ctx.log(`  S4 generator: ${cPath !== undefined ? 'OpenSSL 3 C client (tools/dtls-peers/openssl-loadgen.c)' : `Node (${generatorNote ?? 'tools/bench/loadgen.ts'})`}`);
   /** One closed-loop window of handshakes against `target`, with the generator chosen above. */
-  const dtls = async (target: Target, n: number, serverPid: number): Promise<LoadResult> => {
-    const run = { target, concurrency: n, warmupMs: m.warmupMs, durationMs: m.durationMs, maxOps: 1_000_000, serverPid };
+  const dtls = async (target: Target, n: number, serverPid: number, window?: { warmupMs: number; durationMs: number }): Promise<LoadResult> => {
+    const run = { target, concurrency: n, warmupMs: window?.warmupMs ?? m.warmupMs, durationMs: window?.durationMs ?? m.durationMs, maxOps: 1_000_000, serverPid };
     if (cPath !== undefined) return (await runCLoadgen(cPath, ctx.cpu.generator, run)).result;
     return load(ctx, { kind: 'closed', op: 'dtls', ...run });
   };
@@ -499,18 +512,35 @@ export async function scenario4(ctx: Ctx, srv: IdprovServer): Promise<S4> {
   } catch (e) {
     libcoapNote = `coap-server-openssl did not start: ${(e as Error).message}`;
   }
+  // Issue 17: a quick run's first window (0.3 s warm-up) met a cold server — unoptimised JavaScript
+  // right after the allowlist import — and measured ≈ 2× the CPU per handshake of the windows after
+  // it (tools/bench/ab/, 664 vs 246–349 µs). libcoap has no JIT; so each kind first gets one
+  // uncounted window on both servers, and the reported point is the median of alternating rounds.
+  const dtlsRounds = Math.max(3, m.rounds);
+  const warmup = { warmupMs: 0, durationMs: Math.max(2000, m.warmupMs + m.durationMs) };
   try {
     const run = async (what: string, ours: Target, theirs: Target | undefined): Promise<DtlsPoint[]> => {
+      await dtls(ours, 16, srv.pid, warmup);
+      if (theirs && lib) await dtls(theirs, 16, lib.pid, warmup);
       const out: DtlsPoint[] = [];
+      const cpuOf = (x: LoadResult): number => x.server?.cpuPerOpUs ?? NaN;
       for (const n of m.dtlsConcurrency) {
-        const o = await dtls(ours, n, srv.pid);
-        ctx.log(line(`  S4 ${what} ours    N=${n}`, o) + ` suites ${JSON.stringify(o.suites)}`);
-        let l: LoadResult | undefined;
-        if (theirs && lib) {
-          l = await dtls(theirs, n, lib.pid);
-          ctx.log(line(`  S4 ${what} libcoap N=${n}`, l) + ` suites ${JSON.stringify(l.suites)}`);
+        const os: LoadResult[] = [];
+        const ls: LoadResult[] = [];
+        for (let r = 0; r < dtlsRounds; r++) {
+          const order = theirs && lib ? (r % 2 === 0 ? (['ours', 'libcoap'] as const) : (['libcoap', 'ours'] as const)) : (['ours'] as const);
+          for (const who of order) {
+            const res = who === 'ours' ? await dtls(ours, n, srv.pid) : await dtls(theirs!, n, lib!.pid);
+            (who === 'ours' ? os : ls).push(res);
+            ctx.log(line(`  S4 ${what} ${who.padEnd(7)} N=${n} round ${r + 1}`, res) + ` suites ${JSON.stringify(res.suites)}`);
+          }
         }
-        out.push({ n, ours: o, libcoap: l });
+        out.push({
+          n,
+          ours: median(os, cpuOf),
+          libcoap: ls.length ? median(ls, cpuOf) : undefined,
+          rounds: { ours: os.map((x) => round(cpuOf(x), 1)), libcoap: ls.map((x) => round(cpuOf(x), 1)) },
+        });
       }
       return out;
     };
