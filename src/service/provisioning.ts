@@ -293,7 +293,7 @@ export class ProvisioningService {
     switch (decision.kind) {
       case 'approve':
         if (decision.clearPending) this.sightings.forget(req.id);
-        return this.approve(decision, req.xk, now, [...flagMuts, usedOnce(req.nonce)]);
+        return this.approve(decision, req.xk, now, [...flagMuts, usedOnce(req.nonce)], peer);
       case 'hold': {
         await this.d.store.apply([...flagMuts, this.event(now, 'provision.held', req.id, 'device', req.source, { flags: decision.heldBy })]);
         const retry = decision.retryS;
@@ -353,7 +353,7 @@ export class ProvisioningService {
     return { kind: 'pending', retry, body: { status: STATUS.pending, nonce: this.nonce(req.id, retry + this.d.settings.nonceTtl, now, peer), retry } };
   }
 
-  private async approve(d: Extract<Decision, { kind: 'approve' }>, xk: Uint8Array | undefined, now: number, extra: Mutation[]): Promise<Outcome> {
+  private async approve(d: Extract<Decision, { kind: 'approve' }>, xk: Uint8Array | undefined, now: number, extra: Mutation[], peer: string): Promise<Outcome> {
     const ttl = this.d.settings.provisionTokenTtl;
     const { token, exp, cti } = this.mint(d.device.id, d.device.pk, d.device.type, ttl, now);
     const device: DeviceRecord = { ...d.device, lastCti: cti, tokenExp: exp };
@@ -363,7 +363,7 @@ export class ProvisioningService {
     muts.push(this.event(now, 'provision.approved', device.id, 'device', device.source, { via: d.via, cti, exp }));
     // Durability (docs/architecture.md "Durability"): the token leaves only after this commit.
     await this.d.store.apply(muts);
-    return this.issued(token, exp, ttl, xk);
+    return this.issued(device.id, token, exp, ttl, xk, now, peer);
   }
 
   private mint(id: string, pk: Uint8Array, type: ClientType, ttl: number, now: number): { token: Buffer; exp: number; cti: string } {
@@ -383,8 +383,14 @@ export class ProvisioningService {
     return { token, exp, cti: cti.toString('hex') };
   }
 
-  private issued(token: Buffer, exp: number, ttl: number, xk: Uint8Array | undefined): Outcome {
-    const body: ResponseBody = { status: STATUS.approved, exp, ttl };
+  /**
+   * The 2.01. It carries the nonce for the device's next POST (its refresh) in key 4, valid until the
+   * token expires and bound to the address it is sent to (docs/spec/idprov-coap-v1.md §3, issue 17):
+   * a device that keeps it refreshes in one round trip instead of two; one that ignores it starts its
+   * refresh without a nonce and gets a 4.01 challenge, as before.
+   */
+  private issued(id: string, token: Buffer, exp: number, ttl: number, xk: Uint8Array | undefined, now: number, peer: string): Outcome {
+    const body: ResponseBody = { status: STATUS.approved, nonce: this.nonce(id, exp - now, now, peer), exp, ttl };
     if (xk) body.sealed = sealToken(token, xk);
     else body.token = token;
     if (this.d.settings.hubUri) body.hub = this.d.settings.hubUri;
@@ -439,7 +445,7 @@ export class ProvisioningService {
           { kind: 'device.upsert', device: { ...d.device, lastCti: cti, tokenExp: exp } },
           this.event(t, 'refresh.issued', body.id, 'device', source, { cti, exp }),
         ]);
-        return this.issued(token, exp, ttl, body.xk);
+        return this.issued(body.id, token, exp, ttl, body.xk, t, scope.address);
       });
     });
   }

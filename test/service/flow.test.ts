@@ -302,6 +302,27 @@ describe('provisioning service end to end on a real SQLite store (docs/spec/idpr
     assert.deepEqual(Buffer.from((await r.store.getDevice(dev.id))!.pk), dev.pk, 'the key from a MAC/secret-only entry is recorded');
   });
 
+  it('sends the nonce for the next POST in a 2.01, valid until the token expires, bound to the address and used once', async () => {
+    const dev = new TestDevice('next-nonce-1');
+    await allow(r, dev);
+    const issued = await provision(r, dev);
+    assert.equal(codeOf(issued), '2.01');
+    const next = issued.body.nonce!;
+    assert.equal(next.length, 24);
+    assert.equal(Buffer.from(next).readUInt32BE(0), issued.body.exp, 'its expiry is the token\'s exp');
+    r.clock.ms += 1800_000;
+    const from = { source: peer('127.0.0.2:40000') };
+    const moved = await r.svc.refresh(dev.refresh(issued.body.token!, next), from);
+    assert.equal(codeOf(moved), '4.01', 'bound to the address the 2.01 went to');
+    const fresh = await r.svc.refresh(dev.refresh(issued.body.token!, next), r.ctx);
+    assert.equal(codeOf(fresh), '2.01', 'one round trip');
+    const replay = await r.svc.refresh(dev.refresh(issued.body.token!, next), r.ctx);
+    assert.equal(codeOf(replay), '4.01', 'used once');
+    assert.equal(replay.body.err, 3);
+    r.clock.ms += (fresh.body.ttl! / 2) * 1000;
+    assert.equal(codeOf(await r.svc.refresh(dev.refresh(fresh.body.token!, fresh.body.nonce!), r.ctx)), '2.01', 'the refresh\'s 2.01 carries the next one');
+  });
+
   it('refreshes a valid token for tokenTtl and refuses expired, foreign-key and revoked tokens', async () => {
     const dev = new TestDevice('refresh-1');
     await allow(r, dev);
