@@ -44,6 +44,11 @@ import type { DatagramTransport } from './transport/datagram.ts';
 
 /** How often the maintenance sweep runs (expiry of waiting requests, event retention, caps). */
 export const SWEEP_INTERVAL_MS = 60_000;
+/**
+ * How often the sightings of waiting devices (repeat polls) are written (src/service/pending-seen.ts;
+ * what a kill -9 may lose of them: docs/architecture.md "Durability").
+ */
+export const SIGHTINGS_FLUSH_MS = 5_000;
 
 /** A running server. */
 export interface RunningServer {
@@ -205,6 +210,7 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
       settings: serviceSettings(cfg),
       monitor,
       switch: provisioningSwitch,
+      sharedStore: shared !== undefined,
     });
     await service.start();
     const admin = new AdminService({ store, keyring, log: log.child({ c: 'admin' }), now: nowS, monitor, switch: provisioningSwitch });
@@ -282,6 +288,10 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
     runSweep();
     const sweepTimer = setInterval(runSweep, SWEEP_INTERVAL_MS);
     sweepTimer.unref();
+    const flushSightings = (): Promise<unknown> =>
+      service!.flushSightings().catch((e: unknown) => log.warn({ err: (e as Error).message }, 'writing the sightings of waiting devices failed'));
+    const sightingsTimer = setInterval(() => void flushSightings(), SIGHTINGS_FLUSH_MS);
+    sightingsTimer.unref();
 
     // Instances sharing a PostgreSQL database trust each other's mDNS names while their heartbeats are
     // fresh (docs/scale-out.md): the monitor reads the live list.
@@ -357,6 +367,7 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
       async close() {
         clearInterval(keyWatch);
         clearInterval(sweepTimer);
+        clearInterval(sightingsTimer);
         await sweeping;
         unwatchKeys();
         unlisten();
@@ -365,6 +376,7 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
         await sc.close();
         await coap.close();
         await Promise.all(transports.map((t) => t.close()));
+        await flushSightings();
         await opened.close();
       },
     };

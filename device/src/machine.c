@@ -213,7 +213,10 @@ static idprov_next_t handle(idprov_ctx_t *ctx, const idprov_coap_resp_t *resp) {
   ctx->wait_s = (uint32_t)wait_of(&r, resp);
   switch (resp->code) {
   case C_201:
-    ctx->nonce_len = 0; /* a 2.01 carries none: the next POST starts with a 4.01 */
+    /* A 2.01 may carry the nonce for the next POST (spec §3, key 4; valid until the token expires):
+     * kept above for the refresh, which then takes one round trip. Without one (an older server) the
+     * next POST starts without a nonce and gets a 4.01. */
+    if (!(r.has & IDPROV_R_NONCE)) ctx->nonce_len = 0;
     if ((r.has & IDPROV_R_STATUS) && r.status != 0) return stop(ctx, IDPROV_ERR_PROTOCOL);
     rc = accept_token(ctx, &r);
     if (rc) return stop(ctx, rc);

@@ -50,6 +50,8 @@ static const uint8_t NONCE1[24] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14
 static const uint8_t NONCE2[16] = {0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0xa8, 0xa9, 0xaa, 0xab, 0xac, 0xad, 0xae, 0xaf};
 static void challenge(const uint8_t *nonce, size_t n) { step_t *s = add(4, 1, 2); kv_bytes(4, nonce, n); kv_uint(15, 3); done(s); }
 static void approve(void) { step_t *s = add(2, 1, 4); kv_uint(0, 0); kv_bytes(8, VEC_TOKEN, VEC_TOKEN_LEN); kv_uint(9, 1767229200u); kv_uint(11, 3600); done(s); }
+/* A 2.01 that carries the nonce for the next POST (spec §3, key 4; keys in canonical order). */
+static void approve_next(const uint8_t *nonce, size_t n) { step_t *s = add(2, 1, 5); kv_uint(0, 0); kv_bytes(4, nonce, n); kv_bytes(8, VEC_TOKEN, VEC_TOKEN_LEN); kv_uint(9, 1767229200u); kv_uint(11, 3600); done(s); }
 static void pending(uint64_t retry) { step_t *s = add(2, 5, 3); kv_uint(0, 1); kv_bytes(4, NONCE1, 24); kv_uint(10, retry); done(s); }
 static void keyset(void) { step_t *s = &script[nscript++]; s->code = IDPROV_COAP_CODE(2, 5); memcpy(s->body, VEC_KEYSET, VEC_KEYSET_LEN); s->len = VEC_KEYSET_LEN; s->max_age = 0; }
 static void sealed(void) { step_t *s = &script[nscript++]; s->code = IDPROV_COAP_CODE(2, 1); memcpy(s->body, VEC_SEALED_RESPONSE, VEC_SEALED_RESPONSE_LEN); s->len = VEC_SEALED_RESPONSE_LEN; s->max_age = 0; }
@@ -311,6 +313,29 @@ TEST(refresh_runs_at_half_life_and_handles_the_challenge) {
   CHECK_EQ(body_key(3, 4, &b), 1);
   CHECK_EQ(idprov_refresh_in_s(&ctx), 1800);
 }
+TEST(a_refresh_signs_with_the_nonce_the_2_01_carried_in_one_round_trip) {
+  idprov_bytes_t b;
+  setup(VEC_ID);
+  idprov_init(&ctx, 0);
+  challenge(NONCE1, 24);
+  approve_next(NONCE2, 16);
+  CHECK_EQ(idprov_provision(&ctx, 0), 0);
+  clk.ms += 1800u * 1000u;
+  approve();
+  CHECK_EQ(idprov_refresh(&ctx), 0);
+  CHECK_EQ(served, 3); /* challenge, 2.01, then the refresh's 2.01 at once: no 4.01 */
+  CHECK(strcmp(reqpath[2], "/idprov/refresh") == 0);
+  CHECK_EQ(body_key(2, 4, &b), 1);
+  CHECK_EQ(b.len, 16);
+  CHECK(memcmp(b.ptr, NONCE2, 16) == 0);
+  /* That 2.01 carried none (an older server): the next refresh starts without a nonce. */
+  clk.ms += 1800u * 1000u;
+  challenge(NONCE1, 24);
+  approve();
+  CHECK_EQ(idprov_refresh(&ctx), 0);
+  CHECK_EQ(body_key(3, 4, &b), 0);
+  CHECK_EQ(body_key(4, 4, &b), 1);
+}
 TEST(a_refresh_refused_for_an_expired_token_drops_it) {
   step_t *s;
   setup(VEC_ID);
@@ -375,7 +400,7 @@ static const tt_test_t TESTS[] = {
   T(pending_waits_the_retry_hint_and_reuses_the_nonce_of_the_205), T(the_wait_budget_stops_a_pending_device),
   T(rate_limited_backs_off_max_age_and_disabled_waits), T(refusals_are_terminal_with_the_servers_err),
   T(a_401_other_than_nonce_is_terminal), T(other_codes_and_bad_bodies_map_to_errors),
-  T(refresh_runs_at_half_life_and_handles_the_challenge), T(a_refresh_refused_for_an_expired_token_drops_it),
+  T(refresh_runs_at_half_life_and_handles_the_challenge), T(a_refresh_signs_with_the_nonce_the_2_01_carried_in_one_round_trip), T(a_refresh_refused_for_an_expired_token_drops_it),
   T(a_stored_token_survives_a_restart), T(a_changed_server_kid_or_fp_is_reported), T(a_missing_key_is_created_only_when_asked),
 };
 int main(int argc, char **argv) { return tt_main(argc, argv, TESTS, sizeof TESTS / sizeof TESTS[0]); }

@@ -26,6 +26,7 @@ import { SecurityMonitor, type MonitorSettings } from './monitor/security-monito
 import { errorOutcome, isOutcome, rateLimited, type Outcome, type OutcomeKind, type RequestContext } from './outcome.ts';
 import { sweep, type SweepResult } from './sweep.ts';
 import { KeyedMutex, PartitionedNonces } from './nonces.ts';
+import { PendingSightings } from './pending-seen.ts';
 import { ProvisioningSwitch, type SwitchState } from './switch.ts';
 
 export { PREFIX48_FACTOR, PREFIX56_FACTOR, type MonitorSettings } from './monitor/security-monitor.ts';
@@ -75,6 +76,12 @@ export interface ServiceDeps {
   monitor?: SecurityMonitor;
   /** The provisioning switch the admin service turns (default: one of its own, enabled). */
   switch?: ProvisioningSwitch;
+  /**
+   * The store is shared by several instances (PostgreSQL): its `nonce.use` is the cross-instance
+   * used-once check, so even a poll whose sighting waits in memory writes its nonce (default: false,
+   * one process: the in-memory used-once set is the whole truth and a poll writes nothing).
+   */
+  sharedStore?: boolean;
   /** Called once per answered request (metrics). */
   observe?: (op: 'request' | 'refresh', outcome: OutcomeKind, code: string, ms: number) => void;
 }
@@ -85,10 +92,16 @@ export type { SweepResult } from './sweep.ts';
 /** Max-Age (s) of the 5.03 a request gets while the store cannot be reached (see `failure`). */
 export const STORE_UNAVAILABLE_RETRY_S = 5;
 
+/** Sightings of waiting devices kept in memory before a flush is started at once (src/service/pending-seen.ts). */
+export const MAX_UNFLUSHED_SIGHTINGS = 20_000;
+
 export class ProvisioningService {
   private readonly used: PartitionedNonces;
   private readonly mutex = new KeyedMutex();
   private readonly pkCache = new PublicKeyCache(50_000);
+  /** Repeat polls of waiting requests not yet written (src/service/pending-seen.ts). */
+  private readonly sightings = new PendingSightings(MAX_UNFLUSHED_SIGHTINGS);
+  private flushing: Promise<number> | undefined;
   /** The security monitor: rate limits, the `many-ids` tracker, the open flags (shared with the admin service). */
   readonly monitor: SecurityMonitor;
   /** The provisioning switch (turned by the admin service). */
@@ -258,10 +271,11 @@ export class ProvisioningService {
   private async provision(req: Parameters<typeof decide>[0] & { xk?: Uint8Array }, peer: string, t0: number): Promise<Outcome> {
     const now = this.now();
     const m = this.monitor.settings;
-    const [rec, macPeers] = await Promise.all([
+    const [stored, macPeers] = await Promise.all([
       this.d.store.loadSubject(req.id),
       req.mac ? this.d.store.macPeers(req.mac, req.id, MAX_MAC_PEERS) : Promise.resolve([]),
     ]);
+    const rec = stored.pending ? { ...stored, pending: this.sightings.overlay(stored.pending) } : stored;
     const stop = this.spend(req.id, req.pk, keyStanding(req, rec, now), req.nonce, peer, now, t0);
     if (stop) return stop;
     const guessed = this.guessGate(req, rec, peer, now, t0);
@@ -278,21 +292,34 @@ export class ProvisioningService {
     decision = holdFlagged(decision, req.id, this.monitor.flags.openFor(req.id), { holdFlagged: m.holdFlagged, retryS: this.d.settings.policy.pendingInitialS }, raiser);
     switch (decision.kind) {
       case 'approve':
-        return this.approve(decision, req.xk, now, [...flagMuts, usedOnce(req.nonce)]);
+        if (decision.clearPending) this.sightings.forget(req.id);
+        return this.approve(decision, req.xk, now, [...flagMuts, usedOnce(req.nonce)], peer);
       case 'hold': {
         await this.d.store.apply([...flagMuts, this.event(now, 'provision.held', req.id, 'device', req.source, { flags: decision.heldBy })]);
         const retry = decision.retryS;
         return { kind: 'pending', retry, body: { status: STATUS.pending, nonce: this.nonce(req.id, retry + this.d.settings.nonceTtl, now, peer), retry } };
       }
       case 'pending': {
-        const muts: Mutation[] = [recordPending(rec.pending, decision.pending), ...flagMuts, usedOnce(req.nonce)];
+        const retry = decision.retryS;
+        const answer: Outcome = { kind: 'pending', retry, body: { status: STATUS.pending, nonce: this.nonce(req.id, retry + this.d.settings.nonceTtl, now, peer), retry } };
+        const rp = recordPending(rec.pending, decision.pending);
+        if (rp.kind === 'pending.seen') {
+          // A repeat poll: nothing durable changes (module comment of pending-seen.ts). Flags raised
+          // by it, and the nonce of a shared store, are still written before the answer.
+          if (this.sightings.note(decision.pending)) this.flushSoon();
+          const durable: Mutation[] = [...flagMuts];
+          if (this.d.sharedStore) durable.push(usedOnce(req.nonce));
+          if (durable.length > 0) await this.d.store.apply(durable);
+          return answer;
+        }
+        this.sightings.forget(req.id);
+        const muts: Mutation[] = [rp, ...flagMuts, usedOnce(req.nonce)];
         // One event when the request first arrives (not per poll: 100k waiting devices poll often).
         if (decision.pending.count === 1) muts.push(this.event(now, 'provision.pending', req.id, 'device', req.source, { type: req.type }));
         // A new waiting request may push the table over its cap: drop the least recently seen.
         if (!rec.pending) muts.push({ kind: 'pending.trim', max: m.maxPending, keep: req.id });
         await this.d.store.apply(muts);
-        const retry = decision.retryS;
-        return { kind: 'pending', retry, body: { status: STATUS.pending, nonce: this.nonce(req.id, retry + this.d.settings.nonceTtl, now, peer), retry } };
+        return answer;
       }
       case 'refuse': {
         await this.d.store.apply([...flagMuts, this.event(now, 'provision.refused', req.id, 'device', req.source, { code: decision.code })]);
@@ -326,7 +353,7 @@ export class ProvisioningService {
     return { kind: 'pending', retry, body: { status: STATUS.pending, nonce: this.nonce(req.id, retry + this.d.settings.nonceTtl, now, peer), retry } };
   }
 
-  private async approve(d: Extract<Decision, { kind: 'approve' }>, xk: Uint8Array | undefined, now: number, extra: Mutation[]): Promise<Outcome> {
+  private async approve(d: Extract<Decision, { kind: 'approve' }>, xk: Uint8Array | undefined, now: number, extra: Mutation[], peer: string): Promise<Outcome> {
     const ttl = this.d.settings.provisionTokenTtl;
     const { token, exp, cti } = this.mint(d.device.id, d.device.pk, d.device.type, ttl, now);
     const device: DeviceRecord = { ...d.device, lastCti: cti, tokenExp: exp };
@@ -336,7 +363,7 @@ export class ProvisioningService {
     muts.push(this.event(now, 'provision.approved', device.id, 'device', device.source, { via: d.via, cti, exp }));
     // Durability (docs/architecture.md "Durability"): the token leaves only after this commit.
     await this.d.store.apply(muts);
-    return this.issued(token, exp, ttl, xk);
+    return this.issued(device.id, token, exp, ttl, xk, now, peer);
   }
 
   private mint(id: string, pk: Uint8Array, type: ClientType, ttl: number, now: number): { token: Buffer; exp: number; cti: string } {
@@ -356,8 +383,14 @@ export class ProvisioningService {
     return { token, exp, cti: cti.toString('hex') };
   }
 
-  private issued(token: Buffer, exp: number, ttl: number, xk: Uint8Array | undefined): Outcome {
-    const body: ResponseBody = { status: STATUS.approved, exp, ttl };
+  /**
+   * The 2.01. It carries the nonce for the device's next POST (its refresh) in key 4, valid until the
+   * token expires and bound to the address it is sent to (docs/spec/idprov-coap-v1.md §3, issue 17):
+   * a device that keeps it refreshes in one round trip instead of two; one that ignores it starts its
+   * refresh without a nonce and gets a 4.01 challenge, as before.
+   */
+  private issued(id: string, token: Buffer, exp: number, ttl: number, xk: Uint8Array | undefined, now: number, peer: string): Outcome {
+    const body: ResponseBody = { status: STATUS.approved, nonce: this.nonce(id, exp - now, now, peer), exp, ttl };
     if (xk) body.sealed = sealToken(token, xk);
     else body.token = token;
     if (this.d.settings.hubUri) body.hub = this.d.settings.hubUri;
@@ -412,7 +445,7 @@ export class ProvisioningService {
           { kind: 'device.upsert', device: { ...d.device, lastCti: cti, tokenExp: exp } },
           this.event(t, 'refresh.issued', body.id, 'device', source, { cti, exp }),
         ]);
-        return this.issued(token, exp, ttl, body.xk);
+        return this.issued(body.id, token, exp, ttl, body.xk, t, scope.address);
       });
     });
   }
@@ -455,9 +488,43 @@ export class ProvisioningService {
     return { kind: 'event', event };
   }
 
-  /** The maintenance sweep over this service's store and monitor settings (src/service/sweep.ts). */
-  sweep(): Promise<SweepResult> {
+  /**
+   * The maintenance sweep over this service's store and monitor settings (src/service/sweep.ts),
+   * after a flush of the sightings (expiry and trimming go by when a request was last seen).
+   */
+  async sweep(): Promise<SweepResult> {
+    await this.flushSightings();
     return sweep(this.d.store, this.d.log, this.now(), this.monitor.settings);
+  }
+
+  /** Sightings of waiting devices not yet written (metrics, tests). */
+  get unflushedSightings(): number {
+    return this.sightings.size;
+  }
+
+  /**
+   * Write the sightings of waiting devices noted since the last flush, in one transaction
+   * (src/service/pending-seen.ts): the composition root calls it every few seconds and at close.
+   * Resolves with how many were written; after a failure they are kept for the next flush.
+   */
+  flushSightings(): Promise<number> {
+    if (this.flushing) return this.flushing.then(() => this.flushSightings());
+    if (this.sightings.size === 0) return Promise.resolve(0);
+    const { muts, restore } = this.sightings.drain();
+    const run = this.d.store.apply(muts).then(
+      () => muts.length,
+      (e: unknown) => {
+        restore();
+        throw e;
+      },
+    );
+    this.flushing = run.finally(() => (this.flushing = undefined)).catch(() => 0);
+    return run;
+  }
+
+  private flushSoon(): void {
+    if (this.flushing) return;
+    this.flushSightings().catch((e: unknown) => this.d.log.warn({ err: (e as Error).message }, 'writing the sightings of waiting devices failed'));
   }
 
   /** Records about one device (admin views). */

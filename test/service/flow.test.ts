@@ -137,6 +137,9 @@ describe('provisioning service end to end on a real SQLite store (docs/spec/idpr
       out = await r.svc.request(dev.request({ nonce: out.body.nonce!, mac }), r.ctx);
       assert.equal(out.body.retry, expected, 'the pending nonce is still valid after waiting the hint');
     }
+    assert.equal(r.svc.unflushedSightings, 1, 'the repeat polls wait in memory: no write per poll');
+    assert.equal((await r.store.getPending(dev.id))?.count, 1, 'the store holds the first request until a flush');
+    assert.equal(await r.svc.flushSightings(), 1);
     assert.equal((await r.store.getPending(dev.id))?.count, 3);
     await assert.rejects(r.admin.approve(dev.id, { fingerprint: 'AAAA-BBBB-CCCC' }, { by: 'admin:alice' }), { code: 'conflict' });
     await r.admin.approve(dev.id, { fingerprint: keyFingerprint(dev.pk) }, { by: 'admin:alice' });
@@ -172,6 +175,7 @@ describe('provisioning service end to end on a real SQLite store (docs/spec/idpr
       const poll = await raced.svc.request(dev.request({ nonce: out.body.nonce! }), raced.ctx);
       assert.equal(poll.body.status, 1, 'this poll read the request before the approval');
       assert.equal(racing, undefined, 'the approval ran inside the poll');
+      await raced.svc.flushSightings();
       const p = await raced.store.getPending(dev.id);
       assert.equal(p?.status, 'approved', 'the poll did not undo the approval');
       assert.equal(p?.count, 2, 'and still counted');
@@ -179,6 +183,77 @@ describe('provisioning service end to end on a real SQLite store (docs/spec/idpr
       assert.equal(codeOf(next), '2.01');
     } finally {
       await raced.close();
+    }
+  });
+
+  it('writes nothing for a repeat poll, keeps counting in memory, and flushes the sightings in one write', async () => {
+    const applied: Mutation[][] = [];
+    const counted = await rig({
+      wrapStore: (inner) =>
+        new Proxy(inner, {
+          get(target, prop, recv) {
+            if (prop !== 'apply') return Reflect.get(target, prop, recv) as unknown;
+            return (muts: readonly Mutation[]) => {
+              applied.push([...muts]);
+              return target.apply(muts);
+            };
+          },
+        }),
+    });
+    try {
+      const dev = new TestDevice('quiet-1');
+      let out = await provision(counted, dev);
+      assert.equal(out.body.retry, 60);
+      const writes = applied.length;
+      for (const expected of [90, 120, 150]) {
+        counted.clock.ms += out.body.retry! * 1000;
+        out = await counted.svc.request(dev.request({ nonce: out.body.nonce! }), { source: peer('127.0.0.1:41000') });
+        assert.equal(out.body.retry, expected, 'the back-off grows from the count kept in memory');
+      }
+      assert.equal(applied.length, writes, 'no write per repeat poll');
+      assert.equal(await counted.svc.flushSightings(), 1);
+      assert.deepEqual(applied.at(-1), [{ kind: 'pending.seen', id: dev.id, lastSeen: counted.svc.now(), count: 4, source: '127.0.0.1:41000' }]);
+      const p = await counted.store.getPending(dev.id);
+      assert.equal(p?.count, 4);
+      assert.equal(p?.source, '127.0.0.1:41000');
+      assert.equal(await counted.svc.flushSightings(), 0, 'nothing left to write');
+      // The approval path still writes before its answer, and the sighting is forgotten with the request.
+      out = await counted.svc.request(dev.request({ nonce: out.body.nonce! }), counted.ctx);
+      assert.equal(counted.svc.unflushedSightings, 1);
+      await counted.admin.approve(dev.id, { fingerprint: keyFingerprint(dev.pk) }, { by: 'admin:alice' });
+      out = await counted.svc.request(dev.request({ nonce: out.body.nonce! }), counted.ctx);
+      assert.equal(codeOf(out), '2.01');
+      assert.equal(counted.svc.unflushedSightings, 0, 'no sighting outlives its request');
+      assert.equal(await counted.store.getPending(dev.id), undefined);
+    } finally {
+      await counted.close();
+    }
+  });
+
+  it('keeps the sightings for the next flush when a flush fails', async () => {
+    let fail = false;
+    const flaky = await rig({
+      wrapStore: (inner) =>
+        new Proxy(inner, {
+          get(target, prop, recv) {
+            if (prop !== 'apply') return Reflect.get(target, prop, recv) as unknown;
+            return (muts: readonly Mutation[]) => (fail ? Promise.reject(new Error('disk full')) : target.apply(muts));
+          },
+        }),
+    });
+    try {
+      const dev = new TestDevice('flaky-1');
+      let out = await provision(flaky, dev);
+      out = await flaky.svc.request(dev.request({ nonce: out.body.nonce! }), flaky.ctx);
+      assert.equal(out.body.retry, 90);
+      fail = true;
+      await assert.rejects(flaky.svc.flushSightings(), /disk full/);
+      assert.equal(flaky.svc.unflushedSightings, 1, 'kept');
+      fail = false;
+      assert.equal(await flaky.svc.flushSightings(), 1);
+      assert.equal((await flaky.store.getPending(dev.id))?.count, 2);
+    } finally {
+      await flaky.close();
     }
   });
 
@@ -225,6 +300,27 @@ describe('provisioning service end to end on a real SQLite store (docs/spec/idpr
     assert.equal(wrongSecret.body.err, 11);
     assert.equal(codeOf(await provision(r, dev, { mac, secret: 'label-code-7Q4K' })), '2.01');
     assert.deepEqual(Buffer.from((await r.store.getDevice(dev.id))!.pk), dev.pk, 'the key from a MAC/secret-only entry is recorded');
+  });
+
+  it('sends the nonce for the next POST in a 2.01, valid until the token expires, bound to the address and used once', async () => {
+    const dev = new TestDevice('next-nonce-1');
+    await allow(r, dev);
+    const issued = await provision(r, dev);
+    assert.equal(codeOf(issued), '2.01');
+    const next = issued.body.nonce!;
+    assert.equal(next.length, 24);
+    assert.equal(Buffer.from(next).readUInt32BE(0), issued.body.exp, 'its expiry is the token\'s exp');
+    r.clock.ms += 1800_000;
+    const from = { source: peer('127.0.0.2:40000') };
+    const moved = await r.svc.refresh(dev.refresh(issued.body.token!, next), from);
+    assert.equal(codeOf(moved), '4.01', 'bound to the address the 2.01 went to');
+    const fresh = await r.svc.refresh(dev.refresh(issued.body.token!, next), r.ctx);
+    assert.equal(codeOf(fresh), '2.01', 'one round trip');
+    const replay = await r.svc.refresh(dev.refresh(issued.body.token!, next), r.ctx);
+    assert.equal(codeOf(replay), '4.01', 'used once');
+    assert.equal(replay.body.err, 3);
+    r.clock.ms += (fresh.body.ttl! / 2) * 1000;
+    assert.equal(codeOf(await r.svc.refresh(dev.refresh(fresh.body.token!, fresh.body.nonce!), r.ctx)), '2.01', 'the refresh\'s 2.01 carries the next one');
   });
 
   it('refreshes a valid token for tokenTtl and refuses expired, foreign-key and revoked tokens', async () => {

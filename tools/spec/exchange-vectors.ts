@@ -400,8 +400,22 @@ const FLOWS: FlowSpec[] = [
       await r.allow({ pk: DEVICE_PK });
       const issued = await r.provision();
       r.clock.s += issued.ttl! / 2;
-      const c = await r.refresh('half of ttl later; no nonce yet (the 2.01 carried none)', issued.token!);
-      await r.refresh('with the nonce', issued.token!, c.nonce);
+      const again = await r.refresh('half of ttl later, signed with the nonce the 2.01 carried (key 4): one round trip', issued.token!, issued.nonce);
+      r.clock.s += again.ttl! / 2;
+      await r.refresh('the next refresh, with the nonce of that 2.01', again.token!, again.nonce);
+    },
+  },
+  {
+    name: 'refresh-without-next-nonce',
+    title: 'Refresh by a device that ignores the 2.01 nonce',
+    about: 'A device built before the 2.01 carried the next nonce (key 4, §3) ignores it and starts its refresh without a nonce: it is challenged (4.01 with a fresh nonce) and signs again, two round trips as before.',
+    setup: ['allowlist: vec-device-01 with pk = the device key'],
+    async run(r) {
+      await r.allow({ pk: DEVICE_PK });
+      const issued = await r.provision();
+      r.clock.s += issued.ttl! / 2;
+      const c = await r.refresh('half of ttl later; no nonce (key 4 of the 2.01 ignored)', issued.token!);
+      await r.refresh('with the nonce of the 4.01', issued.token!, c.nonce);
     },
   },
   {

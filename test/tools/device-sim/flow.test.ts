@@ -174,6 +174,20 @@ describe('device-sim protocol steps against a scripted server', () => {
     assert.ok(verify(null, sigStructure(env.protectedBytes, env.payload), publicKeyFromRaw(hex(V.device.ed25519_pk)), env.signature));
   });
 
+  it('refreshes in one round trip with the nonce a 2.01 carried (key 4, §3), and in two after one without', async () => {
+    const { client, exchange } = vectorDevice([challenge(N1), approved({ nonce: N2 }), approved(), challenge(N3), approved()]);
+    assert.equal((await client.provision()).attempts, 2);
+    assert.deepEqual(client.heldNonce, N2, 'kept from the 2.01');
+    const r = await client.refresh();
+    assert.equal(r.status, 'approved');
+    assert.equal(r.attempts, 1, 'no 4.01 first');
+    assert.deepEqual(sentRefresh(exchange.sent[2]!).nonce, N2);
+    const again = await client.refresh();
+    assert.equal(again.attempts, 2, 'that 2.01 carried none (an older server): challenged first');
+    assert.equal(sentRefresh(exchange.sent[3]!).nonce, undefined);
+    assert.deepEqual(sentRefresh(exchange.sent[4]!).nonce, N3);
+  });
+
   it('refuses to refresh without a token, with code no-token, sending nothing', async () => {
     const { client, exchange } = vectorDevice([]);
     await assert.rejects(client.refresh(), (e: unknown) => e instanceof DeviceSimError && e.code === 'no-token');
