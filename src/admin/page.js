@@ -415,6 +415,7 @@ const LISTS = {
       ['Source', (p) => p.source, 'code'],
       ['Rejected', (p) => p.decidedAt, 'time'],
       ['By', (p) => p.decidedBy],
+      ['Reason', (p) => p.decidedReason],
     ],
     actions: (p) => [
       [

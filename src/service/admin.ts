@@ -100,7 +100,7 @@ export class AdminService {
     if ((pin.fingerprint && !fingerprintMatches(p.pk, pin.fingerprint)) || (pin.pkHex && pin.pkHex.toLowerCase() !== Buffer.from(p.pk).toString('hex'))) {
       throw new ProvError('conflict', `the key of ${id} changed since it was shown (now ${fp}); review it again`);
     }
-    const next: PendingRecord = { ...p, status: 'approved', decidedAt: this.now(), decidedBy: actor.by };
+    const next: PendingRecord = { ...withoutReason(p), status: 'approved', decidedAt: this.now(), decidedBy: actor.by };
     await this.store.apply([{ kind: 'pending.upsert', pending: next }, this.event('admin.approve', actor, id, { fingerprint: fp })]);
     return next;
   }
@@ -109,9 +109,10 @@ export class AdminService {
   async reject(id: string, reason: string | undefined, actor: Actor): Promise<void> {
     const p = await this.store.getPending(id);
     const now = this.now();
+    const decision = { status: 'rejected' as const, decidedAt: now, decidedBy: actor.by, ...(reason ? { decidedReason: reason } : {}) };
     const next: PendingRecord = p
-      ? { ...p, status: 'rejected', decidedAt: now, decidedBy: actor.by }
-      : { id, pk: new Uint8Array(0), type: 0, source: '', firstSeen: now, lastSeen: now, count: 0, status: 'rejected', decidedAt: now, decidedBy: actor.by };
+      ? { ...withoutReason(p), ...decision }
+      : { id, pk: new Uint8Array(0), type: 0, source: '', firstSeen: now, lastSeen: now, count: 0, ...decision };
     await this.store.apply([{ kind: 'pending.upsert', pending: next }, this.event('admin.reject', actor, id, reason ? { reason } : undefined)]);
   }
 
@@ -212,4 +213,10 @@ export async function ensureTokenKey(store: Store, now: number): Promise<Awaited
     keys = await store.listKeys();
   }
   return keys;
+}
+
+/** `p` without a rejection reason (a new decision replaces the old one whole). */
+function withoutReason(p: PendingRecord): PendingRecord {
+  const { decidedReason: _reason, ...rest } = p;
+  return rest;
 }

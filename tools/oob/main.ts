@@ -211,6 +211,8 @@ const LISTS = {
       { header: 'decided', get: (p) => shortTime(p.decidedAt) },
       { header: 'by', get: (p) => p.decidedBy },
     ] as Array<Column<PendingView>>,
+    /** `--status rejected`: why (an approval has no reason). */
+    rejectedCols: [{ header: 'reason', get: (p) => p.decidedReason }] as Array<Column<PendingView>>,
   },
   devices: {
     path: '/api/v1/devices',
@@ -269,7 +271,10 @@ program
     } while (o.all && next);
     if (g.json) return printJson(next ? { items, next } : { items });
     if (!items.length) out(kind === 'pending' && o.status !== 'pending' ? `no ${o.status} requests` : spec.empty);
-    else if (kind === 'pending') out(table(items as PendingView[], o.status === 'pending' ? LISTS.pending.cols : [...LISTS.pending.cols, ...LISTS.pending.decidedCols]));
+    else if (kind === 'pending') {
+      const p = LISTS.pending;
+      out(table(items as PendingView[], o.status === 'pending' ? p.cols : [...p.cols, ...p.decidedCols, ...(o.status === 'rejected' ? p.rejectedCols : [])]));
+    }
     else if (kind === 'devices') out(table(items as DeviceView[], LISTS.devices.cols));
     else out(table(items as AllowView[], LISTS.allowlist.cols));
     if (next) err(`more: oob list ${kind}${kind === 'pending' && o.status !== 'pending' ? ` --status ${o.status}` : ''} --after ${next}   (or --all)`);
@@ -312,7 +317,7 @@ program
     if (!p) {
       const decided = found;
       if (decided?.status === 'approved') throw new OobError(EXIT.failed, `${id} is already approved (by ${decided.decidedBy ?? '?'}); it gets its token at its next poll`, 'conflict');
-      if (decided?.status === 'rejected') throw new OobError(EXIT.failed, `${id} was rejected (by ${decided.decidedBy ?? '?'}); \`oob unreject ${id}\` re-admits it`, 'conflict');
+      if (decided?.status === 'rejected') throw new OobError(EXIT.failed, `${id} was rejected (by ${decided.decidedBy ?? '?'}${decided.decidedReason ? `: ${decided.decidedReason}` : ''}); \`oob unreject ${id}\` re-admits it`, 'conflict');
       throw new OobError(EXIT.failed, `no pending request for ${id} (\`oob list pending\` shows who is waiting)`, 'not-found');
     }
     if (!p.fingerprint || !p.pk) throw new OobError(EXIT.failed, `the pending request of ${id} has no key to pin`, 'conflict');
@@ -344,7 +349,7 @@ program
   .command('reject')
   .argument('<id>', 'device ID')
   .description('reject a device ID: its requests are refused (4.03), even with an allowlist entry')
-  .option('--reason <text>', 'why (kept in the event log)')
+  .option('--reason <text>', 'why (kept with the rejection and in the event log)')
   .action(async (id: string, o: { reason?: string }, cmd: Command) => {
     await client(cmd).request(recordPath('pending', id, 'reject'), { method: 'POST', ...reasonBody(o.reason) });
     if (globals(cmd).json) return printJson({ id, status: 'rejected' });
