@@ -17,7 +17,7 @@ import { parseSign1, sigStructure } from '../protocol/cose.ts';
 import { STATUS, parseRefreshBody, parseRequestBody, type ResponseBody } from '../protocol/messages.ts';
 import { formatCode } from '../protocol/coap-codes.ts';
 import { outcomeCode } from '../protocol/outcomes.ts';
-import { checkNonce, makeNonce, nonceExpiry } from '../protocol/nonce.ts';
+import { checkNonce, makeNonce, nonceExpiry, type NonceKey } from '../protocol/nonce.ts';
 import type { Mutation, Store } from '../store/store.ts';
 import { PublicKeyCache, ed25519Verify, keyFingerprint, keyFingerprintsIn } from '../tokens/ed25519.ts';
 import type { TokenKeyring } from '../tokens/keyring.ts';
@@ -68,8 +68,8 @@ export interface ServiceDeps {
   clock: () => number;
   /** Cryptographic randomness. */
   random: (n: number) => Buffer;
-  /** Secret for stateless nonces (shared by instances that accept each other's nonces). */
-  nonceSecret: Uint8Array;
+  /** Secret for stateless nonces (shared by instances that accept each other's nonces); a rotation's secrets, updated in place. */
+  nonceSecret: NonceKey;
   settings: ServiceSettings;
   /** The security monitor shared with the admin service (default: one of its own, from `settings.monitor`). */
   monitor?: SecurityMonitor;
