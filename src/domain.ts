@@ -61,6 +61,8 @@ export interface PendingRecord {
   /** For 'approved' / 'rejected': when and by whom. */
   decidedAt?: number;
   decidedBy?: string;
+  /** For 'rejected': the reason the admin gave, if any (also in the `admin.reject` event). */
+  decidedReason?: string;
 }
 
 /** A revocation: the device's tokens stop refreshing, its requests get 4.03 `revoked`. */

@@ -19,6 +19,8 @@ import type { Config } from './config.ts';
 import { ProvError } from './errors.ts';
 import type { Logger } from './log.ts';
 import { AdminService, ensureTokenKey } from './service/admin.ts';
+import { NONCE_SECRET_SETTINGS, SETTING_NONCE_SECRET, adoptNonceSecrets, readNonceSecrets } from './service/nonce-secret.ts';
+import type { NonceSecrets } from './protocol/nonce.ts';
 import { AllowlistImporter } from './service/allowlist-import.ts';
 import { ProvisioningService } from './service/provisioning.ts';
 import type { Membership } from './store/postgres/membership.ts';
@@ -55,6 +57,8 @@ export interface RunningServer {
   config: Readonly<Config>;
   service: ProvisioningService;
   admin: AdminService;
+  /** The one allowlist import path (uploads, files, a program's own entries). */
+  importer: AllowlistImporter;
   store: SqliteStore | PostgresStore;
   keyring: TokenKeyring;
   coap: CoapServer;
@@ -73,7 +77,10 @@ export interface RunningServer {
   adminTokenFile: string;
   /** Instances on the shared PostgreSQL database (absent with SQLite); see docs/scale-out.md. */
   membership?: Membership;
-  /** Re-read the token keys now (after `idprov keys rotate`; also every 10 s and on SIGHUP). */
+  /**
+   * Re-read the token keys and the nonce secret now (after `idprov keys rotate` or `idprov nonce-secret
+   * rotate`; also every 10 s and on SIGHUP).
+   */
   reloadKeys(): Promise<void>;
   /** Stop listening, finish in-flight work, close the store. */
   close(): Promise<void>;
@@ -183,11 +190,24 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
     const nowS = () => Math.floor(clock() / 1000);
     const keys = await ensureTokenKey(store, nowS());
     const keyring = new TokenKeyring(keys, Math.max(cfg.tokenTtl, cfg.provisionTokenTtl));
-    let secretHex = cfg.nonceSecret || (await store.getSetting('nonce.secret'));
-    if (!secretHex) {
-      secretHex = randomBytes(32).toString('hex');
-      await store.apply([{ kind: 'setting.put', name: 'nonce.secret', value: secretHex }]);
+    // The nonce secret: the configured one (fixed), else the database's (docs/scale-out.md "Nonce
+    // secret"), created at first start and re-read when `idprov nonce-secret rotate` changes it.
+    let nonceSecrets: NonceSecrets | undefined = cfg.nonceSecret ? { current: Buffer.from(cfg.nonceSecret, 'hex') } : await readNonceSecrets(store, nowS());
+    if (!nonceSecrets) {
+      const secretHex = randomBytes(32).toString('hex');
+      await store.apply([{ kind: 'setting.put', name: SETTING_NONCE_SECRET, value: secretHex }]);
+      nonceSecrets = { current: Buffer.from(secretHex, 'hex') };
     }
+    const nonceKeys: NonceSecrets = nonceSecrets;
+    const reloadNonceSecret = async (): Promise<void> => {
+      if (cfg.nonceSecret) return;
+      try {
+        const next = await readNonceSecrets(store, nowS());
+        if (next && adoptNonceSecrets(nonceKeys, next)) log.info({ previousUntil: next.previousUntil }, 'nonce secret rotated');
+      } catch (e) {
+        log.warn({ err: (e as Error).message }, 'nonce secret reload failed');
+      }
+    };
     const coap = new CoapServer({ log: log.child({ c: 'coap' }), maxPayload: cfg.maxPayload, unverified: unverifiedLimits(cfg) });
     const random = pooledRandom();
     const monitor = new SecurityMonitor(monitorSettings(cfg), random);
@@ -206,7 +226,7 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
       log: log.child({ c: 'prov' }),
       clock,
       random,
-      nonceSecret: Buffer.from(secretHex, 'hex'),
+      nonceSecret: nonceKeys,
       settings: serviceSettings(cfg),
       monitor,
       switch: provisioningSwitch,
@@ -228,6 +248,7 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
     coap.attach(dtls.transport);
 
     const auth = await AdminAuth.open(store);
+    const importer = new AllowlistImporter(store, nowS, cfg.minSecretLength);
     const adminTokenFile = join(resolve(cfg.dataDir), 'admin.token');
     await ensureAdminTokenFile(adminTokenFile, auth, cfg.adminTokenTtl, nowS(), log);
     let membership: Membership | undefined;
@@ -238,7 +259,7 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
       admin,
       queries: new AdminQueries({ store, keyring }),
       auth,
-      importer: new AllowlistImporter(store, nowS, cfg.minSecretLength),
+      importer,
       minSecretLength: cfg.minSecretLength,
       metrics,
       log: log.child({ c: 'sidecar' }),
@@ -272,7 +293,7 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
         log.warn({ err: (e as Error).message }, 'key reload failed');
       }
     };
-    const keyWatch = setInterval(() => void reloadKeys(), 10_000);
+    const keyWatch = setInterval(() => void reloadKeys().then(reloadNonceSecret), 10_000);
     keyWatch.unref();
 
     // Bounded growth (issue #6): expire stale waiting requests, prune old events, trim flags — once at
@@ -337,6 +358,8 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
       for (const m of muts) if (m.kind === 'key.put' && m.key.retiredAt === undefined) disc.setTxt({ kid: m.key.kid });
       // A rotation by another instance on the shared database: load it now, not at the next poll.
       if (foreign?.has('key.put')) void reloadKeys();
+      // A nonce-secret rotation, here or (any setting changed) at another instance or the CLI.
+      if (foreign?.has('setting.put') || muts.some((m) => m.kind === 'setting.put' && NONCE_SECRET_SETTINGS.includes(m.name))) void reloadNonceSecret();
     });
     // Instances sharing a PostgreSQL database (docs/scale-out.md): another instance's commit wakes this
     // one's long polls and SSE streams and changes its ETags (LISTEN/NOTIFY).
@@ -351,6 +374,7 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
       config: cfg,
       service,
       admin,
+      importer,
       store: opened,
       keyring,
       coap,
@@ -362,7 +386,10 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
       dtlsFingerprint: dtls.fingerprint,
       adminPort,
       adminTokenFile,
-      reloadKeys,
+      reloadKeys: async () => {
+        await reloadKeys();
+        await reloadNonceSecret();
+      },
       ...(membership ? { membership } : {}),
       async close() {
         clearInterval(keyWatch);

@@ -415,6 +415,7 @@ const LISTS = {
       ['Source', (p) => p.source, 'code'],
       ['Rejected', (p) => p.decidedAt, 'time'],
       ['By', (p) => p.decidedBy],
+      ['Reason', (p) => p.decidedReason],
     ],
     actions: (p) => [
       [
@@ -481,9 +482,7 @@ const LISTS = {
   },
   tokens: {
     path: '/tokens',
-    // The tokens route has no `q`: the search filters the page shown.
-    pageSearch: true,
-    search: 'name, role, state or ID',
+    search: 'part of a name or token ID',
     empty: 'No token in the registry.',
     key: (t) => t.jti,
     cols: [
@@ -622,11 +621,11 @@ async function load(name) {
   } else {
     const qs = new URLSearchParams(Object.assign({}, spec.params || {}, { limit: String(PAGE) }));
     if (spec.filter) qs.set(spec.filter.name, s.filter);
-    if (s.q && !spec.pageSearch) qs.set('q', s.q);
+    if (s.q) qs.set('q', s.q);
     if (s.stack[s.pos]) qs.set('after', s.stack[s.pos]);
     const r = await call('GET', spec.path + '?' + qs);
     if (gen !== s.gen) return;
-    items = spec.pageSearch ? r.items.filter((it) => matches(spec, it, s.q)) : r.items;
+    items = r.items;
     next = r.next || '';
   }
   s.next = next;

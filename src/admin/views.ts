@@ -50,6 +50,8 @@ export interface PendingView {
   count: number;
   decidedAt?: string | undefined;
   decidedBy?: string | undefined;
+  /** For a rejection: the reason the admin gave. */
+  decidedReason?: string | undefined;
 }
 
 export interface DeviceView {
@@ -162,6 +164,7 @@ export const views = {
     count: p.count,
     decidedAt: iso(p.decidedAt),
     decidedBy: p.decidedBy,
+    decidedReason: p.decidedReason,
   }),
   device: (d: DeviceRecord, r?: Revocation): DeviceView => ({
     id: d.id,
@@ -243,7 +246,8 @@ export const PendingSchema: Schema = named(
       lastSeen: isoTime(),
       count: int('authenticated requests seen'),
       decidedAt: isoTime(),
-      decidedBy: str('admin:<name> / cli'),
+      decidedBy: str('who decided: admin:<name> / cli'),
+      decidedReason: str('for a rejection: the reason the admin gave (absent when none was given)'),
     },
     ['id', 'status', 'type', 'count'],
     { description: 'A request from an unknown device ID' },

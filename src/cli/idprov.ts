@@ -13,6 +13,7 @@ import { AdminAuth } from '../admin/auth.ts';
 import { createLogger } from '../log.ts';
 import { AllowlistReader } from '../protocol/allowlist.ts';
 import { AdminService, ensureTokenKey } from '../service/admin.ts';
+import { NONCE_SECRET_PICKUP_S } from '../service/nonce-secret.ts';
 import type { Store } from '../store/store.ts';
 import { TokenKeyring } from '../tokens/keyring.ts';
 import { removePidFile, runningServer, writePidFile } from './pidfile.ts';
@@ -99,7 +100,7 @@ common(program.command('serve').description('run the provisioning server'))
       );
     };
     process.on('SIGHUP', () => {
-      log.info({ sig: 'SIGHUP' }, 'reloading token keys');
+      log.info({ sig: 'SIGHUP' }, 'reloading token keys and nonce secret');
       void server.reloadKeys();
     });
     process.on('SIGINT', () => stop('SIGINT'));
@@ -129,6 +130,32 @@ common(keys.command('rotate').description('add a new signing key; old keys verif
     const keyring = new TokenKeyring(await ensureTokenKey(store, now), Math.max(cfg.tokenTtl, cfg.provisionTokenTtl));
     const kid = await new AdminService({ store, keyring, log, now: nowS }).rotateKey({ by: 'cli' });
     console.log(`new signing key ${kid}; a running server switches to it within 10 s (or at once on SIGHUP)`);
+  } finally {
+    await store.close();
+  }
+});
+
+const nonceSecret = program.command('nonce-secret').description('the secret server nonces are made with (kept in the database)');
+common(
+  nonceSecret
+    .command('rotate')
+    .description('make nonces with a fresh secret; nonces made with the old one stay valid for one nonce lifetime (docs/scale-out.md)'),
+).action(async (opts: Record<string, unknown>) => {
+  const cfg = configFrom(opts);
+  if (cfg.nonceSecret) {
+    console.error('idprov: nonceSecret is set in the configuration (IDPROV_NONCE_SECRET), which wins over the database: change it there on every instance instead');
+    process.exitCode = 2;
+    return;
+  }
+  const log = createLogger('warn', 2);
+  const store = await openStore(cfg, log);
+  try {
+    const keyring = new TokenKeyring(await ensureTokenKey(store, nowS()), Math.max(cfg.tokenTtl, cfg.provisionTokenTtl));
+    const { previousUntil } = await new AdminService({ store, keyring, log, now: nowS }).rotateNonceSecret(cfg.nonceTtl + NONCE_SECRET_PICKUP_S, { by: 'cli' });
+    console.log(
+      `new nonce secret; running servers switch to it within 10 s (at once on SIGHUP; on PostgreSQL at once on every instance); ` +
+        `nonces made with the previous one are accepted until ${new Date(previousUntil * 1000).toISOString()}`,
+    );
   } finally {
     await store.close();
   }

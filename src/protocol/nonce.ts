@@ -21,6 +21,26 @@ const LABEL_BOUND = Buffer.from('idprov-nonce-v2', 'ascii');
 /** Why a nonce was refused. */
 export type NonceFault = 'missing' | 'malformed' | 'foreign' | 'expired';
 
+/**
+ * The secrets of a rotation (`idprov nonce-secret rotate`): nonces are made with `current`; until
+ * `previousUntil` (epoch s: the rotation plus one nonce lifetime) a nonce made with `previous` is
+ * still accepted, so a device that fetched its nonce just before the rotation is not turned away.
+ * Its holder may replace the fields at any time (a rotation picked up while running); every call
+ * reads them afresh.
+ */
+export interface NonceSecrets {
+  current: Uint8Array;
+  previous?: Uint8Array | undefined;
+  previousUntil?: number | undefined;
+}
+
+/** A bare secret, or a rotation's secrets. */
+export type NonceKey = Uint8Array | NonceSecrets;
+
+function currentOf(k: NonceKey): Uint8Array {
+  return k instanceof Uint8Array ? k : k.current;
+}
+
 function mac(secret: Uint8Array, head: Uint8Array, id: string, peer: string | undefined): Buffer {
   const h = createHmac('sha256', secret);
   if (peer === undefined) h.update(LABEL).update(head);
@@ -37,25 +57,30 @@ function mac(secret: Uint8Array, head: Uint8Array, id: string, peer: string | un
  * @param peer the canonical source address the nonce is sent to; when given, only a request from that
  *   address passes {@link checkNonce} with the same `peer`.
  */
-export function makeNonce(secret: Uint8Array, id: string, expiry: number, random: Uint8Array, peer?: string): Buffer {
+export function makeNonce(secret: NonceKey, id: string, expiry: number, random: Uint8Array, peer?: string): Buffer {
   // Fewer than 8 bytes would leave uninitialised heap memory in a nonce sent on the wire.
   if (random.length < 8) throw new RangeError('makeNonce: random must hold 8 bytes');
   const out = Buffer.allocUnsafe(NONCE_BYTES);
   out.writeUInt32BE(expiry >>> 0, 0);
   out.set(random.subarray(0, 8), 4);
-  out.set(mac(secret, out.subarray(0, 12), id, peer), 12);
+  out.set(mac(currentOf(secret), out.subarray(0, 12), id, peer), 12);
   return out;
 }
 
 /**
  * Check a nonce's MAC (constant time) and expiry. Returns undefined when valid, else the fault. A nonce
- * made for another `peer` (or with one, checked without) is `foreign`.
+ * made for another `peer` (or with one, checked without) is `foreign`. With {@link NonceSecrets}, a
+ * nonce made with the previous secret passes until `previousUntil`.
  */
-export function checkNonce(secret: Uint8Array, id: string, nonce: Uint8Array | undefined, now: number, peer?: string): NonceFault | undefined {
+export function checkNonce(secret: NonceKey, id: string, nonce: Uint8Array | undefined, now: number, peer?: string): NonceFault | undefined {
   if (!nonce) return 'missing';
   if (nonce.length !== NONCE_BYTES) return 'malformed';
-  const expected = mac(secret, nonce.subarray(0, 12), id, peer);
-  if (!timingSafeEqual(expected, nonce.subarray(12))) return 'foreign';
+  const head = nonce.subarray(0, 12);
+  const given = nonce.subarray(12);
+  if (!timingSafeEqual(mac(currentOf(secret), head, id, peer), given)) {
+    const previous = secret instanceof Uint8Array || secret.previousUntil === undefined || now > secret.previousUntil ? undefined : secret.previous;
+    if (previous === undefined || !timingSafeEqual(mac(previous, head, id, peer), given)) return 'foreign';
+  }
   if (Buffer.from(nonce.buffer, nonce.byteOffset, 4).readUInt32BE(0) < now) return 'expired';
   return undefined;
 }

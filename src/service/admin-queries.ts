@@ -26,7 +26,7 @@ const SCAN_STEP = 1000;
 
 export interface SearchOptions extends ListOptions {
   /** Case-insensitive substring (a prefix included) of the ID; empty or absent = everything. */
-  q?: string;
+  q?: string | undefined;
 }
 
 /** The result of `POST /tokens/verify`: a device token checked against the keys, revocations and the device's current key. */
@@ -45,6 +45,38 @@ export interface TokenCheck {
   };
 }
 
+/**
+ * A page of `list` keeping the items `match` accepts (given `q` in lower case), at most `limit` of
+ * them, scanning at most {@link SEARCH_SCAN_ROWS} rows (see there); without a search, one page of the
+ * store. `key` is an item's cursor (its id, or a token's jti).
+ */
+export async function searchList<T>(
+  list: (o: ListOptions) => Promise<Page<T>>,
+  opts: SearchOptions,
+  match: (t: T, q: string) => boolean,
+  key: (t: T) => string,
+): Promise<Page<T>> {
+  const limit = opts.limit ?? 100;
+  const q = opts.q?.toLowerCase();
+  if (!q) return list(opts.after === undefined ? { limit } : { after: opts.after, limit });
+  const items: T[] = [];
+  let after = opts.after;
+  let scanned = 0;
+  for (;;) {
+    const page = await list(after === undefined ? { limit: SCAN_STEP } : { after, limit: SCAN_STEP });
+    for (const t of page.items) {
+      scanned++;
+      after = key(t);
+      if (match(t, q)) {
+        items.push(t);
+        if (items.length === limit) return { items, next: after };
+      }
+    }
+    if (!page.next) return { items };
+    if (scanned >= SEARCH_SCAN_ROWS) return { items, next: after! };
+  }
+}
+
 export interface AdminQueryDeps {
   store: Store;
   keyring: TokenKeyring;
@@ -59,34 +91,12 @@ export class AdminQueries {
     this.keyring = d.keyring;
   }
 
-  /**
-   * A page of `list` keeping the items `match` accepts, at most `limit` of them, scanning at most
-   * {@link SEARCH_SCAN_ROWS} rows (see there); without a search, one page of the store.
-   */
-  private async search<T extends { id: string }>(
+  private search<T extends { id: string }>(
     list: (o: ListOptions) => Promise<Page<T>>,
     opts: SearchOptions,
     match: (t: T, q: string) => boolean,
   ): Promise<Page<T>> {
-    const limit = opts.limit ?? 100;
-    const q = opts.q?.toLowerCase();
-    if (!q) return list(opts.after === undefined ? { limit } : { after: opts.after, limit });
-    const items: T[] = [];
-    let after = opts.after;
-    let scanned = 0;
-    for (;;) {
-      const page = await list(after === undefined ? { limit: SCAN_STEP } : { after, limit: SCAN_STEP });
-      for (const t of page.items) {
-        scanned++;
-        if (match(t, q)) {
-          items.push(t);
-          if (items.length === limit) return { items, next: t.id };
-        }
-        after = t.id;
-      }
-      if (!page.next) return { items };
-      if (scanned >= SEARCH_SCAN_ROWS) return { items, next: after! };
-    }
+    return searchList(list, opts, match, (t) => t.id);
   }
 
   listAllow(opts: SearchOptions): Promise<Page<AllowEntry>> {

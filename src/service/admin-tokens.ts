@@ -13,6 +13,7 @@ import type { AdminTokenRecord } from '../domain.ts';
 import { ProvError } from '../errors.ts';
 import type { Page, Store } from '../store/store.ts';
 import type { Actor } from './admin.ts';
+import { searchList } from './admin-queries.ts';
 
 /** Admin roles; `admin` includes everything `hub` may do. */
 export type Role = 'admin' | 'hub';
@@ -129,9 +130,17 @@ export class AdminAuth {
     return { state: 'valid', jti: rec.jti };
   }
 
-  /** The registry, by jti (never the token text: it is not stored). */
-  list(opts: { after?: string | undefined; limit: number }): Promise<Page<AdminTokenRecord>> {
-    return this.store.listAdminTokens(opts);
+  /**
+   * The registry, by jti (never the token text: it is not stored). `q`: a case-insensitive part of the
+   * jti or the name, searched as the other lists are (at most 20,000 tokens looked at per request).
+   */
+  list(opts: { after?: string | undefined; limit: number; q?: string | undefined }): Promise<Page<AdminTokenRecord>> {
+    return searchList(
+      (o) => this.store.listAdminTokens({ limit: o.limit ?? opts.limit, ...(o.after !== undefined ? { after: o.after } : {}) }),
+      opts,
+      (t, q) => t.jti.toLowerCase().includes(q) || t.name.toLowerCase().includes(q),
+      (t) => t.jti,
+    );
   }
 
   get(jti: string): Promise<AdminTokenRecord | undefined> {

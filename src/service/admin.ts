@@ -1,7 +1,8 @@
 /**
- * Admin use cases: approve, reject, revoke, re-enable, the provisioning switch, allowlist import and
- * token-key rotation. Every action is recorded in the event log with who did it. The HTTP sidecar and
- * the CLI are thin layers over this.
+ * Admin use cases: approve, reject, revoke, re-enable, the provisioning switch, one allowlist entry
+ * (put, delete) and token-key rotation; imports go through `allowlist-import.ts`, the one import
+ * path. Every action is recorded in the event log with who did it. The HTTP sidecar and the CLI are
+ * thin layers over this.
  */
 import type { AllowEntry, EventRecord, FlagRecord, PendingRecord } from '../domain.ts';
 import { ProvError } from '../errors.ts';
@@ -11,6 +12,7 @@ import type { Mutation, Store } from '../store/store.ts';
 import { fingerprintMatches, keyFingerprint } from '../tokens/ed25519.ts';
 import { newTokenKey, type TokenKeyring } from '../tokens/keyring.ts';
 import type { SecurityMonitor } from './monitor/security-monitor.ts';
+import { SETTING_NONCE_SECRET, nonceSecretRotation } from './nonce-secret.ts';
 import type { ProvisioningSwitch } from './switch.ts';
 
 export const SETTING_ENABLED = 'provisioning.enabled';
@@ -100,7 +102,7 @@ export class AdminService {
     if ((pin.fingerprint && !fingerprintMatches(p.pk, pin.fingerprint)) || (pin.pkHex && pin.pkHex.toLowerCase() !== Buffer.from(p.pk).toString('hex'))) {
       throw new ProvError('conflict', `the key of ${id} changed since it was shown (now ${fp}); review it again`);
     }
-    const next: PendingRecord = { ...p, status: 'approved', decidedAt: this.now(), decidedBy: actor.by };
+    const next: PendingRecord = { ...withoutReason(p), status: 'approved', decidedAt: this.now(), decidedBy: actor.by };
     await this.store.apply([{ kind: 'pending.upsert', pending: next }, this.event('admin.approve', actor, id, { fingerprint: fp })]);
     return next;
   }
@@ -109,9 +111,10 @@ export class AdminService {
   async reject(id: string, reason: string | undefined, actor: Actor): Promise<void> {
     const p = await this.store.getPending(id);
     const now = this.now();
+    const decision = { status: 'rejected' as const, decidedAt: now, decidedBy: actor.by, ...(reason ? { decidedReason: reason } : {}) };
     const next: PendingRecord = p
-      ? { ...p, status: 'rejected', decidedAt: now, decidedBy: actor.by }
-      : { id, pk: new Uint8Array(0), type: 0, source: '', firstSeen: now, lastSeen: now, count: 0, status: 'rejected', decidedAt: now, decidedBy: actor.by };
+      ? { ...withoutReason(p), ...decision }
+      : { id, pk: new Uint8Array(0), type: 0, source: '', firstSeen: now, lastSeen: now, count: 0, ...decision };
     await this.store.apply([{ kind: 'pending.upsert', pending: next }, this.event('admin.reject', actor, id, reason ? { reason } : undefined)]);
   }
 
@@ -156,18 +159,6 @@ export class AdminService {
     return cleared;
   }
 
-  /** Upsert allowlist entries in one transaction (all or nothing). @throws ProvError `malformed` for an entry over the bounds of an allowlist row. */
-  async importAllowlist(entries: readonly AllowEntry[], actor: Actor, source = 'upload'): Promise<{ upserted: number }> {
-    for (const e of entries) {
-      const problem = entryProblem(e);
-      if (problem) throw new ProvError('malformed', `allowlist entry ${JSON.stringify(e.id.slice(0, 80))}: ${problem}`);
-    }
-    const muts: Mutation[] = entries.map((entry) => ({ kind: 'allow.upsert', entry }));
-    muts.push(this.event('admin.allowlist.import', actor, undefined, { count: entries.length, source }));
-    await this.store.apply(muts);
-    return { upserted: entries.length };
-  }
-
   /**
    * Add or replace one allowlist entry (`PUT /api/v1/allowlist/{id}`, `oob allow`), validated like a
    * row of a file. Written with its event `admin.allowlist.put` in one transaction. Returns the entry
@@ -186,6 +177,20 @@ export class AdminService {
   async deleteAllow(id: string, actor: Actor): Promise<void> {
     if (!(await this.store.getAllow(id))) throw new ProvError('not-found', `no allowlist entry ${id}`);
     await this.store.apply([{ kind: 'allow.delete', id }, this.event('admin.allowlist.delete', actor, id)]);
+  }
+
+  /**
+   * Rotate the nonce secret kept in the database (docs/scale-out.md "Nonce secret"): a fresh one makes
+   * nonces from now on; the one it replaces is still accepted for `graceS` seconds (one nonce lifetime
+   * plus the pick-up time), so no device is turned away mid-flight. Written with its
+   * `admin.nonce-secret.rotate` event in one transaction. Returns when the previous secret stops.
+   */
+  async rotateNonceSecret(graceS: number, actor: Actor): Promise<{ previousUntil: number }> {
+    const now = this.now();
+    const current = await this.store.getSetting(SETTING_NONCE_SECRET);
+    const { mutations, previousUntil } = nonceSecretRotation(current, now, graceS);
+    await this.store.apply([...mutations, this.event('admin.nonce-secret.rotate', actor, undefined, { previousUntil })]);
+    return { previousUntil };
   }
 
   /**
@@ -212,4 +217,10 @@ export async function ensureTokenKey(store: Store, now: number): Promise<Awaited
     keys = await store.listKeys();
   }
   return keys;
+}
+
+/** `p` without a rejection reason (a new decision replaces the old one whole). */
+function withoutReason(p: PendingRecord): PendingRecord {
+  const { decidedReason: _reason, ...rest } = p;
+  return rest;
 }

@@ -1,6 +1,7 @@
 /**
  * The one allowlist import path — uploads through the sidecar (`POST /api/v1/allowlist`), the
- * `allowlist` file given at startup and `idprov allowlist import` alike — streamed: the text is read
+ * `allowlist` file given at startup, `idprov allowlist import` and a program's own list of entries
+ * ({@link AllowlistImporter.importEntries}) alike — streamed: the text is read
  * chunk by chunk and every row is validated as it completes (AllowlistReader), so a million-row CSV
  * never sits in memory. Valid rows are staged (the store's {@link Store.stageAllow}: for SQLite and
  * PostgreSQL a temporary file, mode 0600, inside the data directory, deleted afterwards: it holds
@@ -20,8 +21,8 @@ import { StringDecoder } from 'node:string_decoder';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { AllowEntry, EventRecord } from '../domain.ts';
 import { ProvError } from '../errors.ts';
-import { AllowlistReader, type RowProblem } from '../protocol/allowlist.ts';
-import type { Store } from '../store/store.ts';
+import { AllowlistReader, entryProblem, type RowProblem } from '../protocol/allowlist.ts';
+import type { AllowStaging, Store } from '../store/store.ts';
 import type { Actor } from './admin.ts';
 
 export interface ImportOptions {
@@ -114,20 +115,51 @@ export class AllowlistImporter {
       if (reader.fatal || (reader.errorCount > 0 && opts.mode === 'all') || area.count === 0) return result;
 
       // Pass 2: one transaction from the staging file.
-      const event: EventRecord = {
-        at: now,
-        kind: 'admin.allowlist.import',
-        actor: opts.actor.by,
-        detail: { rows: area.count, invalid: reader.errorCount, mode: opts.mode, ...(opts.source !== undefined ? { source: opts.source } : {}) },
-      };
-      if (opts.actor.source) event.source = opts.actor.source;
-      const written = await this.store.bulkUpsertAllow(area, [{ kind: 'event', event }]);
+      const written = await this.write(area, now, { invalid: reader.errorCount, mode: opts.mode }, opts);
       result.imported = true;
       result.added = written.added;
-      result.updated = written.rows - written.added;
+      result.updated = written.updated;
       return result;
     } finally {
       await area.discard();
     }
+  }
+
+  /**
+   * Import entries already in the domain's form (a program's own list: tests, tools, the spec's
+   * exchange vectors) through the same staging and bulk write as a file, with the same
+   * `admin.allowlist.import` event — all or nothing. @throws ProvError `malformed` for an entry over
+   * the bounds of an allowlist row (nothing is written then).
+   */
+  async importEntries(entries: readonly AllowEntry[], opts: Pick<ImportOptions, 'actor' | 'source'>): Promise<{ added: number; updated: number }> {
+    for (const e of entries) {
+      const problem = entryProblem(e);
+      if (problem) throw new ProvError('malformed', `allowlist entry ${JSON.stringify(e.id.slice(0, 80))}: ${problem}`);
+    }
+    const area = await this.store.stageAllow();
+    try {
+      await area.write(entries);
+      return await this.write(area, this.now(), { invalid: 0, mode: 'all' }, opts);
+    } finally {
+      await area.discard();
+    }
+  }
+
+  /** Writes what `area` staged with its audit event, in one transaction. */
+  private async write(
+    area: AllowStaging,
+    now: number,
+    counts: { invalid: number; mode: ImportOptions['mode'] },
+    opts: Pick<ImportOptions, 'actor' | 'source'>,
+  ): Promise<{ added: number; updated: number }> {
+    const event: EventRecord = {
+      at: now,
+      kind: 'admin.allowlist.import',
+      actor: opts.actor.by,
+      detail: { rows: area.count, ...counts, ...(opts.source !== undefined ? { source: opts.source } : {}) },
+    };
+    if (opts.actor.source) event.source = opts.actor.source;
+    const written = await this.store.bulkUpsertAllow(area, [{ kind: 'event', event }]);
+    return { added: written.added, updated: written.rows - written.added };
   }
 }

@@ -17,7 +17,7 @@ import { parseSign1, sigStructure } from '../protocol/cose.ts';
 import { STATUS, parseRefreshBody, parseRequestBody, type ResponseBody } from '../protocol/messages.ts';
 import { formatCode } from '../protocol/coap-codes.ts';
 import { outcomeCode } from '../protocol/outcomes.ts';
-import { checkNonce, makeNonce, nonceExpiry } from '../protocol/nonce.ts';
+import { checkNonce, makeNonce, nonceExpiry, type NonceKey } from '../protocol/nonce.ts';
 import type { Mutation, Store } from '../store/store.ts';
 import { PublicKeyCache, ed25519Verify, keyFingerprint, keyFingerprintsIn } from '../tokens/ed25519.ts';
 import type { TokenKeyring } from '../tokens/keyring.ts';
@@ -69,8 +69,8 @@ export interface ServiceDeps {
   clock: () => number;
   /** Cryptographic randomness. */
   random: (n: number) => Buffer;
-  /** Secret for stateless nonces (shared by instances that accept each other's nonces). */
-  nonceSecret: Uint8Array;
+  /** Secret for stateless nonces (shared by instances that accept each other's nonces); a rotation's secrets, updated in place. */
+  nonceSecret: NonceKey;
   settings: ServiceSettings;
   /** The security monitor shared with the admin service (default: one of its own, from `settings.monitor`). */
   monitor?: SecurityMonitor;
@@ -275,7 +275,8 @@ export class ProvisioningService {
       this.d.store.loadSubject(req.id),
       req.mac ? this.d.store.macPeers(req.mac, req.id, MAX_MAC_PEERS) : Promise.resolve([]),
     ]);
-    const rec = stored.pending ? { ...stored, pending: this.sightings.overlay(stored.pending) } : stored;
+    const seen = this.sightings.overlay(stored.pending);
+    const rec: SubjectRecords = seen ? { ...stored, pending: seen } : stored;
     const stop = this.spend(req.id, req.pk, keyStanding(req, rec, now), req.nonce, peer, now, t0);
     if (stop) return stop;
     const guessed = this.guessGate(req, rec, peer, now, t0);

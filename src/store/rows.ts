@@ -30,6 +30,7 @@ export const ALLOW_COLS = ['id', 'pk', 'mac', 'secret', 'type', 'expires', 'crea
 export const DEVICE_COLS = ['id', 'pk', 'mac', 'type', 'via', 'provisioned_at', 'last_seen', 'source', 'last_cti', 'token_exp'] as const;
 export const PENDING_COLS = [
   'id', 'pk', 'mac', 'type', 'source', 'first_seen', 'last_seen', 'count', 'status', 'decided_at', 'decided_by',
+  'decided_reason',
 ] as const;
 export const REVOCATION_COLS = ['id', 'at', 'by', 'reason'] as const;
 export const KEY_COLS = ['kid', 'public', 'private', 'created_at', 'retired_at'] as const;
@@ -85,7 +86,10 @@ export function deviceParams(d: DeviceRecord, enc: Bytes = blob): Param[] {
 }
 
 export function pendingParams(p: PendingRecord, enc: Bytes = blob): Param[] {
-  return [p.id, enc(p.pk), enc(p.mac), p.type, p.source, p.firstSeen, p.lastSeen, p.count, p.status, opt(p.decidedAt), opt(p.decidedBy)];
+  return [
+    p.id, enc(p.pk), enc(p.mac), p.type, p.source, p.firstSeen, p.lastSeen, p.count, p.status, opt(p.decidedAt), opt(p.decidedBy),
+    opt(p.decidedReason),
+  ];
 }
 
 export function revocationParams(v: Revocation): Param[] {
@@ -175,6 +179,8 @@ export function pendingFromRow(r: Row): PendingRecord {
   if (r.mac !== null) p.mac = bytes(r.mac);
   if (r.decided_at !== null) p.decidedAt = r.decided_at as number;
   if (r.decided_by !== null) p.decidedBy = r.decided_by as string;
+  // `undefined`: a row from before the column (or a projection without it) reads as no reason.
+  if (r.decided_reason !== null && r.decided_reason !== undefined) p.decidedReason = r.decided_reason as string;
   return p;
 }
 

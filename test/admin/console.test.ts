@@ -155,6 +155,13 @@ describe('admin console in headless Chromium (1280 px and 390 px)', function () 
         await page.fill('#dlg-reason', `not ours (${tag})`);
         await page.click('#dialog-ok');
         await page.locator('#message', { hasText: `Rejected ${c.id}` }).waitFor();
+        // The outcome stays in sight however far down the admin acted: a page of several waiting
+        // devices (on a phone, a screen or more of cards), scrolled to its end.
+        for (let i = 0; i < 3; i++) await f.pendingDevice();
+        await search('pending', '');
+        await page.evaluate('window.scrollTo(0, document.documentElement.scrollHeight)');
+        const seen = (await page.evaluate(`(() => { const r = document.getElementById('message').getBoundingClientRect(); return { top: r.top, bottom: r.bottom, h: window.innerHeight, scrolled: window.scrollY }; })()`)) as { top: number; bottom: number; h: number; scrolled: number };
+        assert.ok(seen.top >= 0 && seen.bottom <= seen.h, `the message is in view after scrolling ${seen.scrolled}px: ${JSON.stringify(seen)}`);
         const r = await c.provision();
         assert.deepEqual([r.status, r.err], ['refused', ERROR_TABLE.rejected.err]);
         const events = (await call(f.base, 'GET', '/api/v1/events?limit=1000', { token: f.adminToken })).json.events as Array<{ kind: string; deviceId?: string; detail?: { reason?: string } }>;
@@ -162,6 +169,7 @@ describe('admin console in headless Chromium (1280 px and 390 px)', function () 
         await view('rejected');
         await search('rejected', c.id);
         await row('rejected', c.id).waitFor();
+        assert.ok((await row('rejected', c.id).innerText()).includes(`not ours (${tag})`), 'the Rejected view says why');
         await shot('rejected');
         await assertInView('the rejected view');
         await row('rejected', c.id).locator('button.unreject').click();

@@ -119,6 +119,47 @@ describe('allowlist importer', () => {
   });
 });
 
+describe('importing a program\'s own entries (importEntries: the one import path for tests and tools)', () => {
+  let tmp: ReturnType<typeof tempDir>;
+  let store: SqliteStore;
+  let importer: AllowlistImporter;
+  beforeEach(async () => {
+    tmp = tempDir('idprov-import-entries-');
+    store = await SqliteStore.open(`${tmp.dir}/idprov.db`);
+    importer = new AllowlistImporter(store, () => NOW, 12);
+  });
+  afterEach(async () => {
+    await store.close();
+    tmp.cleanup();
+  });
+
+  it('writes the entries in one bulk transaction with one admin.allowlist.import event, counting added and updated', async () => {
+    const applied: number[] = [];
+    const apply = store.apply.bind(store);
+    store.apply = (m) => (applied.push(m.length), apply(m));
+    const pk = new Uint8Array(32).fill(3);
+    assert.deepEqual(await importer.importEntries([{ id: 'e-1', pk, type: 0, createdAt: NOW }, { id: 'e-2', secret: 'ABCD-EFGH-JKLM', type: 1, createdAt: NOW }], { actor, source: 'a test' }), { added: 2, updated: 0 });
+    assert.deepEqual(await importer.importEntries([{ id: 'e-2', mac: new Uint8Array(6).fill(1), type: 0, createdAt: NOW }], { actor }), { added: 0, updated: 1 });
+    assert.deepEqual(applied, [], 'no per-row apply: the bulk path');
+    assert.deepEqual((await store.getAllow('e-1'))?.pk, pk);
+    assert.deepEqual((await store.getAllow('e-2'))?.mac, new Uint8Array(6).fill(1));
+    const evs = (await store.listEvents(0, 100)).filter((e) => e.kind === 'admin.allowlist.import');
+    assert.deepEqual(evs.map((e) => [e.actor, e.detail]), [
+      ['admin:test', { rows: 2, invalid: 0, mode: 'all', source: 'a test' }],
+      ['admin:test', { rows: 1, invalid: 0, mode: 'all' }],
+    ]);
+    assert.deepEqual(readdirSync(tmp.dir).filter((n) => !n.startsWith('idprov.db')), [], 'no staging file left');
+  });
+
+  it('refuses an entry over the bounds of a row (malformed) and writes nothing of the call', async () => {
+    await assert.rejects(
+      importer.importEntries([{ id: 'ok-1', secret: 'ABCD-EFGH-JKLM', type: 0, createdAt: NOW }, { id: 'bad key', pk: new Uint8Array(31), type: 0, createdAt: NOW }], { actor }),
+      (e: unknown) => isProvError(e) && e.code === 'malformed' && /pk: must be 32 bytes|id:/.test(e.message),
+    );
+    assert.equal(await store.getAllow('ok-1'), undefined);
+  });
+});
+
 describe('allowlist files (idprov allowlist import, the allowlist setting at startup)', () => {
   let tmp: ReturnType<typeof tempDir>;
   let store: SqliteStore;

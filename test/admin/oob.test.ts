@@ -118,6 +118,22 @@ describe('oob command line against the running server', () => {
     assert.match(row, new RegExp(`^${c.id}\\s+${c.fingerprint}\\s+device\\s+-\\s+127\\.0\\.0\\.1:\\d+\\s`));
   });
 
+  it('lists rejected IDs with who rejected them, when and why, and says why when asked to approve one', async () => {
+    const c = await f.pendingDevice();
+    const rej = await oob([...conn, 'reject', c.id, '--reason', 'label does not match']);
+    assert.equal(rej.code, 0, show(rej));
+    const r = await oob([...conn, 'list', 'pending', '--status', 'rejected', '--all']);
+    assert.equal(r.code, 0, show(r));
+    const [header, ...rows] = r.stdout.trimEnd().split('\n');
+    assert.match(header!, /\sSTATUS\s+DECIDED\s+BY\s+REASON$/);
+    const row = rows.find((l) => l.startsWith(`${c.id} `));
+    assert.ok(row, show(r));
+    assert.match(row, /\srejected\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\S*\s+admin:cli\s+label does not match$/);
+    const approve = await oob([...conn, 'approve', c.id, '--yes']);
+    assert.equal(approve.code, 1, show(approve));
+    assert.match(approve.stderr, /was rejected \(by admin:cli: label does not match\)/);
+  });
+
   it('approves a pending device with --yes, pinned to the fingerprint it shows, and the device then gets its token', async () => {
     const c = await f.pendingDevice();
     const r = await oob([...conn, 'approve', c.id, '--yes']);

@@ -179,7 +179,10 @@ describe('admin sidecar operations', () => {
       const c = await f.pendingDevice();
       assert.equal((await api('POST', `/pending/${c.id}/reject`, { json: { reason: 'not one of ours' } })).status, 204);
       const listed = await api('GET', '/pending?status=rejected&limit=1000');
-      assert.ok(listed.json.items.some((p: { id: string; decidedBy: string }) => p.id === c.id && p.decidedBy === 'admin:ops'));
+      const mine = listed.json.items.find((p: { id: string }) => p.id === c.id);
+      assert.deepEqual([mine?.decidedBy, mine?.decidedReason], ['admin:ops', 'not one of ours'], 'who and why, on the record (the response schema keeps the field)');
+      assert.match(mine.decidedAt, /^\d{4}-\d\d-\d\dT/);
+      assert.equal((await api('GET', `/pending/${c.id}`)).json.decidedReason, 'not one of ours');
       const r = await c.provision();
       assert.deepEqual([r.status, r.code, r.err], ['refused', '4.03', ERROR_TABLE.rejected.err]);
       assertError(await api('POST', `/pending/${c.id}/approve`, { json: { fingerprint: c.fingerprint } }), 409, 'conflict');
@@ -482,11 +485,10 @@ describe('admin sidecar shutdown', () => {
   it('closes while an event stream and a long poll are open', async () => {
     const f = await startAdminServer('sd');
     const token = f.adminToken;
-    // Wait past what the feed holds now (the first admin token's mint event, at least).
-    const head = await call(f.base, 'GET', '/api/v1/events', { token });
-    const last = (head.json as { next: number }).next;
+    // The feed already holds the first admin token's mint event: wait after it.
+    const end = await lastEventSeq(f.base, token);
     const arrived = once(f.server.sidecar.server, 'request');
-    const poll = call(f.base, 'GET', `/api/v1/events?after=${last}&wait=25`, { token }).catch((e: Error) => e);
+    const poll = call(f.base, 'GET', `/api/v1/events?after=${end}&wait=25`, { token }).catch((e: Error) => e);
     await arrived;
     const ac = new AbortController();
     const stream = await fetch(`${f.base}/api/v1/events/stream`, { headers: { authorization: `Bearer ${token}` }, signal: ac.signal });
@@ -502,7 +504,7 @@ describe('admin sidecar shutdown', () => {
     const p = await poll;
     assert.ok(!(p instanceof Error), `the long poll was answered: ${p instanceof Error ? p.message : ''}`);
     assert.equal(p.status, 200, p.text);
-    assert.deepEqual(p.json, { events: [], next: last });
+    assert.deepEqual(p.json, { events: [], next: end });
     assert.equal(p.headers.get('connection'), 'close');
     ac.abort();
   });

@@ -69,6 +69,24 @@ describe('admin token lifecycle', () => {
     assert.deepEqual(seen, all);
   });
 
+  it('searches the registry with q: a case-insensitive part of the name or of the token ID, paged', async () => {
+    const made: Array<{ jti: string }> = [];
+    for (let i = 0; i < 3; i++) made.push((await f.server.auth.mintRecord({ name: `Search-Hub-${i}`, role: 'hub', ttlS: 60 }, nowS())).record);
+    await f.server.auth.mint({ name: 'other-name', role: 'hub', ttlS: 60 }, nowS());
+    const names = (p: { json: { items: Array<{ name: string }> } }) => p.json.items.map((t) => t.name).sort();
+    assert.deepEqual(names(await api('GET', '/tokens?q=search-HUB&limit=1000')), ['Search-Hub-0', 'Search-Hub-1', 'Search-Hub-2']);
+    const byJti = await api('GET', `/tokens?q=${encodeURIComponent(made[1]!.jti.slice(2, 10).toUpperCase())}`);
+    assert.ok(byJti.json.items.some((t: { jti: string }) => t.jti === made[1]!.jti), byJti.text);
+    assert.ok(byJti.json.items.every((t: { jti: string; name: string }) => t.jti.toLowerCase().includes(made[1]!.jti.slice(2, 10).toLowerCase()) || t.name.toLowerCase().includes(made[1]!.jti.slice(2, 10).toLowerCase())));
+    const first = await api('GET', '/tokens?q=search-hub&limit=2');
+    assert.equal(first.json.items.length, 2);
+    assert.ok(first.json.next, 'more matches: next');
+    const rest = await api('GET', `/tokens?q=search-hub&limit=2&after=${encodeURIComponent(first.json.next)}`);
+    assert.deepEqual([...names(first), ...names(rest)].sort(), ['Search-Hub-0', 'Search-Hub-1', 'Search-Hub-2']);
+    assert.equal(rest.json.next, undefined);
+    assert.equal((await api('GET', `/tokens?q=${'x'.repeat(65)}`)).status, 400, 'q is bounded like the other lists');
+  });
+
   it('revokes a token at once: its next request is refused (401), with the reason in the registry and the event log', async () => {
     const { token, record } = await f.server.auth.mintRecord({ name: 'doomed-hub', role: 'hub', ttlS: 3600 }, nowS());
     assert.equal((await call(f.base, 'GET', '/api/v1/devices', { token })).status, 200);

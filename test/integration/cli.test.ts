@@ -55,6 +55,33 @@ describe('the idprov command line', function () {
     assert.match(check.stdout, /1 valid, 2 invalid/);
   });
 
+  it('rotates the nonce secret in the database, keeping the previous one for a nonce lifetime, and refuses when the configuration sets it', async () => {
+    const data = join(t.dir, 'nonce-data');
+    const first = idprov(['nonce-secret', 'rotate', '--data', data]);
+    assert.equal(first.status, 0, first.stderr);
+    const second = idprov(['nonce-secret', 'rotate', '--data', data]);
+    assert.equal(second.status, 0, second.stderr);
+    const until = /accepted until (\S+)$/m.exec(second.stdout)?.[1];
+    assert.ok(until, second.stdout);
+    const { SqliteStore } = await import('../../src/store/sqlite/store.ts');
+    const store = await SqliteStore.open(join(data, 'idprov.db'));
+    try {
+      const [current, previous, previousUntil] = await Promise.all(['nonce.secret', 'nonce.secret.previous', 'nonce.secret.previous-until'].map((n) => store.getSetting(n)));
+      assert.match(current!, /^[0-9a-f]{64}$/);
+      assert.match(previous!, /^[0-9a-f]{64}$/);
+      assert.notEqual(current, previous);
+      assert.equal(new Date(Number(previousUntil) * 1000).toISOString(), until);
+      const left = Number(previousUntil) - Math.floor(Date.now() / 1000);
+      assert.ok(left > 300 && left <= 330, `the default nonce lifetime (300 s) plus the pick-up time: ${left} s`);
+      assert.ok((await store.listEvents(0, 100)).some((e) => e.kind === 'admin.nonce-secret.rotate' && e.actor === 'cli'));
+    } finally {
+      await store.close();
+    }
+    const fixed = idprov(['nonce-secret', 'rotate', '--data', data], { IDPROV_NONCE_SECRET: 'ab'.repeat(32) });
+    assert.equal(fixed.status, 2);
+    assert.match(fixed.stderr, /nonceSecret is set in the configuration/);
+  });
+
   it('serves on its settings from flags and environment, picks up a rotated key on SIGHUP, and stops cleanly on SIGTERM', async () => {
     const data = join(t.dir, 'serve-data');
     const s = serve(['--data', data, '--coap-port', '0', '--coaps-port', '0', '--bind', '127.0.0.1', '--no-mdns'], { IDPROV_ADMIN_PORT: '0', IDPROV_ISSUER: 'test-iss' });

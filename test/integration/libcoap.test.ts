@@ -75,9 +75,9 @@ describe('interop with libcoap coap-client-notls over real UDP', function () {
 
   it('provisions the vector device end to end: challenge, re-signed request, sealed token', async () => {
     const dev = new TestDevice(V.device.id, privateKeyFromSeed(hex(V.device.ed25519_seed)));
-    await server.admin.importAllowlist(
+    await server.importer.importEntries(
       [{ id: dev.id, pk: dev.pk, mac: hex(V.device.mac), secret: V.device.oob_secret_utf8, type: 0, createdAt: server.service.now() }],
-      { by: 'test' },
+      { actor: { by: 'test' } },
     );
     const first = join(t.dir, 'r1.cbor');
     writeFileSync(first, dev.request({ mac: hex(V.device.mac) }));

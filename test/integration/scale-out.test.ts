@@ -155,6 +155,35 @@ describe('instances sharing one PostgreSQL database', function () {
     assert.equal(Buffer.from(parseSign1(refreshed.body.token!).kid!).toString('hex'), kid, 'B signs with the key A created');
   });
 
+  it('picks up a nonce-secret rotation made at one instance on every other, without turning away a device mid-flight', async () => {
+    const early = new TestDevice('nonce-rotate-early');
+    const late = new TestDevice('nonce-rotate-late');
+    const [a, b] = await cluster(2, `id,pk\n${early.id},${early.pk.toString('hex')}\n${late.id},${late.pk.toString('hex')}\n`);
+    const before = await a!.store.getSetting('nonce.secret');
+    // Nonces handed out before the rotation, by both instances.
+    const fromA = await nonceFrom(a!.coapPort, early);
+    const fromB = await nonceFrom(b!.coapPort, late);
+    const { previousUntil } = await a!.admin.rotateNonceSecret(a!.config.nonceTtl + 30, { by: 'admin:test' });
+    const after = await b!.store.getSetting('nonce.secret');
+    assert.ok(after && after !== before, 'a new secret is in the database');
+    assert.equal(await b!.store.getSetting('nonce.secret.previous'), before, 'the old one is kept as the previous secret');
+    assert.ok(previousUntil >= Math.floor(Date.now() / 1000) + a!.config.nonceTtl, 'accepted for one nonce lifetime at least');
+    // B picks the rotation up (NOTIFY of A's commit, else its 10 s poll): a nonce A makes now, with the
+    // new secret, passes at B.
+    assert.ok(
+      await eventually(async () => {
+        const probe = new TestDevice(`nonce-rotate-probe-${Math.random().toString(36).slice(2, 8)}`);
+        return (await post(b!.coapPort, '/idprov/request', probe.request({ nonce: await nonceFrom(a!.coapPort, probe) }))).code === '2.05';
+      }),
+      'B accepts nonces made with the new secret',
+    );
+    // The devices mid-flight, whose nonces were made with the old secret, are not turned away, at either instance.
+    assert.equal((await provision(b!.coapPort, early, fromA)).code, '2.01', 'a nonce of the old secret from A still passes at B');
+    assert.equal((await provision(a!.coapPort, late, fromB)).code, '2.01', 'a nonce of the old secret from B still passes at A');
+    const events = (await a!.store.listEvents(0, 1000)).filter((e) => e.kind === 'admin.nonce-secret.rotate');
+    assert.deepEqual(events.map((e) => [e.actor, e.detail]), [['admin:test', { previousUntil }]]);
+  });
+
   it('gives the event feed one global order and wakes a long poll on another instance', async () => {
     const [a, b] = await cluster(2);
     const token = readFileSync(b!.adminTokenFile, 'utf8').trim();
@@ -249,6 +278,28 @@ describe('instances sharing one PostgreSQL database', function () {
     await c!.close();
     servers = servers.filter((s) => s !== c);
     assert.ok(await eventually(async () => !a!.membership!.trusted.includes(c!.config.instanceName)), 'a stopped instance is trusted no more');
+  });
+
+  it('lists the live instances in oob status, with a token; without one it gives their number', async () => {
+    const [a, b] = await cluster(2);
+    // A's view of the membership is as of its last heartbeat (B started after it): beat once now.
+    await a!.membership!.beat();
+    const { execFile } = await import('node:child_process');
+    // Asynchronously: the servers run in this process and must answer meanwhile.
+    const oob = (args: string[]) =>
+      new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+        execFile(process.execPath, ['bin/oob.js', '--server', `http://127.0.0.1:${a!.adminPort}`, ...args], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, IDPROV_ADMIN_TOKEN: '' } }, (e, stdout, stderr) =>
+          resolve({ status: e ? ((e as { code?: number }).code ?? null) : 0, stdout, stderr }),
+        );
+      });
+    const token = readFileSync(a!.adminTokenFile, 'utf8').trim();
+    const withToken = await oob(['--token', token, 'status']);
+    assert.equal(withToken.status, 0, withToken.stderr);
+    assert.match(withToken.stdout, /^instances: {4}2 instances live on the shared database:$/m);
+    for (const s of [a!, b!]) assert.match(withToken.stdout, new RegExp(`^  \\S+  \\S+  coap ${s.coapPort}  coaps ${s.coapsPort}  admin ${s.adminPort}  v`, 'm'));
+    const without = await oob(['--data', join(t.dir, 'no-such-data'), 'status']);
+    assert.equal(without.status, 0, without.stderr);
+    assert.match(without.stdout, /^instances: {4}2 instances live on the shared database \(with a token, `oob status` lists them\)$/m);
   });
 
   it('serializes event seqs in commit order across stores (a reader never skips a late commit)', async () => {

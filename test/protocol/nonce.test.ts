@@ -116,4 +116,30 @@ describe('freshness nonces (docs/spec/idprov-coap-v1.md §3)', () => {
     assert.equal(checkNonce(SECRET, 'gerät-1', n, NOW), undefined);
     assert.equal(checkNonce(SECRET, 'gerat-1', n, NOW), 'foreign');
   });
+
+  describe('across a secret rotation', () => {
+    const rotated = { current: OTHER_SECRET, previous: SECRET, previousUntil: NOW + 300 };
+
+    it('makes new nonces with the current secret only', () => {
+      const n = makeNonce(rotated, 'dev-1', NOW + 300, RANDOM);
+      assert.equal(toHex(n), toHex(makeNonce(OTHER_SECRET, 'dev-1', NOW + 300, RANDOM)));
+      assert.equal(checkNonce(SECRET, 'dev-1', n, NOW), 'foreign');
+    });
+
+    it('accepts a nonce of the previous secret until previousUntil, and only then', () => {
+      assert.equal(checkNonce(rotated, 'dev-1', nonce, NOW), undefined);
+      assert.equal(checkNonce(rotated, 'dev-1', nonce, NOW + 300), undefined);
+      const late = makeNonce(SECRET, 'dev-1', NOW + 900, RANDOM);
+      assert.equal(checkNonce(rotated, 'dev-1', late, NOW + 301), 'foreign', 'past previousUntil the old secret is gone');
+      assert.equal(checkNonce({ current: OTHER_SECRET, previous: SECRET }, 'dev-1', nonce, NOW), 'foreign', 'no previousUntil: not accepted');
+    });
+
+    it('still binds a previous-secret nonce to its device and address, and still expires it', () => {
+      const bound = makeNonce(SECRET, 'dev-1', NOW + 60, RANDOM, '192.0.2.1:5683');
+      assert.equal(checkNonce(rotated, 'dev-1', bound, NOW, '192.0.2.1:5683'), undefined);
+      assert.equal(checkNonce(rotated, 'dev-1', bound, NOW, '192.0.2.2:5683'), 'foreign');
+      assert.equal(checkNonce(rotated, 'dev-2', bound, NOW, '192.0.2.1:5683'), 'foreign');
+      assert.equal(checkNonce(rotated, 'dev-1', bound, NOW + 61, '192.0.2.1:5683'), 'expired');
+    });
+  });
 });

@@ -7,6 +7,7 @@ import { serviceSettings } from '../../src/service/settings.ts';
 import { parseSign1 } from '../../src/protocol/cose.ts';
 import { decodeClaims } from '../../src/protocol/cwt.ts';
 import { AdminService, ensureTokenKey } from '../../src/service/admin.ts';
+import { AllowlistImporter } from '../../src/service/allowlist-import.ts';
 import { ProvisioningService, recordPending, type Outcome, type RequestContext, type ServiceSettings } from '../../src/service/provisioning.ts';
 import { SqliteStore } from '../../src/store/sqlite/store.ts';
 import type { Mutation, Store } from '../../src/store/store.ts';
@@ -25,6 +26,7 @@ interface Rig {
   store: SqliteStore;
   svc: ProvisioningService;
   admin: AdminService;
+  importer: AllowlistImporter;
   keyring: TokenKeyring;
   clock: { ms: number };
   ctx: RequestContext;
@@ -51,6 +53,7 @@ async function rig(opts: { wrapStore?: (s: Store) => Store } = {}): Promise<Rig>
     store,
     svc,
     admin,
+    importer: new AllowlistImporter(s, () => svc.now(), 12),
     keyring,
     clock,
     ctx: { source: peer('127.0.0.1:40000') },
@@ -70,7 +73,7 @@ async function provision(r: Rig, dev: TestDevice, opts: Parameters<TestDevice['r
 }
 
 const allow = (r: Rig, dev: TestDevice, type: 0 | 1 | 2 = 0) =>
-  r.admin.importAllowlist([{ id: dev.id, pk: dev.pk, type, createdAt: T0 }], { by: 'test' });
+  r.importer.importEntries([{ id: dev.id, pk: dev.pk, type, createdAt: T0 }], { actor: { by: 'test' } });
 
 describe('provisioning service end to end on a real SQLite store (docs/spec/idprov-coap-v1.md §3–§5)', () => {
   let r: Rig;
@@ -293,7 +296,7 @@ describe('provisioning service end to end on a real SQLite store (docs/spec/idpr
   it('requires the MAC and the OOB proof that the entry holds', async () => {
     const dev = new TestDevice('mac-oob-1');
     const mac = Buffer.from('240ac4123456', 'hex');
-    await r.admin.importAllowlist([{ id: dev.id, mac, secret: 'label-code-7Q4K', type: 0, createdAt: T0 }], { by: 'test' });
+    await r.importer.importEntries([{ id: dev.id, mac, secret: 'label-code-7Q4K', type: 0, createdAt: T0 }], { actor: { by: 'test' } });
     assert.equal((await provision(r, dev, { mac: Buffer.from('240ac4123457', 'hex'), secret: 'label-code-7Q4K' })).body.err, 5);
     const wrongSecret = await provision(r, dev, { mac, secret: 'label-code-XXXX' });
     assert.equal(codeOf(wrongSecret), '4.01');

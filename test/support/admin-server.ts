@@ -72,7 +72,7 @@ export async function startAdminServer(prefix = 'adm', settings: Partial<Record<
       return c;
     },
     allow(e) {
-      return server.admin.importAllowlist([{ type: 0, createdAt: nowS(), ...e }], { by: 'test' });
+      return server.importer.importEntries([{ type: 0, createdAt: nowS(), ...e }], { actor: { by: 'test' } });
     },
     async pendingDevice(o = {}) {
       const c = f.device(o);

@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { encodeResponse, type ResponseBody } from '../../src/protocol/messages.ts';
 import type { AdminService } from '../../src/service/admin.ts';
+import type { AllowlistImporter } from '../../src/service/allowlist-import.ts';
 import type { Exchange, ExchangeRequest, ExchangeResponse } from '../../tools/device-sim/transport.ts';
 import { tempDir } from './temp-dir.ts';
 
@@ -34,6 +35,8 @@ export class ScriptedExchange implements Exchange {
 export interface LiveServer {
   port: number;
   admin: AdminService;
+  /** The one allowlist import path. */
+  importer: AllowlistImporter;
   close(): Promise<void>;
 }
 
@@ -71,6 +74,7 @@ export async function startLiveServer(flags: Record<string, unknown> = {}): Prom
   return {
     port: server.coapPort,
     admin: server.admin,
+    importer: server.importer,
     async close() {
       await server.close();
       tmp.cleanup();

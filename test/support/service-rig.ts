@@ -10,6 +10,7 @@ import type { AllowEntry } from '../../src/domain.ts';
 import { silentLogger } from '../../src/log.ts';
 import { DEFAULTS } from '../../src/config.ts';
 import { AdminService, ensureTokenKey } from '../../src/service/admin.ts';
+import { AllowlistImporter } from '../../src/service/allowlist-import.ts';
 import { coapCode, toCoap } from '../../src/device-api/resources.ts';
 import type { PeerAddress } from '../../src/net/address.ts';
 import { formatCode } from '../../src/protocol/coap-codes.ts';
@@ -29,6 +30,8 @@ export interface Rig {
   store: SqliteStore;
   svc: ProvisioningService;
   admin: AdminService;
+  /** The one allowlist import path, on this rig's store and clock. */
+  importer: AllowlistImporter;
   clock: { ms: number };
   /** Move the fake clock on by `s` seconds. */
   tick(s: number): void;
@@ -56,6 +59,7 @@ export async function rig(settings: Partial<Omit<ServiceSettings, 'monitor'>> & 
     store,
     svc,
     admin,
+    importer: new AllowlistImporter(store, () => svc.now(), DEFAULTS.minSecretLength),
     clock,
     tick(s) {
       clock.ms += s * 1000;
@@ -89,7 +93,7 @@ export type AllowOverrides = { [K in keyof AllowEntry]?: AllowEntry[K] | undefin
 
 export function allow(r: Rig, dev: TestDevice, extra: AllowOverrides = {}): Promise<unknown> {
   const fields = Object.entries({ id: dev.id, pk: dev.pk, type: 0, createdAt: r.svc.now(), ...extra }).filter(([, v]) => v !== undefined);
-  return r.admin.importAllowlist([Object.fromEntries(fields) as unknown as AllowEntry], { by: 'test' });
+  return r.importer.importEntries([Object.fromEntries(fields) as unknown as AllowEntry], { actor: { by: 'test' } });
 }
 
 /** The nonce challenge from `source`, then the signed request with it from the same source. */

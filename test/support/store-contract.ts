@@ -80,6 +80,7 @@ export const fullPending: PendingRecord = {
   status: 'rejected',
   decidedAt: T0 + 120,
   decidedBy: 'admin:alice',
+  decidedReason: 'not one of ours — label does not match',
 };
 export const minimalPending: PendingRecord = {
   id: 'dev-min',
@@ -177,7 +178,29 @@ export function storeContract(name: string, target: ContractTarget): void {
         assert.deepEqual(await store.getPending('dev-full'), fullPending);
         const min = await store.getPending('dev-min');
         assert.deepEqual(min, minimalPending);
-        for (const k of ['mac', 'decidedAt', 'decidedBy'] as const) assert.ok(!(k in min!), `${k} absent`);
+        for (const k of ['mac', 'decidedAt', 'decidedBy', 'decidedReason'] as const) assert.ok(!(k in min!), `${k} absent`);
+      });
+
+      it('keeps who rejected an ID, when and why, through concurrent calls, a later poll and the status filter', async () => {
+        // Each call is a rejection plus its event, as AdminService.reject writes it: concurrent calls
+        // are grouped into one transaction (SQLite: the one-statement fast path), which must carry the
+        // reason as the one-call path does.
+        const ids = ['rej-a', 'rej-b', 'rej-c'];
+        await Promise.all(
+          ids.map((id, i) =>
+            store.apply([
+              { kind: 'pending.upsert', pending: { ...minimalPending, id, status: 'rejected', decidedAt: T0 + i, decidedBy: `admin:a${i}`, decidedReason: `reason ${i}` } },
+              { kind: 'event', event: { at: T0 + i, kind: 'admin.reject', deviceId: id, actor: `admin:a${i}`, detail: { reason: `reason ${i}` } } },
+            ]),
+          ),
+        );
+        await store.apply([{ kind: 'pending.seen', id: 'rej-b', lastSeen: T0 + 50, count: 9, source: '192.0.2.9:5683' }]);
+        const rejected = await store.listPending({ status: 'rejected' });
+        const got = rejected.items.filter((p) => ids.includes(p.id)).map((p) => [p.id, p.decidedAt, p.decidedBy, p.decidedReason]);
+        assert.deepEqual(got, ids.map((id, i) => [id, T0 + i, `admin:a${i}`, `reason ${i}`]));
+        const b = await store.loadSubject('rej-b');
+        assert.equal(b.pending?.decidedReason, 'reason 1', 'loadSubject reads the reason too');
+        assert.equal(b.pending?.count, 9);
       });
 
       it('round-trips a revocation with and without a reason', async () => {

@@ -42,13 +42,14 @@ if (process.argv[2] === 'serve') {
   }
   const s = await startServer(loadConfig({ env: {}, flags }), silentLogger);
   const now = Math.floor(Date.now() / 1000);
-  await s.admin.importAllowlist(
-    [
-      { id: IDS['wrong-psk'], type: 0, createdAt: now, secret: SECRET },
-      { id: IDS['no-secret'], type: 0, createdAt: now, pk: new Uint8Array(32).fill(7) },
-    ],
-    { by: 'psk-timing' },
-  );
+  const entries = [
+    { id: IDS['wrong-psk'], type: 0 as const, createdAt: now, secret: SECRET },
+    { id: IDS['no-secret'], type: 0 as const, createdAt: now, pk: new Uint8Array(32).fill(7) },
+  ];
+  // The one import path; a server from before it had AdminService.importAllowlist instead.
+  const old = s as unknown as { importer?: unknown; admin: { importAllowlist(e: typeof entries, a: { by: string }): Promise<unknown> } };
+  if (old.importer === undefined) await old.admin.importAllowlist(entries, { by: 'psk-timing' });
+  else await s.importer.importEntries(entries, { actor: { by: 'psk-timing' } });
   process.stdout.write(`${JSON.stringify({ port: s.coapsPort })}\n`);
   for await (const line of createInterface({ input: process.stdin })) if (line === 'quit') break;
   await s.close();

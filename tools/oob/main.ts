@@ -73,6 +73,16 @@ function intOption(name: string, lo: number, hi: number) {
 
 const deviceState = (d: DeviceView): string => (d.revoked ? `revoked by ${d.revoked.by ?? '?'}${d.revoked.reason ? ` (${d.revoked.reason})` : ''}` : 'active');
 
+/** `GET /api/v1/instances`. */
+interface InstancesView {
+  shared: boolean;
+  instances: Array<{ name: string; host: string; coapPort: number; coapsPort: number; adminPort: number; version: string; seenAt: number }>;
+}
+
+/** One live instance, on one line. */
+const instanceLine = (i: InstancesView['instances'][number]): string =>
+  `${i.name || '(no mDNS name)'}  ${i.host}  coap ${i.coapPort}  coaps ${i.coapsPort}  admin ${i.adminPort}  v${i.version}  seen ${epochTime(i.seenAt)}`;
+
 /** A body `{reason}` only when a reason was given (no body at all otherwise). */
 const reasonBody = (reason: unknown): { json?: unknown } => (typeof reason === 'string' && reason ? { json: { reason } } : {});
 
@@ -98,16 +108,22 @@ Exit codes: 0 ok; 1 refused by the server (not found, conflict, invalid rows) or
 
 program
   .command('status')
-  .description('server health, version and the provisioning switch (needs no token)')
+  .description('server health, version, the provisioning switch and, on a shared database, the live instances (needs no token; lists the instances with one)')
   .action(async (_o: unknown, cmd: Command) => {
     const g = globals(cmd);
-    const c = new AdminClient(resolveConnection(g, process.env, { tokenOptional: true }));
+    const conn = resolveConnection(g, process.env, { tokenOptional: true });
+    const c = new AdminClient(conn);
     const h = await c.json<{ status: string; version: string; provisioning: { enabled: boolean; reason?: string }; kid: string; instances?: number }>('/api/v1/health');
-    if (g.json) return printJson(h);
+    // The list of instances needs a token (hub or admin); without one (or with one refused), the count
+    // the health shows: status itself needs no token.
+    const live = h.instances !== undefined && conn.token ? await c.json<InstancesView>('/api/v1/instances').then((r) => r.instances, () => undefined) : undefined;
+    if (g.json) return printJson(live ? { ...h, live } : h);
     out(`idprov ${h.version} at ${c.conn.baseUrl}: ${h.status}`);
     out(`provisioning: ${h.provisioning.enabled ? 'enabled' : `DISABLED${h.provisioning.reason ? ` (${h.provisioning.reason})` : ''}`}`);
     out(`token key:    ${h.kid}`);
-    if (h.instances !== undefined) out(`instances:    ${h.instances} live on the shared database (\`oob instances\` lists them)`);
+    if (h.instances === undefined) return;
+    out(`instances:    ${plural(live?.length ?? h.instances, 'instance')} live on the shared database${live ? ':' : ' (with a token, `oob status` lists them)'}`);
+    if (live) for (const i of live) out(`  ${instanceLine(i)}`);
   });
 
 program
@@ -116,10 +132,10 @@ program
   .action(async (_o: unknown, cmd: Command) => {
     const g = globals(cmd);
     const c = client(cmd);
-    const r = await c.json<{ shared: boolean; instances: { name: string; host: string; coapPort: number; coapsPort: number; adminPort: number; version: string; seenAt: number }[] }>('/api/v1/instances');
+    const r = await c.json<InstancesView>('/api/v1/instances');
     if (g.json) return printJson(r);
     if (!r.shared) return out('one instance (SQLite store): nothing is shared');
-    for (const i of r.instances) out(`${i.name || '(no mDNS name)'}  ${i.host}  coap ${i.coapPort}  coaps ${i.coapsPort}  admin ${i.adminPort}  v${i.version}  seen ${epochTime(i.seenAt)}`);
+    for (const i of r.instances) out(instanceLine(i));
   });
 
 program
@@ -211,6 +227,8 @@ const LISTS = {
       { header: 'decided', get: (p) => shortTime(p.decidedAt) },
       { header: 'by', get: (p) => p.decidedBy },
     ] as Array<Column<PendingView>>,
+    /** `--status rejected`: why (an approval has no reason). */
+    rejectedCols: [{ header: 'reason', get: (p) => p.decidedReason }] as Array<Column<PendingView>>,
   },
   devices: {
     path: '/api/v1/devices',
@@ -269,7 +287,10 @@ program
     } while (o.all && next);
     if (g.json) return printJson(next ? { items, next } : { items });
     if (!items.length) out(kind === 'pending' && o.status !== 'pending' ? `no ${o.status} requests` : spec.empty);
-    else if (kind === 'pending') out(table(items as PendingView[], o.status === 'pending' ? LISTS.pending.cols : [...LISTS.pending.cols, ...LISTS.pending.decidedCols]));
+    else if (kind === 'pending') {
+      const p = LISTS.pending;
+      out(table(items as PendingView[], o.status === 'pending' ? p.cols : [...p.cols, ...p.decidedCols, ...(o.status === 'rejected' ? p.rejectedCols : [])]));
+    }
     else if (kind === 'devices') out(table(items as DeviceView[], LISTS.devices.cols));
     else out(table(items as AllowView[], LISTS.allowlist.cols));
     if (next) err(`more: oob list ${kind}${kind === 'pending' && o.status !== 'pending' ? ` --status ${o.status}` : ''} --after ${next}   (or --all)`);
@@ -312,7 +333,7 @@ program
     if (!p) {
       const decided = found;
       if (decided?.status === 'approved') throw new OobError(EXIT.failed, `${id} is already approved (by ${decided.decidedBy ?? '?'}); it gets its token at its next poll`, 'conflict');
-      if (decided?.status === 'rejected') throw new OobError(EXIT.failed, `${id} was rejected (by ${decided.decidedBy ?? '?'}); \`oob unreject ${id}\` re-admits it`, 'conflict');
+      if (decided?.status === 'rejected') throw new OobError(EXIT.failed, `${id} was rejected (by ${decided.decidedBy ?? '?'}${decided.decidedReason ? `: ${decided.decidedReason}` : ''}); \`oob unreject ${id}\` re-admits it`, 'conflict');
       throw new OobError(EXIT.failed, `no pending request for ${id} (\`oob list pending\` shows who is waiting)`, 'not-found');
     }
     if (!p.fingerprint || !p.pk) throw new OobError(EXIT.failed, `the pending request of ${id} has no key to pin`, 'conflict');
@@ -344,7 +365,7 @@ program
   .command('reject')
   .argument('<id>', 'device ID')
   .description('reject a device ID: its requests are refused (4.03), even with an allowlist entry')
-  .option('--reason <text>', 'why (kept in the event log)')
+  .option('--reason <text>', 'why (kept with the rejection and in the event log)')
   .action(async (id: string, o: { reason?: string }, cmd: Command) => {
     await client(cmd).request(recordPath('pending', id, 'reject'), { method: 'POST', ...reasonBody(o.reason) });
     if (globals(cmd).json) return printJson({ id, status: 'rejected' });

@@ -31,6 +31,7 @@ import { encodeRefreshBody, encodeRequestBody, parseResponse, type RequestBody }
 import { oobProof } from '../../src/protocol/oob.ts';
 import { registerResources } from '../../src/device-api/resources.ts';
 import { AdminService } from '../../src/service/admin.ts';
+import { AllowlistImporter } from '../../src/service/allowlist-import.ts';
 import { ProvisioningService, type MonitorSettings, type ServiceSettings } from '../../src/service/provisioning.ts';
 import { SqliteStore } from '../../src/store/sqlite/store.ts';
 import { ed25519Sign, keyFingerprint, privateKeyFromSeed, rawPublicKey } from '../../src/tokens/ed25519.ts';
@@ -294,7 +295,8 @@ class Rig {
   }
 
   allow(e: Omit<AllowEntry, 'id' | 'type' | 'createdAt'> & { type?: 0 | 1 | 2 }): Promise<unknown> {
-    return this.admin.importAllowlist([{ id: DEVICE_ID, type: 0, createdAt: T0 - 3600, ...e }], { by: 'spec' });
+    const importer = new AllowlistImporter(this.store, () => this.svc.now(), DEFAULTS.minSecretLength);
+    return importer.importEntries([{ id: DEVICE_ID, type: 0, createdAt: T0 - 3600, ...e }], { actor: { by: 'spec' } });
   }
 
   async close(): Promise<void> {

@@ -1,7 +1,8 @@
 /** The admin-API token registry (issue 14): list the tokens, revoke one at once. Admins only. */
 import type { FastifyInstance } from 'fastify';
-import { V1, actorOf, pageOut, type SidecarDeps } from '../context.ts';
-import { ERRORS, int, nstr, obj, optBody, pageOf, str } from '../schema.ts';
+import { V1, actorOf, listOpts, pageOut, type SidecarDeps } from '../context.ts';
+import { MAX_QUERY_CHARS } from '../../service/admin-queries.ts';
+import { ERRORS, listQuery, nstr, obj, optBody, pageOf, str } from '../schema.ts';
 import { AdminTokenSchema, adminTokenView } from '../views.ts';
 
 export async function tokenRoutes(app: FastifyInstance, d: SidecarDeps): Promise<void> {
@@ -12,14 +13,13 @@ export async function tokenRoutes(app: FastifyInstance, d: SidecarDeps): Promise
       schema: {
         summary: 'List the admin and hub tokens of the registry, by ID (never the token text)',
         tags: ['tokens'],
-        querystring: obj({ after: str('cursor: the `next` of the previous page', { maxLength: 256 }), limit: int('items per page', { minimum: 1, maximum: 1000, default: 100 }) }),
+        querystring: obj({ ...listQuery, q: str('case-insensitive part of the token ID (jti) or its name; at most 20,000 tokens are looked at per request, so a short page may come with `next`', { maxLength: MAX_QUERY_CHARS }) }),
         response: { 200: pageOf(AdminTokenSchema, 'a page of tokens, by jti'), ...ERRORS },
       },
     },
     async (req) => {
-      const q = req.query as { after?: string; limit: number };
       const now = d.now();
-      return pageOut(await d.auth.list({ limit: q.limit, ...(q.after ? { after: q.after } : {}) }), (t) => adminTokenView(t, now));
+      return pageOut(await d.auth.list(listOpts(req.query as object)), (t) => adminTokenView(t, now));
     },
   );
   app.post(

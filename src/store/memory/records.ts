@@ -100,6 +100,7 @@ export function checkPending(p: PendingRecord): PendingRecord {
   if (p.status !== 'pending' && p.status !== 'approved' && p.status !== 'rejected') fail('pending: status');
   int(p.decidedAt, 'pending.decidedAt', true);
   text(p.decidedBy, 'pending.decidedBy', true);
+  text(p.decidedReason, 'pending.decidedReason', true);
   return copy(p);
 }
 

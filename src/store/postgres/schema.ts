@@ -149,6 +149,10 @@ export const PG_MIGRATIONS: readonly string[] = [
     revoked_reason TEXT
   );
   `,
+  // 4: the reason an admin gave when rejecting an ID, on the record (as SQLite's migration 4).
+  `
+  ALTER TABLE pending ADD COLUMN decided_reason TEXT;
+  `,
 ];
 
 /** Advisory lock key held while migrating (an arbitrary constant: "idprov" + schema). */

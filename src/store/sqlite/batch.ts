@@ -29,7 +29,7 @@ export const BATCH_SCHEMA = `
       ${onConflictReplace('id', DEVICE_COLS)};
     DELETE FROM pending WHERE id IN (SELECT value FROM json_each(NEW.pending_deletes));
     INSERT INTO pending (${PENDING_COLS.join(', ')})
-      SELECT value->>0, unhex(value->>1), unhex(value->>2), value->>3, value->>4, value->>5, value->>6, value->>7, value->>8, value->>9, value->>10
+      SELECT ${PENDING_COLS.map((c, i) => (c === 'pk' || c === 'mac' ? `unhex(value->>${i})` : `value->>${i}`)).join(', ')}
       FROM json_each(NEW.pendings) WHERE true
       ${onConflictReplace('id', PENDING_COLS)};
     UPDATE pending SET last_seen = j.value->>1, count = j.value->>2, source = j.value->>3

@@ -14,7 +14,7 @@ import { allowFromRow, deviceFromRow, pendingFromRow, revocationFromRow, type Ro
  * round trip each). {@link subjectFromSlots} names the slots again and maps them with the shared
  * builders.
  */
-const SLOTS = ['b1', 'b2', 'n1', 'n2', 'n3', 'n4', 'n5', 's1', 's2', 's3'] as const;
+const SLOTS = ['b1', 'b2', 'n1', 'n2', 'n3', 'n4', 'n5', 's1', 's2', 's3', 's4'] as const;
 type Slot = (typeof SLOTS)[number];
 type SubjectKind = 'allow' | 'device' | 'pending' | 'revocation';
 const PROJECTION: Readonly<Record<SubjectKind, Partial<Record<Slot, string>>>> = {
@@ -25,7 +25,7 @@ const PROJECTION: Readonly<Record<SubjectKind, Partial<Record<Slot, string>>>> =
   },
   pending: {
     b1: 'pk', b2: 'mac', n1: 'type', n2: 'first_seen', n3: 'last_seen', n4: 'count', n5: 'decided_at',
-    s1: 'status', s2: 'source', s3: 'decided_by',
+    s1: 'status', s2: 'source', s3: 'decided_by', s4: 'decided_reason',
   },
   revocation: { n1: 'at', s1: 'by', s2: 'reason' },
 };

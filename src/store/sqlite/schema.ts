@@ -136,6 +136,11 @@ export const MIGRATIONS: readonly string[] = [
     revoked_reason TEXT
   ) STRICT, WITHOUT ROWID;
   `,
+  // 4: the reason an admin gave when rejecting an ID, on the record itself (the Rejected view and
+  // `GET /pending?status=rejected` show it; before, only the event log had it).
+  `
+  ALTER TABLE pending ADD COLUMN decided_reason TEXT;
+  `,
 ];
 
 /** Applies the migrations `db` has not recorded yet, each in its own transaction; returns how many. */

@@ -44,7 +44,7 @@ describe('device-sim end to end over CoAP/UDP on loopback (real server)', () => 
     clients.push(c);
     return c;
   }
-  const allow = (e: Partial<AllowEntry> & { id: string }) => server.admin.importAllowlist([{ type: 0, createdAt: nowS(), ...e }], { by: 'test' });
+  const allow = (e: Partial<AllowEntry> & { id: string }) => server.importer.importEntries([{ type: 0, createdAt: nowS(), ...e }], { actor: { by: 'test' } });
 
   it('gives an allowlisted device a token after one nonce challenge', async () => {
     const c = device();

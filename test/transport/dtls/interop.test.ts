@@ -194,7 +194,7 @@ describe('provisioning over coaps with DTLS-PSK (docs/spec/idprov-coap-v1.md §5
     t.cleanup();
   });
   const allow = async (id: string) =>
-    server.admin.importAllowlist([{ id, secret: SECRET, type: 0, createdAt: server.service.now() }], { by: 'test' });
+    server.importer.importEntries([{ id, secret: SECRET, type: 0, createdAt: server.service.now() }], { actor: { by: 'test' } });
 
   it('exposes the SPKI fingerprint of a P-256 certificate created in the data directory', () => {
     assert.match(server.dtlsFingerprint, /^[A-Za-z0-9_-]{43}$/);
