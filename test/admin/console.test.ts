@@ -359,7 +359,9 @@ describe('admin console in headless Chromium (1280 px and 390 px)', function () 
         await page.locator('#dialog').waitFor({ state: 'hidden' });
         assert.equal(await page.evaluate(`document.activeElement.closest('tr') && document.activeElement.closest('tr').dataset.id`), c.id);
         assert.equal(await page.evaluate(`document.activeElement.className`), 'ok approve');
-        // Space ticks the box, Enter on Approve approves.
+        // Space ticks the box, Enter on Approve approves (once the button has finished its first run:
+        // a busy button ignores a second press, and its dialog's end settles a turn after Escape).
+        await page.waitForFunction(`document.activeElement && document.activeElement.className === 'ok approve' && !document.activeElement.hasAttribute('aria-busy')`);
         await page.keyboard.press('Enter');
         await page.locator('#dialog').waitFor();
         await page.keyboard.press('Space');
