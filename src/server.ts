@@ -341,7 +341,7 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
       instanceName: cfg.instanceName,
       interfaces: cfg.discoveryInterfaces,
       trustedServers: membership?.trusted ?? cfg.trustedServers,
-      ...(membership ? { refreshTrusted: () => membership!.beat() } : {}),
+      ...(membership ? { refreshTrusted: async () => (await membership!.beat(), membership!.healthy) } : {}),
       alertWebhook: cfg.alertWebhook,
       coap,
       unicast: udp,

@@ -35,7 +35,7 @@ export interface DiscoveryOptions {
    * raised: a sibling that started a moment ago may announce itself before this instance's next
    * heartbeat has seen it, and must not be taken for a rogue.
    */
-  refreshTrusted?: () => Promise<void>;
+  refreshTrusted?: () => Promise<boolean>;
   /** Setting `alertWebhook` ('' = none). */
   alertWebhook: string;
   coap: CoapServer;
@@ -125,7 +125,14 @@ export async function startDiscovery(o: DiscoveryOptions): Promise<Discovery> {
           trusted: o.trustedServers,
           onRogue: async (r) => {
             if (o.refreshTrusted) {
-              await o.refreshTrusted();
+              // The membership cannot be read (this instance is cut off from the database): it cannot
+              // tell a sibling from a rogue, so it raises nothing now; the monitor sees the server again
+              // at its next announcement. Meanwhile this instance answers 5.03, so a false alert (which
+              // switches provisioning off for good) would cost more than a late one.
+              if (!(await o.refreshTrusted())) {
+                log.warn({ c: 'rogue', instance: r.instance }, 'mdns: another server, but the membership cannot be read now; not alerting yet');
+                return;
+              }
               if (isTrusted(r.instance, o.trustedServers)) {
                 log.info({ c: 'rogue', instance: r.instance }, 'mdns: a new sibling instance, not a rogue');
                 return;

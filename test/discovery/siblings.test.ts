@@ -78,6 +78,7 @@ describe('a sibling instance started a moment ago is not a rogue server', () => 
       refreshTrusted: async () => {
         refreshed++;
         trusted.push('idprov-b'); // its first heartbeat is in the database by now
+        return true;
       },
     });
     assert.equal(refreshed, 1);
@@ -85,9 +86,14 @@ describe('a sibling instance started a moment ago is not a rogue server', () => 
   });
 
   it('still alerts for a server the refreshed list does not name', async () => {
-    const admin = await seeAnnouncement('evil', { trustedServers: ['idprov-b'], refreshTrusted: async () => undefined });
+    const admin = await seeAnnouncement('evil', { trustedServers: ['idprov-b'], refreshTrusted: async () => true });
     assert.equal(admin.calls[0]?.[0], 'setProvisioning');
     assert.equal(admin.calls[0]?.[1], false);
+  });
+
+  it('raises nothing while the membership cannot be read (cut off from the database): it cannot tell a sibling from a rogue', async () => {
+    const admin = await seeAnnouncement('idprov-b', { trustedServers: [], refreshTrusted: async () => false });
+    assert.deepEqual(admin.calls, [], 'provisioning stays on');
   });
 
   it('alerts at once without a membership (no refreshTrusted: a single instance)', async () => {

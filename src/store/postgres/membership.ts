@@ -20,6 +20,8 @@ export class Membership {
   private live: InstanceRecord[] = [];
   private timer: NodeJS.Timeout | undefined;
   private beating: Promise<void> | undefined;
+  /** False while the last heartbeat failed (the database unreachable): {@link trusted} may be stale. */
+  healthy = false;
 
   constructor(
     private readonly store: PostgresStore,
@@ -53,7 +55,9 @@ export class Membership {
         this.live = await this.store.listInstances(now - LIVE_S);
         const names = this.live.filter((i) => i.id !== me.id && i.name !== '').map((i) => i.name);
         this.trusted.splice(0, this.trusted.length, ...new Set([...this.configured, ...names]));
+        this.healthy = true;
       } catch (e) {
+        this.healthy = false;
         this.log?.warn({ err: (e as Error).message }, 'membership heartbeat failed');
       } finally {
         this.beating = undefined;
