@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { DedupCache } from '../../../src/transport/coap/dedup.ts';
 import { BlockCache, blockSize, decodeBlock, encodeBlock, szxOf, type CachedRepresentation } from '../../../src/transport/coap/block-cache.ts';
 import { linkFormat, linkValue, matches, parseFilters } from '../../../src/transport/coap/link-format.ts';
-import { createMemoryPair } from '../../../src/transport/coap/memory.ts';
+import { createMemoryPair } from '../../support/memory-transport.ts';
 import { prng } from '../../support/coap-engine.ts';
 import { NO_PREALLOCATION_BYTES, retainedGrowth } from '../../support/heap-growth.ts';
 
