@@ -41,9 +41,6 @@ export const CoapCode = Object.freeze({
   ProxyingNotSupported: 0xa5, // 5.05
 } as const);
 
-/** One of the named codes of {@link CoapCode}. */
-export type CoapCodeName = keyof typeof CoapCode;
-
 /** The class of a code (2 success, 4 client error, 5 server error; 0 for requests and Empty). */
 export function codeClass(code: number): number {
   return code >> 5;

@@ -17,7 +17,7 @@ import { parse } from 'coap-packet';
 import { silentLogger } from '../../src/log.ts';
 import { unverifiedLimits } from '../../src/device-api/unverified.ts';
 import { CoapServer, SMALLEST_EXTRA } from '../../src/transport/coap/engine.ts';
-import { createMemoryPair } from '../../src/transport/coap/memory.ts';
+import { createMemoryPair } from '../support/memory-transport.ts';
 import type { Peer } from '../../src/transport/datagram.ts';
 import { encodeRequest } from '../support/coap-engine.ts';
 

@@ -4,7 +4,7 @@
  */
 import { generate, parse, type NamedOption, type Option, type Packet, type ParsedPacket } from 'coap-packet';
 import { CoapServer, type CoapServerOptions } from '../../src/transport/coap/engine.ts';
-import { createMemoryPair, type MemoryTransport } from '../../src/transport/coap/memory.ts';
+import { createMemoryPair, type MemoryTransport } from './memory-transport.ts';
 import { silentLogger } from '../../src/log.ts';
 import type { Peer } from '../../src/transport/datagram.ts';
 

@@ -3,8 +3,8 @@
  *
  *   npm run bench                  full run (several minutes)
  *   npm run bench -- --quick       under a minute: shorter windows, fewer N values, smaller counts
- *   npm run bench -- --long        full run plus the soak (scenario 8: 2 × --soak-minutes, default 10)
- *   options: --only 1,2,5,9 (JSON only, docs untouched)  --soak-minutes M  --no-docs
+ *   npm run bench -- --long        full run plus the soak (scenario 8: the bare engine 10 min, then the full server 30 min)
+ *   options: --only 1,2,5,9 (JSON only, docs untouched)  --engine-soak-minutes M  --server-soak-minutes M  --no-docs
  *            --profile / --no-profile: profile a separate provisioning server (default: on, off with --quick)
  *
  * Scenario 9 is the scale-out comparison of issue 16 (tools/bench/scale-out-servers.ts: SQLite with one
@@ -33,18 +33,23 @@ const val = (f: string): string | undefined => {
   return i >= 0 ? argv[i + 1] : undefined;
 };
 for (const a of argv) {
-  if (a.startsWith('--') && !['--quick', '--long', '--only', '--soak-minutes', '--no-docs', '--profile', '--no-profile', '--help'].includes(a)) {
+  if (a.startsWith('--') && !['--quick', '--long', '--only', '--engine-soak-minutes', '--server-soak-minutes', '--no-docs', '--profile', '--no-profile', '--help'].includes(a)) {
     console.error(`unknown option ${a}`);
     process.exit(2);
   }
 }
 if (has('--help')) {
-  console.log('usage: npm run bench [-- --quick | --long] [--only 1,2,…,9] [--soak-minutes M] [--[no-]profile] [--no-docs]');
+  console.log('usage: npm run bench [-- --quick | --long] [--only 1,2,…,9] [--engine-soak-minutes M (10)] [--server-soak-minutes M (30)] [--[no-]profile] [--no-docs]');
   process.exit(0);
 }
 
 const base = has('--quick') ? QUICK : FULL;
-const mode: Mode = { ...base, long: has('--long'), soakMinutes: Number(val('--soak-minutes') ?? base.soakMinutes) };
+const mode: Mode = {
+  ...base,
+  long: has('--long'),
+  engineSoakMinutes: Number(val('--engine-soak-minutes') ?? base.engineSoakMinutes),
+  serverSoakMinutes: Number(val('--server-soak-minutes') ?? base.serverSoakMinutes),
+};
 const only = val('--only')
   ?.split(',')
   .map((s) => Number(s.trim()))

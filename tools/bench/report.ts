@@ -166,7 +166,7 @@ export function checks(r: Results): Check[] {
       verdict: soakServer.minutes < 30 ? 'not judged' : flat ? 'met' : '**MISSED**',
       ...(flat ? {} : { why: soakWhy(soakServer) }),
     });
-  } else out.push({ target: 'Full-server RSS flat over a 30-minute soak (second-half slope ≤ 0.5 MB/min)', measured: 'soak runs only with --long (--soak-minutes 15 gives 30 minutes)', verdict: 'not measured' });
+  } else out.push({ target: 'Full-server RSS flat over a 30-minute soak (second-half slope ≤ 0.5 MB/min)', measured: 'soak runs only with --long (30 minutes by default, --server-soak-minutes M)', verdict: 'not measured' });
   // Import.
   if (r.s5) {
     const full = r.s5.rows >= 1_000_000;
@@ -527,7 +527,7 @@ export function renderReport(r: Results, jsonPath: string): string {
   p('npm ci && sudo apt-get install -y libcoap3-bin util-linux   # coap-server-notls/-openssl, taskset');
   p('npm run bench -- --quick    # under a minute');
   p('npm run bench               # full run, a few minutes');
-  p('npm run bench -- --long     # plus the soak (2 × 10 min)');
+  p('npm run bench -- --long     # plus the soak (engine 10 min, full server 30 min)');
   p('npx tsx tools/bench/report.ts bench-results/latest.json   # re-render this page from a JSON');
   p('```');
   p();

@@ -37,7 +37,7 @@ import { SqliteStore } from '../../src/store/sqlite/store.ts';
 import { ed25519Sign, keyFingerprint, privateKeyFromSeed, rawPublicKey } from '../../src/tokens/ed25519.ts';
 import { TokenKeyring } from '../../src/tokens/keyring.ts';
 import { CoapServer } from '../../src/transport/coap/engine.ts';
-import { createMemoryPair } from '../../src/transport/coap/memory.ts';
+import { createMemoryPair } from '../../test/support/memory-transport.ts';
 import type { Peer } from '../../src/transport/datagram.ts';
 import { diagnostic, renderLines, type Schema } from './cbor-annotate.ts';
 import { annotateMessage, decodeMessage, encodeMessage, uintValue, uriOptions, type Opt } from './coap-annotate.ts';

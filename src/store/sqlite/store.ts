@@ -1,3 +1,4 @@
+// Over 500 lines, kept whole: the opening, closing and readers of one SQLite store share its connections (writer, schema and statements are already their own files).
 /**
  * The SQLite implementation of the {@link Store} seam (docs/architecture.md "store"), on the `sqlite3`
  * npm package (callback API, wrapped in the promise helpers of `db.ts`). This file opens and closes

@@ -72,7 +72,9 @@ interface Slot {
 
 /**
  * A bounded, timer-free cache of large responses, keyed by peer and request, on `lru-cache`: it
- * bounds the entries (`max`) and the payload bytes (`maxSize`) and evicts the oldest first. Entries
+ * bounds the payload bytes (`maxSize`) and evicts the oldest first; the entry bound is kept here
+ * in `set`. Not `boundedLru`, which spends lru-cache's `maxSize` on counting entries; and not
+ * lru-cache's `max`, which allocates its index arrays for all `maxEntries` up front. Entries
  * are read with `peek`, which leaves their order alone, so the oldest is the first inserted, as
  * RFC 7959 §2.4 block state wants (a client fetching block 5 does not make the representation
  * younger). The lifetime is checked here against the engine's clock (the `now` arguments), not by
@@ -88,7 +90,6 @@ export class BlockCache {
     this.slots =
       limits.maxEntries > 0 && limits.maxBytes > 0
         ? new LRUCache<string, Slot>({
-            max: limits.maxEntries,
             maxSize: limits.maxBytes,
             // lru-cache sizes are positive; an empty representation (never served block-wise) counts 1.
             sizeCalculation: (s) => s.rep.payload.length || 1,
@@ -125,9 +126,11 @@ export class BlockCache {
       return;
     }
     // Expired entries go first, from the oldest end (the lifetime is the same for all, so they are
-    // the oldest); lru-cache then evicts the oldest live ones until the new one fits. `sweepAfter`
+    // the oldest); then the oldest live one goes if the entries are at their bound, and lru-cache
+    // evicts the oldest live ones until the new one's bytes fit. `sweepAfter`
     // is at most the oldest entry's expiry, so the oldest is looked at only when it may have expired.
     if (now >= this.sweepAfter) this.dropExpired(slots, now);
+    if (slots.size >= this.limits.maxEntries && !slots.has(key)) slots.delete(slots.rkeys().next().value!);
     slots.set(key, { rep, expires: now + this.limits.lifetimeMs });
     if (this.sweepAfter === Infinity) this.sweepAfter = now + this.limits.lifetimeMs;
   }

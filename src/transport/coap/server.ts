@@ -5,7 +5,6 @@
  * layers. Behaviour and the choices the RFCs leave open are listed in `engine.ts`.
  */
 import { CoapCode } from '../../protocol/coap-codes.ts';
-import type { Logger } from '../../log.ts';
 import { peerKey, type DatagramTransport, type Peer } from '../datagram.ts';
 import {
   type Admission,
@@ -19,6 +18,7 @@ import {
   SMALLEST_EXTRA,
   newStats,
 } from './api.ts';
+import { throttledErrorLog } from './error-log.ts';
 import { BEYOND_END, Block2Layer, DOES_NOT_FIT, ENCODE_FAILED } from './block2.ts';
 import { DECODE_FORMAT_ERROR, DECODE_IGNORE, DecodedMessage, TYPE_ACK, TYPE_CON, TYPE_RST, decodeMessage, emptyMessage, pathOf, queryOf } from './codec.ts';
 import { EMPTY, type Endpoint, Exchange, type Out, diag } from './exchange.ts';
@@ -49,7 +49,7 @@ export class CoapServer {
   /** The RFC 7252 §4.8.2 times in use. */
   readonly timings: CoapTimings;
 
-  private readonly log: Logger;
+  private readonly logError: (obj: Record<string, unknown>, msg: string) => void;
   private readonly s: EngineSettings;
   private readonly now: () => number;
   private readonly resources = new ResourceTable();
@@ -58,20 +58,17 @@ export class CoapServer {
   private readonly block2: Block2Layer;
   private closed = false;
   private readonly scratch = new DecodedMessage();
-  private logWindowStart = 0;
-  private logCount = 0;
-  private logSuppressed = 0;
 
   constructor(opts: CoapServerOptions) {
-    this.log = opts.log;
     this.s = resolveSettings(opts);
     this.now = this.s.now;
+    this.logError = throttledErrorLog(opts.log, this.now);
     this.timings = this.s.reliability.timings;
     this.reliability = new Reliability(this.s.reliability, this.stats, {
       now: this.now,
       random: this.s.random,
       handlerTimedOut: (ex, now) => this.onHandlerTimeout(ex, now),
-      logError: (obj, msg) => this.logError(obj, msg),
+      logError: this.logError,
     });
     this.block2 = new Block2Layer(this.s.szx, this.s.blockCache, new ResponseEncoder());
   }
@@ -486,18 +483,5 @@ export class CoapServer {
       this.stats.amplificationDropped++;
       this.reliability.rememberSilence(ex, now);
     }
-  }
-
-  /** Error logging limited to 20 lines per second, so hostile traffic cannot flood the log. */
-  private logError(obj: Record<string, unknown>, msg: string): void {
-    const now = this.now();
-    if (now - this.logWindowStart >= 1000) {
-      if (this.logSuppressed > 0) this.log.warn({ suppressed: this.logSuppressed }, 'coap: error lines suppressed');
-      this.logWindowStart = now;
-      this.logCount = 0;
-      this.logSuppressed = 0;
-    }
-    if (this.logCount++ < 20) this.log.error(obj, msg);
-    else this.logSuppressed++;
   }
 }

@@ -1,3 +1,4 @@
+// Over 500 lines, kept whole: one association's handshake state machine, whose steps share its fields (the record layer, the parsers and the suites are already their own files).
 /**
  * One DTLS 1.2 association on the server side: the state machine that runs the server handshake for
  * the PSK and ECDHE_ECDSA AEAD suites (RFC 6347 §4.2, RFC 5246 §7.4, RFC 4279, RFC 8422, RFC 7627,

@@ -27,7 +27,8 @@
  * ClientHello must fit in one record), CID draft code points.
  */
 import { randomBytes } from 'node:crypto';
-import { LRUCache } from 'lru-cache';
+import type { LRUCache } from 'lru-cache';
+import { boundedLru } from '../../bounded-lru.ts';
 import type { DatagramTransport, Peer } from '../datagram.ts';
 import { peerKey } from '../datagram.ts';
 import { UdpTransport } from '../coap/udp.ts';
@@ -138,7 +139,7 @@ export class DtlsTransport implements DatagramTransport {
    * Open sessions by `sessionKey`, an lru-cache in least-recently-active order: `get` on each
    * datagram received marks activity; `peek` (sending, lookups) does not. It never evicts by itself:
    * the least recently active session is closed with close_notify before a new one is added (so
-   * the eviction is counted and the session told), and `max` only backs that bound.
+   * the eviction is counted and the session told), and boundedLru's bound only backs that one.
    */
   private readonly sessions: LRUCache<string, Connection>;
   /** Half-open handshakes, with their sources' shares. */
@@ -176,8 +177,8 @@ export class DtlsTransport implements DatagramTransport {
     this.clock = opts.clock ?? Date.now;
     this.log = opts.log ?? silentLogger;
     this.maxSessions = opts.maxSessions ?? 10_000;
-    // lru-cache needs max >= 1; a bound of 0 kept one session before (the eviction runs first) and still does.
-    this.sessions = new LRUCache<string, Connection>({ max: Math.max(1, this.maxSessions) });
+    // boundedLru keeps at least 1; a bound of 0 kept one session before (the eviction runs first) and still does.
+    this.sessions = boundedLru<string, Connection>(this.maxSessions);
     const maxHandshakes = opts.maxHandshakes ?? 1_000;
     const perAddress = Math.min(opts.maxHandshakesPerAddress ?? 32, maxHandshakes);
     if (!(maxHandshakes >= 1 && perAddress >= 1)) throw new RangeError('maxHandshakes and maxHandshakesPerAddress must be at least 1');

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { parse } from 'coap-packet';
 import { silentLogger } from '../../../src/log.ts';
 import { CoapServer, type UnverifiedLimits } from '../../../src/transport/coap/engine.ts';
-import { createMemoryPair } from '../../../src/transport/coap/memory.ts';
+import { createMemoryPair } from '../../support/memory-transport.ts';
 import type { Peer } from '../../../src/transport/datagram.ts';
 import { encodeRequest, opt, uint, uintBuf } from '../../support/coap-engine.ts';
 

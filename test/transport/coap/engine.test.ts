@@ -2,7 +2,7 @@ import { CoapCode } from '../../../src/protocol/coap-codes.ts';
 import assert from 'node:assert/strict';
 import { generate } from 'coap-packet';
 import { CoapServer, coapTimings, type CoapRequest, type CoapResponse } from '../../../src/transport/coap/engine.ts';
-import { createMemoryPair } from '../../../src/transport/coap/memory.ts';
+import { createMemoryPair } from '../../support/memory-transport.ts';
 import { silentLogger } from '../../../src/log.ts';
 import { deferred, encodeRequest, fetchBlockwise, opt, setup, uint, uintBuf, TestClient } from '../../support/coap-engine.ts';
 

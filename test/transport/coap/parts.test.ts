@@ -2,8 +2,9 @@ import assert from 'node:assert/strict';
 import { DedupCache } from '../../../src/transport/coap/dedup.ts';
 import { BlockCache, blockSize, decodeBlock, encodeBlock, szxOf, type CachedRepresentation } from '../../../src/transport/coap/block-cache.ts';
 import { linkFormat, linkValue, matches, parseFilters } from '../../../src/transport/coap/link-format.ts';
-import { createMemoryPair } from '../../../src/transport/coap/memory.ts';
+import { createMemoryPair } from '../../support/memory-transport.ts';
 import { prng } from '../../support/coap-engine.ts';
+import { NO_PREALLOCATION_BYTES, retainedGrowth } from '../../support/heap-growth.ts';
 
 const buf = (s: string) => Buffer.from(s);
 
@@ -89,6 +90,24 @@ describe('CoAP engine parts', () => {
       c.set('d', rep(10), 0);
       c.set('e', rep(10), 0);
       assert.equal(c.size, 3);
+    });
+
+    it('bounds entries without allocating for all of them up front', async () => {
+      const { bytes, made } = await retainedGrowth(() => new BlockCache({ maxEntries: 1_000_000, maxBytes: 1 << 30, lifetimeMs: 1e9 }));
+      assert.ok(bytes < NO_PREALLOCATION_BYTES, `grew by ${bytes} bytes`);
+      made.set('a', rep(1), 0);
+      assert.equal(made.size, 1);
+    });
+
+    it('keeps the entry bound when a key is replaced', () => {
+      const c = new BlockCache({ maxEntries: 2, maxBytes: 1000, lifetimeMs: 1e9 });
+      c.set('a', rep(1), 0);
+      c.set('b', rep(1), 0);
+      c.set('b', rep(2), 0); // a replacement evicts nothing
+      assert.ok(c.get('a', 0));
+      c.set('c', rep(1), 0); // a new key evicts the oldest
+      assert.equal(c.get('a', 0), undefined);
+      assert.equal(c.size, 2);
     });
 
     it('does not cache a representation larger than its byte budget', () => {

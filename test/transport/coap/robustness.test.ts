@@ -2,7 +2,7 @@ import { CoapCode } from '../../../src/protocol/coap-codes.ts';
 import assert from 'node:assert/strict';
 import { generate, parse } from 'coap-packet';
 import { CoapServer, type CoapServerOptions } from '../../../src/transport/coap/engine.ts';
-import { createMemoryPair, type MemoryTransport } from '../../../src/transport/coap/memory.ts';
+import { createMemoryPair, type MemoryTransport } from '../../support/memory-transport.ts';
 import { DECODE_FORMAT_ERROR, DECODE_IGNORE, DecodedMessage, decodeMessage } from '../../../src/transport/coap/codec.ts';
 import { silentLogger, type Logger } from '../../../src/log.ts';
 import type { Peer } from '../../../src/transport/datagram.ts';

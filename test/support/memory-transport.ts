@@ -3,7 +3,7 @@
  * asynchronously (one macrotask later, like a network), with hooks to lose or duplicate datagrams
  * and to inject datagrams from arbitrary peers.
  */
-import type { DatagramTransport, Peer } from '../datagram.ts';
+import type { DatagramTransport, Peer } from '../../src/transport/datagram.ts';
 
 /** Decides the fate of one datagram travelling `from` → `to`. */
 export type LinkHook = (data: Buffer, from: Peer, to: Peer) => boolean;
