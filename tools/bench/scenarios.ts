@@ -796,8 +796,12 @@ export interface Profile {
   /**
    * CPU ms over the load window (warm-up included) of the main thread and of all other threads (V8's
    * GC and compiler workers, the libuv pool that runs SQLite, the profiler), from /proc/PID/task.
+   * `byThread`: `helpers` per thread, in creation (tid) order (absent in older results). Node 20 names
+   * every thread `node`, so the libuv pool that runs node-sqlite3's statements (created lazily, after
+   * V8's platform workers) is told apart by order: the thread side of the sqlite3 hop, for issue 17's
+   * better-sqlite3 question.
    */
-  threads: { main: number; helpers: number };
+  threads: { main: number; helpers: number; byThread?: Array<{ tid: string; ms: number }> };
   /** Main-thread self time by category over the load window (ms and %). */
   categories: Array<{ name: string; ms: number; pct: number }>;
   command: string;
@@ -892,11 +896,12 @@ export async function profileProvisioning(ctx: Ctx, concurrency = 16): Promise<P
     res = await load(ctx, { kind: 'closed', op: 'prov', target: { host: '127.0.0.1', port: srv.coapPort }, concurrency, warmupMs: m.warmupMs, durationMs: m.durationMs, maxOps: 1_000_000, serverPid: srv.pid });
     toUs = Number(process.hrtime.bigint() / 1000n);
     const after = threadTicks(srv.pid);
-    threads = { main: 0, helpers: 0 };
+    threads = { main: 0, helpers: 0, byThread: [] };
     for (const [tid, a] of after) {
       const d = ((a.ticks - (before.get(tid)?.ticks ?? 0)) / CLK_TCK) * 1000;
       if (tid === String(srv.pid)) threads.main += d;
       else threads.helpers += d;
+      if (tid !== String(srv.pid)) threads.byThread!.push({ tid, ms: Math.round(d) });
     }
     ctx.log(line(`  profile run (N=${concurrency}, profiler attached)`, res));
   } finally {
