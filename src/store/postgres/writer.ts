@@ -134,11 +134,15 @@ export class PgWriter {
       this.stats.transactions++;
       const savepoints = group.length > 1;
       let applied = 0;
+      // A call's savepoint is released together with the next call's SAVEPOINT (one round trip), and
+      // the last one by the COMMIT itself.
+      let unreleased = false;
       for (const call of group) {
         try {
-          if (savepoints) await c.query('SAVEPOINT apply_call');
+          if (savepoints) await c.query(unreleased ? 'RELEASE apply_call; SAVEPOINT apply_call' : 'SAVEPOINT apply_call');
+          unreleased = false;
           await this.applyCall(c, call.mutations, state);
-          if (savepoints) await c.query('RELEASE apply_call');
+          unreleased = savepoints;
           applied++;
         } catch (e) {
           if (!isCallLocal(e)) throw e;
