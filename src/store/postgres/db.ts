@@ -50,3 +50,19 @@ export function toProvError(e: unknown, op: string): ProvError {
 export function closedError(): ProvError {
   return new ProvError('internal', 'the PostgresStore is closed');
 }
+
+const statementNames = new Map<string, string>();
+
+/**
+ * `sql` with `values` as a named (prepared) statement: each pooled connection parses and plans it
+ * once, then only binds and executes it, which saves PostgreSQL the parse and plan of every row
+ * written or read. Every text passed here is a fixed statement (statements.ts), so the names are few.
+ */
+export function prepared(sql: string, values: unknown[] = []): { name: string; text: string; values: unknown[] } {
+  let name = statementNames.get(sql);
+  if (name === undefined) {
+    name = `idprov_${statementNames.size + 1}`;
+    statementNames.set(sql, name);
+  }
+  return { name, text: sql, values };
+}

@@ -67,7 +67,7 @@ import {
 } from '../rows.ts';
 import { FileStaging } from '../staging.ts';
 import type { AllowStaging, BulkResult, ListOptions, Mutation, Page, Store, StoreTable } from '../store.ts';
-import { TYPES, closedError, toProvError, type Pool } from './db.ts';
+import { TYPES, closedError, prepared, toProvError, type Pool } from './db.ts';
 import { PG_MIGRATIONS, migratePostgres } from './schema.ts';
 import { CHANGE_CHANNEL, SQL } from './statements.ts';
 import { PgWriter, type PostgresStoreStats } from './writer.ts';
@@ -198,7 +198,7 @@ export class PostgresStore implements Store {
 
   private async query(op: string, sql: string, params: Param[]): Promise<QueryResult<Row>> {
     if (this.closing) throw closedError();
-    const p = this.pool.query<Row>(sql, params);
+    const p = this.pool.query<Row>(prepared(sql, params));
     this.inflight.add(p);
     try {
       return await p;
