@@ -32,7 +32,7 @@ import { pooledRandom } from './tokens/random.ts';
 import { SourceLimit } from './policy/source-limit.ts';
 import { COAP_MAX_KEYS, registerResources } from './device-api/resources.ts';
 import { unverifiedLimits } from './device-api/unverified.ts';
-import { allowlistPsk } from './service/psk.ts';
+import { PskIndex } from './service/psk-index.ts';
 import { SecurityMonitor } from './service/monitor/security-monitor.ts';
 import { monitorSettings, serviceSettings } from './service/settings.ts';
 import { ProvisioningSwitch } from './service/switch.ts';
@@ -41,6 +41,7 @@ import { CoapServer } from './transport/coap/engine.ts';
 import type { Source } from './transport/source.ts';
 import { UdpTransport } from './transport/coap/udp.ts';
 import { loadOrCreateCertificate } from './transport/dtls/cert.ts';
+import type { PskLookup } from './transport/dtls/psk.ts';
 import { DtlsTransport } from './transport/dtls/server.ts';
 import type { DatagramTransport } from './transport/datagram.ts';
 
@@ -71,6 +72,8 @@ export interface RunningServer {
   coapsPort: number;
   /** base64url SHA-256 of the DTLS certificate's SubjectPublicKeyInfo (discovery's `fp`, docs/spec/idprov-coap-v1.md §7). */
   dtlsFingerprint: string;
+  /** The in-memory DTLS-PSK keys of the allowlist (service/psk-index.ts). */
+  pskIndex: PskIndex;
   /** The bound admin sidecar port. */
   adminPort: number;
   /** Path of the admin token written at first start. */
@@ -103,7 +106,7 @@ async function bindUdp(address: string, port: number, log: Logger, reuseAddr = f
  * created in the data directory at first start, and PSK identity = device ID → PSK = that device's
  * out-of-band secret from its (unexpired) allowlist entry.
  */
-async function bindDtls(cfg: Readonly<Config>, store: Store, nowS: () => number, log: Logger): Promise<{ transport: DtlsTransport; port: number; fingerprint: string }> {
+async function bindDtls(cfg: Readonly<Config>, pskLookup: PskLookup, nowS: () => number, log: Logger): Promise<{ transport: DtlsTransport; port: number; fingerprint: string }> {
   const dir = resolve(cfg.dataDir);
   const cert = loadOrCreateCertificate({
     certPath: cfg.dtlsCert || join(dir, 'dtls-cert.pem'),
@@ -117,7 +120,7 @@ async function bindDtls(cfg: Readonly<Config>, store: Store, nowS: () => number,
   const handshakes = new SourceLimit({ rate: cfg.dtlsHandshakeRate, burst: cfg.dtlsHandshakeBurst }, cfg.rateLimitMaxKeys);
   const opts = {
     certificate: cert,
-    pskLookup: allowlistPsk(store, nowS),
+    pskLookup,
     maxSessions: cfg.dtlsMaxSessions,
     maxHandshakes: cfg.dtlsMaxHandshakes,
     maxHandshakesPerAddress: cfg.dtlsMaxHandshakesPerAddress,
@@ -243,7 +246,12 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
     transports.push(udp);
     coap.attach(udp);
     const coapPort = udp.address().port;
-    const dtls = await bindDtls(cfg, store, nowS, log);
+    // PSK handshakes look keys up in memory (service/psk-index.ts); the index follows the allowlist's
+    // changes from the moment it subscribes, and answers from the store until its first load is done.
+    const pskIndex = new PskIndex(store, nowS, log.child({ c: 'psk' }));
+    const unwatchPsk = changes.subscribe(pskIndex.onChange);
+    void pskIndex.reload();
+    const dtls = await bindDtls(cfg, pskIndex.lookup, nowS, log);
     transports.push(dtls.transport);
     coap.attach(dtls.transport);
 
@@ -361,9 +369,10 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
       // A nonce-secret rotation, here or (any setting changed) at another instance or the CLI.
       if (foreign?.has('setting.put') || muts.some((m) => m.kind === 'setting.put' && NONCE_SECRET_SETTINGS.includes(m.name))) void reloadNonceSecret();
     });
-    // Instances sharing a PostgreSQL database (docs/scale-out.md): another instance's commit wakes this
-    // one's long polls and SSE streams and changes its ETags (LISTEN/NOTIFY).
-    const unlisten = shared ? await shared.onForeignChange((kinds) => changes.foreign(kinds)) : () => undefined;
+    // Another writer's commits — instances sharing a PostgreSQL database (LISTEN/NOTIFY, docs/scale-out.md),
+    // or another process such as the CLI on the SQLite file — wake this one's long polls and SSE
+    // streams, change its ETags and reload what it holds in memory (keys, nonce secret, PSK index).
+    const unlisten = opened.onForeignChange ? await opened.onForeignChange((kinds) => changes.foreign(kinds)) : () => undefined;
 
     log.info(
       { coap: coapPort, coaps: dtls.port, fp: dtls.fingerprint, bind: cfg.bind, admin: `${cfg.adminCert ? 'https' : 'http'}://${cfg.adminBind.includes(':') ? `[${cfg.adminBind}]` : cfg.adminBind}:${adminPort}`, data: resolve(cfg.dataDir), kid: keyring.current.kid, provisioning: service.provisioning.enabled },
@@ -384,6 +393,7 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
       dtls: dtls.transport,
       coapsPort: dtls.port,
       dtlsFingerprint: dtls.fingerprint,
+      pskIndex,
       adminPort,
       adminTokenFile,
       reloadKeys: async () => {
@@ -397,6 +407,7 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
         clearInterval(sightingsTimer);
         await sweeping;
         unwatchKeys();
+        unwatchPsk();
         unlisten();
         await membership?.stop(memberId);
         await disc.close();

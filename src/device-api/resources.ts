@@ -37,7 +37,10 @@ export function toCoap(o: Outcome): CoapResponse {
 /** Where a CoAP request came from, as the service sees it: the peer's address and port, as values. */
 export function contextOf(req: CoapRequest): RequestContext {
   const c: RequestContext = { source: { address: req.peer.address, port: req.peer.port } };
-  if (req.peer.pskIdentity !== undefined) c.pskIdentity = req.peer.pskIdentity;
+  if (req.peer.pskIdentity !== undefined && req.peer.pskMatches !== undefined) {
+    c.pskIdentity = req.peer.pskIdentity;
+    c.pskMatches = req.peer.pskMatches;
+  }
   return c;
 }
 

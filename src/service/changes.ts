@@ -7,9 +7,10 @@ import { randomBytes } from 'node:crypto';
 import type { Mutation, Store } from '../store/store.ts';
 
 /**
- * Called after each commit: `muts` are this process's mutations; a commit by another instance on a
- * shared database (see {@link ObservedStore.foreign}) comes with `muts` empty and its mutation kinds
- * in `foreign` instead.
+ * Called after each commit: `muts` are this process's mutations. Changes whose mutations this process
+ * does not have come with their mutation kinds in `foreign`: a commit by another instance on a shared
+ * database or by another process on the same SQLite file (see {@link ObservedStore.foreign}; `muts`
+ * empty), and a bulk allowlist import (`allow.upsert`, its entries never held in memory at once).
  */
 export type ChangeListener = (muts: readonly Mutation[], version: number, foreign?: ReadonlySet<Mutation['kind']>) => void;
 
@@ -43,6 +44,9 @@ const COLLECTION_OF: Record<Mutation['kind'], Collection> = {
   'events.prune': 'events',
 };
 
+/** What a bulk allowlist import changes without listing it. */
+const BULK_KINDS: ReadonlySet<Mutation['kind']> = new Set(['allow.upsert']);
+
 export class ObservedStore {
   /** Changes with each process start, so ETags from before a restart never match. */
   readonly bootId = randomBytes(6).toString('base64url');
@@ -66,7 +70,7 @@ export class ObservedStore {
         if (prop === 'bulkUpsertAllow') {
           return async (source: Parameters<Store['bulkUpsertAllow']>[0], after: readonly Mutation[] = []) => {
             const r = await target.bulkUpsertAllow(source, after);
-            this.committed(after, ['allowlist']);
+            this.committed(after, ['allowlist'], BULK_KINDS);
             return r;
           };
         }
@@ -76,17 +80,20 @@ export class ObservedStore {
     });
   }
 
-  /** Record a commit made outside `apply` (e.g. a bulk import) and wake listeners. */
-  committed(muts: readonly Mutation[], extra: Collection[] = []): void {
+  /**
+   * Record a commit made outside `apply` (e.g. a bulk import) and wake listeners; `unlisted` are the
+   * kinds of mutations it made that are not in `muts`.
+   */
+  committed(muts: readonly Mutation[], extra: Collection[] = [], unlisted?: ReadonlySet<Mutation['kind']>): void {
     const v = ++this.versionCounter;
     for (const m of muts) this.perCollection.set(COLLECTION_OF[m.kind], v);
     for (const c of extra) this.perCollection.set(c, v);
-    for (const l of this.listeners) l(muts, v);
+    for (const l of this.listeners) l(muts, v, unlisted);
   }
 
   /**
-   * Record a commit made by another instance on a shared database (PostgreSQL LISTEN/NOTIFY): bumps the
-   * versions (so ETags change) and wakes listeners. `'unknown'` (after a lost notification
+   * Record a commit made by another instance on a shared database (PostgreSQL LISTEN/NOTIFY) or by
+   * another process on the same SQLite file: bumps the versions (so ETags change) and wakes listeners. `'unknown'` (after a lost notification
    * connection) counts as a change of everything.
    */
   foreign(kinds: readonly Mutation['kind'][] | 'unknown'): void {

@@ -30,6 +30,8 @@ export interface RequestContext {
   source: PeerAddress;
   /** DTLS-PSK identity of the session, when the request came over coaps with a PSK suite. */
   pskIdentity?: string;
+  /** With `pskIdentity`: whether `key` is the session's PSK (see service/psk.ts `sessionPskHolds`). */
+  pskMatches?: (key: Uint8Array) => boolean;
 }
 
 /** Outcome for an error code: 4.03 bodies carry status 2 and retry (docs/spec/idprov-coap-v1.md §4). */

@@ -23,6 +23,7 @@ import { PublicKeyCache, ed25519Verify, keyFingerprint, keyFingerprintsIn } from
 import type { TokenKeyring } from '../tokens/keyring.ts';
 import { sealToken } from '../tokens/seal.ts';
 import { SecurityMonitor, type MonitorSettings } from './monitor/security-monitor.ts';
+import { sessionPskHolds } from './psk.ts';
 import { errorOutcome, isOutcome, rateLimited, type Outcome, type OutcomeKind, type RequestContext } from './outcome.ts';
 import { sweep, type SweepResult } from './sweep.ts';
 import { KeyedMutex, PartitionedNonces } from './nonces.ts';
@@ -262,21 +263,31 @@ export class ProvisioningService {
         return this.challenge(body.id, 'bad-signature', 'the signature does not verify', now, scope.address);
       }
       return this.mutex.run(body.id, () =>
-        this.provision({ ...body, nonce: body.nonce!, source: peerText(ctx.source), ...(ctx.pskIdentity ? { pskIdentity: ctx.pskIdentity } : {}) }, scope.address, t0),
+        this.provision({ ...body, nonce: body.nonce!, source: peerText(ctx.source), ...(ctx.pskIdentity ? { pskIdentity: ctx.pskIdentity } : {}) }, scope.address, t0, ctx.pskMatches),
       );
     });
   }
 
-  /** Load, spend the claim's budget and its nonce, decide, record, answer (under the ID's mutex). */
-  private async provision(req: Parameters<typeof decide>[0] & { xk?: Uint8Array }, peer: string, t0: number): Promise<Outcome> {
+  /**
+   * Load, spend the claim's budget and its nonce, decide, record, answer (under the ID's mutex). A
+   * DTLS-PSK identity counts only while the session's key (`pskMatches`) is still the entry's live
+   * secret in the records just loaded (service/psk.ts).
+   */
+  private async provision(
+    claimed: Parameters<typeof decide>[0] & { xk?: Uint8Array },
+    peer: string,
+    t0: number,
+    pskMatches?: (key: Uint8Array) => boolean,
+  ): Promise<Outcome> {
     const now = this.now();
     const m = this.monitor.settings;
     const [stored, macPeers] = await Promise.all([
-      this.d.store.loadSubject(req.id),
-      req.mac ? this.d.store.macPeers(req.mac, req.id, MAX_MAC_PEERS) : Promise.resolve([]),
+      this.d.store.loadSubject(claimed.id),
+      claimed.mac ? this.d.store.macPeers(claimed.mac, claimed.id, MAX_MAC_PEERS) : Promise.resolve([]),
     ]);
     const seen = this.sightings.overlay(stored.pending);
     const rec: SubjectRecords = seen ? { ...stored, pending: seen } : stored;
+    const req = claimed.pskIdentity === undefined || sessionPskHolds(pskMatches, rec.allow, now) ? claimed : withoutPsk(claimed);
     const stop = this.spend(req.id, req.pk, keyStanding(req, rec, now), req.nonce, peer, now, t0);
     if (stop) return stop;
     const guessed = this.guessGate(req, rec, peer, now, t0);
@@ -561,4 +572,10 @@ export function recordPending(prev: PendingRecord | undefined, next: PendingReco
  */
 function usedOnce(nonce: Uint8Array): Mutation {
   return { kind: 'nonce.use', nonce, expires: nonceExpiry(nonce) };
+}
+
+/** `req` without its DTLS-PSK identity (a session whose key no longer proves the secret). */
+function withoutPsk<T extends { pskIdentity?: string }>(req: T): T {
+  const { pskIdentity: _dropped, ...rest } = req;
+  return rest as T;
 }

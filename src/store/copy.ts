@@ -12,6 +12,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { EventRecord } from '../domain.ts';
 import { ProvError } from '../errors.ts';
+import { allPages as pages } from './paging.ts';
 import type { Mutation, Page, Store } from './store.ts';
 
 /** Rows per page read and per transaction written. */
@@ -28,15 +29,6 @@ export interface CopyReport {
   events: number;
   flags: number;
   adminTokens: number;
-}
-
-async function* pages<T>(list: (after: string | undefined) => Promise<Page<T>>): AsyncGenerator<T[]> {
-  let after: string | undefined;
-  do {
-    const page = await list(after);
-    if (page.items.length > 0) yield page.items;
-    after = page.next;
-  } while (after !== undefined);
 }
 
 async function* eventPages(s: Store): AsyncGenerator<Awaited<ReturnType<Store['listEvents']>>> {

@@ -22,3 +22,13 @@ export function pageOf<T>(rows: readonly T[], limit: number, key: (item: T) => s
   const items = rows.slice(0, limit);
   return rows.length > limit ? { items, next: key(items[items.length - 1]!) } : { items };
 }
+
+/** Every page of a keyset-paged list, in order: `list(after)` from the start until a page has no `next`. */
+export async function* allPages<T>(list: (after: string | undefined) => Promise<Page<T>>): AsyncGenerator<T[]> {
+  let after: string | undefined;
+  do {
+    const page = await list(after);
+    if (page.items.length > 0) yield page.items;
+    after = page.next;
+  } while (after !== undefined);
+}

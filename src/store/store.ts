@@ -177,6 +177,14 @@ export interface Store {
   /** Row counts per table (for health and tests). */
   counts(): Promise<Record<StoreTable, number>>;
 
+  /**
+   * Where another writer can commit to the same data (another instance on a shared PostgreSQL
+   * database, another process on a SQLite file): calls `fn` after such a commit, with its mutation
+   * kinds when the store knows them, else `'unknown'`. Resolves, once watching, to a function that
+   * stops. Absent where nothing else can write (the in-memory store).
+   */
+  onForeignChange?(fn: (kinds: readonly Mutation['kind'][] | 'unknown') => void): Promise<() => void>;
+
   /** Flush pending writes and close. */
   close(): Promise<void>;
 }

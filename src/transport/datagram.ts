@@ -13,6 +13,11 @@ export interface Peer extends PeerAddress {
   family: 'IPv4' | 'IPv6';
   /** Set by the DTLS transport: the authenticated PSK identity of the session, if any. */
   pskIdentity?: string;
+  /**
+   * Set by the DTLS transport with `pskIdentity`: whether `key` is the PSK the session was made with
+   * (constant-time; the session keeps only the key's SHA-256).
+   */
+  pskMatches?: (key: Uint8Array) => boolean;
   /** Set by the DTLS transport: a stable key for the session (survives address changes with CID). */
   sessionKey?: string;
   /**

@@ -32,6 +32,8 @@ describe('allowlist field bounds outside the file parser (F8)', () => {
       { kind: 'allow.upsert', entry: { id: 'psk-long', secret: long, type: 0, createdAt: nowS() } },
       { kind: 'allow.upsert', entry: { id: 'psk-64', secret: ok, type: 0, createdAt: nowS() } },
     ]);
+    // Written past the server's change notification: the in-memory PSK copy sees it at its next load.
+    await f.server.pskIndex.reload();
     const connect = (identity: string, key: string) => DtlsClient.connect({ host: '127.0.0.1', port: f.server.coapsPort, suites: [PSK_CCM8], psk: { identity, key: Buffer.from(key) } });
     (await connect('psk-64', ok)).close();
     await assert.rejects(connect('psk-long', long), (e: unknown) => e instanceof HandshakeError && e.alert === ALERT.badRecordMac);

@@ -18,6 +18,8 @@ import { tempDir } from '../support/temp-dir.ts';
 import { coapRequest } from '../support/coap-client.ts';
 import { TestDevice } from '../support/device.ts';
 import { TestPostgres } from '../support/postgres.ts';
+import { coapPost, coapReply } from '../support/dtls-server.ts';
+import { DtlsClient, HandshakeError } from '../../tools/dtls-peers/client.ts';
 
 async function post(port: number, path: string, payload: Buffer): Promise<{ code: string; body: ResponseBody; maxAge?: number }> {
   const r = await coapRequest({ port, method: 'POST', path, payload, contentFormat: 18 });
@@ -142,6 +144,32 @@ describe('instances sharing one PostgreSQL database', function () {
     assert.equal((await refresh(b!.coapPort, dev, tok.body.token!)).code, '2.01');
     await a!.admin.revoke(dev.id, 'stolen', { by: 'admin:test' });
     for (const s of [a!, b!, c!]) assert.equal((await refresh(s.coapPort, dev, tok.body.token!)).body.err, 7, `revoked at ${s.coapPort}`);
+  });
+
+  it('follows a PSK secret replaced through one instance at every other: the old key stops shaking hands, its sessions prove nothing', async () => {
+    const dev = new TestDevice('psk-shared');
+    const [a, b] = await cluster(2, `id,secret\n${dev.id},printed-on-the-box-2024\n`);
+    await Promise.all([a!.pskIndex.settled(), b!.pskIndex.settled()]);
+    const connect = (s: RunningServer, key: string) => DtlsClient.connect({ host: '127.0.0.1', port: s.coapsPort, psk: { identity: dev.id, key: Buffer.from(key) } });
+    const session = await connect(b!, 'printed-on-the-box-2024');
+    try {
+      await a!.admin.putAllow({ id: dev.id, secret: 'relabelled-2025', type: 0, createdAt: a!.service.now() }, { by: 'test' });
+      // B hears of it by LISTEN/NOTIFY and reloads its copy; meanwhile its sessions are judged by the
+      // committed entry, so the old session proves nothing even before the reload.
+      const nonce = parseResponse(coapReply(await session.request(coapPost('/idprov/request', dev.request()))).payload).nonce!;
+      const r = coapReply(await session.request(coapPost('/idprov/request', dev.request({ nonce }))));
+      assert.equal(r.code, '4.01');
+      assert.equal(parseResponse(r.payload).err, 11);
+    } finally {
+      session.close();
+    }
+    assert.ok(await eventually(async () => b!.pskIndex.lookup(dev.id)?.toString() === 'relabelled-2025'), 'B reloaded its PSK copy');
+    await assert.rejects(connect(b!, 'printed-on-the-box-2024'), (e: unknown) => e instanceof HandshakeError && e.alert === 20);
+    const fresh = await connect(b!, 'relabelled-2025');
+    fresh.close();
+    await a!.admin.deleteAllow(dev.id, { by: 'test' });
+    assert.ok(await eventually(async () => b!.pskIndex.lookup(dev.id) === undefined), 'B dropped the removed entry');
+    await assert.rejects(connect(b!, 'relabelled-2025'), (e: unknown) => e instanceof HandshakeError && e.alert === 20);
   });
 
   it('picks up a key rotation made at one instance on every other, which then signs with the new key', async () => {

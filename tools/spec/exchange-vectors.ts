@@ -212,7 +212,10 @@ class Rig {
     // A frozen engine clock: no exchange ever counts as slow, so every answer is piggybacked.
     const coap = new CoapServer({ log: silentLogger, now: () => 0, random: () => 0 });
     registerResources(coap, svc);
-    const device: Peer = opts.psk ? { ...DEVICE, pskIdentity: DEVICE_ID, sessionKey: 'psk-session' } : DEVICE;
+    // A PSK session's peer as the DTLS transport gives it: the identity and a check of the session's key.
+    const device: Peer = opts.psk
+      ? { ...DEVICE, pskIdentity: DEVICE_ID, pskMatches: (k) => Buffer.from(k).equals(Buffer.from(DEVICE_SECRET, 'utf8')), sessionKey: 'psk-session' }
+      : DEVICE;
     const [serverT, deviceT] = createMemoryPair({ a: SERVER, b: device });
     coap.attach(serverT);
     const rig = new Rig(clock, store, svc, admin, coap, (b) => deviceT.send(b, SERVER));

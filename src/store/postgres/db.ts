@@ -4,6 +4,7 @@
  */
 import pg from 'pg';
 import { ProvError } from '../../errors.ts';
+import { SQL } from './statements.ts';
 
 /** `pg`'s Pool, with the types our options use. */
 export type Pool = InstanceType<typeof pg.Pool>;
@@ -51,18 +52,26 @@ export function closedError(): ProvError {
   return new ProvError('internal', 'the PostgresStore is closed');
 }
 
-const statementNames = new Map<string, string>();
+/**
+ * A name for each fixed statement of statements.ts, and only for those: each pooled connection keeps
+ * every named statement it has prepared for its lifetime, so a text made at run time (one that
+ * interpolated a value) must never get a name, or the map and every connection would grow without
+ * bound. Such a text runs unnamed (parsed each time).
+ */
+const statementNames = new Map<string, string>(Object.values(SQL).map((text, i) => [text, `idprov_${i + 1}`]));
 
 /**
- * `sql` with `values` as a named (prepared) statement: each pooled connection parses and plans it
- * once, then only binds and executes it, which saves PostgreSQL the parse and plan of every row
- * written or read. Every text passed here is a fixed statement (statements.ts), so the names are few.
+ * `sql` with `values` as a named (prepared) statement when `sql` is one of the fixed statements of
+ * statements.ts: each pooled connection parses and plans it once, then only binds and executes it,
+ * which saves PostgreSQL the parse and plan of every row written or read. Any other text is sent
+ * unnamed.
  */
-export function prepared(sql: string, values: unknown[] = []): { name: string; text: string; values: unknown[] } {
-  let name = statementNames.get(sql);
-  if (name === undefined) {
-    name = `idprov_${statementNames.size + 1}`;
-    statementNames.set(sql, name);
-  }
-  return { name, text: sql, values };
+export function prepared(sql: string, values: unknown[] = []): { name?: string; text: string; values: unknown[] } {
+  const name = statementNames.get(sql);
+  return name === undefined ? { text: sql, values } : { name, text: sql, values };
+}
+
+/** Whether `sql` runs as a named statement (for tests). */
+export function isNamedStatement(sql: string): boolean {
+  return statementNames.has(sql);
 }

@@ -135,6 +135,9 @@ interface ReadConnection {
  * - records passed to `apply` must not be modified until its promise settles (they are bound when
  *   the group's transaction runs).
  */
+/** How often {@link SqliteStore.onForeignChange} looks for other processes' commits (ms). */
+export const FOREIGN_POLL_MS = 2000;
+
 export class SqliteStore implements Store {
   /** Counters for health output and tests; read-only for callers. */
   readonly stats: SqliteStoreStats = {
@@ -153,6 +156,8 @@ export class SqliteStore implements Store {
   private readonly gate: ReadGate;
   private closing: Promise<void> | undefined;
   private nextReader = 0;
+  /** Stops of the {@link SqliteStore.onForeignChange} watches, run by `close`. */
+  private readonly watches = new Set<() => void>();
 
   private constructor(
     private readonly db: Database,
@@ -480,7 +485,50 @@ export class SqliteStore implements Store {
    * reads, finalizes the statements and closes the connections. Later calls reject with
    * `internal` ("the SqliteStore is closed"); calling `close` again returns the same promise.
    */
+  // -------------------------------------------------------------------------------------------
+  // Other processes' commits
+
+  /**
+   * Calls `fn('unknown')` after another connection to the same database file has committed — another
+   * process, such as the `idprov` CLI importing an allowlist or minting a token while the server runs.
+   * SQLite does not notify, so this looks every `everyMs` at `PRAGMA data_version` on the writer
+   * connection, which changes only for other connections' commits (this store's own go through that
+   * connection; its readers never write). `':memory:'` databases have no other connection: never
+   * called. Resolves to a function that stops looking (`close` stops it too).
+   */
+  async onForeignChange(fn: (kinds: 'unknown') => void, everyMs = FOREIGN_POLL_MS): Promise<() => void> {
+    if (this.gate.shared || this.closing) return () => undefined;
+    const version = async (): Promise<number | undefined> => {
+      try {
+        return Number((await queryRow(this.db, 'PRAGMA data_version'))['data_version']);
+      } catch (e) {
+        if (!this.closing) this.log?.warn({ err: (e as Error).message }, 'store: reading PRAGMA data_version failed');
+        return undefined;
+      }
+    };
+    let last = await version();
+    let busy = false;
+    const timer = setInterval(() => {
+      if (busy || this.closing) return;
+      busy = true;
+      void version().then((v) => {
+        busy = false;
+        if (v === undefined || this.closing) return;
+        if (last !== undefined && v !== last) fn('unknown');
+        last = v;
+      });
+    }, everyMs);
+    timer.unref();
+    const stop = (): void => {
+      clearInterval(timer);
+      this.watches.delete(stop);
+    };
+    this.watches.add(stop);
+    return stop;
+  }
+
   close(): Promise<void> {
+    for (const stop of [...this.watches]) stop();
     this.closing ??= this.shutdown();
     return this.closing;
   }

@@ -4,7 +4,7 @@
 import type { Peer } from '../datagram.ts';
 import type { ServerCertificate } from './cert.ts';
 import type { Connection } from './connection.ts';
-import type { PskChoice } from './psk.ts';
+import type { PskChoice, PskLookup } from './psk.ts';
 
 /** Why an association ended (for stats and debug logs; never carries secrets). */
 export type CloseReason =
@@ -29,7 +29,7 @@ export interface ConnectionHost {
   readonly requireExtendedMasterSecret: boolean;
   readonly suites: readonly number[];
   readonly certificate: ServerCertificate | undefined;
-  readonly pskLookup: ((identity: string) => Promise<Buffer | undefined>) | undefined;
+  readonly pskLookup: PskLookup | undefined;
   /** The key of a PSK handshake, by the same computation for known and unknown identities (psk.ts). */
   selectPsk(identity: Buffer, psk: Buffer | undefined): PskChoice;
   random(n: number): Buffer;

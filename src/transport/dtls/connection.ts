@@ -13,6 +13,7 @@
  *
  * The negotiation, flight contents and key schedule are in `handshake.ts`; the suites in `suites.ts`.
  */
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Peer } from '../datagram.ts';
 import type { CloseReason, ConnectionHost } from './connection-host.ts';
 import { pskPreMaster } from './crypto.ts';
@@ -462,23 +463,41 @@ export class Connection {
   private lookUpPsk(hs: Handshake, identityBytes: Buffer): void {
     const identity = identityBytes.toString('utf8');
     const valid = identity.length > 0 && Buffer.from(identity, 'utf8').equals(identityBytes);
+    let found: Buffer | undefined | Promise<Buffer | undefined>;
+    try {
+      found = valid ? this.host.pskLookup!(identity) : undefined;
+    } catch {
+      found = undefined;
+    }
+    // An in-memory lookup answers at once: no wait, no queue. A store lookup holds the records meanwhile.
+    if (!(found instanceof Promise)) {
+      this.usePsk(hs, identityBytes, identity, found, false);
+      return;
+    }
     this.busy = true;
-    const lookup = valid ? this.host.pskLookup!(identity).catch(() => undefined) : Promise.resolve(undefined);
-    void lookup.then((psk) => {
+    void found.catch(() => undefined).then((psk) => {
       this.busy = false;
       if (this.state !== 'handshake' || this.hs !== hs) return;
-      try {
-        const choice = this.host.selectPsk(identityBytes, psk);
-        if (choice.known) hs.pskIdentity = identity;
-        const pre = pskPreMaster(choice.key);
-        choice.key.fill(0);
-        this.reader.cipher = deriveKeys(hs, pre);
-        this.replayQueuedRecords();
-      } catch (err) {
-        this.host.debug({ err: (err as Error).message }, 'dtls: internal error after PSK lookup');
-        if (!this.isClosed()) this.abortHandshake(ALERT.internalError, 'internal error');
-      }
+      this.usePsk(hs, identityBytes, identity, psk, true);
     });
+  }
+
+  /** Derive the keys from the looked-up PSK (or the identity's dummy key: psk.ts). */
+  private usePsk(hs: Handshake, identityBytes: Buffer, identity: string, psk: Buffer | undefined, queued: boolean): void {
+    try {
+      const choice = this.host.selectPsk(identityBytes, psk);
+      if (choice.known) {
+        hs.pskIdentity = identity;
+        hs.pskDigest = createHash('sha256').update(choice.key).digest();
+      }
+      const pre = pskPreMaster(choice.key);
+      choice.key.fill(0);
+      this.reader.cipher = deriveKeys(hs, pre);
+      if (queued) this.replayQueuedRecords();
+    } catch (err) {
+      this.host.debug({ err: (err as Error).message }, 'dtls: internal error after PSK lookup');
+      if (!this.isClosed()) this.abortHandshake(ALERT.internalError, 'internal error');
+    }
   }
 
   /** The client's Finished (RFC 5246 §7.4.9): verify it, answer with flight 6, and open the session. */
@@ -493,9 +512,13 @@ export class Connection {
     this.writer.cipher = hs.pendingWrite;
     if (hs.timer !== undefined) clearTimeout(hs.timer);
     const identity = hs.pskIdentity;
+    const digest = hs.pskDigest;
     this.hs = undefined;
     this.state = 'open';
-    if (identity !== undefined) this.peer.pskIdentity = identity;
+    if (identity !== undefined && digest !== undefined) {
+      this.peer.pskIdentity = identity;
+      this.peer.pskMatches = (key) => timingSafeEqual(digest, createHash('sha256').update(key).digest());
+    }
     this.lastFlight = flight;
     this.sendFlight(flight);
     this.host.established(this);

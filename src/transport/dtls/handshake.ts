@@ -50,6 +50,8 @@ export interface Handshake {
   /** The server's write cipher, switched on with the server's Finished. */
   pendingWrite: RecordCipher | undefined;
   pskIdentity: string | undefined;
+  /** SHA-256 of the PSK of a known identity: the session keeps it to tell whether its key is still the device's. */
+  pskDigest: Buffer | undefined;
 }
 
 /** What a ClientHello negotiates. */
@@ -155,6 +157,7 @@ export function newHandshake(
     master: undefined,
     pendingWrite: undefined,
     pskIdentity: undefined,
+    pskDigest: undefined,
   };
 }
 

@@ -13,6 +13,12 @@ import { createHmac } from 'node:crypto';
 /** Length of the dummy key of an identity without a usable PSK (one HMAC-SHA256 output). */
 export const DUMMY_PSK_LENGTH = 32;
 
+/**
+ * The key of a PSK identity (the device ID), or undefined: at once (an in-memory copy) or as a promise
+ * (a store read; the connection holds the handshake's records meanwhile).
+ */
+export type PskLookup = (identity: string) => Buffer | undefined | Promise<Buffer | undefined>;
+
 /** The key chosen for one PSK handshake. */
 export interface PskChoice {
   /** A fresh buffer the caller may zero: the real PSK, or the identity's dummy key. */

@@ -37,18 +37,18 @@ import type { ServerCertificate } from './cert.ts';
 import { Connection, SUITES, type CloseReason, type ConnectionHost } from './connection.ts';
 import { CookieJar } from './crypto.ts';
 import { HandshakeSlots } from './handshake-slots.ts';
-import { PskSelector } from './psk.ts';
+import { PskSelector, type PskLookup } from './psk.ts';
 import { sourceOf, type Source } from '../source.ts';
 import { CT, DTLS10, DTLS12, HT, RECORD_HEADER, parseClientHello, parseHandshakeFragments, parseRecords, vec8, u16, handshakeMessage, handshakeFragment, writeRecord } from './wire.ts';
 
 /** Options of {@link DtlsTransport}. Durations in milliseconds. */
 export interface DtlsOptions {
   /**
-   * Resolve a PSK identity (the device ID) to its key (the device's out-of-band secret). Undefined
-   * for an unknown identity; the handshake then fails exactly like a wrong key. Omit to disable the
-   * PSK suites.
+   * Resolve a PSK identity (the device ID) to its key (the device's out-of-band secret), at once or
+   * as a promise. Undefined for an unknown identity; the handshake then fails exactly like a wrong
+   * key. Omit to disable the PSK suites.
    */
-  pskLookup?: (identity: string) => Promise<Buffer | undefined>;
+  pskLookup?: PskLookup;
   /** Chooses each PSK handshake's key (default: a {@link PskSelector} keyed from `random`; tests spy on it). */
   pskSelector?: PskSelector;
   /** The P-256 certificate and key for the ECDHE_ECDSA suites; omit to disable them. */
