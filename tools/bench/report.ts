@@ -429,7 +429,7 @@ export function renderReport(r: Results, jsonPath: string): string {
     }
     p();
     if (r.s4.generatorCommand) p(`- generator: \`${r.s4.generatorCommand}\``);
-    p(`- ours: the provisioning server's CoAPS port (PSK identity = an allowlist entry with a secret, looked up in the store per handshake; the generator cycles through ${num(r.s4.pskIdentities ?? 1)} identit${(r.s4.pskIdentities ?? 1) === 1 ? 'y' : 'ies'}, one per device, all with one secret so that libcoap's one \`-k\` key serves them too): \`${r.s4.commands?.ours}\``);
+    p(`- ours: the provisioning server's CoAPS port (PSK identity = an allowlist entry with a secret, looked up in the server's in-memory copy of the allowlist's secrets, src/service/psk-index.ts; the generator cycles through ${num(r.s4.pskIdentities ?? 1)} identit${(r.s4.pskIdentities ?? 1) === 1 ? 'y' : 'ies'}, one per device, all with one secret so that libcoap's one \`-k\` key serves them too): \`${r.s4.commands?.ours}\``);
     p(`- libcoap: \`${r.s4.commands?.libcoap ?? r.s4.libcoapNote ?? 'not run'}\``);
     p();
     p('| suite | N | ours handshakes/s | p50 ms | p99 ms | server CPU µs/hs | gen CPU | libcoap handshakes/s | p50 ms | p99 ms | server CPU µs/hs | gen CPU | ratio | suites negotiated (ours / libcoap) |');
