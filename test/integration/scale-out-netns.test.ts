@@ -10,6 +10,9 @@
  *     link is back: the device that met the 5.03 retries after Max-Age until it gets its token there.
  * (b) A device whose instance is killed (kill -9) finds the other by discovery (mDNS/DNS-SD, CoAP
  *     multicast when mDNS finds nothing) in the namespaces and gets its token there.
+ * (c) The same over coaps: its DTLS session with the killed instance goes silent; it discovers the
+ *     other (CoAPS port and certificate fingerprint from the TXT record), shakes hands anew pinning
+ *     that instance's own fingerprint, and refreshes over the new session.
  * Every token has its device record in the database.
  *
  * Needs root and iproute2. Outside CI the suite is skipped with the reason when namespaces cannot be
@@ -28,7 +31,7 @@ const ROOT = new URL('../..', import.meta.url).pathname;
 const SERVER_CHILD = join(ROOT, 'test/support/discovery-server-child.ts');
 const DEVICES = join(ROOT, 'test/support/netns-device.ts');
 
-type Answer = { n: number; code?: string; maxAge?: number; err?: number; diag?: string; token?: string; ms?: number; error?: string; servers?: { uri: string; via: string; address: string; port: number; instance?: string }[] };
+type Answer = { n: number; session?: string; code?: string; maxAge?: number; err?: number; diag?: string; token?: string; ms?: number; error?: string; servers?: { uri: string; via: string; address: string; port: number; instance?: string; coaps?: number; fp?: string }[] };
 
 describe('instances on one PostgreSQL in network namespaces of their own (issue 16)', function () {
   this.timeout(300_000);
@@ -71,31 +74,36 @@ describe('instances on one PostgreSQL in network namespaces of their own (issue 
     }
     lab = ClusterLab.create(2);
     pg = await TestPostgres.start({ netns: lab.hubNs, host: lab.dbIp, allowFrom: ['10.213.8.0/24'] });
-    const url = pg.createDatabase('netns');
-    const allowlist = join(t.dir, 'allow.csv');
+    url = pg.createDatabase('netns');
+    allowlist = join(t.dir, 'allow.csv');
     writeFileSync(allowlist, `id,pk\n${devs.map((d) => `${d.id},${d.pk.toString('hex')}`).join('\n')}\n`);
-    for (let k = 0; k < 2; k++) {
-      const flags = {
-        dataDir: join(t.dir, `i${k}`),
-        store: 'postgres',
-        databaseUrl: url,
-        coapPort: 5683,
-        coapsPort: 0,
-        adminPort: 0,
-        mdns: true,
-        instanceName: `netns-i${k}`,
-        discoveryInterfaces: [lab.devIf],
-        ...(k === 0 ? { allowlist } : {}),
-      };
-      // A UTS namespace of its own too: a host name of its own, as on a machine of its own (the mDNS
-      // SRV target; two instances sharing one host name would share one A record).
-      const argv = ['unshare', '--uts', '--', 'sh', '-c', `echo netns-host-${k} > /proc/sys/kernel/hostname && exec "$@"`, 'sh', NODE, '--import', 'tsx', SERVER_CHILD, JSON.stringify(flags)];
-      const p = lab.spawn(lab.instanceNs[k]!, argv, { name: `instance ${k}`, env: { CHILD_LOG: 'warn' } });
-      await p.waitForJson('stdout', (j) => j['ready'] === true);
-      instances.push(p);
-    }
+    for (let k = 0; k < 2; k++) instances.push(await startInstance(k));
     devices = lab.spawn(lab.deviceNs, [NODE, '--import', 'tsx', DEVICES], { name: 'devices' });
   });
+
+  let url = '';
+  let allowlist = '';
+  /** Instance `k` in its namespace, on its data directory (the same one again after a restart). */
+  async function startInstance(k: number): Promise<Proc> {
+    const flags = {
+      dataDir: join(t.dir, `i${k}`),
+      store: 'postgres',
+      databaseUrl: url,
+      coapPort: 5683,
+      coapsPort: 0,
+      adminPort: 0,
+      mdns: true,
+      instanceName: `netns-i${k}`,
+      discoveryInterfaces: [lab.devIf],
+      ...(k === 0 ? { allowlist } : {}),
+    };
+    // A UTS namespace of its own too: a host name of its own, as on a machine of its own (the mDNS
+    // SRV target; two instances sharing one host name would share one A record).
+    const argv = ['unshare', '--uts', '--', 'sh', '-c', `echo netns-host-${k} > /proc/sys/kernel/hostname && exec "$@"`, 'sh', NODE, '--import', 'tsx', SERVER_CHILD, JSON.stringify(flags)];
+    const p = lab.spawn(lab.instanceNs[k]!, argv, { name: `instance ${k}`, env: { CHILD_LOG: process.env['NETNS_CHILD_LOG'] ?? 'warn' } });
+    await p.waitForJson('stdout', (j) => j['ready'] === true);
+    return p;
+  }
 
   let failed = false;
   afterEach(function () {
@@ -202,5 +210,48 @@ describe('instances on one PostgreSQL in network namespaces of their own (issue 
       const rec = (await storeOp(1, 'loadSubject', id)) as { device?: { id: string } };
       assert.ok(rec.device, `${id}: its device record exists`);
     }
+  });
+
+  it('(c) over coaps: a device whose instance dies shakes hands anew with the other, pinning that one\'s fp from discovery, and refreshes there', async () => {
+    // Instance 0 died in (b): bring it back on its data directory (same certificate, new CoAPS port).
+    if (instances[0]!.child.exitCode === null && instances[0]!.child.signalCode === null) throw new Error('instance 0 should be down after (b)');
+    instances[0] = await startInstance(0);
+    type Server = NonNullable<Answer['servers']>[number];
+    const find = async (k: number): Promise<Server | undefined> => {
+      for (let i = 0; i < 3; i++) {
+        const a = await device({ op: 'discover', iface: lab.deviceIp, timeoutMs: 3000 });
+        const s = a.servers?.find((x) => x.address === lab.instanceIp(k) && x.coaps !== undefined && x.fp !== undefined);
+        if (s) return s;
+      }
+      return undefined;
+    };
+    const [s0, s1] = [await find(0), await find(1)];
+    assert.ok(s0 && s1, 'discovery gives both instances with their CoAPS port and certificate fingerprint (TXT)');
+    assert.notEqual(s0.fp, s1.fp, 'each instance has a certificate of its own');
+    const d = devs[32]!;
+    const first = await provision(d, 1);
+    assert.equal(first.code, '2.01', JSON.stringify(first));
+    const open = async (s: Server, fp = s.fp) => device({ op: 'coaps-connect', host: s.address, coaps: s.coaps, fp, timeoutMs: 10_000 });
+    const refreshOver = (session: string | undefined, token: string, timeoutMs?: number) => device({ op: 'coaps-refresh', session, id: d.id, key: key(d), token, ...(timeoutMs ? { timeoutMs } : {}) });
+    const before = await open(s1);
+    assert.ok(before.session, JSON.stringify(before));
+    const viaOne = await refreshOver(before.session, first.token!);
+    assert.equal(viaOne.code, '2.01', `a refresh over the DTLS session with instance 1 (${JSON.stringify(viaOne)})`);
+
+    await instances[1]!.stop('SIGKILL');
+    const killedAt = Date.now();
+    const lost = await refreshOver(before.session, viaOne.token!, 3000);
+    assert.equal(lost.code, 'none', `the session with the killed instance gets no answer (${JSON.stringify(lost)})`);
+    const again = await find(0);
+    assert.ok(again, 'discovery finds the live instance');
+    const wrongPin = await open(again, s1.fp);
+    assert.equal(wrongPin.code, 'none', 'the other instance\'s fingerprint does not fit it: pin each instance\'s own');
+    const after = await open(again);
+    assert.ok(after.session, `a new handshake with instance 0 (${JSON.stringify(after)})`);
+    const r = await refreshOver(after.session, viaOne.token!);
+    assert.equal(r.code, '2.01', `the refresh succeeds over the new session (${JSON.stringify(r)})`);
+    const rec = (await storeOp(0, 'loadSubject', d.id)) as { device?: { lastCti?: string } };
+    assert.ok(rec.device, 'the device record is there');
+    console.log(`      (coaps failover: ${Date.now() - killedAt} ms from kill -9 to the refreshed token over a new DTLS session with the other instance)`);
   });
 });
