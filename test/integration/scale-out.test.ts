@@ -18,6 +18,7 @@ import { tempDir } from '../support/temp-dir.ts';
 import { coapRequest } from '../support/coap-client.ts';
 import { TestDevice } from '../support/device.ts';
 import { TestPostgres } from '../support/postgres.ts';
+import { readSse } from '../support/admin-server.ts';
 import { coapPost, coapReply } from '../support/dtls-server.ts';
 import { DtlsClient, HandshakeError } from '../../tools/dtls-peers/client.ts';
 
@@ -230,6 +231,34 @@ describe('instances sharing one PostgreSQL database', function () {
     const fromB = await b!.store.listEvents(0, 1000);
     assert.deepEqual(fromA, fromB);
     for (let i = 1; i < fromA.length; i++) assert.ok(fromA[i]!.seq! > fromA[i - 1]!.seq!);
+  });
+
+  it("wakes a server-sent event stream and changes the ETags at another instance on one instance's commit", async () => {
+    const [a, b] = await cluster(2);
+    const token = readFileSync(b!.adminTokenFile, 'utf8').trim();
+    const base = `http://127.0.0.1:${b!.adminPort}`;
+    const get = (path: string, etag?: string) => fetch(`${base}${path}`, { headers: { authorization: `Bearer ${token}`, ...(etag ? { 'if-none-match': etag } : {}) } });
+    // B's ETags before A's change, and a 304 for each while nothing changed.
+    const tags = new Map<string, string>();
+    for (const path of ['/api/v1/allowlist', '/api/v1/devices']) {
+      const r = await get(path);
+      assert.equal(r.status, 200);
+      tags.set(path, r.headers.get('etag')!);
+      assert.equal((await get(path, tags.get(path))).status, 304, `${path}: 304 while unchanged`);
+    }
+    const head = (await b!.store.listEvents(0, 1000)).at(-1)?.seq ?? 0;
+    const t0 = Date.now();
+    const sse = await readSse(`${base}/api/v1/events/stream?after=${head}`, token, (text) => /event: admin\.allowlist\.put\ndata: .*\n\n/.test(text), {}, async () => {
+      await a!.admin.putAllow({ id: 'etag-x', pk: new Uint8Array(32).fill(3), type: 0, createdAt: a!.service.now() }, { by: 'admin:test' });
+    });
+    assert.equal(sse.status, 200);
+    assert.match(sse.text, /event: admin\.allowlist\.put/, "B's stream delivered A's event");
+    assert.ok(Date.now() - t0 < 15_000, 'woken by the commit');
+    const changed = await get('/api/v1/allowlist', tags.get('/api/v1/allowlist'));
+    assert.equal(changed.status, 200, "A's allowlist change is a new version at B");
+    assert.notEqual(changed.headers.get('etag'), tags.get('/api/v1/allowlist'));
+    assert.ok(((await changed.json()) as { items: { id: string }[] }).items.some((e) => e.id === 'etag-x'));
+    assert.equal((await get('/api/v1/devices', tags.get('/api/v1/devices'))).status, 304, 'a collection A did not change keeps its ETag');
   });
 
   it('keeps per-device rate limits per instance: N instances give a device N times the burst', async () => {
