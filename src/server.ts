@@ -408,6 +408,7 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
         await sweeping;
         unwatchKeys();
         unwatchPsk();
+        pskIndex.stop();
         unlisten();
         await membership?.stop(memberId);
         await disc.close();

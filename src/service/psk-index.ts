@@ -1,12 +1,13 @@
 /**
  * The DTLS-PSK keys of the allowlist, held in memory (issue 17): a PSK handshake looks its identity up
- * here instead of reading the store, which cost a thread-pool round trip per handshake (≈ 20–35% of a
- * handshake's CPU, see docs/benchmarks.md). The copy follows the allowlist:
+ * here instead of reading the store, which cost a thread-pool round trip per handshake (server CPU per
+ * PSK handshake 242 → 213 µs, bench scenario 4, 2026-12-02). The copy follows the allowlist:
  * - this process's writes, from their mutations (`allow.upsert`, `allow.delete`), as they commit;
  * - changes it holds no mutations for — a bulk import, another instance's commit on a shared
  *   PostgreSQL database (LISTEN/NOTIFY), another process's commit on the SQLite file (the CLI) — by
  *   reading the allowlist again, page by page, in the background; one reload at a time, and one more
- *   after it when another such change came meanwhile.
+ *   after it when another such change came meanwhile; a reload that fails is tried again after
+ *   {@link RETRY_MS}.
  * Until the first load completes, lookups read the store as before ({@link allowlistPsk}).
  *
  * The copy only decides whether a handshake completes; it authorises nothing by itself. The request
@@ -15,8 +16,9 @@
  * entry's live secret ({@link sessionPskHolds}). So the moment between another instance's change and
  * the reload that follows it cannot let a removed or replaced secret provision a device.
  *
- * Memory: one map entry per allowlist entry with a secret (the secret's text and its expiry), about
- * 150 bytes each: ≈ 15 MB for 100,000 secret-bearing entries. Only admins write the allowlist.
+ * Memory: one map entry per allowlist entry with a secret (the ID, the secret's text and its expiry),
+ * about 250 bytes each: ≈ 25 MB for 100,000 secret-bearing entries (measured with 20-character IDs).
+ * Only admins write the allowlist.
  */
 import type { AllowEntry } from '../domain.ts';
 import type { Logger } from '../log.ts';
@@ -35,6 +37,9 @@ interface PskFields {
 /** Entries read per page when the index (re)loads. */
 const LOAD_PAGE = 1000;
 
+/** How long after a failed reload the index tries again (ms). */
+export const RETRY_MS = 5000;
+
 /** Counters, for tests and health output. */
 export interface PskIndexStats {
   /** Completed full reads of the allowlist (the first load included). */
@@ -50,12 +55,15 @@ export class PskIndex {
   private duringLoad: Mutation[] | undefined;
   private loading: Promise<void> | undefined;
   private againAfterLoad = false;
+  private retry: ReturnType<typeof setTimeout> | undefined;
+  private stopped = false;
   private readonly fromStore: (id: string) => Promise<Buffer | undefined>;
 
   constructor(
     private readonly store: Pick<Store, 'listAllow' | 'pskOf'>,
     private readonly nowS: () => number,
     private readonly log?: Logger,
+    private readonly retryMs = RETRY_MS,
   ) {
     this.fromStore = allowlistPsk(store, nowS);
   }
@@ -95,10 +103,13 @@ export class PskIndex {
 
   /**
    * Reads the whole allowlist into a new map and swaps it in; resolves when the map that includes
-   * every change seen so far is in place. Failures are logged and leave the previous map (or the store
-   * fallback) in use; the next change notification tries again.
+   * every change seen so far is in place. A failure is logged and leaves the previous map (or the store
+   * fallback) in use until a reload, retried after `retryMs`, succeeds.
    */
   reload(): Promise<void> {
+    clearTimeout(this.retry);
+    this.retry = undefined;
+    if (this.stopped) return Promise.resolve();
     if (this.loading) {
       this.againAfterLoad = true;
       return this.loading;
@@ -126,10 +137,19 @@ export class PskIndex {
       this.stats.loads++;
       this.log?.debug({ entries: next.size }, 'psk index loaded');
     } catch (e) {
-      this.log?.warn({ err: (e as Error).message }, 'psk index: reading the allowlist failed; keeping the previous copy');
+      if (this.stopped) return; // the store closed under a reload: nothing to keep up to date
+      this.log?.warn({ err: (e as Error).message, retryMs: this.retryMs }, 'psk index: reading the allowlist failed; keeping the previous copy');
+      this.retry = setTimeout(() => void this.reload(), this.retryMs);
+      this.retry.unref();
     } finally {
       this.duringLoad = undefined;
     }
+  }
+
+  /** No more reloads (the server is closing). */
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.retry);
   }
 
   private applyOwn(m: Extract<Mutation, { kind: 'allow.upsert' | 'allow.delete' }>): void {
