@@ -47,8 +47,6 @@ export class Exchange {
     readonly peer: Peer,
     /** The peer's key in the engine's tables (endpoint tag + session or address). */
     readonly peerId: string,
-    /** `peerId#messageId`: the deduplication key. */
-    readonly key: string,
     readonly type: number,
     readonly messageId: number,
     readonly token: Buffer,
@@ -62,6 +60,16 @@ export class Exchange {
     /** Answer in the smallest form (16-byte blocks, no Size2, no diagnostic): the source is over its limit. */
     readonly smallest = false,
   ) {}
+
+  /** `peerId#messageId`: the exchange's key among the handlers in flight (built only for those). */
+  get key(): string {
+    return exchangeKey(this.peerId, this.messageId);
+  }
+}
+
+/** The key of message `mid` of `peerId` in the tables of exchanges. */
+export function exchangeKey(peerId: string, mid: number): string {
+  return peerId + '#' + mid;
 }
 
 export const EMPTY = Buffer.alloc(0);

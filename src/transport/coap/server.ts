@@ -214,16 +214,15 @@ export class CoapServer {
   private onRequest(ep: Endpoint, data: Buffer, peer: Peer, m: DecodedMessage): void {
     const now = this.now();
     const peerId = this.peerId(ep, peer);
-    const key = peerId + '#' + m.messageId;
     const unverified = peer.sessionKey === undefined || peer.addressUnproven === true;
     // §11.3: retransmissions included (else replays of a cached answer would bypass the limit).
     const wait = unverified ? this.admitUnverified(peer, data, m, now) : 0;
     if (wait === DROP) return;
     const smallest = wait === SMALLEST;
-    if (wait <= 0 && this.answerDuplicate(ep, peer, key, data, m.messageId, now, unverified, smallest)) return;
+    if (wait <= 0 && this.answerDuplicate(ep, peer, peerId, data, m.messageId, now, unverified, smallest)) return;
 
     this.stats.requests++;
-    const ex = this.exchangeFor(ep, peer, peerId, key, data, m, unverified, smallest);
+    const ex = this.exchangeFor(ep, peer, peerId, data, m, unverified, smallest);
     if (wait > 0) return this.refuseOverLimit(ex, wait, now);
     if (m.badCritical !== 0) return this.refuseCriticalOption(ex, m.badCritical, now);
     const refusal = requestOptionError(m, this.s.maxPayload);
@@ -276,14 +275,14 @@ export class CoapServer {
    * §4.5: a retransmission is answered by replaying what answered it, or ignored while its handler
    * runs (with the Empty ACK when one went out). True when it was a duplicate.
    */
-  private answerDuplicate(ep: Endpoint, peer: Peer, key: string, data: Buffer, mid: number, now: number, unverified: boolean, smallest: boolean): boolean {
-    const running = this.reliability.running(key);
+  private answerDuplicate(ep: Endpoint, peer: Peer, peerId: string, data: Buffer, mid: number, now: number, unverified: boolean, smallest: boolean): boolean {
+    const running = this.reliability.running(peerId, mid);
     if (running !== undefined) {
       this.stats.duplicates++;
       if (running.separate && running.con) ep.t.send(emptyMessage(TYPE_ACK, mid), peer);
       return true;
     }
-    const seen = this.reliability.answered(key, now);
+    const seen = this.reliability.answered(peerId, mid, now);
     if (seen === undefined) return false;
     this.stats.duplicates++;
     if (seen.response === null) return true;
@@ -303,7 +302,6 @@ export class CoapServer {
     ep: Endpoint,
     peer: Peer,
     peerId: string,
-    key: string,
     data: Buffer,
     m: DecodedMessage,
     unverified: boolean,
@@ -315,7 +313,6 @@ export class CoapServer {
       ep,
       peer,
       peerId,
-      key,
       m.type,
       m.messageId,
       tkl === 0 ? EMPTY : data.subarray(4, 4 + tkl),
