@@ -4,11 +4,12 @@
  */
 import type { DatagramTransport, Peer } from '../datagram.ts';
 import type { CoapMethod, CoapOption } from './api.ts';
+import type { PeerIds } from './peer-ids.ts';
 
-/** One attached transport; `tag` keeps the exchanges of two transports apart. */
+/** One attached transport; its peers' keys (`ids`) keep the exchanges of two transports apart. */
 export interface Endpoint {
   t: DatagramTransport;
-  tag: string;
+  ids: PeerIds;
 }
 
 /** A response ready for encoding. */

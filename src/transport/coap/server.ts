@@ -23,6 +23,7 @@ import { BEYOND_END, Block2Layer, DOES_NOT_FIT, ENCODE_FAILED } from './block2.t
 import { DECODE_FORMAT_ERROR, DECODE_IGNORE, DecodedMessage, TYPE_ACK, TYPE_CON, TYPE_RST, decodeMessage, emptyMessage, pathOf, queryOf } from './codec.ts';
 import { EMPTY, type Endpoint, Exchange, type Out, diag } from './exchange.ts';
 import { METHOD_BY_CODE, ResponseEncoder, normalizeResponse, refusedByEngine, requestOptionError, resourceOptionError } from './options.ts';
+import { PeerIds } from './peer-ids.ts';
 import { Reliability } from './reliability.ts';
 import { ResourceTable } from './resources.ts';
 import { resolveSettings, type EngineSettings } from './settings.ts';
@@ -86,7 +87,7 @@ export class CoapServer {
    * address:port on two transports never share deduplication state.
    */
   attach(t: DatagramTransport): void {
-    const ep: Endpoint = { t, tag: `${this.endpoints.length}/` };
+    const ep: Endpoint = { t, ids: new PeerIds(`${this.endpoints.length}/`) };
     this.endpoints.push(ep);
     t.onMessage((data, peer) => this.receive(ep, data, peer));
   }
@@ -133,7 +134,7 @@ export class CoapServer {
 
   /** The peer's key in the engine's tables: its session when it has one, else its address. */
   private peerId(ep: Endpoint, peer: Peer): string {
-    return ep.tag + (peer.sessionKey !== undefined ? '~' + peer.sessionKey : peerKey(peer));
+    return ep.ids.of(peer);
   }
 
   private dispatch(ep: Endpoint, data: Buffer, peer: Peer): void {

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { DedupCache } from '../../../src/transport/coap/dedup.ts';
+import { MAX_PEER_IDS, PeerIds } from '../../../src/transport/coap/peer-ids.ts';
+import { peerKey, type Peer } from '../../../src/transport/datagram.ts';
 import { BlockCache, blockSize, decodeBlock, encodeBlock, szxOf, type CachedRepresentation } from '../../../src/transport/coap/block-cache.ts';
 import { linkFormat, linkValue, matches, parseFilters } from '../../../src/transport/coap/link-format.ts';
 import { createMemoryPair } from '../../support/memory-transport.ts';
@@ -81,6 +83,31 @@ describe('CoAP engine parts', () => {
         assert.ok(c.peerCount <= c.size);
       }
       assert.ok(evictedEarly > 0, 'the caps evicted live entries (so removed entries were reused)');
+    });
+  });
+
+  describe('PeerIds', () => {
+    const v4 = (port: number, address = '192.0.2.7'): Peer => ({ address, port, family: 'IPv4' });
+
+    it('keys a peer by endpoint tag and address, as peerKey writes it, or by its session', () => {
+      const ids = new PeerIds('3/');
+      for (const p of [v4(5683), { address: '2001:db8::1', port: 5683, family: 'IPv6' } as Peer, { address: '::ffff:192.0.2.7', port: 9, family: 'IPv6' } as Peer]) {
+        assert.equal(ids.of(p), '3/' + peerKey(p));
+        assert.equal(ids.of({ ...p }), '3/' + peerKey(p), 'a second datagram from the peer');
+      }
+      assert.equal(ids.of({ ...v4(5683), sessionKey: 's1' }), '3/~s1');
+      assert.notEqual(ids.of(v4(5684)), ids.of(v4(5683)));
+      assert.notEqual(ids.of(v4(5683, '192.0.2.8')), ids.of(v4(5683)));
+    });
+
+    it('keeps at most MAX_PEER_IDS keys, still right after it starts over', () => {
+      const ids = new PeerIds('0/');
+      for (let i = 0; i < MAX_PEER_IDS * 2 + 5; i++) {
+        const p = v4(i & 0xffff, `10.0.${i >> 16}.1`);
+        assert.equal(ids.of(p), '0/' + peerKey(p));
+        assert.ok(ids.size <= MAX_PEER_IDS);
+      }
+      assert.equal(ids.of(v4(1, '10.0.0.1')), '0/10.0.0.1:1');
     });
   });
 
