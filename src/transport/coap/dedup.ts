@@ -8,10 +8,13 @@
  * (EXCHANGE_LIFETIME for CON, NON_LIFETIME for NON) is lazy — checked on lookup and swept from the
  * oldest end on insert — so there are no per-entry timers.
  *
- * Entries sit in a `Map` for lookup and on two intrusive doubly-linked lists, one global and one per
- * peer, both in insertion order, so that finding and removing the oldest entry is O(1). (Iterating a
- * V8 `Map` from its head after many deletions is not: deleted slots are skipped until the next
- * rehash, which made a flood from distinct peers ~20× slower per request.)
+ * Entries sit in a `Map` per peer, by Message ID, for lookup and on two intrusive doubly-linked
+ * lists, one global and one per peer, both in insertion order, so that finding and removing the
+ * oldest entry is O(1). (Iterating a V8 `Map` from its head after many deletions is not: deleted
+ * slots are skipped until the next rehash, which made a flood from distinct peers ~20× slower per
+ * request.) A request costs no string key of its own (the peer's key is the engine's), and removed
+ * entries are reused for the next inserts, so that the steady state of a flood (every insert evicts
+ * its peer's oldest) allocates nothing here.
  *
  * Why this is not the project's `lru-cache` (issue 15): it keeps two orders at once, the global one
  * and one per peer, so that a peer at its `perPeer` bound loses its own oldest entry, not the
@@ -34,18 +37,18 @@ class Entry implements DedupEntry {
   peerPrev: Entry | null = null;
   peerNext: Entry | null = null;
   constructor(
-    readonly key: string,
-    readonly window: PeerWindow,
-    readonly expires: number,
-    readonly response: Buffer | null,
+    public window: PeerWindow,
+    public mid: number,
+    public expires: number,
+    public response: Buffer | null,
   ) {}
 }
 
-/** One peer's entries, oldest first. */
+/** One peer's entries: by Message ID, and oldest first. */
 class PeerWindow {
   head: Entry | null = null;
   tail: Entry | null = null;
-  count = 0;
+  readonly byMid = new Map<number, Entry>();
   constructor(readonly peer: string) {}
 }
 
@@ -57,12 +60,16 @@ export interface DedupLimits {
   perPeer: number;
 }
 
+/** Removed entries kept for reuse (a few: the steady state removes one per insert). */
+const SPARE_ENTRIES = 16;
+
 /** A bounded, timer-free cache of responses keyed by peer and Message ID. */
 export class DedupCache {
-  private readonly entries = new Map<string, Entry>();
   private readonly peers = new Map<string, PeerWindow>();
   private head: Entry | null = null;
   private tail: Entry | null = null;
+  private count = 0;
+  private readonly spare: Entry[] = [];
   private readonly maxEntries: number;
   private readonly perPeer: number;
 
@@ -74,7 +81,7 @@ export class DedupCache {
 
   /** Number of live entries (never more than `maxEntries`). */
   get size(): number {
-    return this.entries.size;
+    return this.count;
   }
 
   /** Number of peers with at least one entry (never more than `size`). */
@@ -82,9 +89,11 @@ export class DedupCache {
     return this.peers.size;
   }
 
-  /** The unexpired entry for `key`, or undefined (an expired one is dropped). */
-  get(key: string, now: number): DedupEntry | undefined {
-    const e = this.entries.get(key);
+  /** The unexpired entry for message `mid` of `peer`, or undefined (an expired one is dropped). */
+  get(peer: string, mid: number, now: number): DedupEntry | undefined {
+    const w = this.peers.get(peer);
+    if (w === undefined) return undefined;
+    const e = w.byMid.get(mid);
     if (e === undefined) return undefined;
     if (e.expires <= now) {
       this.remove(e);
@@ -93,21 +102,21 @@ export class DedupCache {
     return e;
   }
 
-  /** Remember `response` for `key` (which belongs to `peer`) until `expires`, evicting to stay within the limits. */
-  set(peer: string, key: string, response: Buffer | null, expires: number, now: number): void {
-    const old = this.entries.get(key);
-    if (old !== undefined) this.remove(old);
+  /** Remember `response` for message `mid` of `peer` until `expires`, evicting to stay within the limits. */
+  set(peer: string, mid: number, response: Buffer | null, expires: number, now: number): void {
     // Lazy expiry: drop a few expired entries from the oldest end (amortised O(1) per insert).
     for (let n = 0; n < 4 && this.head !== null && this.head.expires <= now; n++) this.remove(this.head);
     let w = this.peers.get(peer);
     if (w === undefined) {
       w = new PeerWindow(peer);
       this.peers.set(peer, w);
-    } else if (w.count >= this.perPeer) {
-      this.remove(w.head!);
-      if (w.count === 0) this.peers.set(peer, w); // remove() dropped the now-empty window
+    } else {
+      const old = w.byMid.get(mid);
+      if (old !== undefined) this.remove(old);
+      if (w.byMid.size >= this.perPeer) this.remove(w.head!);
+      if (w.byMid.size === 0) this.peers.set(peer, w); // remove() dropped the now-empty window
     }
-    const e = new Entry(key, w, expires, response);
+    const e = this.entry(w, mid, expires, response);
     // Global list: append.
     e.prev = this.tail;
     if (this.tail !== null) this.tail.next = e;
@@ -118,13 +127,23 @@ export class DedupCache {
     if (w.tail !== null) w.tail.peerNext = e;
     else w.head = e;
     w.tail = e;
-    w.count++;
-    this.entries.set(key, e);
-    while (this.entries.size > this.maxEntries) this.remove(this.head!);
+    w.byMid.set(mid, e);
+    this.count++;
+    while (this.count > this.maxEntries) this.remove(this.head!);
+  }
+
+  /** A fresh entry, reusing a removed one when there is one (no allocation in the steady state). */
+  private entry(w: PeerWindow, mid: number, expires: number, response: Buffer | null): Entry {
+    const e = this.spare.pop();
+    if (e === undefined) return new Entry(w, mid, expires, response);
+    e.window = w;
+    e.mid = mid;
+    e.expires = expires;
+    e.response = response;
+    return e;
   }
 
   private remove(e: Entry): void {
-    this.entries.delete(e.key);
     if (e.prev !== null) e.prev.next = e.next;
     else this.head = e.next;
     if (e.next !== null) e.next.prev = e.prev;
@@ -135,13 +154,18 @@ export class DedupCache {
     if (e.peerNext !== null) e.peerNext.peerPrev = e.peerPrev;
     else w.tail = e.peerPrev;
     e.prev = e.next = e.peerPrev = e.peerNext = null;
-    if (--w.count === 0) this.peers.delete(w.peer);
+    w.byMid.delete(e.mid);
+    this.count--;
+    if (w.byMid.size === 0) this.peers.delete(w.peer);
+    e.response = null;
+    if (this.spare.length < SPARE_ENTRIES) this.spare.push(e);
   }
 
   /** Forget everything. */
   clear(): void {
-    this.entries.clear();
     this.peers.clear();
     this.head = this.tail = null;
+    this.count = 0;
+    this.spare.length = 0;
   }
 }

@@ -47,7 +47,8 @@
  *
  * The engine is in layers over the datagram connector, as Californium's CoapUdpStack stacks them:
  * - `server.ts`: attaches transports, sorts datagrams, admits unverified sources, dispatches
- *   requests to resources (`resources.ts`), and runs the send path through the layers below;
+ *   requests to resources (`resources.ts`), and runs the send path through the layers below; a
+ *   peer's key in the tables comes from `peer-ids.ts`;
  * - `options.ts`: what a request's options allow, handler answers checked, response options written;
  * - `block2.ts`: block-wise responses and their cache (`block-cache.ts`), within the amplification bound;
  * - `reliability.ts`: CON/ACK/RST and message IDs, deduplication (`dedup.ts`), handlers in flight

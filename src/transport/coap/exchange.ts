@@ -4,11 +4,12 @@
  */
 import type { DatagramTransport, Peer } from '../datagram.ts';
 import type { CoapMethod, CoapOption } from './api.ts';
+import type { PeerIds } from './peer-ids.ts';
 
-/** One attached transport; `tag` keeps the exchanges of two transports apart. */
+/** One attached transport; its peers' keys (`ids`) keep the exchanges of two transports apart. */
 export interface Endpoint {
   t: DatagramTransport;
-  tag: string;
+  ids: PeerIds;
 }
 
 /** A response ready for encoding. */
@@ -47,8 +48,6 @@ export class Exchange {
     readonly peer: Peer,
     /** The peer's key in the engine's tables (endpoint tag + session or address). */
     readonly peerId: string,
-    /** `peerId#messageId`: the deduplication key. */
-    readonly key: string,
     readonly type: number,
     readonly messageId: number,
     readonly token: Buffer,
@@ -62,6 +61,16 @@ export class Exchange {
     /** Answer in the smallest form (16-byte blocks, no Size2, no diagnostic): the source is over its limit. */
     readonly smallest = false,
   ) {}
+
+  /** `peerId#messageId`: the exchange's key among the handlers in flight (built only for those). */
+  get key(): string {
+    return exchangeKey(this.peerId, this.messageId);
+  }
+}
+
+/** The key of message `mid` of `peerId` in the tables of exchanges. */
+export function exchangeKey(peerId: string, mid: number): string {
+  return peerId + '#' + mid;
 }
 
 export const EMPTY = Buffer.alloc(0);

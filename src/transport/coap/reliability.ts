@@ -9,7 +9,7 @@
 import type { CoapStats } from './api.ts';
 import { TYPE_ACK, TYPE_CON, TYPE_NON, emptyMessage } from './codec.ts';
 import { DedupCache, type DedupEntry, type DedupLimits } from './dedup.ts';
-import type { Endpoint, Exchange } from './exchange.ts';
+import { type Endpoint, type Exchange, exchangeKey } from './exchange.ts';
 import type { CoapTimings } from './timings.ts';
 
 /** A separate CON response awaiting its ACK. */
@@ -98,30 +98,31 @@ export class Reliability {
   // -------------------------------------------------------------------------------------------
   // §4.5 deduplication
 
-  /** The exchange of this message whose handler still runs, if any. */
-  running(key: string): Exchange | undefined {
-    return this.inflight.get(key);
+  /** The exchange of message `mid` of `peerId` whose handler still runs, if any. */
+  running(peerId: string, mid: number): Exchange | undefined {
+    // No key built while no handler runs (the common case: handlers that answer at once).
+    return this.inflight.size === 0 ? undefined : this.inflight.get(exchangeKey(peerId, mid));
   }
 
-  /** What answered this message before, within its lifetime. */
-  answered(key: string, now: number): DedupEntry | undefined {
-    return this.dedup.get(key, now);
+  /** What answered message `mid` of `peerId` before, within its lifetime. */
+  answered(peerId: string, mid: number, now: number): DedupEntry | undefined {
+    return this.dedup.get(peerId, mid, now);
   }
 
   /** Remember that `ex` was answered with `data` as message `type` (a CON's duplicates get the Empty ACK). */
   rememberAnswer(ex: Exchange, type: number, data: Buffer, now: number): void {
     const replay = type === TYPE_CON ? emptyMessage(TYPE_ACK, ex.messageId) : data;
-    this.dedup.set(ex.peerId, ex.key, replay, now + this.lifetimeOf(ex), now);
+    this.dedup.set(ex.peerId, ex.messageId, replay, now + this.lifetimeOf(ex), now);
   }
 
   /** Remember that `ex` gets no answer: its duplicates are ignored too. */
   rememberSilence(ex: Exchange, now: number): void {
-    this.dedup.set(ex.peerId, ex.key, null, now + this.lifetimeOf(ex), now);
+    this.dedup.set(ex.peerId, ex.messageId, null, now + this.lifetimeOf(ex), now);
   }
 
   /** Remember a rejected NON (or a group CON) for NON_LIFETIME: its duplicates are ignored. */
   rememberRejectedNon(ex: Exchange, now: number): void {
-    this.dedup.set(ex.peerId, ex.key, null, now + this.nonLifetime, now);
+    this.dedup.set(ex.peerId, ex.messageId, null, now + this.nonLifetime, now);
   }
 
   private lifetimeOf(ex: Exchange): number {
@@ -232,7 +233,7 @@ export class Reliability {
     if (this.pending.size >= this.maxPending) return; // sent once, untracked (bounded state)
     const t = this.timings;
     const p: PendingCon = {
-      key: ex.peerId + '#' + mid,
+      key: exchangeKey(ex.peerId, mid),
       ep: ex.ep,
       peer: ex.peer,
       data,
@@ -266,7 +267,7 @@ export class Reliability {
 
   /** An ACK or RST for message `mid` to `peerId`: end its retransmission. False when none was pending. */
   settle(peerId: string, mid: number): boolean {
-    const key = peerId + '#' + mid;
+    const key = exchangeKey(peerId, mid);
     const p = this.pending.get(key);
     if (p === undefined) return false;
     clearTimeout(p.timer);

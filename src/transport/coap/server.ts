@@ -23,6 +23,7 @@ import { BEYOND_END, Block2Layer, DOES_NOT_FIT, ENCODE_FAILED } from './block2.t
 import { DECODE_FORMAT_ERROR, DECODE_IGNORE, DecodedMessage, TYPE_ACK, TYPE_CON, TYPE_RST, decodeMessage, emptyMessage, pathOf, queryOf } from './codec.ts';
 import { EMPTY, type Endpoint, Exchange, type Out, diag } from './exchange.ts';
 import { METHOD_BY_CODE, ResponseEncoder, normalizeResponse, refusedByEngine, requestOptionError, resourceOptionError } from './options.ts';
+import { PeerIds } from './peer-ids.ts';
 import { Reliability } from './reliability.ts';
 import { ResourceTable } from './resources.ts';
 import { resolveSettings, type EngineSettings } from './settings.ts';
@@ -86,7 +87,7 @@ export class CoapServer {
    * address:port on two transports never share deduplication state.
    */
   attach(t: DatagramTransport): void {
-    const ep: Endpoint = { t, tag: `${this.endpoints.length}/` };
+    const ep: Endpoint = { t, ids: new PeerIds(`${this.endpoints.length}/`) };
     this.endpoints.push(ep);
     t.onMessage((data, peer) => this.receive(ep, data, peer));
   }
@@ -133,7 +134,7 @@ export class CoapServer {
 
   /** The peer's key in the engine's tables: its session when it has one, else its address. */
   private peerId(ep: Endpoint, peer: Peer): string {
-    return ep.tag + (peer.sessionKey !== undefined ? '~' + peer.sessionKey : peerKey(peer));
+    return ep.ids.of(peer);
   }
 
   private dispatch(ep: Endpoint, data: Buffer, peer: Peer): void {
@@ -214,16 +215,15 @@ export class CoapServer {
   private onRequest(ep: Endpoint, data: Buffer, peer: Peer, m: DecodedMessage): void {
     const now = this.now();
     const peerId = this.peerId(ep, peer);
-    const key = peerId + '#' + m.messageId;
     const unverified = peer.sessionKey === undefined || peer.addressUnproven === true;
     // §11.3: retransmissions included (else replays of a cached answer would bypass the limit).
     const wait = unverified ? this.admitUnverified(peer, data, m, now) : 0;
     if (wait === DROP) return;
     const smallest = wait === SMALLEST;
-    if (wait <= 0 && this.answerDuplicate(ep, peer, key, data, m.messageId, now, unverified, smallest)) return;
+    if (wait <= 0 && this.answerDuplicate(ep, peer, peerId, data, m.messageId, now, unverified, smallest)) return;
 
     this.stats.requests++;
-    const ex = this.exchangeFor(ep, peer, peerId, key, data, m, unverified, smallest);
+    const ex = this.exchangeFor(ep, peer, peerId, data, m, unverified, smallest);
     if (wait > 0) return this.refuseOverLimit(ex, wait, now);
     if (m.badCritical !== 0) return this.refuseCriticalOption(ex, m.badCritical, now);
     const refusal = requestOptionError(m, this.s.maxPayload);
@@ -276,14 +276,14 @@ export class CoapServer {
    * §4.5: a retransmission is answered by replaying what answered it, or ignored while its handler
    * runs (with the Empty ACK when one went out). True when it was a duplicate.
    */
-  private answerDuplicate(ep: Endpoint, peer: Peer, key: string, data: Buffer, mid: number, now: number, unverified: boolean, smallest: boolean): boolean {
-    const running = this.reliability.running(key);
+  private answerDuplicate(ep: Endpoint, peer: Peer, peerId: string, data: Buffer, mid: number, now: number, unverified: boolean, smallest: boolean): boolean {
+    const running = this.reliability.running(peerId, mid);
     if (running !== undefined) {
       this.stats.duplicates++;
       if (running.separate && running.con) ep.t.send(emptyMessage(TYPE_ACK, mid), peer);
       return true;
     }
-    const seen = this.reliability.answered(key, now);
+    const seen = this.reliability.answered(peerId, mid, now);
     if (seen === undefined) return false;
     this.stats.duplicates++;
     if (seen.response === null) return true;
@@ -303,7 +303,6 @@ export class CoapServer {
     ep: Endpoint,
     peer: Peer,
     peerId: string,
-    key: string,
     data: Buffer,
     m: DecodedMessage,
     unverified: boolean,
@@ -315,7 +314,6 @@ export class CoapServer {
       ep,
       peer,
       peerId,
-      key,
       m.type,
       m.messageId,
       tkl === 0 ? EMPTY : data.subarray(4, 4 + tkl),

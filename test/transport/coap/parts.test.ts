@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { DedupCache } from '../../../src/transport/coap/dedup.ts';
+import { MAX_PEER_IDS, PeerIds } from '../../../src/transport/coap/peer-ids.ts';
+import { peerKey, type Peer } from '../../../src/transport/datagram.ts';
 import { BlockCache, blockSize, decodeBlock, encodeBlock, szxOf, type CachedRepresentation } from '../../../src/transport/coap/block-cache.ts';
 import { linkFormat, linkValue, matches, parseFilters } from '../../../src/transport/coap/link-format.ts';
 import { createMemoryPair } from '../../support/memory-transport.ts';
@@ -12,60 +14,100 @@ describe('CoAP engine parts', () => {
   describe('DedupCache', () => {
     it('returns what was stored until it expires', () => {
       const c = new DedupCache({ maxEntries: 10, perPeer: 5 });
-      c.set('p', 'p#1', buf('r1'), 100, 0);
-      assert.deepEqual(c.get('p#1', 99)?.response, buf('r1'));
-      assert.equal(c.get('p#1', 100), undefined);
+      c.set('p', 1, buf('r1'), 100, 0);
+      assert.deepEqual(c.get('p', 1, 99)?.response, buf('r1'));
+      assert.equal(c.get('p', 1, 100), undefined);
       assert.equal(c.size, 0);
       assert.equal(c.peerCount, 0);
     });
 
     it('remembers silence as a null response', () => {
       const c = new DedupCache({ maxEntries: 10, perPeer: 5 });
-      c.set('p', 'p#1', null, 100, 0);
-      assert.equal(c.get('p#1', 1)?.response, null);
+      c.set('p', 1, null, 100, 0);
+      assert.equal(c.get('p', 1, 1)?.response, null);
     });
 
     it('evicts a peer’s oldest entry at the per-peer cap without touching other peers', () => {
       const c = new DedupCache({ maxEntries: 100, perPeer: 2 });
-      c.set('a', 'a#1', buf('1'), 1e9, 0);
-      c.set('b', 'b#1', buf('1'), 1e9, 0);
-      c.set('a', 'a#2', buf('2'), 1e9, 0);
-      c.set('a', 'a#3', buf('3'), 1e9, 0);
-      assert.equal(c.get('a#1', 0), undefined);
-      assert.ok(c.get('a#2', 0));
-      assert.ok(c.get('b#1', 0));
+      c.set('a', 1, buf('1'), 1e9, 0);
+      c.set('b', 1, buf('1'), 1e9, 0);
+      c.set('a', 2, buf('2'), 1e9, 0);
+      c.set('a', 3, buf('3'), 1e9, 0);
+      assert.equal(c.get('a', 1, 0), undefined);
+      assert.ok(c.get('a', 2, 0));
+      assert.ok(c.get('b', 1, 0));
       assert.equal(c.size, 3);
     });
 
     it('evicts the globally oldest entry at the total cap', () => {
       const c = new DedupCache({ maxEntries: 3, perPeer: 10 });
-      for (const k of ['a#1', 'b#1', 'c#1', 'd#1']) c.set(k[0]!, k, buf(k), 1e9, 0);
-      assert.equal(c.get('a#1', 0), undefined);
+      for (const p of ['a', 'b', 'c', 'd']) c.set(p, 1, buf(p), 1e9, 0);
+      assert.equal(c.get('a', 1, 0), undefined);
       assert.equal(c.size, 3);
       assert.equal(c.peerCount, 3);
     });
 
     it('replaces an entry stored again under the same key', () => {
       const c = new DedupCache({ maxEntries: 3, perPeer: 3 });
-      c.set('a', 'a#1', buf('old'), 1e9, 0);
-      c.set('a', 'a#1', buf('new'), 1e9, 0);
-      assert.deepEqual(c.get('a#1', 0)?.response, buf('new'));
+      c.set('a', 1, buf('old'), 1e9, 0);
+      c.set('a', 1, buf('new'), 1e9, 0);
+      assert.deepEqual(c.get('a', 1, 0)?.response, buf('new'));
       assert.equal(c.size, 1);
     });
 
     it('stays consistent with a model under random operations', () => {
       const rnd = prng(4711);
       const c = new DedupCache({ maxEntries: 50, perPeer: 4 });
+      const last = new Map<string, { response: string; expires: number }>();
+      let evictedEarly = 0;
       let now = 0;
       for (let i = 0; i < 50_000; i++) {
         now += Math.floor(rnd() * 3);
         const peer = `p${Math.floor(rnd() * 30)}`;
-        const key = `${peer}#${Math.floor(rnd() * 8)}`;
-        if (rnd() < 0.6) c.set(peer, key, buf(String(i)), now + 20 + Math.floor(rnd() * 200), now);
-        else c.get(key, now);
+        const mid = Math.floor(rnd() * 8);
+        if (rnd() < 0.6) {
+          const expires = now + 20 + Math.floor(rnd() * 200);
+          c.set(peer, mid, buf(String(i)), expires, now);
+          last.set(`${peer}#${mid}`, { response: String(i), expires });
+        } else {
+          // Whatever is returned is what was stored last for this peer and Message ID, unexpired
+          // (entries are reused: a reused one must never answer for its former key).
+          const got = c.get(peer, mid, now);
+          const want = last.get(`${peer}#${mid}`);
+          if (got !== undefined) {
+            assert.equal(got.response?.toString(), want?.response);
+            assert.ok(got.expires > now && got.expires === want?.expires);
+          } else if (want !== undefined && want.expires > now) evictedEarly++;
+        }
         assert.ok(c.size <= 50);
         assert.ok(c.peerCount <= c.size);
       }
+      assert.ok(evictedEarly > 0, 'the caps evicted live entries (so removed entries were reused)');
+    });
+  });
+
+  describe('PeerIds', () => {
+    const v4 = (port: number, address = '192.0.2.7'): Peer => ({ address, port, family: 'IPv4' });
+
+    it('keys a peer by endpoint tag and address, as peerKey writes it, or by its session', () => {
+      const ids = new PeerIds('3/');
+      for (const p of [v4(5683), { address: '2001:db8::1', port: 5683, family: 'IPv6' } as Peer, { address: '::ffff:192.0.2.7', port: 9, family: 'IPv6' } as Peer]) {
+        assert.equal(ids.of(p), '3/' + peerKey(p));
+        assert.equal(ids.of({ ...p }), '3/' + peerKey(p), 'a second datagram from the peer');
+      }
+      assert.equal(ids.of({ ...v4(5683), sessionKey: 's1' }), '3/~s1');
+      assert.notEqual(ids.of(v4(5684)), ids.of(v4(5683)));
+      assert.notEqual(ids.of(v4(5683, '192.0.2.8')), ids.of(v4(5683)));
+    });
+
+    it('keeps at most MAX_PEER_IDS keys, still right after it starts over', () => {
+      const ids = new PeerIds('0/');
+      for (let i = 0; i < MAX_PEER_IDS * 2 + 5; i++) {
+        const p = v4(i & 0xffff, `10.0.${i >> 16}.1`);
+        assert.equal(ids.of(p), '0/' + peerKey(p));
+        assert.ok(ids.size <= MAX_PEER_IDS);
+      }
+      assert.equal(ids.of(v4(1, '10.0.0.1')), '0/10.0.0.1:1');
     });
   });
 
