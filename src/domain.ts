@@ -3,6 +3,16 @@
  * keys and MACs are raw bytes. Nothing here does I/O.
  */
 
+/**
+ * A copy of record `r` with `changes` applied: `{ ...r, ...changes }`, written with Object.assign
+ * because on Node 20 (V8 11.3) an object literal that spreads a record and then sets properties takes
+ * a slow path — 1.6 µs for a device record, against 0.13 µs (measured, issue 17) — and records are
+ * updated this way on every provisioning, refresh and repeat poll.
+ */
+export function withChanges<T extends object>(r: T, changes: Partial<T>): T {
+  return Object.assign({}, r, changes);
+}
+
 /** Client type of docs/spec/idprov-coap-v1.md §2 key 5. */
 export type ClientType = 0 | 1 | 2;
 /** Token role claim for a client type (`undefined` for devices: the claim is absent). */

@@ -4,7 +4,7 @@
  * no I/O and take the clock as an argument; the service records and answers.
  */
 import { timingSafeEqual } from 'node:crypto';
-import type { AllowEntry, ClientType, DeviceRecord, PendingRecord, ProvisionedVia, SubjectRecords } from '../domain.ts';
+import { withChanges, type AllowEntry, type ClientType, type DeviceRecord, type PendingRecord, type ProvisionedVia, type SubjectRecords } from '../domain.ts';
 import type { ProvErrorCode } from '../errors.ts';
 import { verifyOobProof } from '../protocol/oob.ts';
 
@@ -264,5 +264,5 @@ export function decideRefresh(req: RefreshFacts, rec: SubjectRecords, s: PolicyS
   if (!bytesEqual(rec.device.pk, req.cnf)) {
     return { kind: 'refuse', code: 'key-mismatch', retryS: s.rejectedRetryS, reason: 'the device key was changed by an admin; provision again' };
   }
-  return { kind: 'issue', device: { ...rec.device, lastSeen: now, source: req.source } };
+  return { kind: 'issue', device: withChanges(rec.device, { lastSeen: now, source: req.source }) };
 }

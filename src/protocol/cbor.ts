@@ -273,9 +273,11 @@ function write(w: Writer, v: CborValue): void {
     if (v >= 0n) w.head(0, v);
     else w.head(1, -1n - v);
   } else if (typeof v === 'string') {
-    const b = Buffer.from(v, 'utf8');
-    w.head(3, b.length);
-    w.bytes(b);
+    // Straight into the buffer: no intermediate Buffer per string.
+    const n = Buffer.byteLength(v, 'utf8');
+    w.head(3, n);
+    w.ensure(n);
+    w.pos += w.buf.write(v, w.pos, 'utf8');
   } else if (v instanceof Uint8Array) {
     w.head(2, v.length);
     w.bytes(v);
@@ -283,9 +285,16 @@ function write(w: Writer, v: CborValue): void {
     w.head(4, v.length);
     for (const item of v as readonly CborValue[]) write(w, item);
   } else if (v instanceof Map) {
-    // RFC 8949 §4.2.1: sort keys by the bytewise order of their deterministic encodings.
-    const entries = [...(v as ReadonlyMap<number | string, CborValue>)].map(([k, val]) => [encodeCanonical(k), val] as const);
-    entries.sort((a, b) => Buffer.compare(a[0], b[0]));
+    // RFC 8949 §4.2.1: sort keys by the bytewise order of their deterministic encodings. The maps
+    // idprov builds list their keys in that order already; only the others are sorted.
+    const entries: Array<[Buffer, CborValue]> = [];
+    let sorted = true;
+    for (const [k, val] of v as ReadonlyMap<number | string, CborValue>) {
+      const kb = keyBytes(k);
+      if (sorted && entries.length > 0 && Buffer.compare(entries[entries.length - 1]![0], kb) > 0) sorted = false;
+      entries.push([kb, val]);
+    }
+    if (!sorted) entries.sort((a, b) => Buffer.compare(a[0], b[0]));
     w.head(5, entries.length);
     for (const [k, val] of entries) {
       w.bytes(k);
@@ -306,6 +315,15 @@ function write(w: Writer, v: CborValue): void {
   } else {
     throw new TypeError(`cannot encode ${typeof v} as canonical CBOR`);
   }
+}
+
+/** The encodings of the integer map keys idprov uses (-24..23: one byte each), made once rather than per map. */
+const SMALL_KEYS = Array.from({ length: 48 }, (_, i) => Buffer.from([i < 24 ? i : 0x20 + (i - 24)]));
+
+/** A map key's deterministic encoding, to sort by and to write. */
+function keyBytes(k: number | string): Buffer {
+  if (typeof k === 'number' && Number.isInteger(k) && k >= -24 && k < 24) return SMALL_KEYS[k >= 0 ? k : 23 - k]!;
+  return encodeCanonical(k);
 }
 
 /** Encode `v` as core deterministic CBOR (RFC 8949 §4.2.1). */

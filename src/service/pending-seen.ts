@@ -12,7 +12,7 @@
  * security bound; the rate limits and the nonce gate are in memory anyway), and an admin's view
  * shows it last seen a few seconds earlier (docs/architecture.md "Durability").
  */
-import type { PendingRecord } from '../domain.ts';
+import { withChanges, type PendingRecord } from '../domain.ts';
 import type { Mutation } from '../store/store.ts';
 
 interface Sighting {
@@ -38,7 +38,7 @@ export class PendingSightings {
     if (!p) return p;
     const s = this.seen.get(p.id);
     if (!s || s.firstSeen !== p.firstSeen || s.count <= p.count) return p;
-    return { ...p, lastSeen: s.lastSeen, count: s.count, source: s.source };
+    return withChanges(p, { lastSeen: s.lastSeen, count: s.count, source: s.source });
   }
 
   /** Note a repeat poll of the waiting request `p` (already overlaid and counted). True when full. */

@@ -5,7 +5,7 @@
  * {@link Outcome} (the decision as a value: kind, error, retry, body; src/service/outcome.ts).
  */
 import type { ClientType, DeviceRecord, EventRecord, PendingRecord, SubjectRecords } from '../domain.ts';
-import { ROLE_OF_TYPE } from '../domain.ts';
+import { ROLE_OF_TYPE, withChanges } from '../domain.ts';
 import { ERROR_TABLE, ProvError, isProvError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { bytesEqual, decide, decideRefresh, type Decision, type PolicySettings } from '../policy/decide.ts';
@@ -286,7 +286,7 @@ export class ProvisioningService {
       claimed.mac ? this.d.store.macPeers(claimed.mac, claimed.id, MAX_MAC_PEERS) : Promise.resolve([]),
     ]);
     const seen = this.sightings.overlay(stored.pending);
-    const rec: SubjectRecords = seen ? { ...stored, pending: seen } : stored;
+    const rec: SubjectRecords = seen ? withChanges(stored, { pending: seen }) : stored;
     const req = claimed.pskIdentity === undefined || sessionPskHolds(pskMatches, rec.allow, now) ? claimed : withoutPsk(claimed);
     const stop = this.spend(req.id, req.pk, keyStanding(req, rec, now), req.nonce, peer, now, t0);
     if (stop) return stop;
@@ -368,7 +368,7 @@ export class ProvisioningService {
   private async approve(d: Extract<Decision, { kind: 'approve' }>, xk: Uint8Array | undefined, now: number, extra: Mutation[], peer: string): Promise<Outcome> {
     const ttl = this.d.settings.provisionTokenTtl;
     const { token, exp, cti } = this.mint(d.device.id, d.device.pk, d.device.type, ttl, now);
-    const device: DeviceRecord = { ...d.device, lastCti: cti, tokenExp: exp };
+    const device: DeviceRecord = withChanges(d.device, { lastCti: cti, tokenExp: exp });
     const muts: Mutation[] = [{ kind: 'device.upsert', device }, ...extra];
     if (d.consumeAllow) muts.push({ kind: 'allow.consume', id: device.id, at: now });
     if (d.clearPending) muts.push({ kind: 'pending.delete', id: device.id });
@@ -454,7 +454,7 @@ export class ProvisioningService {
         const { token, exp, cti } = this.mint(d.device.id, d.device.pk, d.device.type, ttl, t);
         await this.d.store.apply([
           usedOnce(nonce),
-          { kind: 'device.upsert', device: { ...d.device, lastCti: cti, tokenExp: exp } },
+          { kind: 'device.upsert', device: withChanges(d.device, { lastCti: cti, tokenExp: exp }) },
           this.event(t, 'refresh.issued', body.id, 'device', source, { cti, exp }),
         ]);
         return this.issued(body.id, token, exp, ttl, body.xk, t, scope.address);

@@ -96,11 +96,17 @@ export const FINGERPRINT_ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 export function keyFingerprint(publicRaw: Uint8Array): string {
   const h = createHash('sha256').update(publicRaw).digest();
   let s = '';
-  // 10 bytes = two 40-bit blocks of 8 symbols each (5 bits per symbol, most significant first).
-  for (let b = 0; b < 10; b += 5) {
-    let v = 0n;
-    for (let i = 0; i < 5; i++) v = (v << 8n) | BigInt(h[b + i]!);
-    for (let k = 7; k >= 0; k--) s += FINGERPRINT_ALPHABET[Number((v >> BigInt(k * 5)) & 31n)];
+  // 10 bytes = 80 bits = 16 symbols of 5 bits, most significant first. Plain numbers, not BigInt: it
+  // runs once per provisioning (the raiser of any flag), and BigInt steps allocate.
+  let acc = 0;
+  let bits = 0;
+  for (let i = 0; i < 10; i++) {
+    acc = ((acc << 8) | h[i]!) & 0xfff; // never more than 12 bits are pending
+    bits += 8;
+    while (bits >= 5) {
+      bits -= 5;
+      s += FINGERPRINT_ALPHABET[(acc >> bits) & 31];
+    }
   }
   return `${s.slice(0, 4)}-${s.slice(4, 8)}-${s.slice(8, 12)}-${s.slice(12, 16)}`;
 }

@@ -114,9 +114,10 @@ export const LOOPBACK_ENV = {
 
 /**
  * Start `node bin/idprov.js serve` on a fresh (or given) data directory, pinned to `cpu`, and wait
- * for its admin sidecar to answer.
+ * for its admin sidecar to answer. `root`: the checkout whose bin/ and dist/ run (default: this one;
+ * another one's for an A/B, e.g. tools/bench/ab/s2-rounds.ts --ab).
  */
-export async function startIdprov(opts: { cpu: string | undefined; dataDir?: string; env?: Record<string, string>; logLevel?: string; nodeArgs?: string[] }): Promise<IdprovServer> {
+export async function startIdprov(opts: { cpu: string | undefined; dataDir?: string; env?: Record<string, string>; logLevel?: string; nodeArgs?: string[]; root?: string }): Promise<IdprovServer> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'idprov-bench-'));
   const coapPort = await freeUdpPort();
   let coapsPort = await freeUdpPort();
@@ -124,7 +125,7 @@ export async function startIdprov(opts: { cpu: string | undefined; dataDir?: str
   const adminPort = await freeTcpPort();
   const args = ['bin/idprov.js', 'serve', '--data', dataDir, '--coap-port', String(coapPort), '--coaps-port', String(coapsPort), '--admin-port', String(adminPort), '--bind', '127.0.0.1', '--log-level', opts.logLevel ?? 'warn'];
   const [cmd, argv] = pinned(opts.cpu, process.execPath, [...(opts.nodeArgs ?? []), ...args]);
-  const child = track(spawn(cmd, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...QUIET_ENV, ...LOOPBACK_ENV, ...opts.env } }));
+  const child = track(spawn(cmd, argv, { cwd: opts.root ?? ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...QUIET_ENV, ...LOOPBACK_ENV, ...opts.env } }));
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => {
     stderr = (stderr + d.toString()).slice(-4000);
