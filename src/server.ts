@@ -32,7 +32,7 @@ import { pooledRandom } from './tokens/random.ts';
 import { SourceLimit } from './policy/source-limit.ts';
 import { COAP_MAX_KEYS, registerResources } from './device-api/resources.ts';
 import { unverifiedLimits } from './device-api/unverified.ts';
-import { PskIndex } from './service/psk-index.ts';
+import { PSK_RELOAD_RETRY_MS, PskIndex } from './service/psk-index.ts';
 import { SecurityMonitor } from './service/monitor/security-monitor.ts';
 import { monitorSettings, serviceSettings } from './service/settings.ts';
 import { ProvisioningSwitch } from './service/switch.ts';
@@ -248,7 +248,7 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
     const coapPort = udp.address().port;
     // PSK handshakes look keys up in memory (service/psk-index.ts); the index follows the allowlist's
     // changes from the moment it subscribes, and answers from the store until its first load is done.
-    const pskIndex = new PskIndex(store, nowS, log.child({ c: 'psk' }));
+    const pskIndex = new PskIndex(store, nowS, log.child({ c: 'psk' }), (again) => setTimeout(again, PSK_RELOAD_RETRY_MS).unref());
     const unwatchPsk = changes.subscribe(pskIndex.onChange);
     void pskIndex.reload();
     const dtls = await bindDtls(cfg, pskIndex.lookup, nowS, log);

@@ -6,8 +6,8 @@
  * - changes it holds no mutations for — a bulk import, another instance's commit on a shared
  *   PostgreSQL database (LISTEN/NOTIFY), another process's commit on the SQLite file (the CLI) — by
  *   reading the allowlist again, page by page, in the background; one reload at a time, and one more
- *   after it when another such change came meanwhile; a reload that fails is tried again after
- *   {@link RETRY_MS}.
+ *   after it when another such change came meanwhile; a reload that fails is tried again later (when
+ *   the composition root says: {@link PSK_RELOAD_RETRY_MS} there).
  * Until the first load completes, lookups read the store as before ({@link allowlistPsk}).
  *
  * The copy only decides whether a handshake completes; it authorises nothing by itself. The request
@@ -37,8 +37,8 @@ interface PskFields {
 /** Entries read per page when the index (re)loads. */
 const LOAD_PAGE = 1000;
 
-/** How long after a failed reload the index tries again (ms). */
-export const RETRY_MS = 5000;
+/** How long after a failed reload the index should try again (ms; the composition root's timer). */
+export const PSK_RELOAD_RETRY_MS = 5000;
 
 /** Counters, for tests and health output. */
 export interface PskIndexStats {
@@ -55,7 +55,6 @@ export class PskIndex {
   private duringLoad: Mutation[] | undefined;
   private loading: Promise<void> | undefined;
   private againAfterLoad = false;
-  private retry: ReturnType<typeof setTimeout> | undefined;
   private stopped = false;
   private readonly fromStore: (id: string) => Promise<Buffer | undefined>;
 
@@ -63,7 +62,8 @@ export class PskIndex {
     private readonly store: Pick<Store, 'listAllow' | 'pskOf'>,
     private readonly nowS: () => number,
     private readonly log?: Logger,
-    private readonly retryMs = RETRY_MS,
+    /** Calls `again` some time later, after a failed reload (this room keeps no timers). */
+    private readonly retryLater?: (again: () => void) => void,
   ) {
     this.fromStore = allowlistPsk(store, nowS);
   }
@@ -104,11 +104,9 @@ export class PskIndex {
   /**
    * Reads the whole allowlist into a new map and swaps it in; resolves when the map that includes
    * every change seen so far is in place. A failure is logged and leaves the previous map (or the store
-   * fallback) in use until a reload, retried after `retryMs`, succeeds.
+   * fallback) in use until a reload, retried through `retryLater`, succeeds.
    */
   reload(): Promise<void> {
-    clearTimeout(this.retry);
-    this.retry = undefined;
     if (this.stopped) return Promise.resolve();
     if (this.loading) {
       this.againAfterLoad = true;
@@ -138,9 +136,8 @@ export class PskIndex {
       this.log?.debug({ entries: next.size }, 'psk index loaded');
     } catch (e) {
       if (this.stopped) return; // the store closed under a reload: nothing to keep up to date
-      this.log?.warn({ err: (e as Error).message, retryMs: this.retryMs }, 'psk index: reading the allowlist failed; keeping the previous copy');
-      this.retry = setTimeout(() => void this.reload(), this.retryMs);
-      this.retry.unref();
+      this.log?.warn({ err: (e as Error).message }, 'psk index: reading the allowlist failed; keeping the previous copy until a retry succeeds');
+      this.retryLater?.(() => void this.reload());
     } finally {
       this.duringLoad = undefined;
     }
@@ -149,7 +146,6 @@ export class PskIndex {
   /** No more reloads (the server is closing). */
   stop(): void {
     this.stopped = true;
-    clearTimeout(this.retry);
   }
 
   private applyOwn(m: Extract<Mutation, { kind: 'allow.upsert' | 'allow.delete' }>): void {

@@ -140,7 +140,12 @@ describe('PskIndex: the allowlist secrets in memory for DTLS-PSK handshakes', ()
 
   it('keeps the previous copy when a reload fails, and tries again by itself until one succeeds', async () => {
     let down = true;
-    const flaky = new PskIndex({ listAllow: (o) => (down ? Promise.reject(new Error('disk gone')) : mem.listAllow(o)), pskOf: (id) => mem.pskOf(id) }, () => now, undefined, 20);
+    const flaky = new PskIndex(
+      { listAllow: (o) => (down ? Promise.reject(new Error('disk gone')) : mem.listAllow(o)), pskOf: (id) => mem.pskOf(id) },
+      () => now,
+      undefined,
+      (again) => setTimeout(again, 20),
+    );
     await flaky.reload();
     assert.equal(flaky.ready, false);
     assert.equal((await flaky.lookup('dev-1'))?.toString('utf8'), 'secret-of-dev-1', 'falls back to the store');
