@@ -95,7 +95,8 @@ async function step<T>(name: string, f: () => Promise<T>): Promise<T | undefined
 }
 
 try {
-  if (want(2) || want(3)) results.floor = await step('crypto floor', async () => measureFloor(ctx));
+  // Scenario 6 is judged against one verify of the same run.
+  if (want(2) || want(3) || want(6)) results.floor = await step('crypto floor', async () => measureFloor(ctx));
   if (want(1)) results.s1 = await step('scenario 1: bare CoAP engine vs libcoap', () => scenario1(ctx));
   if (want(2) || want(3) || want(4) || want(7)) {
     await step('scenarios 2, 3, 4: provisioning, refresh, DTLS', async () => {

@@ -97,11 +97,22 @@ export function checks(r: Results): Check[] {
   });
   // Pending poll: CPU vs one verify; p99 with 100,000 pending.
   if (r.s6) {
-    const pollUs = r.s6.result.server?.cpuPerOpUs;
+    // Judged on the poll's own cost, net of what the same server spends with no device polling (its
+    // timers, V8's background work): that part does not grow with the number of waiting devices, and
+    // divided by this run's poll rate it would weigh ten times more at 10,000 devices than at 100,000.
+    // Runs without the idle reading (results before issue 17) are judged on the raw figure.
+    const rawUs = r.s6.result.server?.cpuPerOpUs;
+    const netUs = r.s6.netCpuPerPollUs;
+    const pollUs = netUs !== undefined && Number.isFinite(netUs) ? netUs : rawUs;
     const ratio = pollUs !== undefined && floor ? pollUs / floor.edVerifyUs : NaN;
+    const rawRatio = rawUs !== undefined && floor ? rawUs / floor.edVerifyUs : NaN;
+    const warm = r.s6.warm ? `, after ${num(r.s6.warm.polls)} warm-up polls` : '';
     out.push({
       target: 'Pending poll: server CPU per poll ≤ 3 × one signature verify (same run)',
-      measured: `${x(ratio)}: ${num(pollUs)} µs per poll vs verify ${num(floor?.edVerifyUs)} µs (${num(r.s6.devices)} pending devices, ${num(r.s6.rate)} polls/s)`,
+      measured:
+        pollUs === rawUs
+          ? `${x(ratio)}: ${num(pollUs)} µs per poll vs verify ${num(floor?.edVerifyUs)} µs (${num(r.s6.devices)} pending devices, ${num(r.s6.rate)} polls/s)`
+          : `${x(ratio)}: ${num(pollUs)} µs per poll net of the idle server's ${num(r.s6.idle?.cpuMsPerSec, 2)} ms CPU/s (raw ${num(rawUs)} µs, ${x(rawRatio)}) vs verify ${num(floor?.edVerifyUs)} µs (${num(r.s6.devices)} pending devices, ${num(r.s6.rate)} polls/s${warm})`,
       verdict: !Number.isFinite(ratio) ? 'not measured' : ratio <= 3 ? 'met' : '**MISSED**',
     });
     const full = r.s6.devices >= 100_000;
@@ -341,6 +352,7 @@ export function renderReport(r: Results, jsonPath: string): string {
   p('- **Server CPU** is utime + stime of the server process from `/proc/PID/stat` (all threads, including SQLite\'s) over the timed window, divided by completed operations. **Generator CPU** is the generator\'s own CPU over the window; near 100% means the generator, not the server, was the limit.');
   p("- **Main thread's share** is the main (JavaScript) thread's CPU (`/proc/PID/task/PID/stat`) over the server's total: the rest is the libuv pool that runs SQLite statements (and their fsyncs) and V8's GC and compiler threads. The whole server is pinned to one core, so these threads take turns with the main thread: **waiting for a CPU** (the main thread runnable but not running, `/proc/PID/schedstat`) counts turns lost to them as well as to other processes.");
   p("- **Server event-loop delay** is read from the server's own `/metrics` (prom-client's `monitorEventLoopDelay`, a 10 ms timer; the 10 ms are subtracted) over the window: how long ready work — an arrived datagram, a finished SQLite statement — could wait for the main thread. **GC** is the main thread's garbage-collection pause time per second of the window (warm-up included).");
+  p("- **Pending poll CPU** (scenario 6): before its window the server answers polls of other waiting devices as fast as it can (4,000 in the quick run, 10,000 in the full one; closed loop, 16 in flight, 1-3 s), then the polls go on at the retry rate for 5 s, uncounted, and the window follows. Without the burst the quick window (~700 polls after 300 ms) measured mostly code V8 had not optimised yet: 855-945 µs of CPU per poll against 524-614 with the burst, in alternating rounds on the bench VM (issue 17), while the signature verify it is compared with is a warm loop. V8 optimises on how often code ran, not on time, so a burst does in seconds what the retry rate would take half a minute to; the 5 s at the rate let the GC that follows a burst (25-40 ms of CPU, 1-4 s later) pass outside the window without a pause, which a server polled all the time never has (a 10 s pause made the polls ~15% dearer). Right after the window the same server's CPU with nothing to do is read, as the median of 1 s slices (5 quick, 10 full), from `/proc/PID/task/*/schedstat` (nanoseconds, where `/proc/PID/stat` counts 10 ms ticks): its timers and V8's background work. The table gives the raw CPU per poll (as everywhere: all the server's CPU over the window ÷ polls) and the same net of the idle rate (idle CPU per second ÷ polls per second subtracted). The target is judged on the net figure: the idle part is paid with no device waiting and does not grow with their number, while divided by the poll rate it weighs ten times more at 10,000 devices (167 polls/s) than at 100,000. Where a timer's wake-up falls in a poll's under load it costs less than idle, so the net figure may be low by at most the difference between the two columns.");
   p('- **Crypto floor** (`tools/bench/floor.ts`, pinned to the server core, same run): CPU time of Ed25519 verify and sign with node:crypto KeyObjects made once, median of 5 rounds. One provisioning = 1 verify + 1 sign; one refresh = 2 verifies (the token and the request) + 1 sign.');
   p('- Latencies are per operation as the device sees it: for provisioning and refresh, both round trips (the 4.01 challenge and the signed request) including the device\'s signing of the second request in the generator.');
   p('- Servers run with `--log-level warn` (the default `info` writes one JSON line per provisioning) and with mDNS / CoAP multicast off (`IDPROV_MDNS=false IDPROV_COAP_MULTICAST=false IDPROV_ROGUE_MONITOR=false`). Every simulated device sends from 127.0.0.1, so the security monitor\'s per-address limits are raised to their maxima (`IDPROV_RATE_LIMIT_ADDRESS=1000000 IDPROV_RATE_BURST_ADDRESS=10000000 IDPROV_MANY_IDS_THRESHOLD=100000 IDPROV_DTLS_HANDSHAKE_RATE=1000000 IDPROV_DTLS_HANDSHAKE_BURST=1000000`; still evaluated, so their cost is measured); with the defaults one address gets 4.29 past 50 requests/s and starts at most 20 DTLS handshakes per second. Per-device limits keep their defaults. SQLite runs as configured in production: WAL, `synchronous=FULL`, group commit; a token is only sent after its record is committed.');
@@ -465,11 +477,11 @@ export function renderReport(r: Results, jsonPath: string): string {
   p();
   if (r.s6) {
     const s = r.s6;
-    p(`${num(s.devices)} pending records seeded with the store API before the server starts (${num(s.seedSeconds, 1)} s), then devices poll at the rate their 60 s retry hint implies (${num(s.devices)} / 60 s = ${num(s.rate)}/s, open loop), each poll a signed request carrying a valid nonce (as the device holds from its last pending answer; the server was given the nonce secret with \`IDPROV_NONCE_SECRET\`). Each poll is answered 2.05 pending and records when, how often and from where the device was seen (three columns of its row, committed through group commit before the answer).`);
+    p(`${num(s.devices)} pending records seeded with the store API before the server starts (${num(s.seedSeconds, 1)} s), then devices poll at the rate their 60 s retry hint implies (${num(s.devices)} / 60 s = ${num(s.rate)}/s, open loop), each poll a signed request carrying a valid nonce (as the device holds from its last pending answer; the server was given the nonce secret with \`IDPROV_NONCE_SECRET\`). Each poll is answered 2.05 pending and records when, how often and from where the device was seen (three columns of its row, committed through group commit before the answer).${s.warm && s.idle ? ` Before the window the server answered ${num(s.warm.polls)} other devices' polls as fast as it could (${s.warm.concurrency} in flight, ${num(s.warm.seconds, 1)} s), then 5 s of polls at the rate; after it, idle, it spent ${num(s.idle.cpuMsPerSec, 2)} ms of CPU a second (median of ${s.idle.seconds} 1 s slices; "How it is measured").` : ''}`);
     p();
-    p('| devices | polls/s | p50 ms | p90 ms | p99 ms | max ms | server CPU µs/poll (main thread\'s share) | server: busy / waiting for a CPU | server event-loop delay p99 / max; GC | RSS idle → end (peak) | errors |');
-    p('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
-    p(`| ${num(s.devices)} | ${num(s.result.opsPerSec)} | ${ms(s.result.latency.p50)} | ${ms(s.result.latency.p90)} | ${ms(s.result.latency.p99)} | ${ms(s.result.latency.max)} | ${num(s.result.server?.cpuPerOpUs)} (${mainShare(s.result)}) | ${num(s.result.server?.cpuPct)}% / ${num(s.result.server?.waitPct)}% | ${loopCell(s.result)} | ${num(s.rssIdleMb)} → ${num(s.result.server?.rssMb)} MB (${num(s.result.server?.hwmMb)}) | ${errs(s.result)} |`);
+    p('| devices | polls/s | p50 ms | p90 ms | p99 ms | max ms | server CPU µs/poll (main thread\'s share) | net of the idle server | server: busy / waiting for a CPU | server event-loop delay p99 / max; GC | RSS idle → end (peak) | errors |');
+    p('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+    p(`| ${num(s.devices)} | ${num(s.result.opsPerSec)} | ${ms(s.result.latency.p50)} | ${ms(s.result.latency.p90)} | ${ms(s.result.latency.p99)} | ${ms(s.result.latency.max)} | ${num(s.result.server?.cpuPerOpUs)} (${mainShare(s.result)}) | ${num(s.netCpuPerPollUs)} | ${num(s.result.server?.cpuPct)}% / ${num(s.result.server?.waitPct)}% | ${loopCell(s.result)} | ${num(s.rssIdleMb)} → ${num(s.result.server?.rssMb)} MB (${num(s.result.server?.hwmMb)}) | ${errs(s.result)} |`);
   } else p('Not run or failed (see above).');
   p();
 

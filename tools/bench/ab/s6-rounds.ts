@@ -3,6 +3,7 @@
  * --prof DIR the server runs under `node --cpu-prof` into DIR; with --perf-map it writes
  * /tmp/perf-PID.map for `perf record`. Runs this tree's dist/ (build first).
  *   npx tsx tools/bench/ab/s6-rounds.ts [ROUNDS=3] [--prof DIR | --perf-map] [--window-ms MS] [--warmup-ms MS]
+ *     [--warm-polls N (the burst before the window; 0: none)] [--idle-ms MS (the idle reading)]
  */
 import { LoadGenerator } from '../lib/procs.ts';
 import { pinning } from '../lib/sys.ts';
@@ -14,7 +15,15 @@ const profDir = profAt >= 0 ? args[profAt + 1] : undefined;
 const rounds = Number(args.find((a, i) => /^\d+$/.test(a) && (i === 0 || !args[i - 1]!.startsWith('--'))) ?? 3);
 const windowAt = args.indexOf('--window-ms');
 const warmAt = args.indexOf('--warmup-ms');
-const mode = { ...QUICK, ...(windowAt >= 0 ? { pendingWindowMs: Number(args[windowAt + 1]) } : {}), ...(warmAt >= 0 ? { warmupMs: Number(args[warmAt + 1]) } : {}) };
+const warmPollsAt = args.indexOf('--warm-polls');
+const idleAt = args.indexOf('--idle-ms');
+const mode = {
+  ...QUICK,
+  ...(windowAt >= 0 ? { pendingWindowMs: Number(args[windowAt + 1]) } : {}),
+  ...(warmAt >= 0 ? { warmupMs: Number(args[warmAt + 1]) } : {}),
+  ...(warmPollsAt >= 0 ? { pendingWarmPolls: Number(args[warmPollsAt + 1]) } : {}),
+  ...(idleAt >= 0 ? { pendingIdleMs: Number(args[idleAt + 1]) } : {}),
+};
 const cpu = pinning();
 const gen = await LoadGenerator.start(cpu.generator);
 const ctx: Ctx = { mode, gen, cpu, log: () => {} };
@@ -22,7 +31,7 @@ try {
   for (let r = 1; r <= rounds; r++) {
     const s = await scenario6(ctx, profDir ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] } : args.includes('--perf-map') ? { nodeArgs: ['--perf-basic-prof', '--interpreted-frames-native-stack'] } : {});
     const v = s.result.server;
-    console.log(`round ${r} polls=${s.result.ops} cpu_us_per_poll=${v?.cpuPerOpUs.toFixed(0)} main_us_per_poll=${v ? ((v.mainThreadSeconds / s.result.ops) * 1e6).toFixed(0) : '-'} sys_s=${v?.systemSeconds} p99_ms=${s.result.latency.p99}`);
+    console.log(`round ${r} polls=${s.result.ops} cpu_us_per_poll=${v?.cpuPerOpUs.toFixed(0)} main_us_per_poll=${v ? ((v.mainThreadSeconds / s.result.ops) * 1e6).toFixed(0) : '-'} sys_s=${v?.systemSeconds} p99_ms=${s.result.latency.p99} warm=${s.warm?.polls ?? 0}/${s.warm?.seconds ?? 0}s idle_ms_per_s=${s.idle?.cpuMsPerSec} (${s.idle?.slicesMsPerSec.join(" ")}) net_us_per_poll=${s.netCpuPerPollUs?.toFixed(0)}`);
   }
 } finally {
   await gen.stop();
