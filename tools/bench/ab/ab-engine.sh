@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A/B of the bare CoAP engine's server CPU per request: tools/bench/engine-server.ts from two trees
 # (OLD, NEW) and libcoap's coap-server-notls as the same-run baseline, each loaded in turn (order
-# rotated every round, after one uncounted warm-up run each) by get-flood.mjs at N sockets. Prints per
+# rotated every round, its direction flipped every other round, after one uncounted warm-up run each) by get-flood.mjs at N sockets. Prints per
 # round the requests/s and server CPU (utime+stime from /proc) per request, and the medians of the
 # per-round ratios.   tools/bench/ab/ab-engine.sh OLD_TREE NEW_TREE [ROUNDS=7] [MS=2000] [N=16]
 set -euo pipefail
@@ -27,7 +27,9 @@ for n in "${names[@]}"; do node "$here/get-flood.mjs" "${port[$n]}" "$conc" 1500
 rno=""; rnl=""; rol=""; tno=""; tnl=""
 for r in $(seq 1 "$rounds"); do
   for k in 0 1 2; do
-    n=${names[$(( (k + r) % 3 ))]}
+    # The cyclic order flips every other round: with one order only, NEW would always run right
+    # after OLD, and that alone read ~4% in NEW's favour on identical trees.
+    if (( r % 2 )); then n=${names[$(( (k + r) % 3 ))]}; else n=${names[$(( (r - k + 3) % 3 ))]}; fi
     c0=$(cpu "${pid[$n]}")
     out=$(node "$here/get-flood.mjs" "${port[$n]}" "$conc" "$ms")
     sleep 0.2
