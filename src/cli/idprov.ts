@@ -75,15 +75,19 @@ common(program.command('serve').description('run the provisioning server'))
     // Ports bindable, data directory writable with room, database intact: before anything is created.
     await preflight(cfg);
     const log = createLogger(cfg.logLevel, 1, cfg.logFormat);
-    const server = await startServer(cfg, log).catch((e: unknown) => {
-      log.flush();
-      throw e;
-    });
     const dataDir = resolve(cfg.dataDir);
-    writePidFile(dataDir);
+    // SIGINT/SIGTERM are taken from before the start: one that arrives while the server starts (a
+    // `systemctl stop` during migrations, a test that stops it the moment it listens) stops it
+    // cleanly once it has started, instead of killing it half-way by the default action.
+    let server: Awaited<ReturnType<typeof startServer>> | undefined;
+    let stopAsked: string | undefined;
     let closing = false;
     const stop = (sig: string) => {
       if (closing) return;
+      if (server === undefined) {
+        stopAsked ??= sig;
+        return;
+      }
       closing = true;
       log.info({ sig }, 'shutting down');
       server.close().then(
@@ -99,12 +103,19 @@ common(program.command('serve').description('run the provisioning server'))
         },
       );
     };
-    process.on('SIGHUP', () => {
-      log.info({ sig: 'SIGHUP' }, 'reloading token keys and nonce secret');
-      void server.reloadKeys();
-    });
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
+    const started = await startServer(cfg, log).catch((e: unknown) => {
+      log.flush();
+      throw e;
+    });
+    server = started;
+    writePidFile(dataDir);
+    process.on('SIGHUP', () => {
+      log.info({ sig: 'SIGHUP' }, 'reloading token keys and nonce secret');
+      void started.reloadKeys();
+    });
+    if (stopAsked !== undefined) stop(stopAsked);
   });
 
 const keys = program.command('keys').description('token signing keys');

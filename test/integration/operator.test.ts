@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
+import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { join } from 'node:path';
 import { EXIT_CODES } from '../../src/cli/startup.ts';
@@ -125,6 +126,30 @@ describe('the operator\'s kit of idprov serve', function () {
       } finally {
         run('umount', [mnt]);
       }
+    });
+  });
+
+  describe('signals', () => {
+    it('stops cleanly (exit 0, "stopped", no pid file) on a SIGTERM that arrives while it is still starting', async () => {
+      const data = join(t.dir, 'sigterm-at-start');
+      const child = spawn(process.execPath, [IDPROV, 'serve', '--data', data, ...PORTS], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      // The first start creates the DTLS certificate well before it listens: stop it right then.
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no certificate line: ${out}`)), 60_000);
+        child.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          if (out.includes('created the DTLS certificate')) {
+            clearTimeout(timer);
+            child.kill('SIGTERM');
+            resolve();
+          }
+        });
+      });
+      assert.equal(await exited, 0, out);
+      assert.match(out, /"msg":"stopped"/);
+      assert.ok(!existsSync(join(data, 'idprov.pid')), 'no pid file left behind');
     });
   });
 
