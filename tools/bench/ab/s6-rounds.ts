@@ -4,10 +4,12 @@
  * /tmp/perf-PID.map for `perf record`. Runs this tree's dist/ (build first).
  *   npx tsx tools/bench/ab/s6-rounds.ts [ROUNDS=3] [--prof DIR | --perf-map] [--window-ms MS] [--warmup-ms MS]
  *     [--warm-polls N (the burst before the window; 0: none)] [--idle-ms MS (the idle reading)]
+ *     [--full (the full run's sizes: 100,000 pending devices, 1,667 polls/s, a 20 s window)]
+ *     [--node-arg ARG (repeatable; a node option for the server, e.g. --trace-gc: its output comes on stderr)]
  */
 import { LoadGenerator } from '../lib/procs.ts';
 import { pinning } from '../lib/sys.ts';
-import { QUICK, scenario6, type Ctx } from '../scenarios.ts';
+import { FULL, QUICK, scenario6, type Ctx } from '../scenarios.ts';
 
 const args = process.argv.slice(2);
 const profAt = args.indexOf('--prof');
@@ -18,7 +20,7 @@ const warmAt = args.indexOf('--warmup-ms');
 const warmPollsAt = args.indexOf('--warm-polls');
 const idleAt = args.indexOf('--idle-ms');
 const mode = {
-  ...QUICK,
+  ...(args.includes('--full') ? FULL : QUICK),
   ...(windowAt >= 0 ? { pendingWindowMs: Number(args[windowAt + 1]) } : {}),
   ...(warmAt >= 0 ? { warmupMs: Number(args[warmAt + 1]) } : {}),
   ...(warmPollsAt >= 0 ? { pendingWarmPolls: Number(args[warmPollsAt + 1]) } : {}),
@@ -29,7 +31,11 @@ const gen = await LoadGenerator.start(cpu.generator);
 const ctx: Ctx = { mode, gen, cpu, log: () => {} };
 try {
   for (let r = 1; r <= rounds; r++) {
-    const s = await scenario6(ctx, profDir ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] } : args.includes('--perf-map') ? { nodeArgs: ['--perf-basic-prof', '--interpreted-frames-native-stack'] } : {});
+    const nodeArgs = [
+      ...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : args.includes('--perf-map') ? ['--perf-basic-prof', '--interpreted-frames-native-stack'] : []),
+      ...args.filter((_, i) => args[i - 1] === '--node-arg'),
+    ];
+    const s = await scenario6(ctx, nodeArgs.length > 0 ? { nodeArgs } : {});
     const v = s.result.server;
     console.log(`round ${r} polls=${s.result.ops} cpu_us_per_poll=${v?.cpuPerOpUs.toFixed(0)} main_us_per_poll=${v ? ((v.mainThreadSeconds / s.result.ops) * 1e6).toFixed(0) : '-'} sys_s=${v?.systemSeconds} p99_ms=${s.result.latency.p99} warm=${s.warm?.polls ?? 0}/${s.warm?.seconds ?? 0}s idle_ms_per_s=${s.idle?.cpuMsPerSec} (${s.idle?.slicesMsPerSec.join(" ")}) net_us_per_poll=${s.netCpuPerPollUs?.toFixed(0)}`);
   }
