@@ -33,12 +33,12 @@ const ctx: Ctx = { mode: QUICK, gen, cpu, log: () => {} };
 
 function report(r: number, name: string, what: string, res: LoadResult): void {
   const v = res.server;
-  const samples = (res.samples ?? []).map((s) => s.p99.toFixed(1)).join(' ');
+  const samples = (res.samples ?? []).map((s) => (s.p99 ?? NaN).toFixed(1)).join(' ');
   const errs = Object.entries(res.errors).map(([k, c]) => `${c}×${k}`).join(',');
   console.log(
     `round ${r} ${name} ${what} rate=${res.opsPerSec.toFixed(0)}/s ops=${res.ops} p50_ms=${res.latency.p50} p99_ms=${res.latency.p99} max_ms=${res.latency.max} ` +
       `cpu_us_per_op=${v?.cpuPerOpUs.toFixed(0)} main_us_per_op=${v ? ((v.mainThreadSeconds / res.ops) * 1e6).toFixed(0) : '-'} ` +
-      `retx=${res.retransmits} late=${res.late ?? '-'} missed=${res.missed ?? '-'}${errs ? ` errors=${errs}` : ''} sample_p99s=[${samples}]`,
+      `server_wait=${v?.waitPct.toFixed(0)}% gen_wait=${res.generatorWaitPct.toFixed(0)}% retx=${res.retransmits} late=${res.late ?? '-'} missed=${res.missed ?? '-'}${errs ? ` errors=${errs}` : ''} sample_p99s=[${samples}]`,
   );
 }
 
