@@ -6,6 +6,7 @@
  * alternate between DIR's build (A; another checkout, already built) and this tree's (B); both run
  * in this process, one after the other. Run it pinned to one core, as the server is:
  *   taskset -c 0 npx tsx tools/bench/ab/commit-tail.ts [ROUNDS=3] [--rate R (650)] [--seconds S (10)] [--ab DIR]
+ *     [--checkpoint-ms MS] [--restart-frames N] (this tree's checkpointer policy)
  */
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -28,10 +29,15 @@ const rounds = Number(args.find((a, i) => /^\d+$/.test(a) && (i === 0 || !args[i
 const rate = Number(opt('--rate') ?? 650);
 const seconds = Number(opt('--seconds') ?? 10);
 const abRoot = opt('--ab');
+// This tree's checkpointer policy (checkpointer.ts); an older build ignores the option.
+const checkpoint = {
+  ...(opt('--checkpoint-ms') ? { everyMs: Number(opt('--checkpoint-ms')) } : {}),
+  ...(opt('--restart-frames') ? { restartFrames: Number(opt('--restart-frames')) } : {}),
+};
 
 async function opener(root: string): Promise<Open> {
-  const mod = (await import(pathToFileURL(join(resolve(root), 'dist/src/store/sqlite/store.js')).href)) as { SqliteStore: { open: Open } };
-  return (p) => mod.SqliteStore.open(p);
+  const mod = (await import(pathToFileURL(join(resolve(root), 'dist/src/store/sqlite/store.js')).href)) as { SqliteStore: { open: (p: string, o: object) => Promise<StoreLike> } };
+  return (p) => mod.SqliteStore.open(p, { checkpoint });
 }
 
 const T0 = 1_700_000_000;
