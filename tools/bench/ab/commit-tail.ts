@@ -6,7 +6,7 @@
  * alternate between DIR's build (A; another checkout, already built) and this tree's (B); both run
  * in this process, one after the other. Run it pinned to one core, as the server is:
  *   taskset -c 0 npx tsx tools/bench/ab/commit-tail.ts [ROUNDS=3] [--rate R (650)] [--seconds S (10)] [--ab DIR]
- *     [--checkpoint-ms MS] [--restart-frames N] (this tree's checkpointer policy)
+ *     [--checkpoint-ms MS] [--restart-frames N] (this tree's checkpointer policy) [--delay-ms MS (groupCommitMaxDelayMs, both)]
  */
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,6 +29,7 @@ const rounds = Number(args.find((a, i) => /^\d+$/.test(a) && (i === 0 || !args[i
 const rate = Number(opt('--rate') ?? 650);
 const seconds = Number(opt('--seconds') ?? 10);
 const abRoot = opt('--ab');
+const delayMs = opt('--delay-ms') !== undefined ? Number(opt('--delay-ms')) : undefined;
 // This tree's checkpointer policy (checkpointer.ts); an older build ignores the option.
 const checkpoint = {
   ...(opt('--checkpoint-ms') ? { everyMs: Number(opt('--checkpoint-ms')) } : {}),
@@ -37,7 +38,7 @@ const checkpoint = {
 
 async function opener(root: string): Promise<Open> {
   const mod = (await import(pathToFileURL(join(resolve(root), 'dist/src/store/sqlite/store.js')).href)) as { SqliteStore: { open: (p: string, o: object) => Promise<StoreLike> } };
-  return (p) => mod.SqliteStore.open(p, { checkpoint });
+  return (p) => mod.SqliteStore.open(p, { checkpoint, ...(delayMs !== undefined ? { groupCommitMaxDelayMs: delayMs } : {}) });
 }
 
 const T0 = 1_700_000_000;
