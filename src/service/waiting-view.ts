@@ -8,7 +8,9 @@
  * polls. Every commit this process makes that may change such a subject drops its entry (all of
  * them for deletes it cannot attribute: a trim or expiry that removed rows), and any change made
  * elsewhere (another instance on a shared database, another process on the SQLite file, a bulk
- * import) to a subject table drops them all. A read that started before such a drop does not
+ * import) to a subject table, sightings included, drops them all — so on a database shared by
+ * several instances an entry lasts only until another instance writes, and the view saves little
+ * there. A read that started before such a drop does not
  * refill the view (the generation check), so an entry never holds a state older than a commit this
  * process has seen.
  *
@@ -111,8 +113,9 @@ export class WaitingView {
   /** Subscribe to the store's change notification (ObservedStore.subscribe). */
   readonly onChange: ChangeListener = (muts, _version, foreign) => {
     if (foreign) {
+      // Another instance's sightings too: its counts would otherwise be written over by older ones.
       for (const k of foreign) {
-        if (SUBJECT_KINDS.has(k)) return this.clear();
+        if (SUBJECT_KINDS.has(k) || k === 'pending.seen') return this.clear();
       }
     }
     for (const m of muts) {

@@ -73,13 +73,16 @@ describe('waiting view: what it keeps and what drops it (src/service/waiting-vie
     assert.equal(v.subject('a'), undefined);
   });
 
-  it("drops everything on a change made elsewhere to a subject table, not on other tables'", () => {
+  it("drops everything on a change made elsewhere to a subject table or its sightings, not on other tables'", () => {
     const v = new WaitingView(10);
     v.learn('a', { pending: waiting('a') }, v.epoch);
-    v.onChange([], 1, new Set(['nonce.use', 'pending.seen', 'event']));
+    v.onChange([], 1, new Set(['nonce.use', 'event', 'flag.put']));
     assert.ok(v.subject('a'));
     v.onChange([], 2, new Set(['allow.upsert']));
     assert.equal(v.subject('a'), undefined);
+    v.learn('a', { pending: waiting('a') }, v.epoch);
+    v.onChange([], 3, new Set(['pending.seen']));
+    assert.equal(v.subject('a'), undefined, "another instance's sightings");
   });
 
   it('holds at most its bound', () => {
