@@ -96,6 +96,13 @@ export type { SweepResult } from './sweep.ts';
 /** Max-Age (s) of the 5.03 a request gets while the store cannot be reached (see `failure`). */
 export const STORE_UNAVAILABLE_RETRY_S = 5;
 
+/**
+ * Waiting requests the waiting view holds at most (src/service/waiting-view.ts): the cap of the table
+ * (`maxPending`, default 100,000) up to this, a few hundred bytes each; polls of the others read the
+ * store as before.
+ */
+export const MAX_WAITING_VIEW = 200_000;
+
 /** Sightings of waiting devices kept in memory before a flush is started at once (src/service/pending-seen.ts). */
 export const MAX_UNFLUSHED_SIGHTINGS = 20_000;
 
@@ -122,7 +129,7 @@ export class ProvisioningService {
     this.used = new PartitionedNonces({ vouched: d.settings.maxUsedNonces, other: d.settings.maxUsedNoncesUnvouched });
     this.monitor = d.monitor ?? new SecurityMonitor(d.settings.monitor, d.random);
     this.switch = d.switch ?? new ProvisioningSwitch();
-    this.waiting = new WaitingView(this.monitor.settings.maxPending);
+    this.waiting = new WaitingView(Math.min(this.monitor.settings.maxPending, MAX_WAITING_VIEW));
   }
 
   /**
