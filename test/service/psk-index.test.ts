@@ -19,15 +19,15 @@ const text = (b: Buffer | undefined | Promise<Buffer | undefined>) => {
 
 /** A store whose reads are counted (and whose allowlist listing can be held at a gate). */
 function counting(inner: Store) {
-  const counts = { pskOf: 0, listAllow: 0 };
+  const counts = { pskOf: 0, listPsk: 0 };
   let gate: Promise<void> | undefined;
   const store = new Proxy(inner, {
     get(target, prop, recv) {
       if (prop === 'pskOf') return (id: string) => (counts.pskOf++, target.pskOf(id));
-      if (prop === 'listAllow')
-        return async (o: Parameters<Store['listAllow']>[0]) => {
-          counts.listAllow++;
-          const page = await target.listAllow(o);
+      if (prop === 'listPsk')
+        return async (o: Parameters<Store['listPsk']>[0]) => {
+          counts.listPsk++;
+          const page = await target.listPsk(o);
           if (gate) await gate;
           return page;
         };
@@ -141,7 +141,7 @@ describe('PskIndex: the allowlist secrets in memory for DTLS-PSK handshakes', ()
   it('keeps the previous copy when a reload fails, and tries again by itself until one succeeds', async () => {
     let down = true;
     const flaky = new PskIndex(
-      { listAllow: (o) => (down ? Promise.reject(new Error('disk gone')) : mem.listAllow(o)), pskOf: (id) => mem.pskOf(id) },
+      { listPsk: (o) => (down ? Promise.reject(new Error('disk gone')) : mem.listPsk(o)), pskOf: (id) => mem.pskOf(id) },
       () => now,
       undefined,
       (again) => setTimeout(again, 20),
