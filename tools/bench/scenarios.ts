@@ -738,6 +738,11 @@ export async function scenario7(sizes: Sizes): Promise<S7> {
 export interface HeapSample {
   t: number;
   heapUsedMb: number;
+  /**
+   * V8 heap committed (all spaces): what the heap holds in RSS. Heap used swings with the young
+   * generation between scavenges and hides the old space's growth, which this shows (absent in older results).
+   */
+  heapTotalMb?: number;
   externalMb: number;
 }
 
@@ -765,7 +770,7 @@ function sampleHeap(srv: IdprovServer, everyMs: number): { stop: () => HeapSampl
   const timer = setInterval(() => {
     const t = Math.round((performance.now() - t0) / 100) / 10;
     metricsText(srv)
-      .then((text) => out.push({ t, heapUsedMb: mb(text, 'nodejs_heap_size_used_bytes'), externalMb: mb(text, 'nodejs_external_memory_bytes') }))
+      .then((text) => out.push({ t, heapUsedMb: mb(text, 'nodejs_heap_size_used_bytes'), heapTotalMb: mb(text, 'nodejs_heap_size_total_bytes'), externalMb: mb(text, 'nodejs_external_memory_bytes') }))
       .catch(() => undefined);
   }, everyMs);
   return {
@@ -835,7 +840,7 @@ export async function scenario8(ctx: Ctx, engineRate: number, refreshRate: numbe
     }
   }
   for (const s of out) {
-    const h = s.heap && s.heap.length ? `; V8 heap ${round(s.heap[0]!.heapUsedMb, 0)} → ${round(s.heap[s.heap.length - 1]!.heapUsedMb, 0)} MB (2nd half ${round(s.heapSlopeSecondHalfMbPerMin ?? NaN, 2)} MB/min)` : '';
+    const h = s.heap && s.heap.length ? `; V8 heap ${round(s.heap[0]!.heapUsedMb, 0)} → ${round(s.heap[s.heap.length - 1]!.heapUsedMb, 0)} MB (2nd half ${round(s.heapSlopeSecondHalfMbPerMin ?? NaN, 2)} MB/min), committed ${round(s.heap[0]!.heapTotalMb ?? NaN, 0)} → ${round(s.heap[s.heap.length - 1]!.heapTotalMb ?? NaN, 0)} MB` : '';
     ctx.log(`  S8 ${s.what}: RSS ${round(s.rssStartMb, 0)} → ${round(s.rssEndMb, 0)} MB, slope ${round(s.slopeMbPerMin, 2)} MB/min (2nd half ${round(s.slopeSecondHalfMbPerMin, 2)})${h}`);
   }
   return out;

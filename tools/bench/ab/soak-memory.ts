@@ -2,7 +2,8 @@
  * The full-server soak of scenario 8 alone, for an A/B of its memory (issue 17): the same fixed
  * population of provisioned devices refreshing at a fixed open-loop rate, with the server's memory
  * read every 10 s from /proc/PID/status (VmRSS, RssAnon, RssFile) and from its /metrics (V8 heap
- * used, external memory), then the second-half slope of each (MB/min). One server per run; several
+ * used and committed, external memory), then the second-half slope of each (MB/min); "anon-committed"
+ * is the anonymous memory outside the V8 heap (malloc: Buffers, SQLite, OpenSSL, libuv). One server per run; several
  * runs alternate the trees and environments given, round by round.
  *
  *   npx tsx tools/bench/ab/soak-memory.ts [--rounds N (1)] [--rate R (500)] [--minutes M (8)] [--devices N (5000)]
@@ -41,6 +42,8 @@ interface Sample {
   anon: number;
   file: number;
   heap: number;
+  /** V8 heap committed: heap used swings with the young generation and hides the old space's growth. */
+  heapTotal: number;
   external: number;
 }
 
@@ -74,7 +77,7 @@ async function soak(run: (typeof runs)[number], r: number): Promise<void> {
       const text = await fetch(`http://127.0.0.1:${srv.adminPort}/metrics`, { headers: { authorization: `Bearer ${srv.adminToken}` } })
         .then((x) => x.text())
         .catch(() => '');
-      samples.push({ t, ...st, heap: metricMb('nodejs_heap_size_used_bytes', text), external: metricMb('nodejs_external_memory_bytes', text) });
+      samples.push({ t, ...st, heap: metricMb('nodejs_heap_size_used_bytes', text), heapTotal: metricMb('nodejs_heap_size_total_bytes', text), external: metricMb('nodejs_external_memory_bytes', text) });
     };
     const timer = setInterval(() => void take(), 10_000);
     const ms = minutes * 60_000;
@@ -86,10 +89,10 @@ async function soak(run: (typeof runs)[number], r: number): Promise<void> {
     const last = samples[samples.length - 1]!;
     console.log(
       `round ${r} ${run.label} ${Object.entries(run.env).map(([k, v]) => `${k}=${v}`).join(' ')} rate=${round(res.opsPerSec, 0)}/s ops=${res.ops} errors=${Object.values(res.errors).reduce((a, b) => a + b, 0)} ` +
-        `cpu_us_per_op=${round(res.server?.cpuPerOpUs ?? NaN, 0)} RSS ${round(first.rss, 0)}→${round(last.rss, 0)} MB (anon ${round(first.anon, 0)}→${round(last.anon, 0)}, file ${round(first.file, 0)}→${round(last.file, 0)}; heap ${round(first.heap, 0)}→${round(last.heap, 0)}, external ${round(first.external, 0)}→${round(last.external, 0)}) ` +
-        `2nd-half slope MB/min: rss ${sl('rss')} anon ${sl('anon')} file ${sl('file')} heap ${sl('heap')} external ${sl('external')}`,
+        `cpu_us_per_op=${round(res.server?.cpuPerOpUs ?? NaN, 0)} RSS ${round(first.rss, 0)}→${round(last.rss, 0)} MB (anon ${round(first.anon, 0)}→${round(last.anon, 0)}, file ${round(first.file, 0)}→${round(last.file, 0)}; heap used ${round(first.heap, 0)}→${round(last.heap, 0)}, committed ${round(first.heapTotal, 0)}→${round(last.heapTotal, 0)}, external ${round(first.external, 0)}→${round(last.external, 0)}) ` +
+        `2nd-half slope MB/min: rss ${sl('rss')} anon ${sl('anon')} file ${sl('file')} heap used ${sl('heap')} committed ${sl('heapTotal')} anon-committed ${round(slope(h.map((s) => s.t), h.map((s) => s.anon - s.heapTotal)), 2).toFixed(2)} external ${sl('external')}`,
     );
-    if (args.includes('--samples')) for (const s of samples) console.log(`  t=${s.t.toFixed(2)} rss=${s.rss.toFixed(1)} anon=${s.anon.toFixed(1)} file=${s.file.toFixed(1)} heap=${s.heap.toFixed(1)} ext=${s.external.toFixed(1)}`);
+    if (args.includes('--samples')) for (const s of samples) console.log(`  t=${s.t.toFixed(2)} rss=${s.rss.toFixed(1)} anon=${s.anon.toFixed(1)} file=${s.file.toFixed(1)} heap=${s.heap.toFixed(1)} committed=${s.heapTotal.toFixed(1)} ext=${s.external.toFixed(1)}`);
   } finally {
     await srv.stop();
   }
