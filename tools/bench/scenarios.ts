@@ -751,6 +751,8 @@ export interface SoakRun {
   /** Full server only: V8 heap and external memory over the run, and the heap's slope (2nd half). */
   heap?: HeapSample[];
   heapSlopeSecondHalfMbPerMin?: number;
+  /** The V8 heap committed's slope (2nd half): RSS minus this is the native (malloc) memory's trend. */
+  heapTotalSlopeSecondHalfMbPerMin?: number;
   rate: number;
   minutes: number;
   result: LoadResult;
@@ -834,6 +836,8 @@ export async function scenario8(ctx: Ctx, engineRate: number, refreshRate: numbe
       const half = Math.floor(hs.length / 2);
       run.heap = hs;
       run.heapSlopeSecondHalfMbPerMin = slope(hs.slice(half).map((h) => h.t / 60), hs.slice(half).map((h) => h.heapUsedMb));
+      const committed = hs.slice(half).filter((h) => Number.isFinite(h.heapTotalMb));
+      if (committed.length >= 2) run.heapTotalSlopeSecondHalfMbPerMin = slope(committed.map((h) => h.t / 60), committed.map((h) => h.heapTotalMb!));
       out.push(run);
     } finally {
       await srv.stop();
