@@ -805,7 +805,7 @@ export async function scenario8(ctx: Ctx, engineRate: number, refreshRate: numbe
   const m = ctx.mode;
   const out: SoakRun[] = [];
   // 8a: the bare engine (the memory target of docs/architecture.md "Performance targets" is stated for it).
-  if (engineRate > 0) {
+  if (engineRate > 0 && m.engineSoakMinutes > 0) {
     const probe = { payload: Buffer.from('soak'), maxAge: undefined };
     const eng = await startEngineServer(ctx.cpu.server, probe.payload, probe.maxAge);
     try {
@@ -819,7 +819,7 @@ export async function scenario8(ctx: Ctx, engineRate: number, refreshRate: numbe
     }
   }
   // 8b: the full server, refreshing a fixed population of provisioned devices.
-  if (refreshRate > 0) {
+  if (refreshRate > 0 && m.serverSoakMinutes > 0) {
     const srv = await startIdprov({ cpu: ctx.cpu.server });
     try {
       const population = 5000;
