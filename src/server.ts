@@ -236,6 +236,10 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
       sharedStore: shared !== undefined,
     });
     await service.start();
+    // Repeat polls of waiting devices are answered from memory (service/waiting-view.ts): the view
+    // follows every commit from the moment it subscribes, and fills from the store in the background.
+    const unwatchWaiting = changes.subscribe(service.onStoreChange);
+    void service.loadWaitingView().then((n) => log.info({ waiting: n }, 'waiting requests in memory')).catch((e: unknown) => log.warn({ err: (e as Error).message }, 'loading the waiting requests failed'));
     const admin = new AdminService({ store, keyring, log: log.child({ c: 'admin' }), now: nowS, monitor, switch: provisioningSwitch });
     await admin.loadSwitch();
     if (cfg.allowlist) await importAllowlistFile(store, cfg.allowlist, cfg, nowS(), log);
@@ -408,6 +412,7 @@ export async function startServer(cfg: Readonly<Config>, log: Logger, clock: () 
         await sweeping;
         unwatchKeys();
         unwatchPsk();
+        unwatchWaiting();
         pskIndex.stop();
         unlisten();
         await membership?.stop(memberId);

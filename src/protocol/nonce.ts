@@ -41,14 +41,33 @@ function currentOf(k: NonceKey): Uint8Array {
   return k instanceof Uint8Array ? k : k.current;
 }
 
+/**
+ * The MAC input is laid out in one buffer and fed to the HMAC in one `update`: each update is a call
+ * into C++, and a provisioning computes three of these MACs (issue 17: ≈ 4.1 → 3.8 µs per MAC on dist/, of which 2.5 are the HMAC object itself).
+ */
 function mac(secret: Uint8Array, head: Uint8Array, id: string, peer: string | undefined): Buffer {
-  const h = createHmac('sha256', secret);
-  if (peer === undefined) h.update(LABEL).update(head);
-  else {
-    const p = Buffer.from(peer, 'utf8');
-    h.update(LABEL_BOUND).update(head).update(Buffer.from([Math.min(p.length, 255)])).update(p.subarray(0, 255));
+  const idLen = Buffer.byteLength(id, 'utf8');
+  let peerLen = 0;
+  let longPeer: Buffer | undefined;
+  if (peer !== undefined) {
+    peerLen = Buffer.byteLength(peer, 'utf8');
+    if (peerLen > 255) {
+      // Cut at byte 255 as written, even inside a character (never an address: those are short).
+      longPeer = Buffer.from(peer, 'utf8').subarray(0, 255);
+      peerLen = 255;
+    }
   }
-  return h.update(id, 'utf8').digest().subarray(0, MAC_BYTES);
+  const label = peer === undefined ? LABEL : LABEL_BOUND;
+  const msg = Buffer.allocUnsafe(label.length + head.length + (peer === undefined ? 0 : 1 + peerLen) + idLen);
+  let at = label.copy(msg, 0);
+  msg.set(head, at);
+  at += head.length;
+  if (peer !== undefined) {
+    msg[at++] = peerLen;
+    at += longPeer ? longPeer.copy(msg, at) : msg.write(peer, at, 'utf8');
+  }
+  msg.write(id, at, 'utf8');
+  return createHmac('sha256', secret).update(msg).digest().subarray(0, MAC_BYTES);
 }
 
 /**

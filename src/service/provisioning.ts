@@ -18,7 +18,9 @@ import { STATUS, parseRefreshBody, parseRequestBody, type ResponseBody } from '.
 import { formatCode } from '../protocol/coap-codes.ts';
 import { outcomeCode } from '../protocol/outcomes.ts';
 import { checkNonce, makeNonce, nonceExpiry, type NonceKey } from '../protocol/nonce.ts';
-import type { Mutation, Store } from '../store/store.ts';
+import type { Mutation, Page, Store } from '../store/store.ts';
+import { MAX_PAGE, allPages } from '../store/paging.ts';
+import type { ChangeListener } from './changes.ts';
 import { PublicKeyCache, ed25519Verify, keyFingerprint, keyFingerprintsIn } from '../tokens/ed25519.ts';
 import type { TokenKeyring } from '../tokens/keyring.ts';
 import { sealToken } from '../tokens/seal.ts';
@@ -28,6 +30,7 @@ import { errorOutcome, isOutcome, rateLimited, type Outcome, type OutcomeKind, t
 import { sweep, type SweepResult } from './sweep.ts';
 import { KeyedMutex, PartitionedNonces } from './nonces.ts';
 import { PendingSightings } from './pending-seen.ts';
+import { WaitingView } from './waiting-view.ts';
 import { ProvisioningSwitch, type SwitchState } from './switch.ts';
 
 export { PREFIX48_FACTOR, PREFIX56_FACTOR, type MonitorSettings } from './monitor/security-monitor.ts';
@@ -93,6 +96,13 @@ export type { SweepResult } from './sweep.ts';
 /** Max-Age (s) of the 5.03 a request gets while the store cannot be reached (see `failure`). */
 export const STORE_UNAVAILABLE_RETRY_S = 5;
 
+/**
+ * Waiting requests the waiting view holds at most (src/service/waiting-view.ts): the cap of the table
+ * (`maxPending`, default 100,000) up to this, a few hundred bytes each; polls of the others read the
+ * store as before.
+ */
+export const MAX_WAITING_VIEW = 200_000;
+
 /** Sightings of waiting devices kept in memory before a flush is started at once (src/service/pending-seen.ts). */
 export const MAX_UNFLUSHED_SIGHTINGS = 20_000;
 
@@ -103,6 +113,13 @@ export class ProvisioningService {
   /** Repeat polls of waiting requests not yet written (src/service/pending-seen.ts). */
   private readonly sightings = new PendingSightings(MAX_UNFLUSHED_SIGHTINGS);
   private flushing: Promise<number> | undefined;
+  /**
+   * Waiting requests whose device has nothing else on record, for repeat polls without a store read
+   * (src/service/waiting-view.ts). Subscribe {@link ProvisioningService.onStoreChange} to the
+   * store's change notification, or it stays empty.
+   */
+  private readonly waiting: WaitingView;
+  private watched = false;
   /** The security monitor: rate limits, the `many-ids` tracker, the open flags (shared with the admin service). */
   readonly monitor: SecurityMonitor;
   /** The provisioning switch (turned by the admin service). */
@@ -112,6 +129,48 @@ export class ProvisioningService {
     this.used = new PartitionedNonces({ vouched: d.settings.maxUsedNonces, other: d.settings.maxUsedNoncesUnvouched });
     this.monitor = d.monitor ?? new SecurityMonitor(d.settings.monitor, d.random);
     this.switch = d.switch ?? new ProvisioningSwitch();
+    this.waiting = new WaitingView(Math.min(this.monitor.settings.maxPending, MAX_WAITING_VIEW));
+  }
+
+  /**
+   * The listener to subscribe to the store's change notification (ObservedStore.subscribe): only a
+   * service that sees every commit may answer repeat polls from memory.
+   */
+  get onStoreChange(): ChangeListener {
+    this.watched = true;
+    return this.waiting.onChange;
+  }
+
+  /**
+   * Fill the waiting view from the store (at start, in the background, after subscribing
+   * {@link onStoreChange}): the waiting requests whose ID has no allowlist entry, device or
+   * revocation, so that the first poll of each after a restart needs no read either. A change seen
+   * while the scans run discards them (the view then fills poll by poll). Returns how many it added.
+   */
+  async loadWaitingView(): Promise<number> {
+    if (!this.watched) return 0;
+    const epoch = this.waiting.epoch;
+    const st = this.d.store;
+    const waiting = new Map<string, PendingRecord>();
+    for await (const page of allPages((after) => st.listPending({ status: 'pending', after, limit: MAX_PAGE }))) {
+      for (const p of page) if (waiting.size < this.waiting.max) waiting.set(p.id, p);
+    }
+    if (waiting.size === 0) return 0;
+    const others: Array<(after: string | undefined) => Promise<Page<{ id: string }>>> = [
+      (after) => st.listAllow({ after, limit: MAX_PAGE }),
+      (after) => st.listDevices({ after, limit: MAX_PAGE }),
+      (after) => st.listRevocations({ after, limit: MAX_PAGE }),
+    ];
+    for (const list of others) {
+      for await (const page of allPages(list)) for (const r of page) waiting.delete(r.id);
+      if (epoch !== this.waiting.epoch) return 0;
+    }
+    return this.waiting.fill(waiting.values(), epoch);
+  }
+
+  /** Waiting requests held in memory (metrics, tests). */
+  get waitingViewSize(): number {
+    return this.waiting.size;
   }
 
   /** Load the open flags from the store (once, at start). */
@@ -281,10 +340,20 @@ export class ProvisioningService {
   ): Promise<Outcome> {
     const now = this.now();
     const m = this.monitor.settings;
-    const [stored, macPeers] = await Promise.all([
-      this.d.store.loadSubject(claimed.id),
-      claimed.mac ? this.d.store.macPeers(claimed.mac, claimed.id, MAX_MAC_PEERS) : Promise.resolve([]),
-    ]);
+    // A repeat poll the view answers with "still pending" needs no read (module comment of
+    // waiting-view.ts); a MAC needs the store's other holders of it, anything else the store's word.
+    const viewed = this.watched && claimed.mac === undefined ? this.waiting.subject(claimed.id) : undefined;
+    let stored: SubjectRecords;
+    let macPeers: string[] = [];
+    if (viewed && this.repeatsWaiting(claimed, viewed, now)) stored = viewed;
+    else {
+      const epoch = this.waiting.epoch;
+      [stored, macPeers] = await Promise.all([
+        this.d.store.loadSubject(claimed.id),
+        claimed.mac ? this.d.store.macPeers(claimed.mac, claimed.id, MAX_MAC_PEERS) : Promise.resolve([]),
+      ]);
+      if (this.watched) this.waiting.learn(claimed.id, stored, epoch);
+    }
     const seen = this.sightings.overlay(stored.pending);
     const rec: SubjectRecords = seen ? withChanges(stored, { pending: seen }) : stored;
     const req = claimed.pskIdentity === undefined || sessionPskHolds(pskMatches, rec.allow, now) ? claimed : withoutPsk(claimed);
@@ -299,9 +368,13 @@ export class ProvisioningService {
     const many = this.monitor.tracker.observe(peer, req.id, now);
     if (many) notes.push(manyIdsNote(many, req.id, m.manyIdsWindowS));
     for (const f of notes) this.d.log.warn({ evt: 'flag', kind: f.kind, id: f.deviceId, evidence: f.evidence, keys: keyFingerprintsIn(f.evidence) }, 'suspicious device');
-    const raiser = raiserOf(req.id, keyFingerprint(req.pk));
-    const flagMuts = this.monitor.flags.raise(notes, now, raiser).muts;
-    decision = holdFlagged(decision, req.id, this.monitor.flags.openFor(req.id), { holdFlagged: m.holdFlagged, retryS: this.d.settings.policy.pendingInitialS }, raiser);
+    // Who raises a flag (this ID and key): its fingerprint is a SHA-256, worked out only when a flag is
+    // raised or an open one may hold the device (issue 17: ~3 µs a provisioning otherwise spent for nothing).
+    let raiser: string | undefined;
+    const raiserNow = (): string => (raiser ??= raiserOf(req.id, keyFingerprint(req.pk)));
+    const flagMuts = notes.length > 0 ? this.monitor.flags.raise(notes, now, raiserNow()).muts : [];
+    const open = this.monitor.flags.openFor(req.id);
+    decision = holdFlagged(decision, req.id, open, { holdFlagged: m.holdFlagged, retryS: this.d.settings.policy.pendingInitialS }, open.length > 0 ? raiserNow() : undefined);
     switch (decision.kind) {
       case 'approve':
         if (decision.clearPending) this.sightings.forget(req.id);
@@ -319,6 +392,7 @@ export class ProvisioningService {
           // A repeat poll: nothing durable changes (module comment of pending-seen.ts). Flags raised
           // by it, and the nonce of a shared store, are still written before the answer.
           if (this.sightings.note(decision.pending)) this.flushSoon();
+          this.waiting.noted(decision.pending);
           const durable: Mutation[] = [...flagMuts];
           if (this.d.sharedStore) durable.push(usedOnce(req.nonce));
           if (durable.length > 0) await this.d.store.apply(durable);
@@ -329,7 +403,8 @@ export class ProvisioningService {
         // One event when the request first arrives (not per poll: 100k waiting devices poll often).
         if (decision.pending.count === 1) muts.push(this.event(now, 'provision.pending', req.id, 'device', req.source, { type: req.type }));
         // A new waiting request may push the table over its cap: drop the least recently seen.
-        if (!rec.pending) muts.push({ kind: 'pending.trim', max: m.maxPending, keep: req.id });
+        // (`removed` tells the waiting view whether it went on to drop anyone.)
+        if (!rec.pending) muts.push({ kind: 'pending.trim', max: m.maxPending, keep: req.id, removed: { count: 0 } });
         await this.d.store.apply(muts);
         return answer;
       }
@@ -339,6 +414,13 @@ export class ProvisioningService {
         return errorOutcome(decision.code, decision.reason, decision.retryS);
       }
     }
+  }
+
+  /** True when `viewed` answers `claimed` with "still pending" and writes nothing but its sighting. */
+  private repeatsWaiting(claimed: Parameters<typeof decide>[0], viewed: SubjectRecords, now: number): boolean {
+    if (oobAttempt(claimed, viewed, now) !== undefined) return false;
+    const d = decide(claimed, viewed, this.d.settings.policy, now);
+    return d.kind === 'pending' && d.flags.length === 0 && recordPending(viewed.pending, d.pending).kind === 'pending.seen';
   }
 
   /**

@@ -59,7 +59,7 @@ export class PskIndex {
   private readonly fromStore: (id: string) => Promise<Buffer | undefined>;
 
   constructor(
-    private readonly store: Pick<Store, 'listAllow' | 'pskOf'>,
+    private readonly store: Pick<Store, 'listPsk' | 'pskOf'>,
     private readonly nowS: () => number,
     private readonly log?: Logger,
     /** Calls `again` some time later, after a failed reload (this room keeps no timers). */
@@ -127,7 +127,7 @@ export class PskIndex {
     this.duringLoad = [];
     try {
       const next = new Map<string, PskFields>();
-      for await (const page of allPages((after) => this.store.listAllow({ after, limit: LOAD_PAGE }))) {
+      for await (const page of allPages((after) => this.store.listPsk({ after, limit: LOAD_PAGE }))) {
         for (const e of page) setEntry(next, e);
       }
       for (const m of this.duringLoad) applyTo(next, m);
@@ -160,7 +160,7 @@ function applyTo(keys: Map<string, PskFields>, m: Mutation): void {
 }
 
 /** Holds `e`'s secret, or forgets `e.id` when the entry has none (a re-import can drop it). */
-function setEntry(keys: Map<string, PskFields>, e: AllowEntry): void {
+function setEntry(keys: Map<string, PskFields>, e: Pick<AllowEntry, 'id' | 'secret' | 'expires'>): void {
   if (e.secret === undefined || e.secret === '') {
     keys.delete(e.id);
     return;

@@ -22,6 +22,7 @@ import type {
   Revocation,
   TokenKeyRecord,
 } from '../domain.ts';
+import type { PskEntry } from './store.ts';
 
 export type Row = Record<string, unknown>;
 export type Param = string | number | Buffer | null;
@@ -147,6 +148,11 @@ export function allowFromRow(r: Row): AllowEntry {
   if (r.expires !== null) e.expires = r.expires as number;
   if (r.consumed_at !== null) e.consumedAt = r.consumed_at as number;
   return e;
+}
+
+/** A row of `listPsk` (id, secret, expires; the secret is never NULL there). */
+export function pskFromRow(r: Row): PskEntry {
+  return r.expires === null ? { id: r.id as string, secret: r.secret as string } : { id: r.id as string, secret: r.secret as string, expires: r.expires as number };
 }
 
 export function deviceFromRow(r: Row): DeviceRecord {

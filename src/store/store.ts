@@ -101,6 +101,14 @@ export interface BulkResult {
   added: number;
 }
 
+/** An allowlist entry's DTLS-PSK fields ({@link Store.listPsk}). */
+export interface PskEntry {
+  id: string;
+  secret: string;
+  /** The entry's expiry (epoch s); absent = never. */
+  expires?: number;
+}
+
 /** Page of a list, ordered by id; pass `next` as `after` for the following page. */
 export interface Page<T> {
   items: T[];
@@ -149,6 +157,13 @@ export interface Store {
   getRevocation(id: string): Promise<Revocation | undefined>;
 
   listAllow(opts?: ListOptions): Promise<Page<AllowEntry>>;
+  /**
+   * The allowlist entries that hold a printed secret, with only their DTLS-PSK fields, by id (keyset
+   * pagination as {@link listAllow}). SQLite and PostgreSQL read them through an index of those entries
+   * alone, so the cost follows how many have a secret, not the allowlist's size (the PSK index loads
+   * with it: `service/psk-index.ts`).
+   */
+  listPsk(opts?: ListOptions): Promise<Page<PskEntry>>;
   listDevices(opts?: ListOptions): Promise<Page<DeviceRecord>>;
   listPending(opts?: ListOptions & { status?: PendingRecord['status'] }): Promise<Page<PendingRecord>>;
   listRevocations(opts?: ListOptions): Promise<Page<Revocation>>;

@@ -34,6 +34,10 @@ describe('the systemd unit deploy/idprov.service', () => {
     assert.deepEqual(values('MemoryDenyWriteExecute'), []);
   });
 
+  it('limits glibc malloc to two arenas (docs/operations.md "systemd": less resident memory kept after bursts)', () => {
+    assert.ok(values('Environment').includes('MALLOC_ARENA_MAX=2'), values('Environment').join(', '));
+  });
+
   it('does not restart on the exit codes of problems an operator must fix (2-6)', () => {
     assert.deepEqual(values('RestartPreventExitStatus'), ['2 3 4 5 6']);
   });

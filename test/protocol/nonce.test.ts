@@ -3,7 +3,7 @@
  * instance holding the secret verifies them without per-request state. The clock is an argument.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { toHex } from '../support/bytes.ts';
 import { NONCE_BYTES, checkNonce, makeNonce, nonceExpiry } from '../../src/protocol/nonce.ts';
 
@@ -20,6 +20,27 @@ describe('freshness nonces (docs/spec/idprov-coap-v1.md §3)', () => {
     assert.ok(NONCE_BYTES >= 8 && NONCE_BYTES <= 32);
     assert.equal(nonce.readUInt32BE(0), NOW + 300);
     assert.equal(toHex(nonce.subarray(4, 12)), toHex(RANDOM));
+  });
+
+  it('carries the MAC of the documented layout, unbound (v1) and bound to a peer (v2), for any ID and peer text', () => {
+    // Computed here from the module comment's layout, independently of how nonce.ts feeds its HMAC.
+    const expect = (id: string, peer?: string): string => {
+      const head = Buffer.alloc(12);
+      head.writeUInt32BE(NOW + 300, 0);
+      RANDOM.copy(head, 4);
+      const parts = [Buffer.from(peer === undefined ? 'idprov-nonce-v1' : 'idprov-nonce-v2', 'ascii'), head];
+      if (peer !== undefined) {
+        const p = Buffer.from(peer, 'utf8');
+        parts.push(Buffer.from([Math.min(p.length, 255)]), p.subarray(0, 255));
+      }
+      parts.push(Buffer.from(id, 'utf8'));
+      return toHex(Buffer.concat([head, createHmac('sha256', SECRET).update(Buffer.concat(parts)).digest().subarray(0, 12)]));
+    };
+    const long = `${'é'.repeat(127)}x${'é'.repeat(10)}`; // 265 bytes, cut inside a character at 255
+    for (const [id, peer] of [['dev-1', undefined], ['dev-1', '127.0.0.1'], ['Gerät-ü', '2001:db8::1'], ['d', ''], ['dev-1', long], ['ĳ'.repeat(40), long]] as const) {
+      assert.equal(toHex(makeNonce(SECRET, id, NOW + 300, RANDOM, peer)), expect(id, peer), `${id} ${peer ?? '(unbound)'}`);
+      assert.equal(checkNonce(SECRET, id, makeNonce(SECRET, id, NOW + 300, RANDOM, peer), NOW, peer), undefined);
+    }
   });
 
   it('is deterministic for the same secret, id, expiry and random bytes', () => {

@@ -19,15 +19,17 @@ const text = (b: Buffer | undefined | Promise<Buffer | undefined>) => {
 
 /** A store whose reads are counted (and whose allowlist listing can be held at a gate). */
 function counting(inner: Store) {
-  const counts = { pskOf: 0, listAllow: 0 };
+  const counts = { pskOf: 0, listAllow: 0, listPsk: 0, secretsRead: 0 };
   let gate: Promise<void> | undefined;
   const store = new Proxy(inner, {
     get(target, prop, recv) {
       if (prop === 'pskOf') return (id: string) => (counts.pskOf++, target.pskOf(id));
-      if (prop === 'listAllow')
-        return async (o: Parameters<Store['listAllow']>[0]) => {
-          counts.listAllow++;
-          const page = await target.listAllow(o);
+      if (prop === 'listAllow') return (o: Parameters<Store['listAllow']>[0]) => (counts.listAllow++, target.listAllow(o));
+      if (prop === 'listPsk')
+        return async (o: Parameters<Store['listPsk']>[0]) => {
+          counts.listPsk++;
+          const page = await target.listPsk(o);
+          counts.secretsRead += page.items.length;
           if (gate) await gate;
           return page;
         };
@@ -72,6 +74,19 @@ describe('PskIndex: the allowlist secrets in memory for DTLS-PSK handshakes', ()
     assert.equal(text(index.lookup('dev-key-only')), undefined);
     assert.equal(c.counts.pskOf, 1, 'no store read after the load');
     assert.equal(index.stats.storeLookups, 1);
+  });
+
+  it('reads only the entries that carry a secret: a key-only fleet costs a reload no records', async () => {
+    const before = (await mem.listPsk({ limit: 1000 })).items.length;
+    const keyOnly = Array.from({ length: 2500 }, (_, i) => ({ kind: 'allow.upsert' as const, entry: { id: `key-${String(i).padStart(4, '0')}`, type: 0 as const, createdAt: NOW, pk: new Uint8Array(32).fill(i % 251) } }));
+    await mem.apply(keyOnly);
+    await mem.apply([{ kind: 'allow.upsert', entry: entry('key-9999') }]);
+    await index.reload();
+    assert.equal(text(index.lookup('key-9999')), 'secret-of-key-9999');
+    assert.equal(text(index.lookup('key-0001')), undefined);
+    assert.equal(c.counts.listAllow, 0, 'no whole allowlist records read');
+    assert.equal(c.counts.secretsRead, before + 1, 'the entries with a secret, none of the 2,500 key-only ones');
+    assert.equal(c.counts.listPsk, 1, 'one page');
   });
 
   it('applies the rule of livePsk: an expired entry yields no key', async () => {
@@ -141,7 +156,7 @@ describe('PskIndex: the allowlist secrets in memory for DTLS-PSK handshakes', ()
   it('keeps the previous copy when a reload fails, and tries again by itself until one succeeds', async () => {
     let down = true;
     const flaky = new PskIndex(
-      { listAllow: (o) => (down ? Promise.reject(new Error('disk gone')) : mem.listAllow(o)), pskOf: (id) => mem.pskOf(id) },
+      { listPsk: (o) => (down ? Promise.reject(new Error('disk gone')) : mem.listPsk(o)), pskOf: (id) => mem.pskOf(id) },
       () => now,
       undefined,
       (again) => setTimeout(again, 20),

@@ -595,6 +595,61 @@ export function storeContract(name: string, target: ContractTarget): void {
       });
     });
 
+    describe('listPsk', () => {
+      before(async () => {
+        store = await target.open();
+        const ms: Mutation[] = [];
+        // Every third entry has a printed secret, every sixth an expiry too; the rest only a key.
+        for (let i = 0; i < 30; i++) {
+          const id = `psk-${String(i).padStart(2, '0')}`;
+          ms.push(upsertAllow(id, i % 3 === 0 ? { secret: `printed-${i}`, ...(i % 6 === 0 ? { expires: T0 + i } : {}) } : {}));
+        }
+        await store.apply(ms);
+      });
+      after(async () => {
+        await store.close();
+      });
+
+      it('lists only the entries with a secret, in id order, with their PSK fields alone', async () => {
+        const page = await store.listPsk({ limit: 1000 });
+        assert.deepEqual(
+          page.items,
+          Array.from({ length: 10 }, (_, k) => {
+            const i = k * 3;
+            const id = `psk-${String(i).padStart(2, '0')}`;
+            return i % 6 === 0 ? { id, secret: `printed-${i}`, expires: T0 + i } : { id, secret: `printed-${i}` };
+          }),
+        );
+        assert.ok(!('next' in page));
+      });
+
+      it('pages by id, setting next only while more remain', async () => {
+        const first = await store.listPsk({ limit: 4 });
+        assert.deepEqual(first.items.map((e) => e.id), ['psk-00', 'psk-03', 'psk-06', 'psk-09']);
+        assert.equal(first.next, 'psk-09');
+        const rest = await store.listPsk({ after: first.next, limit: 100 });
+        assert.deepEqual(rest.items.map((e) => e.id), ['psk-12', 'psk-15', 'psk-18', 'psk-21', 'psk-24', 'psk-27']);
+        assert.equal(rest.next, undefined);
+      });
+
+      it('follows an entry that gains, changes or loses its secret, and one deleted', async () => {
+        await store.apply([
+          upsertAllow('psk-01', { secret: 'gained' }),
+          upsertAllow('psk-03', { secret: 'changed' }),
+          upsertAllow('psk-06'),
+          { kind: 'allow.delete', id: 'psk-09' },
+        ]);
+        const ids = (await store.listPsk({ limit: 5 })).items;
+        assert.deepEqual(ids, [
+          { id: 'psk-00', secret: 'printed-0', expires: T0 },
+          { id: 'psk-01', secret: 'gained' },
+          { id: 'psk-03', secret: 'changed' },
+          { id: 'psk-12', secret: 'printed-12', expires: T0 + 12 },
+          { id: 'psk-15', secret: 'printed-15' },
+        ]);
+      });
+    });
+
     describe('lists', () => {
       before(async () => {
         store = await target.open();

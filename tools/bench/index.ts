@@ -5,6 +5,8 @@
  *   npm run bench -- --quick       under a minute: shorter windows, fewer N values, smaller counts
  *   npm run bench -- --long        full run plus the soak (scenario 8: the bare engine 10 min, then the full server 30 min)
  *   options: --only 1,2,5,9 (JSON only, docs untouched)  --engine-soak-minutes M  --server-soak-minutes M  --no-docs
+ *            (0 minutes skips that half of the soak: `--only 8 --engine-soak-minutes 0` runs the server soak alone,
+ *            at 500 refreshes/s when scenario 3 did not run; tools/bench/ab/soak-memory.ts A/Bs its memory)
  *            --profile / --no-profile: profile a separate provisioning server (default: on, off with --quick)
  *
  * Scenario 9 is the scale-out comparison of issue 16 (tools/bench/scale-out-servers.ts: SQLite with one

@@ -220,6 +220,11 @@ function soakWhy(s: SoakRun): string {
   const heapSlope = s.heapSlopeSecondHalfMbPerMin;
   if (heapSlope === undefined || !Number.isFinite(heapSlope)) return `RSS grew ${num(s.slopeSecondHalfMbPerMin, 2)} MB/min through the second half; no heap samples to tell the JavaScript heap from native memory`;
   // Slopes fitted over the second half, not end-point differences: the heap is a GC sawtooth.
+  const committed = s.heapTotalSlopeSecondHalfMbPerMin;
+  if (committed !== undefined && Number.isFinite(committed) && committed >= s.slopeSecondHalfMbPerMin / 3) {
+    // Heap used samples land anywhere in the young generation's cycle and hide the old space's growth; the committed heap does not.
+    return `the V8 heap committed grew ${num(committed, 2)} MB/min in the second half (RSS ${num(s.slopeSecondHalfMbPerMin, 2)} MB/min, heap used ${num(heapSlope, 2)} MB/min): the old space grows — a heap snapshot diff between two points of a soak will name what it holds`;
+  }
   return heapSlope < s.slopeSecondHalfMbPerMin / 3
     ? `RSS grew ${num(s.slopeSecondHalfMbPerMin, 2)} MB/min in the second half while the V8 heap's trend was ${num(heapSlope, 2)} MB/min: the growth is native memory — malloc arenas keeping their high-water mark after bursts of short-lived Buffers (SQLite's caches are bounded by \`cache_size\`) — which a longer soak must show levelling off before this counts as flat`
     : `the V8 heap itself grew ${num(heapSlope, 2)} MB/min in the second half (RSS ${num(s.slopeSecondHalfMbPerMin, 2)} MB/min): something in the JavaScript heap accumulates per refresh — a heap snapshot diff between two points of a soak will name it`;

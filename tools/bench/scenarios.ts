@@ -738,6 +738,11 @@ export async function scenario7(sizes: Sizes): Promise<S7> {
 export interface HeapSample {
   t: number;
   heapUsedMb: number;
+  /**
+   * V8 heap committed (all spaces): what the heap holds in RSS. Heap used swings with the young
+   * generation between scavenges and hides the old space's growth, which this shows (absent in older results).
+   */
+  heapTotalMb?: number;
   externalMb: number;
 }
 
@@ -746,6 +751,8 @@ export interface SoakRun {
   /** Full server only: V8 heap and external memory over the run, and the heap's slope (2nd half). */
   heap?: HeapSample[];
   heapSlopeSecondHalfMbPerMin?: number;
+  /** The V8 heap committed's slope (2nd half): RSS minus this is the native (malloc) memory's trend. */
+  heapTotalSlopeSecondHalfMbPerMin?: number;
   rate: number;
   minutes: number;
   result: LoadResult;
@@ -765,7 +772,7 @@ function sampleHeap(srv: IdprovServer, everyMs: number): { stop: () => HeapSampl
   const timer = setInterval(() => {
     const t = Math.round((performance.now() - t0) / 100) / 10;
     metricsText(srv)
-      .then((text) => out.push({ t, heapUsedMb: mb(text, 'nodejs_heap_size_used_bytes'), externalMb: mb(text, 'nodejs_external_memory_bytes') }))
+      .then((text) => out.push({ t, heapUsedMb: mb(text, 'nodejs_heap_size_used_bytes'), heapTotalMb: mb(text, 'nodejs_heap_size_total_bytes'), externalMb: mb(text, 'nodejs_external_memory_bytes') }))
       .catch(() => undefined);
   }, everyMs);
   return {
@@ -798,7 +805,7 @@ export async function scenario8(ctx: Ctx, engineRate: number, refreshRate: numbe
   const m = ctx.mode;
   const out: SoakRun[] = [];
   // 8a: the bare engine (the memory target of docs/architecture.md "Performance targets" is stated for it).
-  if (engineRate > 0) {
+  if (engineRate > 0 && m.engineSoakMinutes > 0) {
     const probe = { payload: Buffer.from('soak'), maxAge: undefined };
     const eng = await startEngineServer(ctx.cpu.server, probe.payload, probe.maxAge);
     try {
@@ -812,7 +819,7 @@ export async function scenario8(ctx: Ctx, engineRate: number, refreshRate: numbe
     }
   }
   // 8b: the full server, refreshing a fixed population of provisioned devices.
-  if (refreshRate > 0) {
+  if (refreshRate > 0 && m.serverSoakMinutes > 0) {
     const srv = await startIdprov({ cpu: ctx.cpu.server });
     try {
       const population = 5000;
@@ -829,13 +836,15 @@ export async function scenario8(ctx: Ctx, engineRate: number, refreshRate: numbe
       const half = Math.floor(hs.length / 2);
       run.heap = hs;
       run.heapSlopeSecondHalfMbPerMin = slope(hs.slice(half).map((h) => h.t / 60), hs.slice(half).map((h) => h.heapUsedMb));
+      const committed = hs.slice(half).filter((h) => Number.isFinite(h.heapTotalMb));
+      if (committed.length >= 2) run.heapTotalSlopeSecondHalfMbPerMin = slope(committed.map((h) => h.t / 60), committed.map((h) => h.heapTotalMb!));
       out.push(run);
     } finally {
       await srv.stop();
     }
   }
   for (const s of out) {
-    const h = s.heap && s.heap.length ? `; V8 heap ${round(s.heap[0]!.heapUsedMb, 0)} → ${round(s.heap[s.heap.length - 1]!.heapUsedMb, 0)} MB (2nd half ${round(s.heapSlopeSecondHalfMbPerMin ?? NaN, 2)} MB/min)` : '';
+    const h = s.heap && s.heap.length ? `; V8 heap ${round(s.heap[0]!.heapUsedMb, 0)} → ${round(s.heap[s.heap.length - 1]!.heapUsedMb, 0)} MB (2nd half ${round(s.heapSlopeSecondHalfMbPerMin ?? NaN, 2)} MB/min), committed ${round(s.heap[0]!.heapTotalMb ?? NaN, 0)} → ${round(s.heap[s.heap.length - 1]!.heapTotalMb ?? NaN, 0)} MB` : '';
     ctx.log(`  S8 ${s.what}: RSS ${round(s.rssStartMb, 0)} → ${round(s.rssEndMb, 0)} MB, slope ${round(s.slopeMbPerMin, 2)} MB/min (2nd half ${round(s.slopeSecondHalfMbPerMin, 2)})${h}`);
   }
   return out;

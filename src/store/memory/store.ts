@@ -27,7 +27,7 @@ import type {
 } from '../../domain.ts';
 import { ProvError } from '../../errors.ts';
 import { clampLimit, pageOf } from '../paging.ts';
-import type { AllowStaging, BulkResult, ListOptions, Mutation, Page, Store, StoreTable } from '../store.ts';
+import type { AllowStaging, BulkResult, ListOptions, Mutation, Page, PskEntry, Store, StoreTable } from '../store.ts';
 import {
   checkAdminToken,
   checkAllow,
@@ -365,6 +365,12 @@ export class MemoryStore implements Store {
 
   async listAllow(opts?: ListOptions): Promise<Page<AllowEntry>> {
     return this.page(this.allow, opts, (r) => r.id);
+  }
+
+  async listPsk(opts?: ListOptions): Promise<Page<PskEntry>> {
+    const limit = clampLimit(opts?.limit);
+    const rows = this.allow.after(opts?.after ?? '', limit + 1, (e) => e.secret !== undefined);
+    return pageOf(rows.map((e) => (e.expires === undefined ? { id: e.id, secret: e.secret! } : { id: e.id, secret: e.secret!, expires: e.expires })), limit, (r) => r.id);
   }
 
   async listDevices(opts?: ListOptions): Promise<Page<DeviceRecord>> {

@@ -153,6 +153,10 @@ export const PG_MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE pending ADD COLUMN decided_reason TEXT;
   `,
+  // 5: the entries with a printed secret, for Store.listPsk (as SQLite's migration 5).
+  `
+  CREATE INDEX allowlist_psk ON allowlist (id) INCLUDE (secret, expires) WHERE secret IS NOT NULL;
+  `,
 ];
 
 /** Advisory lock key held while migrating (an arbitrary constant: "idprov" + schema). */

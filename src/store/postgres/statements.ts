@@ -99,6 +99,8 @@ export const SQL = {
   getPending: `SELECT ${cols(PENDING_COLS)} FROM pending WHERE id = $1`,
   getRevocation: `SELECT ${cols(REVOCATION_COLS)} FROM revocations WHERE id = $1`,
   listAllow: `SELECT ${cols(ALLOW_COLS)} FROM allowlist WHERE id > $1 ORDER BY id LIMIT $2`,
+  // Matches the partial index allowlist_psk (migration 5), which covers these columns.
+  listPsk: 'SELECT id, secret, expires FROM allowlist WHERE secret IS NOT NULL AND id > $1 ORDER BY id LIMIT $2',
   listDevices: `SELECT ${cols(DEVICE_COLS)} FROM devices WHERE id > $1 ORDER BY id LIMIT $2`,
   listPending: `SELECT ${cols(PENDING_COLS)} FROM pending WHERE id > $1 ORDER BY id LIMIT $2`,
   listPendingByStatus: `SELECT ${cols(PENDING_COLS)} FROM pending WHERE status = $3 AND id > $1 ORDER BY id LIMIT $2`,

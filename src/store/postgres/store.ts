@@ -61,12 +61,13 @@ import {
   flagFromRow,
   keyFromRow,
   pendingFromRow,
+  pskFromRow,
   revocationFromRow,
   type Param,
   type Row,
 } from '../rows.ts';
 import { FileStaging } from '../staging.ts';
-import type { AllowStaging, BulkResult, ListOptions, Mutation, Page, Store, StoreTable } from '../store.ts';
+import type { AllowStaging, BulkResult, ListOptions, Mutation, Page, PskEntry, Store, StoreTable } from '../store.ts';
 import { TYPES, closedError, prepared, toProvError, type Pool } from './db.ts';
 import { PG_MIGRATIONS, migratePostgres } from './schema.ts';
 import { CHANGE_CHANNEL, SQL } from './statements.ts';
@@ -261,6 +262,10 @@ export class PostgresStore implements Store {
 
   listAllow(opts?: ListOptions): Promise<Page<AllowEntry>> {
     return this.page('listAllow', SQL.listAllow, opts, allowFromRow);
+  }
+
+  listPsk(opts?: ListOptions): Promise<Page<PskEntry>> {
+    return this.page('listPsk', SQL.listPsk, opts, pskFromRow);
   }
 
   listDevices(opts?: ListOptions): Promise<Page<DeviceRecord>> {

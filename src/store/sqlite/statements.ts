@@ -119,6 +119,9 @@ export const READ_SQL = {
   getRevocation: `SELECT ${cols(REVOCATION_COLS)} FROM revocations WHERE id = ?`,
   // Keyset pagination: ids are never '' (CHECK), so `id > ''` is "from the start".
   listAllow: `SELECT ${cols(ALLOW_COLS)} FROM allowlist WHERE id > ? ORDER BY id LIMIT ?`,
+  // `secret IS NOT NULL` is the condition of the partial index allowlist_psk (migration 5), which
+  // holds these three columns: the query reads that index alone.
+  listPsk: 'SELECT id, secret, expires FROM allowlist INDEXED BY allowlist_psk WHERE secret IS NOT NULL AND id > ? ORDER BY id LIMIT ?',
   listDevices: `SELECT ${cols(DEVICE_COLS)} FROM devices WHERE id > ? ORDER BY id LIMIT ?`,
   listPending: `SELECT ${cols(PENDING_COLS)} FROM pending WHERE id > ? ORDER BY id LIMIT ?`,
   listPendingByStatus: `SELECT ${cols(PENDING_COLS)} FROM pending WHERE status = ? AND id > ? ORDER BY id LIMIT ?`,

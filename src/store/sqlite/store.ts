@@ -52,12 +52,13 @@ import {
   flagFromRow,
   keyFromRow,
   pendingFromRow,
+  pskFromRow,
   revocationFromRow,
   type Param,
   type Row,
 } from '../rows.ts';
 import { FileStaging } from '../staging.ts';
-import type { AllowStaging, BulkResult, ListOptions, Mutation, Page, Store, StoreTable } from '../store.ts';
+import type { AllowStaging, BulkResult, ListOptions, Mutation, Page, PskEntry, Store, StoreTable } from '../store.ts';
 import { BATCH_SCHEMA } from './batch.ts';
 import { ReadGate, all, closeDatabase, closedError, execSql, finalize, openDatabase, queryDb, queryRow, toProvError } from './db.ts';
 import { subjectFromSlots } from './rows.ts';
@@ -377,6 +378,11 @@ export class SqliteStore implements Store {
   /** Allowlist entries by id (keyset pagination; `limit` default 100, clamped to 1..1000). */
   listAllow(opts?: ListOptions): Promise<Page<AllowEntry>> {
     return this.page('listAllow', (st) => st.listAllow, [], opts, allowFromRow);
+  }
+
+  /** Allowlist entries with a secret, their PSK fields only, by id (Store.listPsk). */
+  listPsk(opts?: ListOptions): Promise<Page<PskEntry>> {
+    return this.page('listPsk', (st) => st.listPsk, [], opts, pskFromRow);
   }
 
   /** Devices by id (keyset pagination; `limit` default 100, clamped to 1..1000). */

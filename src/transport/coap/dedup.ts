@@ -16,6 +16,13 @@
  * entries are reused for the next inserts, so that the steady state of a flood (every insert evicts
  * its peer's oldest) allocates nothing here.
  *
+ * A remembered response is kept in an allocation of its own, never as a view into a larger one:
+ * the engine's encoded datagrams are small `Buffer.allocUnsafe` results, views into Node's shared
+ * 8 KiB pool slabs, and one of them cached for EXCHANGE_LIFETIME (247 s) keeps its whole slab
+ * alive, with everything else allocated from it meanwhile (issue 17: `maxEntries` such views can pin
+ * `maxEntries` slabs, ~160 MiB at the default 20 000). Copying costs one small allocation per
+ * cached response and bounds the cache's native memory by the bytes it actually holds.
+ *
  * Why this is not the project's `lru-cache` (issue 15): it keeps two orders at once, the global one
  * and one per peer, so that a peer at its `perPeer` bound loses its own oldest entry, not the
  * globally oldest one (which would let one busy peer flush everyone's windows). lru-cache has one
@@ -58,6 +65,14 @@ export interface DedupLimits {
   maxEntries: number;
   /** Entries per peer (default 32 in the engine). */
   perPeer: number;
+}
+
+/** `b` itself when it spans its whole ArrayBuffer, else a copy in an allocation of its own (not from the pool). */
+export function ownBytes(b: Buffer): Buffer {
+  if (b.byteOffset === 0 && b.byteLength === b.buffer.byteLength) return b;
+  const own = Buffer.allocUnsafeSlow(b.byteLength);
+  b.copy(own);
+  return own;
 }
 
 /** Removed entries kept for reuse (a few: the steady state removes one per insert). */
@@ -116,7 +131,7 @@ export class DedupCache {
       if (w.byMid.size >= this.perPeer) this.remove(w.head!);
       if (w.byMid.size === 0) this.peers.set(peer, w); // remove() dropped the now-empty window
     }
-    const e = this.entry(w, mid, expires, response);
+    const e = this.entry(w, mid, expires, response === null ? null : ownBytes(response));
     // Global list: append.
     e.prev = this.tail;
     if (this.tail !== null) this.tail.next = e;

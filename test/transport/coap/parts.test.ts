@@ -21,6 +21,21 @@ describe('CoAP engine parts', () => {
       assert.equal(c.peerCount, 0);
     });
 
+    it('keeps a pooled response in an allocation of its own, so that it does not pin a shared 8 KiB slab', () => {
+      const c = new DedupCache({ maxEntries: 10, perPeer: 5 });
+      const pooled = Buffer.allocUnsafe(40).fill(7); // what MessageWriter.finish() returns: a view into Node's pool
+      assert.ok(pooled.buffer.byteLength > pooled.byteLength, 'precondition: a small allocUnsafe is a pool view');
+      c.set('p', 1, pooled, 100, 0);
+      const kept = c.get('p', 1, 0)!.response!;
+      assert.deepEqual(kept, pooled);
+      assert.equal(kept.byteOffset, 0);
+      assert.equal(kept.buffer.byteLength, kept.byteLength);
+      // One that already owns its memory is kept as it is.
+      const own = Buffer.allocUnsafeSlow(40).fill(8);
+      c.set('p', 2, own, 100, 0);
+      assert.equal(c.get('p', 2, 0)!.response, own);
+    });
+
     it('remembers silence as a null response', () => {
       const c = new DedupCache({ maxEntries: 10, perPeer: 5 });
       c.set('p', 1, null, 100, 0);
