@@ -64,6 +64,7 @@ import { ReadGate, all, closeDatabase, closedError, execSql, finalize, openDatab
 import { subjectFromSlots } from './rows.ts';
 import { MIGRATIONS, migrate } from './schema.ts';
 import { READ_SQL, READ_STATEMENT_COPIES, WRITER_CACHE_KIB, WRITE_SQL, prepareAll, type ReadStatements, type WriteStatements } from './statements.ts';
+import { DEFAULT_CHECKPOINT_POLICY, WalCheckpointer, type CheckpointPolicy } from './checkpointer.ts';
 import { SqliteWriter, type SqliteStoreStats } from './writer.ts';
 
 export type { SqliteStoreStats } from './writer.ts';
@@ -98,6 +99,11 @@ export interface SqliteStoreOptions {
    * temporary directory for `':memory:'`).
    */
   stagingDir?: string;
+  /**
+   * When the WAL is checkpointed (file databases; see `checkpointer.ts`). Default
+   * {@link DEFAULT_CHECKPOINT_POLICY}.
+   */
+  checkpoint?: Partial<CheckpointPolicy>;
   /**
    * Replaces {@link MIGRATIONS}. For tests of the migration runner only.
    * @internal
@@ -151,10 +157,14 @@ export class SqliteStore implements Store {
     migrationsApplied: 0,
     batched: 0,
     batchFallbacks: 0,
+    checkpoints: 0,
+    writerCheckpoints: 0,
+    walFrames: 0,
   };
 
   private readonly writer: SqliteWriter;
   private readonly gate: ReadGate;
+  private readonly checkpointer: WalCheckpointer | undefined;
   private closing: Promise<void> | undefined;
   private nextReader = 0;
   /** Stops of the {@link SqliteStore.onForeignChange} watches, run by `close`. */
@@ -169,9 +179,15 @@ export class SqliteStore implements Store {
     groupStatement: boolean,
     private readonly log: Logger | undefined,
     private readonly stagingDir: string,
+    private readonly checkpointDb: Database | undefined,
+    checkpoint: CheckpointPolicy,
   ) {
     this.gate = new ReadGate(shared);
     this.writer = new SqliteWriter(db, w, this.gate, this.stats, delayMs, groupStatement, log);
+    if (checkpointDb) {
+      this.checkpointer = new WalCheckpointer(checkpointDb, db, this.writer, () => this.stats.commits, this.stats, checkpoint, log);
+      this.checkpointer.start();
+    }
   }
 
   /**
@@ -181,7 +197,8 @@ export class SqliteStore implements Store {
    * For a file: the parent directory is created (mode 0700) when missing; the database file is
    * created with mode 0600 and it and its `-wal` / `-shm` files are chmod-ed to 0600, since it holds
    * token-signing keys and OOB secrets. Pragmas: `journal_mode=WAL`, `synchronous=FULL` (see the
-   * module comment), `busy_timeout`, `foreign_keys=ON`.
+   * module comment), `busy_timeout`, `foreign_keys=ON`; the writer's `wal_autocheckpoint=0`, the
+   * WAL being checkpointed from a connection of its own (`checkpointer.ts`).
    *
    * @throws ProvError `internal` when the database cannot be opened or migrated, or when it was
    * written by a newer schema than this code knows.
@@ -207,8 +224,10 @@ export class SqliteStore implements Store {
         if (String(mode?.journal_mode).toLowerCase() !== 'wal') {
           throw new ProvError('internal', `store open: cannot enable WAL (journal_mode ${String(mode?.journal_mode)})`);
         }
-        // Keep the WAL file from staying huge after a bulk import (it is truncated at checkpoints).
+        // Keep the WAL file from staying huge after a bulk import (it is truncated when it restarts).
         await execSql(writer, 'PRAGMA journal_size_limit = 67108864');
+        // No checkpoint inside a COMMIT: the checkpointer's connection runs them (checkpointer.ts).
+        await execSql(writer, 'PRAGMA wal_autocheckpoint = 0');
       }
       await execSql(writer, `PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -${WRITER_CACHE_KIB}`);
       const applied = await migrate(writer, opts.migrations ?? MIGRATIONS, log);
@@ -216,6 +235,7 @@ export class SqliteStore implements Store {
       const w = await prepareAll(writer, WRITE_SQL, prepared);
 
       const readers: ReadConnection[] = [];
+      let checkpointDb: Database | undefined;
       if (memory) {
         readers.push({ db: writer, st: await prepareAll(writer, READ_SQL, prepared) });
       } else {
@@ -233,6 +253,10 @@ export class SqliteStore implements Store {
         for (let c = 1; c < copies; c++) {
           for (let i = 0; i < conns; i++) readers.push({ db: readers[i]!.db, st: await prepareAll(readers[i]!.db, READ_SQL, prepared) });
         }
+        checkpointDb = await openDatabase(path);
+        opened.push(checkpointDb);
+        // synchronous=FULL: the checkpoint fsyncs the database file before the WAL may restart.
+        await execSql(checkpointDb, `PRAGMA busy_timeout = ${busy}; PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0`);
         for (const suffix of ['-wal', '-shm']) {
           await chmod(path + suffix, 0o600).catch((e: NodeJS.ErrnoException) => {
             if (e.code !== 'ENOENT') throw e;
@@ -240,7 +264,8 @@ export class SqliteStore implements Store {
         }
       }
       const stagingDir = opts.stagingDir ?? (memory ? tmpdir() : dirname(path));
-      const store = new SqliteStore(writer, w, readers, memory, Math.max(0, opts.groupCommitMaxDelayMs ?? 0), opts.groupStatement ?? true, log, stagingDir);
+      const checkpoint = { ...DEFAULT_CHECKPOINT_POLICY, ...opts.checkpoint };
+      const store = new SqliteStore(writer, w, readers, memory, Math.max(0, opts.groupCommitMaxDelayMs ?? 0), opts.groupStatement ?? true, log, stagingDir, checkpointDb, checkpoint);
       store.stats.migrationsApplied = applied;
       log?.debug({ path, migrationsApplied: applied, readers: readers.length }, 'store opened');
       return store;
@@ -533,6 +558,15 @@ export class SqliteStore implements Store {
     return stop;
   }
 
+  /**
+   * Runs one round of the WAL checkpointer now, as its timer does (see `checkpointer.ts`); nothing
+   * for `':memory:'`. For tests, which cannot wait for a timer.
+   * @internal
+   */
+  checkpointRound(): Promise<void> {
+    return this.checkpointer?.run() ?? Promise.resolve();
+  }
+
   close(): Promise<void> {
     for (const stop of [...this.watches]) stop();
     this.closing ??= this.shutdown();
@@ -540,12 +574,14 @@ export class SqliteStore implements Store {
   }
 
   private async shutdown(): Promise<void> {
+    await this.checkpointer?.stop();
     await this.writer.drain();
     await this.gate.drained();
     const statements = Object.values(this.w);
     for (const r of this.readers) statements.push(...Object.values(r.st));
     await Promise.all(statements.map(finalize));
-    const dbs = new Set<Database>([...this.readers.map((r) => r.db), this.db]);
+    // The writer last: closing the last connection checkpoints the WAL and removes it.
+    const dbs = new Set<Database>([...this.readers.map((r) => r.db), ...(this.checkpointDb ? [this.checkpointDb] : []), this.db]);
     for (const db of dbs) {
       try {
         await closeDatabase(db);

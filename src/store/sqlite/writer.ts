@@ -24,6 +24,7 @@ import {
 } from '../rows.ts';
 import type { BulkResult, Mutation } from '../store.ts';
 import { batchOf } from './batch.ts';
+import type { CheckpointStats } from './checkpointer.ts';
 import { execSql, isCallLocal, queryDb, run, toProvError, type ReadGate } from './db.ts';
 import {
   ALLOW_JSON_CHUNK,
@@ -35,7 +36,7 @@ import {
 } from './statements.ts';
 
 /** Counters of a SqliteStore, for health output and tests. */
-export interface SqliteStoreStats {
+export interface SqliteStoreStats extends CheckpointStats {
   /** Write transactions begun by `apply` (one per group of calls, plus re-runs). */
   transactions: number;
   /** Of those, the ones that committed. */
@@ -63,6 +64,8 @@ interface QueuedCall {
   error?: ProvError;
   /** A bulk allowlist import: runs alone, in its own transaction. */
   bulk?: { source: AsyncIterable<string>; result: BulkResult };
+  /** Work that runs alone between two groups, outside any transaction (see `solo`). */
+  solo?: () => Promise<void>;
 }
 
 type AllowUpsert = Extract<Mutation, { kind: 'allow.upsert' }>;
@@ -120,14 +123,42 @@ export class SqliteWriter {
     const result: BulkResult = { rows: 0, added: 0 };
     return new Promise<BulkResult>((resolve, reject) => {
       this.queue.push({ mutations: after, resolve: () => resolve(result), reject, bulk: { source, result } });
-      if (this.flushing === undefined && this.cancelStart === undefined) {
-        const t = setImmediate(() => {
-          this.cancelStart = undefined;
-          this.flushing = this.flushLoop();
-        });
-        this.cancelStart = () => clearImmediate(t);
-      }
+      this.startSoon();
     });
+  }
+
+  /**
+   * Runs `fn` on its own between two groups, with no transaction open on the writer connection:
+   * calls queued before it commit first, calls queued after it wait for it. For the WAL
+   * checkpointer (`checkpointer.ts`), which needs a moment in which no commit can land.
+   */
+  solo(fn: () => Promise<void>): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ mutations: [], resolve, reject, solo: fn });
+      this.startSoon();
+    });
+  }
+
+  private startSoon(): void {
+    if (this.flushing === undefined && this.cancelStart === undefined) {
+      const t = setImmediate(() => {
+        this.cancelStart = undefined;
+        this.flushing = this.flushLoop();
+      });
+      this.cancelStart = () => clearImmediate(t);
+    }
+  }
+
+  private async runSolo(call: QueuedCall): Promise<void> {
+    await this.gate.beginWrite();
+    try {
+      await call.solo!();
+      call.resolve();
+    } catch (e) {
+      call.reject(toProvError(e, 'solo'));
+    } finally {
+      this.gate.endWrite();
+    }
   }
 
   private async runBulk(call: QueuedCall): Promise<void> {
@@ -174,9 +205,10 @@ export class SqliteWriter {
   private async flushLoop(): Promise<void> {
     try {
       while (this.queue.length > 0) {
-        const b = this.queue.findIndex((c) => c.bulk !== undefined);
+        const b = this.queue.findIndex((c) => c.bulk !== undefined || c.solo !== undefined);
         if (b === 0) {
-          await this.runBulk(this.queue.shift()!);
+          const alone = this.queue.shift()!;
+          await (alone.bulk ? this.runBulk(alone) : this.runSolo(alone));
           continue;
         }
         const group = b < 0 ? this.queue : this.queue.slice(0, b);

@@ -334,26 +334,111 @@ describe('SqliteStore', () => {
       }
     });
 
-    it('keeps every write it reported committed when its process is killed with SIGKILL', async function () {
-      this.timeout(60_000);
-      const path = join(dir, 'idprov.db');
+    describe('WAL checkpoints', () => {
+      const walBytes = (path: string): number => statSync(`${path}-wal`).size;
+      /** `calls` apply calls, `parallel` at a time, each an allowlist row and an event. */
+      async function write(s: SqliteStore, from: number, calls: number, parallel = 8): Promise<void> {
+        let next = from;
+        const worker = async (): Promise<void> => {
+          while (next < from + calls) {
+            const id = `wal-${next++}`;
+            await s.apply([upsertAllow(id, { type: 0, secret: 'x'.repeat(200) }), { kind: 'event', event: { at: T0, kind: 'test.wal', actor: 'system', deviceId: id } }]);
+          }
+        };
+        await Promise.all(Array.from({ length: parallel }, worker));
+      }
+
+      it('never checkpoints inside a commit: without checkpointer rounds the WAL grows past SQLite\'s 1,000-page autocheckpoint', async function () {
+        this.timeout(60_000);
+        const path = join(dir, 'idprov.db');
+        // A timer that never fires within the test: only the writer's commits touch the WAL.
+        const s = await SqliteStore.open(path, { checkpoint: { everyMs: 3_600_000 } });
+        try {
+          await write(s, 0, 3000, 1);
+          // 1,000 pages of 4 KiB (plus frame headers) is where an autocheckpoint would have restarted it.
+          assert.ok(walBytes(path) > 1000 * 4096 * 1.05, `WAL ${walBytes(path)} bytes`);
+          assert.equal(s.stats.checkpoints, 0);
+        } finally {
+          await s.close();
+        }
+      });
+
+      it('keeps the WAL bounded while writes continue during every checkpoint, and loses nothing', async function () {
+        this.timeout(60_000);
+        const path = join(dir, 'idprov.db');
+        const s = await SqliteStore.open(path, { checkpoint: { everyMs: 3_600_000, restartFrames: 64 } });
+        const calls = 4000;
+        try {
+          // Writers run throughout, so commits land while each checkpoint runs (the case in which
+          // a checkpoint from another connection alone never lets the WAL restart).
+          let writing = true;
+          const writers = write(s, 0, calls).finally(() => (writing = false));
+          let rounds = 0;
+          while (writing) {
+            await s.checkpointRound();
+            rounds++;
+            // A round with no new commit does no I/O: let the writers run.
+            await new Promise((r) => setImmediate(r));
+          }
+          await writers;
+          // The WAL file keeps its high-water mark: 4,000 calls wrote far more than this.
+          assert.ok(walBytes(path) < 1000 * 4096, `WAL ${walBytes(path)} bytes after ${rounds} rounds`);
+          assert.ok(s.stats.writerCheckpoints >= 2, `restarted ${s.stats.writerCheckpoints} times in ${rounds} rounds`);
+          assert.equal((await s.counts()).allowlist, calls);
+        } finally {
+          await s.close();
+        }
+        const again = await SqliteStore.open(path);
+        try {
+          assert.equal((await again.counts()).allowlist, calls);
+          assert.equal((await again.counts()).events, calls);
+        } finally {
+          await again.close();
+        }
+      });
+    });
+
+    /** Runs the durability child, SIGKILLs it once `enough` holds, and returns the ids it reported committed. */
+    async function killedWriter(path: string, mode: string, enough: (committed: number, restarts: number) => boolean): Promise<string[]> {
       const child = spawn(
         process.execPath,
-        ['--import', 'tsx', fileURLToPath(new URL('../../support/sqlite-durability-child.ts', import.meta.url)), path],
+        ['--import', 'tsx', fileURLToPath(new URL('../../support/sqlite-durability-child.ts', import.meta.url)), path, mode],
         { stdio: ['ignore', 'pipe', 'inherit'] },
       );
       const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
       const committed: string[] = [];
+      let restarts = 0;
       for await (const line of createInterface({ input: child.stdout })) {
-        if (!line.startsWith('committed ')) continue;
-        committed.push(line.slice('committed '.length));
-        if (committed.length === 200) {
+        if (line === 'restarted') restarts++;
+        else if (line.startsWith('committed ')) committed.push(line.slice('committed '.length));
+        if (enough(committed.length, restarts)) {
           child.kill('SIGKILL');
           break;
         }
       }
       assert.equal(await exited, 'SIGKILL');
-      assert.equal(committed.length, 200, 'the child reported 200 commits before it was killed');
+      assert.ok(enough(committed.length, restarts), `the child reported ${committed.length} commits and ${restarts} WAL restarts before it was killed`);
+      return committed;
+    }
+
+    it('keeps every write it reported committed when its process is killed with SIGKILL while checkpoints restart the WAL', async function () {
+      this.timeout(60_000);
+      const path = join(dir, 'idprov.db');
+      const committed = await killedWriter(path, 'often', (n, restarts) => n >= 500 && restarts >= 3);
+      const s = await SqliteStore.open(path);
+      try {
+        for (const id of committed) assert.equal((await s.loadSubject(id)).allow?.secret, `s-${id}`, `${id} survived`);
+        const counts = await s.counts();
+        assert.equal(counts.events, counts.allowlist, 'each call committed whole');
+      } finally {
+        await s.close();
+      }
+    });
+
+    it('keeps every write it reported committed when its process is killed with SIGKILL', async function () {
+      this.timeout(60_000);
+      const path = join(dir, 'idprov.db');
+      const committed = await killedWriter(path, 'default', (n) => n === 200);
 
       const s = await SqliteStore.open(path);
       try {

@@ -3,8 +3,9 @@
  * profiler attached to the server over the inspector, counting objects that died young too
  * (`includeObjectsCollectedByMinorGC`), so transient garbage per request shows. Writes a
  * .heapprofile (Chrome DevTools, Memory tab) and prints the top allocation sites by bytes.
- * Runs this tree's dist/ (build first).
- *   node --experimental-websocket --import tsx tools/bench/ab/s2-alloc.ts OUT.heapprofile [--window-ms MS (3000)]
+ * Runs this tree's dist/ (build first). With --op refresh, scenario 3's refreshes instead (the devices
+ * are provisioned first, outside the sampling).
+ *   node --experimental-websocket --import tsx tools/bench/ab/s2-alloc.ts OUT.heapprofile [--window-ms MS (3000)] [--op refresh]
  */
 import { writeFileSync } from 'node:fs';
 import { LoadGenerator, startIdprov } from '../lib/procs.ts';
@@ -20,6 +21,7 @@ interface Node {
 const out = process.argv[2] ?? 'scenario2.heapprofile';
 const at = process.argv.indexOf('--window-ms');
 const windowMs = at >= 0 ? Number(process.argv[at + 1]) : 3000;
+const op = process.argv.includes('--op') && process.argv[process.argv.indexOf('--op') + 1] === 'refresh' ? 'refresh' : 'prov';
 const cpu = pinning();
 const port = await freeTcpPort();
 const gen = await LoadGenerator.start(cpu.generator);
@@ -42,9 +44,14 @@ try {
       waiting.set(id, resolve);
       ws.send(JSON.stringify({ id, method, params }));
     });
+  if (op === 'refresh') {
+    await load(ctx, { kind: 'closed', op: 'prov', target: { host: '127.0.0.1', port: srv.coapPort }, concurrency: 16, warmupMs: 0, durationMs: QUICK.warmupMs + windowMs, maxOps: 1_000_000, serverPid: srv.pid });
+    const p = await ctx.gen.run({ kind: 'prepare-refresh' });
+    if (!p.ok) throw new Error(p.error);
+  }
   await call('HeapProfiler.enable');
   await call('HeapProfiler.startSampling', { samplingInterval: 8192, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
-  const res = await load(ctx, { kind: 'closed', op: 'prov', target: { host: '127.0.0.1', port: srv.coapPort }, concurrency: 16, warmupMs: QUICK.warmupMs, durationMs: windowMs, maxOps: 1_000_000, serverPid: srv.pid });
+  const res = await load(ctx, { kind: 'closed', op, target: { host: '127.0.0.1', port: srv.coapPort }, concurrency: 16, warmupMs: QUICK.warmupMs, durationMs: windowMs, maxOps: 1_000_000, serverPid: srv.pid });
   const { profile } = (await call('HeapProfiler.stopSampling')) as { profile: { head: Node } };
   ws.close();
   writeFileSync(out, JSON.stringify(profile));
@@ -59,7 +66,7 @@ try {
   };
   walk(profile.head);
   const total = [...self.values()].reduce((a, b) => a + b, 0);
-  console.log(`~${Math.round(ops)} provisionings, ~${Math.round(total / ops)} bytes allocated per provisioning (sampled)`);
+  console.log(`~${Math.round(ops)} ${op === 'prov' ? 'provisionings' : 'refreshes'}, ~${Math.round(total / ops)} bytes allocated per operation (sampled)`);
   for (const [k, v] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 40)) console.log(String(Math.round(v / ops)).padStart(7), 'B/op', k);
 } finally {
   await srv.stop();
