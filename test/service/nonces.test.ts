@@ -3,6 +3,8 @@
  * the validity window") and the per-device mutex of the provisioning service. Time is passed in.
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { makeNonce } from '../../src/protocol/nonce.ts';
 import { KeyedMutex, PartitionedNonces, UsedNonces } from '../../src/service/nonces.ts';
 
 const NOW = 1_767_225_600;
@@ -104,6 +106,47 @@ describe('used-once nonce set (docs/spec/idprov-coap-v1.md §3)', () => {
     assert.equal(used.size, 10);
     assert.equal(used.use(nonce(10), NOW + 400, NOW + 200), true, 'after expiry there is room again');
     assert.equal(used.size, 1);
+  });
+});
+
+describe('used-once nonce set: fingerprints in typed arrays (issue 17)', () => {
+  const SECRET = Buffer.alloc(32, 9);
+
+  it('accepts each of 20,000 real nonces of one time bucket once, past several table growths, and refuses every replay', () => {
+    const used = new UsedNonces();
+    const exp = NOW + 300;
+    const issued = Array.from({ length: 20_000 }, (_, i) => makeNonce(SECRET, `dev-${i % 50}`, exp, randomBytes(8), '192.0.2.1:5683'));
+    for (const n of issued) assert.equal(used.use(n, exp, NOW), true);
+    assert.equal(used.size, 20_000);
+    for (const n of issued) assert.equal(used.has(n, exp), true);
+    for (const n of issued) assert.equal(used.use(Buffer.from(n), exp, NOW + 1), false, 'a replay (a copy of the bytes) is refused');
+    assert.equal(used.size, 20_000);
+  });
+
+  it('tells apart nonces that differ in any one byte of their MAC part', () => {
+    const used = new UsedNonces();
+    const exp = NOW + 300;
+    const base = makeNonce(SECRET, 'dev-1', exp, Buffer.alloc(8, 1));
+    assert.equal(used.use(base, exp, NOW), true);
+    for (let i = 16; i < 24; i++) {
+      const other = Buffer.from(base);
+      other[i] = other[i]! ^ 0x01;
+      assert.equal(used.has(other, exp), false, `byte ${i}`);
+      assert.equal(used.use(other, exp, NOW), true, `byte ${i}`);
+    }
+    assert.equal(used.size, 9);
+  });
+
+  it('remembers the all-zero fingerprint and short nonces as themselves', () => {
+    const used = new UsedNonces();
+    const exp = NOW + 300;
+    assert.equal(used.use(Buffer.alloc(24), exp, NOW), true);
+    assert.equal(used.has(Buffer.alloc(24), exp), true);
+    assert.equal(used.use(Buffer.alloc(24), exp, NOW), false);
+    assert.equal(used.use(Buffer.from([1]), exp, NOW), true);
+    assert.equal(used.use(Buffer.from([0, 1]), exp, NOW), true, 'another length is another nonce');
+    assert.equal(used.use(Buffer.from([1]), exp, NOW), false);
+    assert.equal(used.size, 3);
   });
 });
 

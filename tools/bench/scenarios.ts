@@ -820,7 +820,8 @@ export async function scenario8(ctx: Ctx, engineRate: number, refreshRate: numbe
   }
   // 8b: the full server, refreshing a fixed population of provisioned devices.
   if (refreshRate > 0 && m.serverSoakMinutes > 0) {
-    const srv = await startIdprov({ cpu: ctx.cpu.server });
+    // With the malloc setting of deploy/idprov.service (docs/operations.md): the soak judges the server as it is run.
+    const srv = await startIdprov({ cpu: ctx.cpu.server, env: { MALLOC_ARENA_MAX: '2' } });
     try {
       const population = 5000;
       await provideDevices(ctx, srv, population, true);
